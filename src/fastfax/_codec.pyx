@@ -1,0 +1,975 @@
+# cython: language_level=3
+"""T.4 (MH, MR) and T.6 (MMR) coding: the hot loops behind :mod:`fastfax.codec`.
+
+Rows are packed 8 pixels a byte, most significant bit = leftmost pixel, 1 = black.
+Coded data is produced and consumed most significant bit first; the ``msb_first=False``
+option reverses each byte at the edge (the bit order of the telephone line).
+
+Internally a row is a list of *changing elements*: the pixel positions where the colour
+changes, the first one a change from white to black (rows start white, T.4 4.1.1).
+Both coders work on these lists; the GIL is released for every page-sized loop.
+"""
+
+from cpython.bytes cimport PyBytes_FromStringAndSize
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdlib cimport free, malloc, realloc
+from libc.string cimport memcpy, memmove, memset
+
+from .errors import CodecError, LimitError
+
+cdef extern from *:
+    """
+    #include <string.h>
+    #include <stdint.h>
+    static inline uint64_t ff_load_be64(const uint8_t *p) {
+        uint64_t v; memcpy(&v, p, 8);
+    #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+        return v;
+    #else
+        return __builtin_bswap64(v);
+    #endif
+    }
+    static inline int ff_clz64(uint64_t v) { return v ? __builtin_clzll(v) : 64; }
+    """
+    uint64_t ff_load_be64(const uint8_t *p) nogil
+    int ff_clz64(uint64_t v) nogil
+
+
+cdef enum:
+    SCHEME_RLE = 0
+    SCHEME_MH = 1
+    SCHEME_MR = 2
+    SCHEME_MMR = 3
+
+# Results of decoding one row.
+cdef enum:
+    R_OK = 0
+    R_NEED = 1
+    R_ERR = 2
+    R_END = 3
+
+# Decoder errors (see _ERROR_TEXT).
+cdef enum:
+    E_NONE = 0
+    E_CODE = 1
+    E_LONG = 2
+    E_NOEOL = 3
+    E_EXT = 4
+    E_TRUNC = 5
+    E_ROWS = 6
+    E_MEM = 7
+    E_BADFILL = 8
+    E_MRNOEOL = 9
+
+_ERROR_TEXT = {
+    E_CODE: "invalid code (the data is corrupt or not of this scheme/bit order)",
+    E_LONG: "runs add up to more than the page width",
+    E_NOEOL: "row is not followed by an EOL although the data uses EOLs",
+    E_EXT: "uncompressed mode (extension code) is not supported",
+    E_TRUNC: "data ends in the middle of a row",
+    E_ROWS: "more rows than the row limit",
+    E_MEM: "out of memory",
+    E_BADFILL: "8 to 10 zero bits where an EOL (11 zeros and a one) or a code was expected",
+    E_MRNOEOL: "MR (2-D T.4) row without the EOL and tag bit that must precede it",
+}
+
+# Decoder states between rows.
+cdef enum:
+    S_ROW = 0
+    S_RESYNC = 1
+    S_DONE = 2
+
+# 2-D mode codes.
+cdef enum:
+    M_BAD = 0
+    M_P = 1
+    M_H = 2
+    M_V = 3
+    M_EXT = 4
+
+cdef enum:
+    PAD = 16          # zero bytes kept after the decoder's input for 64-bit peeks
+    MAX_CODE_BITS = 14  # bits one pixel can cost at most, used to size encoder buffers
+
+# ---------------------------------------------------------------------------------------
+# Code tables (T.4 Tables 1, 2 and 3; T.6 Table 1), as bit strings.
+_WHITE_TERM = (
+    "00110101 000111 0111 1000 1011 1100 1110 1111 10011 10100 00111 01000 001000 000011 "
+    "110100 110101 101010 101011 0100111 0001100 0001000 0010111 0000011 0000100 0101000 "
+    "0101011 0010011 0100100 0011000 00000010 00000011 00011010 00011011 00010010 00010011 "
+    "00010100 00010101 00010110 00010111 00101000 00101001 00101010 00101011 00101100 "
+    "00101101 00000100 00000101 00001010 00001011 01010010 01010011 01010100 01010101 "
+    "00100100 00100101 01011000 01011001 01011010 01011011 01001010 01001011 00110010 "
+    "00110011 00110100"
+).split()
+_WHITE_MAKEUP = (  # 64, 128, ... 1728
+    "11011 10010 010111 0110111 00110110 00110111 01100100 01100101 01101000 01100111 "
+    "011001100 011001101 011010010 011010011 011010100 011010101 011010110 011010111 "
+    "011011000 011011001 011011010 011011011 010011000 010011001 010011010 011000 010011011"
+).split()
+_BLACK_TERM = (
+    "0000110111 010 11 10 011 0011 0010 00011 000101 000100 0000100 0000101 0000111 "
+    "00000100 00000111 000011000 0000010111 0000011000 0000001000 00001100111 00001101000 "
+    "00001101100 00000110111 00000101000 00000010111 00000011000 000011001010 000011001011 "
+    "000011001100 000011001101 000001101000 000001101001 000001101010 000001101011 "
+    "000011010010 000011010011 000011010100 000011010101 000011010110 000011010111 "
+    "000001101100 000001101101 000011011010 000011011011 000001010100 000001010101 "
+    "000001010110 000001010111 000001100100 000001100101 000001010010 000001010011 "
+    "000000100100 000000110111 000000111000 000000100111 000000101000 000001011000 "
+    "000001011001 000000101011 000000101100 000001011010 000001100110 000001100111"
+).split()
+_BLACK_MAKEUP = (  # 64, 128, ... 1728
+    "0000001111 000011001000 000011001001 000001011011 000000110011 000000110100 "
+    "000000110101 0000001101100 0000001101101 0000001001010 0000001001011 0000001001100 "
+    "0000001001101 0000001110010 0000001110011 0000001110100 0000001110101 0000001110110 "
+    "0000001110111 0000001010010 0000001010011 0000001010100 0000001010101 0000001011010 "
+    "0000001011011 0000001100100 0000001100101"
+).split()
+_EXT_MAKEUP = (  # 1792, 1856, ... 2560, shared by both colours
+    "00000001000 00000001100 00000001101 000000010010 000000010011 000000010100 "
+    "000000010101 000000010110 000000010111 000000011100 000000011101 000000011110 "
+    "000000011111"
+).split()
+
+# Encoder tables, indexed like libtiff's: 0..63 terminating codes, 63 + n for n * 64.
+cdef uint16_t ENC_CODE[2][104]
+cdef uint8_t ENC_LEN[2][104]
+# Decoder tables, indexed by the next 13 bits: (length << 12) | run, 0 = no such code.
+cdef uint16_t DEC_RUN[2][8192]
+# 2-D modes indexed by the next 7 bits: (length << 8) | (mode << 4) | (delta + 3).
+cdef uint16_t DEC_MODE[128]
+# Byte bit reversal.
+cdef uint8_t REV[256]
+
+
+def _build_tables():
+    cdef int colour, i, n, run, length, code, shift
+    for i in range(256):
+        REV[i] = int(f"{i:08b}"[::-1], 2)
+    for colour, (term, makeup) in enumerate(
+        ((_WHITE_TERM, _WHITE_MAKEUP), (_BLACK_TERM, _BLACK_MAKEUP))
+    ):
+        codes = {run: bits for run, bits in enumerate(term)}
+        codes.update({64 * (i + 1): bits for i, bits in enumerate(makeup)})
+        codes.update({1792 + 64 * i: bits for i, bits in enumerate(_EXT_MAKEUP)})
+        for i in range(8192):
+            DEC_RUN[colour][i] = 0
+        for run, bits in codes.items():
+            index = run if run < 64 else 63 + run // 64
+            ENC_CODE[colour][index] = int(bits, 2)
+            ENC_LEN[colour][index] = len(bits)
+            length = len(bits)
+            code = int(bits, 2)
+            shift = 13 - length
+            for n in range(1 << shift):
+                i = (code << shift) | n
+                if DEC_RUN[colour][i]:
+                    raise AssertionError(f"code table conflict at run {run}")
+                DEC_RUN[colour][i] = (length << 12) | run
+    modes = {"0001": (M_P, 0), "001": (M_H, 0), "1": (M_V, 0), "011": (M_V, 1),
+             "000011": (M_V, 2), "0000011": (M_V, 3), "010": (M_V, -1),
+             "000010": (M_V, -2), "0000010": (M_V, -3), "0000001": (M_EXT, 0)}
+    for i in range(128):
+        DEC_MODE[i] = 0
+    for bits, (mode, delta) in modes.items():
+        length = len(bits)
+        shift = 7 - length
+        for n in range(1 << shift):
+            DEC_MODE[(int(bits, 2) << shift) | n] = (length << 8) | (mode << 4) | (delta + 3)
+
+
+_build_tables()
+
+# ---------------------------------------------------------------------------------------
+# Shared helpers.
+
+cdef inline void reverse_bytes(uint8_t* p, size_t n) noexcept nogil:
+    cdef size_t i
+    for i in range(n):
+        p[i] = REV[p[i]]
+
+
+cdef int row_changes(const uint8_t* row, int width, int32_t* out) noexcept nogil:
+    """Changing elements of a packed row (padded with at least 8 readable bytes).
+
+    Writes the positions where the colour changes (the first a change to black) and
+    returns their count. Bits at or past ``width`` are ignored.
+    """
+    cdef int nwords = (width + 63) >> 6
+    cdef int w, lz, p, n = 0
+    cdef uint64_t word, invert = 0
+    for w in range(nwords):
+        word = ff_load_be64(row + (w << 3)) ^ invert
+        while word:
+            lz = ff_clz64(word)
+            p = (w << 6) + lz
+            if p >= width:
+                return n
+            out[n] = p
+            n += 1
+            invert = ~invert
+            if lz == 63:
+                word = 0
+            else:
+                word = (~word) & ((~(<uint64_t>0)) >> (lz + 1))
+    return n
+
+
+cdef inline void set_bits(uint8_t* row, int s, int e) noexcept nogil:
+    """Set pixels [s, e) of a packed row to black."""
+    cdef int sb = s >> 3
+    cdef int eb = (e - 1) >> 3
+    cdef uint8_t lmask = 0xFF >> (s & 7)
+    cdef uint8_t rmask = <uint8_t>(0xFF << (7 - ((e - 1) & 7)))
+    if sb == eb:
+        row[sb] |= lmask & rmask
+    else:
+        row[sb] |= lmask
+        if eb - sb > 1:
+            memset(row + sb + 1, 0xFF, eb - sb - 1)
+        row[eb] |= rmask
+
+
+cdef void changes_to_row(const int32_t* c, int n, int width, uint8_t* row, int stride) noexcept nogil:
+    cdef int i = 0
+    cdef int e
+    memset(row, 0, stride)
+    while i < n:
+        e = c[i + 1] if i + 1 < n else width
+        if e > c[i]:
+            set_bits(row, c[i], e)
+        i += 2
+
+
+# ---------------------------------------------------------------------------------------
+# Encoder.
+
+cdef struct Writer:
+    uint8_t* buf
+    size_t len
+    size_t cap
+    uint64_t acc      # pending bits, left-justified
+    int nbits         # how many of them (< 32 between puts)
+
+
+cdef inline void put(Writer* w, uint32_t code, int n) noexcept nogil:
+    w.acc |= (<uint64_t>code) << (64 - w.nbits - n)
+    w.nbits += n
+    if w.nbits >= 32:
+        w.buf[w.len] = <uint8_t>(w.acc >> 56)
+        w.buf[w.len + 1] = <uint8_t>(w.acc >> 48)
+        w.buf[w.len + 2] = <uint8_t>(w.acc >> 40)
+        w.buf[w.len + 3] = <uint8_t>(w.acc >> 32)
+        w.len += 4
+        w.acc <<= 32
+        w.nbits -= 32
+
+
+cdef inline void put_zeros(Writer* w, int64_t n) noexcept nogil:
+    while n > 24:
+        put(w, 0, 24)
+        n -= 24
+    if n > 0:
+        put(w, 0, <int>n)
+
+
+cdef inline int64_t bits_written(Writer* w) noexcept nogil:
+    return <int64_t>w.len * 8 + w.nbits
+
+
+cdef inline void flush_whole_bytes(Writer* w) noexcept nogil:
+    while w.nbits >= 8:
+        w.buf[w.len] = <uint8_t>(w.acc >> 56)
+        w.len += 1
+        w.acc <<= 8
+        w.nbits -= 8
+
+
+cdef inline int reserve(Writer* w, size_t extra) noexcept nogil:
+    cdef size_t need = w.len + extra + 16
+    cdef size_t cap
+    cdef uint8_t* nb
+    if need <= w.cap:
+        return 0
+    cap = w.cap * 2 if w.cap * 2 > need else need
+    nb = <uint8_t*>realloc(w.buf, cap)
+    if nb == NULL:
+        return -1
+    w.buf = nb
+    w.cap = cap
+    return 0
+
+
+cdef inline void put_run(Writer* w, int run, int colour) noexcept nogil:
+    cdef int m
+    while run >= 2624:
+        put(w, ENC_CODE[colour][103], ENC_LEN[colour][103])
+        run -= 2560
+    if run >= 64:
+        m = 63 + (run >> 6)
+        put(w, ENC_CODE[colour][m], ENC_LEN[colour][m])
+        run &= 63
+    put(w, ENC_CODE[colour][run], ENC_LEN[colour][run])
+
+
+cdef void encode_1d(Writer* w, const int32_t* c, int n, int width) noexcept nogil:
+    cdef int i, a0 = 0
+    for i in range(n):
+        put_run(w, c[i] - a0, i & 1)
+        a0 = c[i]
+    if a0 < width:
+        put_run(w, width - a0, n & 1)
+
+
+# Vertical mode codes for a1 - b1 = -3..3.
+cdef uint8_t V_CODE[7]
+cdef uint8_t V_LEN[7]
+V_CODE[:] = [0x02, 0x02, 0x02, 0x1, 0x3, 0x3, 0x3]
+V_LEN[:] = [7, 6, 3, 1, 3, 6, 7]
+
+
+cdef void encode_2d(Writer* w, int32_t* c, int n, int32_t* r, int m, int width) noexcept nogil:
+    """2-D code a row ``c`` against the reference row ``r`` (both changing-element lists).
+
+    Both lists need room for two sentinels past their ends. ``ib`` never passes ``m``:
+    past the last changing element b1 and b2 are both the imaginary one at ``width``.
+    """
+    cdef int a0 = -1, colour = 0, ia = 0, ib = 0
+    cdef int a1, a2, b1, b2, d, start
+    c[n] = width
+    c[n + 1] = width
+    r[m] = width
+    r[m + 1] = width
+    while a0 < width:
+        while r[ib] <= a0:
+            ib += 1
+        if (ib & 1) != colour and ib < m:
+            ib += 1
+        b1 = r[ib]
+        b2 = r[ib + 1]
+        a1 = c[ia]
+        if b2 < a1:
+            put(w, 0x1, 4)                      # pass
+            a0 = b2
+        else:
+            d = a1 - b1
+            if -3 <= d <= 3:
+                put(w, V_CODE[d + 3], V_LEN[d + 3])
+                a0 = a1
+                colour ^= 1
+                ia += 1
+            else:
+                a2 = c[ia + 1]
+                start = a0 if a0 > 0 else 0
+                put(w, 0x1, 3)                  # horizontal
+                put_run(w, a1 - start, colour)
+                put_run(w, a2 - a1, colour ^ 1)
+                a0 = a2
+                ia += 2
+
+
+cdef class _Encoder:
+    """Encode packed rows of one page; see :class:`fastfax.codec.Encoder`."""
+
+    cdef int width, stride, scheme, k, kpos, eol, eol_align, rtc, msb_first, finished
+    cdef int64_t min_row_bits
+    cdef int32_t* cur
+    cdef int32_t* ref
+    cdef int nref
+    cdef uint8_t* scratch
+    cdef Writer w
+    cdef readonly long rows
+
+    def __cinit__(self, int width, int scheme, int k, bint eol, bint eol_align, bint rtc,
+                  long min_row_bits, bint msb_first):
+        self.width = width
+        self.stride = (width + 7) >> 3
+        self.scheme = scheme
+        self.k = k
+        self.eol = eol
+        self.eol_align = eol_align
+        self.rtc = rtc
+        self.min_row_bits = min_row_bits
+        self.msb_first = msb_first
+        self.cur = <int32_t*>malloc((width + 8) * sizeof(int32_t))
+        self.ref = <int32_t*>malloc((width + 8) * sizeof(int32_t))
+        self.scratch = <uint8_t*>malloc(((self.stride + 7) & ~7) + 16)
+        self.w.cap = 4096
+        self.w.buf = <uint8_t*>malloc(self.w.cap)
+        if not (self.cur and self.ref and self.scratch and self.w.buf):
+            raise MemoryError()
+        memset(self.scratch, 0, ((self.stride + 7) & ~7) + 16)
+
+    def __dealloc__(self):
+        free(self.cur)
+        free(self.ref)
+        free(self.scratch)
+        free(self.w.buf)
+
+    cdef int _put_eol(self) noexcept nogil:
+        cdef int64_t t
+        if self.eol_align:
+            t = bits_written(&self.w)
+            put_zeros(&self.w, (4 - t) & 7)
+        put(&self.w, 0x1, 12)
+        return 0
+
+    cdef int _encode_rows(self, const uint8_t* data, long nrows) noexcept nogil:
+        cdef long i
+        cdef int n, two_d
+        cdef int64_t row_start, used
+        cdef int32_t* tmp
+        cdef size_t per_row = (<size_t>(self.width + 2) * MAX_CODE_BITS + self.min_row_bits + 96) // 8
+        cdef uint8_t tail = <uint8_t>(0xFF << ((8 - (self.width & 7)) & 7))
+        for i in range(nrows):
+            if reserve(&self.w, per_row) < 0:
+                return -1
+            memcpy(self.scratch, data + i * self.stride, self.stride)
+            self.scratch[self.stride - 1] &= tail
+            n = row_changes(self.scratch, self.width, self.cur)
+            row_start = bits_written(&self.w)
+            if self.scheme == SCHEME_MMR:
+                encode_2d(&self.w, self.cur, n, self.ref, self.nref, self.width)
+            else:
+                two_d = self.scheme == SCHEME_MR and self.kpos != 0
+                if self.eol:
+                    self._put_eol()
+                    if self.scheme == SCHEME_MR:
+                        put(&self.w, 0 if two_d else 1, 1)
+                if two_d:
+                    encode_2d(&self.w, self.cur, n, self.ref, self.nref, self.width)
+                else:
+                    encode_1d(&self.w, self.cur, n, self.width)
+                if self.scheme == SCHEME_MR:
+                    self.kpos = (self.kpos + 1) % self.k
+                used = bits_written(&self.w) - row_start
+                if used < self.min_row_bits:
+                    put_zeros(&self.w, self.min_row_bits - used)
+                if self.scheme == SCHEME_RLE:
+                    put_zeros(&self.w, (8 - bits_written(&self.w)) & 7)
+            tmp = self.ref
+            self.ref = self.cur
+            self.cur = tmp
+            self.nref = n
+            self.rows += 1
+        return 0
+
+    cdef bytes _take(self):
+        """Hand out the whole bytes written so far, in the requested bit order."""
+        flush_whole_bytes(&self.w)
+        if not self.msb_first:
+            reverse_bytes(self.w.buf, self.w.len)
+        out = PyBytes_FromStringAndSize(<char*>self.w.buf, self.w.len)
+        self.w.len = 0
+        return out
+
+    def encode(self, const uint8_t[::1] rows not None):
+        """Code whole packed rows; return the coded bytes completed so far."""
+        cdef long nrows
+        cdef int rc
+        if self.finished:
+            raise CodecError("the encoder is finished; make a new one for the next page")
+        if rows.shape[0] % self.stride:
+            raise CodecError(
+                f"got {rows.shape[0]} bytes, not a whole number of {self.stride}-byte rows"
+            )
+        nrows = rows.shape[0] // self.stride
+        if nrows:
+            with nogil:
+                rc = self._encode_rows(&rows[0], nrows)
+            if rc < 0:
+                raise MemoryError()
+        return self._take()
+
+    def finish(self):
+        """End the page: RTC or EOFB if asked for, pad the last byte with zero bits."""
+        cdef int i
+        if self.finished:
+            return b""
+        self.finished = 1
+        if reserve(&self.w, 64) < 0:
+            raise MemoryError()
+        if self.rtc:
+            if self.scheme == SCHEME_MMR:
+                put(&self.w, 0x1, 12)
+                put(&self.w, 0x1, 12)
+            elif self.scheme != SCHEME_RLE:
+                for i in range(6):
+                    if i == 0:
+                        self._put_eol()
+                    else:
+                        put(&self.w, 0x1, 12)
+                    if self.scheme == SCHEME_MR:
+                        put(&self.w, 1, 1)
+        put_zeros(&self.w, (8 - bits_written(&self.w)) & 7)
+        return self._take()
+
+
+# ---------------------------------------------------------------------------------------
+# Decoder.
+
+cdef inline uint64_t peek(const uint8_t* buf, uint64_t pos) noexcept nogil:
+    """The 64 bits from bit ``pos`` on, left-justified; the top 57 are always valid."""
+    return ff_load_be64(buf + (pos >> 3)) << (pos & 7)
+
+
+cdef inline int read_run(const uint8_t* buf, uint64_t* ppos, int colour, int width) noexcept nogil:
+    """One run length (make-up codes and a terminating code) or -1 for a bad code."""
+    cdef uint64_t pos = ppos[0]
+    cdef int run = 0
+    cdef uint16_t e
+    while True:
+        e = DEC_RUN[colour][peek(buf, pos) >> 51]
+        if e == 0:
+            ppos[0] = pos
+            return -1
+        pos += e >> 12
+        run += e & 0xFFF
+        if (e & 0xFFF) < 64:
+            ppos[0] = pos
+            return run
+        if run > width:
+            ppos[0] = pos
+            return -1
+
+
+cdef inline void push_change(int32_t* c, int* n, int p) noexcept nogil:
+    if n[0] and c[n[0] - 1] == p:
+        n[0] -= 1           # two changes at one place cancel (a zero-length run)
+    else:
+        c[n[0]] = p
+        n[0] += 1
+
+
+cdef class _Decoder:
+    """Decode one page from chunks of coded data; see :class:`fastfax.codec.Decoder`."""
+
+    cdef int width, stride, scheme, msb_first, repair, state, eol_mode, two_d
+    cdef long height, max_rows
+    cdef uint8_t* buf
+    cdef size_t nbytes, cap
+    cdef uint64_t pos, base_bits
+    cdef int32_t* cur
+    cdef int32_t* ref
+    cdef int ncur, nref
+    cdef uint8_t* out
+    cdef uint8_t* last          # the last row handed out, for repairing the next one
+    cdef size_t out_len, out_cap
+    cdef readonly long rows, bad_rows, max_bad_run, bad_run
+    cdef int err, err_final
+    cdef uint64_t err_pos
+
+    def __cinit__(self, int width, int scheme, bint msb_first, bint repair, long height,
+                  long max_rows):
+        self.width = width
+        self.stride = (width + 7) >> 3
+        self.scheme = scheme
+        self.msb_first = msb_first
+        self.repair = repair
+        self.height = height
+        self.max_rows = max_rows
+        self.cap = 4096
+        self.buf = <uint8_t*>malloc(self.cap + PAD)
+        self.cur = <int32_t*>malloc((width + 8) * sizeof(int32_t))
+        self.ref = <int32_t*>malloc((width + 8) * sizeof(int32_t))
+        self.out_cap = self.stride * 64
+        self.out = <uint8_t*>malloc(self.out_cap)
+        self.last = <uint8_t*>malloc(self.stride)
+        if not (self.buf and self.cur and self.ref and self.out and self.last):
+            raise MemoryError()
+        memset(self.buf, 0, self.cap + PAD)
+
+    def __dealloc__(self):
+        free(self.buf)
+        free(self.cur)
+        free(self.ref)
+        free(self.out)
+        free(self.last)
+
+    @property
+    def done(self):
+        """True once the end of the page (RTC, EOFB or the given height) was reached."""
+        return self.state == S_DONE
+
+    cdef int _append(self, const uint8_t* p, size_t n) noexcept nogil:
+        cdef size_t keep = self.pos >> 3
+        cdef size_t cap
+        cdef uint8_t* nb
+        # Drop the bytes before the current row: the state between rows is all we keep.
+        if keep:
+            memmove(self.buf, self.buf + keep, self.nbytes - keep)
+            self.nbytes -= keep
+            self.pos -= keep * 8
+            self.base_bits += keep * 8
+        if self.nbytes + n > self.cap:
+            cap = self.cap * 2
+            if cap < self.nbytes + n:
+                cap = self.nbytes + n
+            nb = <uint8_t*>realloc(self.buf, cap + PAD)
+            if nb == NULL:
+                return -1
+            self.buf = nb
+            self.cap = cap
+        memcpy(self.buf + self.nbytes, p, n)
+        if not self.msb_first:
+            reverse_bytes(self.buf + self.nbytes, n)
+        self.nbytes += n
+        memset(self.buf + self.nbytes, 0, PAD)
+        return 0
+
+    cdef int _emit(self, bint copy_previous) noexcept nogil:
+        """Append one packed row to the output: the previous row again, or the row
+        described by the change list ``cur``."""
+        cdef size_t cap
+        cdef uint8_t* nb
+        cdef const uint8_t* prev
+        if self.rows >= self.max_rows:
+            self.err = E_ROWS
+            return -1
+        if self.out_len + self.stride > self.out_cap:
+            cap = self.out_cap * 2
+            nb = <uint8_t*>realloc(self.out, cap)
+            if nb == NULL:
+                self.err = E_MEM
+                return -1
+            self.out = nb
+            self.out_cap = cap
+        if copy_previous:
+            prev = self.out + self.out_len - self.stride if self.out_len else self.last
+            memcpy(self.out + self.out_len, prev, self.stride)
+        else:
+            changes_to_row(self.cur, self.ncur, self.width, self.out + self.out_len, self.stride)
+        self.out_len += self.stride
+        self.rows += 1
+        return 0
+
+    cdef int _skip_eol(self, uint64_t* ppos) noexcept nogil:
+        """Consume fill and one EOL at ``ppos``: 1 if consumed, 0 if no EOL here,
+        R_NEED (as -1) if the data ends in the zeros, -2 for 8-10 zeros then a one."""
+        cdef uint64_t z = ppos[0]
+        cdef uint64_t nbits = <uint64_t>self.nbytes * 8
+        cdef uint64_t v
+        cdef int lz
+        if (peek(self.buf, z) >> 56) != 0:
+            return 0
+        while True:
+            if z >= nbits:
+                return -1
+            v = peek(self.buf, z)
+            lz = ff_clz64(v)
+            if lz >= 57:
+                z += 56
+                continue
+            z += lz
+            break
+        if z >= nbits:
+            return -1
+        if z - ppos[0] < 11:
+            return -2
+        ppos[0] = z + 1
+        return 1
+
+    cdef int _decode_1d(self, uint64_t* ppos) noexcept nogil:
+        cdef int a0 = 0, colour = 0, run
+        cdef int n = 0
+        cdef uint64_t nbits = <uint64_t>self.nbytes * 8
+        while True:
+            if ppos[0] > nbits:
+                return R_NEED
+            run = read_run(self.buf, ppos, colour, self.width)
+            if run < 0:
+                self.err = E_CODE
+                return R_ERR
+            a0 += run
+            if a0 > self.width:
+                self.err = E_LONG
+                return R_ERR
+            if a0 == self.width:
+                break
+            push_change(self.cur, &n, a0)
+            colour ^= 1
+        if ppos[0] > nbits:
+            return R_NEED
+        self.ncur = n
+        return R_OK
+
+    cdef int _decode_2d(self, uint64_t* ppos) noexcept nogil:
+        cdef int a0 = -1, colour = 0, ib = 0, n = 0
+        cdef int a1, a2, b1, b2, r1, r2, start, width = self.width
+        cdef uint16_t e
+        cdef int mode
+        cdef uint64_t pos = ppos[0]
+        cdef uint64_t nbits = <uint64_t>self.nbytes * 8
+        cdef int32_t* r = self.ref
+        cdef int32_t* c = self.cur
+        cdef int m = self.nref
+        r[m] = width
+        r[m + 1] = width
+        while a0 < width:
+            if pos > nbits:
+                ppos[0] = pos
+                return R_NEED
+            while r[ib] <= a0:
+                ib += 1
+            if (ib & 1) != colour and ib < m:
+                ib += 1
+            b1 = r[ib]
+            b2 = r[ib + 1]
+            e = DEC_MODE[peek(self.buf, pos) >> 57]
+            mode = (e >> 4) & 0xF
+            if mode == M_V:
+                pos += e >> 8
+                a1 = b1 + <int>(e & 0xF) - 3
+                if a1 > width or a1 < a0:
+                    ppos[0] = pos
+                    self.err = E_LONG if a1 > width else E_CODE
+                    return R_ERR
+                if a1 < width:
+                    push_change(c, &n, a1)
+                a0 = a1
+                colour ^= 1
+            elif mode == M_H:
+                pos += 3
+                r1 = read_run(self.buf, &pos, colour, width)
+                r2 = read_run(self.buf, &pos, colour ^ 1, width) if r1 >= 0 else -1
+                if r2 < 0:
+                    ppos[0] = pos
+                    self.err = E_CODE
+                    return R_ERR
+                start = a0 if a0 > 0 else 0
+                a1 = start + r1
+                a2 = a1 + r2
+                if a2 > width:
+                    ppos[0] = pos
+                    self.err = E_LONG
+                    return R_ERR
+                if a1 < width:
+                    push_change(c, &n, a1)
+                    if a2 < width:
+                        push_change(c, &n, a2)
+                a0 = a2
+            elif mode == M_P:
+                pos += 4
+                a0 = b2
+            else:
+                ppos[0] = pos
+                self.err = E_EXT if mode == M_EXT else E_CODE
+                return R_ERR
+        ppos[0] = pos
+        if pos > nbits:
+            return R_NEED
+        self.ncur = n
+        return R_OK
+
+    cdef int _row(self, bint final) noexcept nogil:
+        """Decode the next row (with the EOLs before it) at self.pos."""
+        cdef uint64_t pos = self.pos
+        cdef uint64_t nbits = <uint64_t>self.nbytes * 8
+        cdef int rc, two_d = 0
+        if self.scheme == SCHEME_RLE:
+            pos = (pos + 7) & ~(<uint64_t>7)
+            if pos >= nbits:
+                return R_END if final else R_NEED
+            rc = self._decode_1d(&pos)
+        elif self.scheme == SCHEME_MMR:
+            if (peek(self.buf, pos) >> 57) == 0:
+                # EOFB (two EOLs), or the zero padding after the last row.
+                if (peek(self.buf, pos) >> 40) == 0x001001:
+                    return R_END
+                if pos + 24 <= nbits:
+                    if (peek(self.buf, pos) >> 52) == 0x001 and final:
+                        return R_END      # one EOL then the end: a truncated EOFB
+                    self.err = E_CODE
+                    self.err_pos = pos
+                    return R_ERR
+                if final:
+                    while pos < nbits and (peek(self.buf, pos) >> 63) == 0:
+                        pos += 1
+                    if pos >= nbits:
+                        return R_END
+                    self.err = E_TRUNC
+                    self.err_pos = pos
+                    return R_ERR
+                return R_NEED
+            rc = self._decode_2d(&pos)
+        else:
+            rc = self._skip_eol(&pos)
+            if rc == -1:
+                # Only fill so far: keep the last zeros, drop the rest, wait for more.
+                if final:
+                    return R_END
+                if nbits > self.pos + 16:
+                    self.pos = nbits - 16
+                return R_NEED
+            if rc == -2:
+                self.err = E_BADFILL
+                self.err_pos = pos
+                return R_ERR
+            if rc == 1:
+                self.eol_mode = 1
+                if self.scheme == SCHEME_MR:
+                    if pos >= nbits:
+                        return R_END if final else R_NEED
+                    two_d = (peek(self.buf, pos) >> 63) == 0
+                    pos += 1
+                rc = self._skip_eol(&pos)
+                if rc == 1:
+                    return R_END            # EOL EOL: the RTC
+                if rc == -1:
+                    # Zeros to the end after an EOL: only another EOL (the RTC) may follow.
+                    return R_END if final or nbits - pos >= 11 else R_NEED
+                if rc == -2:
+                    self.err = E_BADFILL
+                    self.err_pos = pos
+                    return R_ERR
+            elif self.scheme == SCHEME_MR:
+                self.err = E_MRNOEOL
+                self.err_pos = pos
+                return R_ERR
+            rc = self._decode_2d(&pos) if two_d else self._decode_1d(&pos)
+            if rc == R_OK and self.eol_mode and (peek(self.buf, pos) >> 56) != 0:
+                # In data with EOLs a row must be followed by fill, an EOL or the end:
+                # a one among the next 8 bits (padding is zeros) means it is not.
+                self.err = E_NOEOL
+                rc = R_ERR
+        if rc == R_NEED and final:
+            self.err = E_TRUNC
+            rc = R_ERR
+        if rc == R_ERR:
+            self.err_pos = pos
+            if not final and pos + 32 > nbits:
+                return R_NEED       # the error may be the zero padding past the data
+            return R_ERR
+        if rc == R_OK:
+            self.pos = pos
+        return rc
+
+    cdef int _resync(self) noexcept nogil:
+        """Find the next EOL after a damaged row: 1 found (pos at it), 0 need more data."""
+        cdef uint64_t z = self.pos
+        cdef uint64_t nbits = <uint64_t>self.nbytes * 8
+        cdef uint64_t zeros = 0
+        cdef uint64_t v
+        cdef int lz
+        while z < nbits:
+            v = peek(self.buf, z)
+            lz = ff_clz64(v)
+            if lz >= 57:
+                zeros += 56
+                z += 56
+                continue
+            zeros += lz
+            z += lz
+            if z >= nbits:
+                break
+            if zeros >= 11:
+                self.pos = z - 11     # at the EOL's zeros: the row loop consumes it
+                return 1
+            zeros = 0
+            z += 1
+        if nbits > self.pos + 12:
+            self.pos = nbits - 12
+        return 0
+
+    cdef int _run(self, bint final) noexcept nogil:
+        """Decode as many rows as the buffered data holds. 0 ok, -1 error (self.err)."""
+        cdef int rc
+        cdef int32_t* tmp
+        while self.state != S_DONE:
+            if self.height >= 0 and self.rows >= self.height:
+                self.state = S_DONE
+                break
+            if self.state == S_RESYNC:
+                if not self._resync():
+                    if final:
+                        self.state = S_DONE
+                    break
+                self.state = S_ROW
+            rc = self._row(final)
+            if rc == R_NEED:
+                break
+            if rc == R_END:
+                self.state = S_DONE
+                break
+            if rc == R_OK:
+                if self._emit(0) < 0:
+                    return -1
+                self.bad_run = 0
+                tmp = self.ref
+                self.ref = self.cur
+                self.cur = tmp
+                self.nref = self.ncur
+                continue
+            # A damaged row.
+            if not self.repair or self.scheme == SCHEME_MMR or self.scheme == SCHEME_RLE:
+                return -1
+            if self.rows:
+                if self._emit(1) < 0:
+                    return -1
+            else:
+                self.ncur = 0
+                self.nref = 0
+                if self._emit(0) < 0:
+                    return -1
+            self.bad_rows += 1
+            self.bad_run += 1
+            if self.bad_run > self.max_bad_run:
+                self.max_bad_run = self.bad_run
+            self.err = E_NONE
+            self.pos = self.err_pos if self.err_pos > self.pos else self.pos + 1
+            self.state = S_RESYNC
+        return 0
+
+    cdef object _result(self, int rc):
+        cdef bytes chunk
+        if rc < 0:
+            if self.err == E_MEM:
+                raise MemoryError()
+            cls = LimitError if self.err == E_ROWS else CodecError
+            bit = self.base_bits + self.err_pos
+            if self.err == E_ROWS:
+                message = f"page has more than {self.max_rows} rows (the row limit)"
+            else:
+                message = f"row {self.rows}: {_ERROR_TEXT[self.err]} (at bit {bit})"
+            raise cls(message, row=self.rows, offset=bit)
+        chunk = PyBytes_FromStringAndSize(<char*>self.out, self.out_len)
+        if self.out_len:
+            memcpy(self.last, self.out + self.out_len - self.stride, self.stride)
+        self.out_len = 0
+        return chunk
+
+    def feed(self, const uint8_t[::1] data not None):
+        """Add coded bytes; return the packed rows completed by them (possibly none)."""
+        cdef int rc = 0
+        cdef size_t n = data.shape[0]
+        if self.state == S_DONE or n == 0:
+            return b""
+        with nogil:
+            if self._append(&data[0], n) < 0:
+                rc = -2
+            else:
+                rc = self._run(0)
+        if rc == -2:
+            raise MemoryError()
+        return self._result(rc)
+
+    def finish(self):
+        """No more data: decode what is left and return its rows; raise if truncated."""
+        cdef int rc = 0
+        if self.state != S_DONE:
+            with nogil:
+                rc = self._run(1)
+            self.state = S_DONE
+        return self._result(rc)
+
+
+def reverse_bits(const uint8_t[::1] data not None):
+    """A copy of ``data`` with the bit order of every byte reversed."""
+    cdef size_t n = data.shape[0]
+    out = PyBytes_FromStringAndSize(NULL, n)
+    cdef uint8_t* p = <uint8_t*><char*>out
+    if n:
+        with nogil:
+            memcpy(p, &data[0], n)
+            reverse_bytes(p, n)
+    return out
