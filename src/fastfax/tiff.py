@@ -287,13 +287,13 @@ def _build(
         )
         size = _ifd_size(entries)
         strip_at = offset + size
-        end = strip_at + len(coded)
-        end += end & 1
+        last = index + 1 == len(pages)
+        pad = 0 if last else len(coded) & 1  # IFDs start on a word boundary
+        end = strip_at + len(coded) + pad
         entries[7] = (_STRIP_OFFSETS, _LONG, (strip_at,))
         if end > 0xFFFFFFFF:
             raise TiffError("the pages do not fit in a 4 GiB TIFF file; write fewer per file")
-        next_at = end if index + 1 < len(pages) else 0
-        parts += [_ifd(entries, offset, next_at), coded, b"\0" * (len(coded) & 1)]
+        parts += [_ifd(entries, offset, 0 if last else end), coded, b"\0" * pad]
         offset = end
     return parts
 
