@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image, ImageDraw
 
 from fastfax import Page, TiffError, codec, tiff
@@ -173,6 +175,63 @@ def test_bad_fax_line_tags(tmp_path):
     assert (second.bad_rows, second.consecutive_bad_rows) == (7, 3)
 
 
+SPANDSP_READER = r"""
+#include <stdio.h>
+#include <stdint.h>
+#include <tiffio.h>
+#include <spandsp.h>
+/* Open a TIFF with SpanDSP's T.4 transmitter, re-code each page as T.6 (line bit order)
+   into <prefix>.<page>, print each page's width and resolution (pixels per metre). */
+int main(int argc, char **argv) {
+    t4_tx_state_t *s = t4_tx_init(NULL, argv[1], -1, -1);
+    uint8_t buf[4096];
+    char name[4096];
+    int pages, page, n;
+    if (s == NULL) { fprintf(stderr, "t4_tx_init refused the file\n"); return 2; }
+    t4_tx_set_tx_encoding(s, T4_COMPRESSION_ITU_T6);
+    pages = t4_tx_get_pages_in_file(s);
+    for (page = 0; page < pages; page++) {
+        if (t4_tx_start_page(s)) { fprintf(stderr, "page %d refused\n", page); return 3; }
+        snprintf(name, sizeof name, "%s.%d", argv[2], page);
+        FILE *f = fopen(name, "wb");
+        do {
+            n = t4_tx_get_chunk(s, buf, sizeof buf);
+            fwrite(buf, 1, n, f);
+        } while (n == sizeof buf);
+        fclose(f);
+        printf("%d %d %d\n", t4_tx_get_image_width(s), t4_tx_get_x_resolution(s),
+               t4_tx_get_y_resolution(s));
+        t4_tx_end_page(s);
+    }
+    t4_tx_free(s);
+    return 0;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def spandsp_reader(tmp_path_factory) -> Path:
+    if shutil.which("gcc") is None or not Path("/usr/include/spandsp/t4_tx.h").exists():
+        pytest.skip("gcc or libspandsp-dev not installed")
+    build = tmp_path_factory.mktemp("spandsp")
+    (build / "t4read.c").write_text(SPANDSP_READER)
+    run("gcc", "-O1", "-o", build / "t4read", build / "t4read.c", "-lspandsp", "-ltiff")
+    return build / "t4read"
+
+
+@pytest.mark.parametrize("compression", ["g4", "g3", "g3-2d"])
+def test_spandsp_reads_ours(tmp_path, spandsp_reader, compression):
+    fine, standard = text_page(1728, 300), text_page(1728, 150, yres=98, seed=1)
+    path = tmp_path / "ours.tif"
+    tiff.write(path, [fine, standard], compression)
+    lines = run(spandsp_reader, path, tmp_path / "page").stdout.split()
+    # 204 dpi is T.4's R8 (8031 pixels/m); 196 and 98 lines/inch are fine and standard.
+    assert lines == ["1728", "8031", "7700", "1728", "8031", "3850"]
+    for i, page in enumerate((fine, standard)):
+        coded = (tmp_path / f"page.{i}").read_bytes()
+        assert codec.decode(coded, 1728, "mmr", msb_first=False).data == page.data
+
+
 # ----------------------------------------------------------------------------------------
 # libtiff's, Pillow's and fax2tiff's files in ours
 
@@ -264,6 +323,37 @@ def test_dumps_loads_and_file_objects(pages):
     tiff.write(buf, pages, "g3-2d", fill_order=2)
     assert buf.getvalue() == data
     assert tiff.read(io.BytesIO(data)) == pages
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    shape=st.tuples(st.integers(1, 300), st.integers(1, 40)),
+    density=st.sampled_from([0.0, 0.05, 0.5, 0.95, 1.0]),
+    seed=st.integers(0, 2**32 - 1),
+    compression=st.sampled_from(["g4", "g3", "g3-2d", "rle"]),
+    fill_order=st.sampled_from([1, 2]),
+    photometric=st.sampled_from(["min-is-white", "min-is-black"]),
+    eol_align=st.booleans(),
+    unit=st.sampled_from(["inch", "cm"]),
+    res=st.sampled_from([(204, 98), (204, 196), (204, 391), (300, 300), (195.58, 77.0)]),
+)
+def test_round_trip_property(
+    shape, density, seed, compression, fill_order, photometric, eol_align, unit, res
+):
+    width, height = shape
+    array = np.random.default_rng(seed).random((height, width)) < density
+    page = Page.from_array(array, *res)
+    data = tiff.dumps(
+        [page, page],
+        compression,
+        fill_order=fill_order,
+        photometric=photometric,
+        eol_align=eol_align,
+        resolution_unit=unit,
+    )
+    got = tiff.loads(data)
+    assert [p.data for p in got] == [page.data, page.data]
+    assert (got[0].xres, got[0].yres) == pytest.approx(res, rel=1e-9)
 
 
 def test_write_is_atomic(tmp_path, pages):
