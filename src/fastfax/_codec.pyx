@@ -29,9 +29,16 @@ cdef extern from *:
         return __builtin_bswap64(v);
     #endif
     }
+    static inline void ff_store_be64(uint8_t *p, uint64_t v) {
+    #if !(defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__)
+        v = __builtin_bswap64(v);
+    #endif
+        memcpy(p, &v, 8);
+    }
     static inline int ff_clz64(uint64_t v) { return v ? __builtin_clzll(v) : 64; }
     """
     uint64_t ff_load_be64(const uint8_t *p) nogil
+    void ff_store_be64(uint8_t *p, uint64_t v) nogil
     int ff_clz64(uint64_t v) nogil
 
 
@@ -215,19 +222,36 @@ cdef int row_changes(const uint8_t* row, int width, int32_t* out) noexcept nogil
     return n
 
 
+cdef int32_t* new_changes(int width) noexcept nogil:
+    """A changing-element list for rows of ``width``: room for every element, three
+    sentinels after them and one before (index -1, value -1, so that a 2-D coder can
+    step back from b1 without a bounds check)."""
+    cdef int32_t* base = <int32_t*>malloc((width + 8) * sizeof(int32_t))
+    if base == NULL:
+        return NULL
+    base[0] = -1
+    return base + 1
+
+
+cdef void free_changes(int32_t* c) noexcept nogil:
+    if c != NULL:
+        free(c - 1)
+
+
 cdef inline void set_bits(uint8_t* row, int s, int e) noexcept nogil:
-    """Set pixels [s, e) of a packed row to black."""
+    """Set pixels [s, e) of a packed row to black (e > s). The row needs 8 bytes of
+    slack after it: a span inside one 64-bit window is a single read-modify-write."""
     cdef int sb = s >> 3
-    cdef int eb = (e - 1) >> 3
-    cdef uint8_t lmask = 0xFF >> (s & 7)
-    cdef uint8_t rmask = <uint8_t>(0xFF << (7 - ((e - 1) & 7)))
-    if sb == eb:
-        row[sb] |= lmask & rmask
-    else:
-        row[sb] |= lmask
-        if eb - sb > 1:
-            memset(row + sb + 1, 0xFF, eb - sb - 1)
-        row[eb] |= rmask
+    cdef int off = s & 7
+    cdef int n = e - s
+    cdef int eb
+    if off + n <= 64:
+        ff_store_be64(row + sb, ff_load_be64(row + sb) | (((~(<uint64_t>0)) << (64 - n)) >> off))
+        return
+    eb = (e - 1) >> 3
+    row[sb] |= <uint8_t>(0xFF >> off)
+    memset(row + sb + 1, 0xFF, eb - sb - 1)
+    row[eb] |= <uint8_t>(0xFF << (7 - ((e - 1) & 7)))
 
 
 cdef void changes_to_row(const int32_t* c, int n, int width, uint8_t* row, int stride) noexcept nogil:
@@ -312,13 +336,18 @@ cdef inline void put_run(Writer* w, int run, int colour) noexcept nogil:
     put(w, ENC_CODE[colour][run], ENC_LEN[colour][run])
 
 
-cdef void encode_1d(Writer* w, const int32_t* c, int n, int width) noexcept nogil:
+cdef void encode_1d(Writer* out, const int32_t* c, int n, int width) noexcept nogil:
+    # The writer is copied to a local so the compiler keeps it in registers: stores to
+    # the output bytes could otherwise alias it.
+    cdef Writer lw = out[0]
+    cdef Writer* w = &lw
     cdef int i, a0 = 0
     for i in range(n):
         put_run(w, c[i] - a0, i & 1)
         a0 = c[i]
     if a0 < width:
         put_run(w, width - a0, n & 1)
+    out[0] = lw
 
 
 # Vertical mode codes for a1 - b1 = -3..3.
@@ -328,29 +357,33 @@ V_CODE[:] = [0x02, 0x02, 0x02, 0x1, 0x3, 0x3, 0x3]
 V_LEN[:] = [7, 6, 3, 1, 3, 6, 7]
 
 
-cdef void encode_2d(Writer* w, int32_t* c, int n, int32_t* r, int m, int width) noexcept nogil:
-    """2-D code a row ``c`` against the reference row ``r`` (both changing-element lists).
+cdef void encode_2d(Writer* out, int32_t* c, int n, int32_t* r, int m, int width) noexcept nogil:
+    """2-D code a row ``c`` against the reference row ``r`` (both changing-element lists
+    from :func:`new_changes`).
 
-    Both lists need room for two sentinels past their ends. ``ib`` never passes ``m``:
-    past the last changing element b1 and b2 are both the imaginary one at ``width``.
+    ``ib`` indexes b1 and keeps the parity of a0's colour: even indices are changes to
+    black (the first change of a row is to black). After a vertical mode the colour
+    flips and ``ib`` steps back one; the scan then moves in steps of two.
     """
+    cdef Writer lw = out[0]      # a local copy stays in registers (see encode_1d)
+    cdef Writer* w = &lw
     cdef int a0 = -1, colour = 0, ia = 0, ib = 0
     cdef int a1, a2, b1, b2, d, start
     c[n] = width
     c[n + 1] = width
     r[m] = width
     r[m + 1] = width
+    r[m + 2] = width
     while a0 < width:
         while r[ib] <= a0:
-            ib += 1
-        if (ib & 1) != colour and ib < m:
-            ib += 1
+            ib += 2
         b1 = r[ib]
         b2 = r[ib + 1]
         a1 = c[ia]
         if b2 < a1:
             put(w, 0x1, 4)                      # pass
             a0 = b2
+            ib += 2
         else:
             d = a1 - b1
             if -3 <= d <= 3:
@@ -358,6 +391,7 @@ cdef void encode_2d(Writer* w, int32_t* c, int n, int32_t* r, int m, int width) 
                 a0 = a1
                 colour ^= 1
                 ia += 1
+                ib = ib + 1 if r[ib - 1] <= a1 else ib - 1
             else:
                 a2 = c[ia + 1]
                 start = a0 if a0 > 0 else 0
@@ -366,6 +400,7 @@ cdef void encode_2d(Writer* w, int32_t* c, int n, int32_t* r, int m, int width) 
                 put_run(w, a2 - a1, colour ^ 1)
                 a0 = a2
                 ia += 2
+    out[0] = lw
 
 
 cdef class _Encoder:
@@ -391,8 +426,8 @@ cdef class _Encoder:
         self.rtc = rtc
         self.min_row_bits = min_row_bits
         self.msb_first = msb_first
-        self.cur = <int32_t*>malloc((width + 8) * sizeof(int32_t))
-        self.ref = <int32_t*>malloc((width + 8) * sizeof(int32_t))
+        self.cur = new_changes(width)
+        self.ref = new_changes(width)
         self.scratch = <uint8_t*>malloc(((self.stride + 7) & ~7) + 16)
         self.w.cap = 4096
         self.w.buf = <uint8_t*>malloc(self.w.cap)
@@ -401,8 +436,8 @@ cdef class _Encoder:
         memset(self.scratch, 0, ((self.stride + 7) & ~7) + 16)
 
     def __dealloc__(self):
-        free(self.cur)
-        free(self.ref)
+        free_changes(self.cur)
+        free_changes(self.ref)
         free(self.scratch)
         free(self.w.buf)
 
@@ -513,23 +548,42 @@ cdef inline uint64_t peek(const uint8_t* buf, uint64_t pos) noexcept nogil:
     return ff_load_be64(buf + (pos >> 3)) << (pos & 7)
 
 
-cdef inline int read_run(const uint8_t* buf, uint64_t* ppos, int colour, int width) noexcept nogil:
-    """One run length (make-up codes and a terminating code) or -1 for a bad code."""
-    cdef uint64_t pos = ppos[0]
+cdef struct Bits:
+    uint64_t bb       # the next bits of input, left-justified
+    int avail         # how many bits of bb are valid (after a refill: 57)
+    uint64_t pos      # bit position in the input of bb's first bit
+
+
+cdef inline void refill(Bits* b, const uint8_t* buf) noexcept nogil:
+    b.bb = peek(buf, b.pos)
+    b.avail = 57
+
+
+cdef inline void skip(Bits* b, int n) noexcept nogil:
+    b.bb <<= n
+    b.avail -= n
+    b.pos += n
+
+
+cdef inline int read_run(Bits* b, const uint8_t* buf, uint64_t nbits, int colour,
+                         int width) noexcept nogil:
+    """One run length (make-up codes and a terminating code), or -1 for a bad code or a
+    read past the end of the data (the caller tells the two apart by the position)."""
     cdef int run = 0
     cdef uint16_t e
     while True:
-        e = DEC_RUN[colour][peek(buf, pos) >> 51]
+        if b.avail < 13:
+            if b.pos > nbits:
+                return -1
+            refill(b, buf)
+        e = DEC_RUN[colour][b.bb >> 51]
         if e == 0:
-            ppos[0] = pos
             return -1
-        pos += e >> 12
+        skip(b, e >> 12)
         run += e & 0xFFF
         if (e & 0xFFF) < 64:
-            ppos[0] = pos
             return run
         if run > width:
-            ppos[0] = pos
             return -1
 
 
@@ -570,8 +624,8 @@ cdef class _Decoder:
         self.max_rows = max_rows
         self.cap = 4096
         self.buf = <uint8_t*>malloc(self.cap + PAD)
-        self.cur = <int32_t*>malloc((width + 8) * sizeof(int32_t))
-        self.ref = <int32_t*>malloc((width + 8) * sizeof(int32_t))
+        self.cur = new_changes(width)
+        self.ref = new_changes(width)
         self.out_cap = self.stride * 64
         self.out = <uint8_t*>malloc(self.out_cap)
         self.last = <uint8_t*>malloc(self.stride)
@@ -581,8 +635,8 @@ cdef class _Decoder:
 
     def __dealloc__(self):
         free(self.buf)
-        free(self.cur)
-        free(self.ref)
+        free_changes(self.cur)
+        free_changes(self.ref)
         free(self.out)
         free(self.last)
 
@@ -626,7 +680,7 @@ cdef class _Decoder:
         if self.rows >= self.max_rows:
             self.err = E_ROWS
             return -1
-        if self.out_len + self.stride > self.out_cap:
+        if self.out_len + self.stride + 8 > self.out_cap:
             cap = self.out_cap * 2
             nb = <uint8_t*>realloc(self.out, cap)
             if nb == NULL:
@@ -670,77 +724,87 @@ cdef class _Decoder:
         return 1
 
     cdef int _decode_1d(self, uint64_t* ppos) noexcept nogil:
-        cdef int a0 = 0, colour = 0, run
-        cdef int n = 0
+        cdef int a0 = 0, colour = 0, run, n = 0
         cdef uint64_t nbits = <uint64_t>self.nbytes * 8
+        cdef Bits b
+        b.pos = ppos[0]
+        refill(&b, self.buf)
         while True:
-            if ppos[0] > nbits:
-                return R_NEED
-            run = read_run(self.buf, ppos, colour, self.width)
+            run = read_run(&b, self.buf, nbits, colour, self.width)
             if run < 0:
+                ppos[0] = b.pos
                 self.err = E_CODE
                 return R_ERR
             a0 += run
             if a0 > self.width:
+                ppos[0] = b.pos
                 self.err = E_LONG
                 return R_ERR
             if a0 == self.width:
                 break
             push_change(self.cur, &n, a0)
             colour ^= 1
-        if ppos[0] > nbits:
+        ppos[0] = b.pos
+        if b.pos > nbits:
             return R_NEED
         self.ncur = n
         return R_OK
 
     cdef int _decode_2d(self, uint64_t* ppos) noexcept nogil:
         cdef int a0 = -1, colour = 0, ib = 0, n = 0
-        cdef int a1, a2, b1, b2, r1, r2, start, width = self.width
+        cdef int a1, a2, r1, r2, start, width = self.width
         cdef uint16_t e
         cdef int mode
-        cdef uint64_t pos = ppos[0]
+        cdef const uint8_t* buf = self.buf
         cdef uint64_t nbits = <uint64_t>self.nbytes * 8
         cdef int32_t* r = self.ref
         cdef int32_t* c = self.cur
         cdef int m = self.nref
+        cdef Bits b
+        b.pos = ppos[0]
+        refill(&b, buf)
         r[m] = width
         r[m + 1] = width
+        r[m + 2] = width
         while a0 < width:
-            if pos > nbits:
-                ppos[0] = pos
-                return R_NEED
-            while r[ib] <= a0:
-                ib += 1
-            if (ib & 1) != colour and ib < m:
-                ib += 1
-            b1 = r[ib]
-            b2 = r[ib + 1]
-            e = DEC_MODE[peek(self.buf, pos) >> 57]
+            if b.avail < 32:
+                if b.pos > nbits:
+                    ppos[0] = b.pos
+                    return R_NEED
+                refill(&b, buf)
+            while r[ib] <= a0:      # b1, with the parity of a0's colour (see encode_2d)
+                ib += 2
+            e = DEC_MODE[b.bb >> 57]
             mode = (e >> 4) & 0xF
             if mode == M_V:
-                pos += e >> 8
-                a1 = b1 + <int>(e & 0xF) - 3
-                if a1 > width or a1 < a0:
-                    ppos[0] = pos
+                skip(&b, e >> 8)
+                a1 = r[ib] + <int>(e & 0xF) - 3
+                if a0 < a1 < width:
+                    c[n] = a1
+                    n += 1
+                elif a1 > width or a1 < a0:
+                    ppos[0] = b.pos
                     self.err = E_LONG if a1 > width else E_CODE
                     return R_ERR
-                if a1 < width:
-                    push_change(c, &n, a1)
+                elif a1 < width:
+                    push_change(c, &n, a1)  # a1 == a0: cancels the change at a0
                 a0 = a1
                 colour ^= 1
+                # The next b1 has the other parity: usually the element after b1.
+                ib = ib + 1 if r[ib - 1] <= a1 else ib - 1
             elif mode == M_H:
-                pos += 3
-                r1 = read_run(self.buf, &pos, colour, width)
-                r2 = read_run(self.buf, &pos, colour ^ 1, width) if r1 >= 0 else -1
+                skip(&b, 3)
+                r1 = read_run(&b, buf, nbits, colour, width)
+                r2 = read_run(&b, buf, nbits, colour ^ 1, width) if r1 >= 0 else -1
                 if r2 < 0:
-                    ppos[0] = pos
+                    ppos[0] = b.pos
                     self.err = E_CODE
                     return R_ERR
                 start = a0 if a0 > 0 else 0
                 a1 = start + r1
                 a2 = a1 + r2
                 if a2 > width:
-                    ppos[0] = pos
+                    ppos[0] = b.pos
                     self.err = E_LONG
                     return R_ERR
                 if a1 < width:
@@ -749,14 +813,15 @@ cdef class _Decoder:
                         push_change(c, &n, a2)
                 a0 = a2
             elif mode == M_P:
-                pos += 4
-                a0 = b2
+                skip(&b, 4)
+                a0 = r[ib + 1]
+                ib += 2
             else:
-                ppos[0] = pos
+                ppos[0] = b.pos
                 self.err = E_EXT if mode == M_EXT else E_CODE
                 return R_ERR
-        ppos[0] = pos
-        if pos > nbits:
+        ppos[0] = b.pos
+        if b.pos > nbits:
             return R_NEED
         self.ncur = n
         return R_OK
