@@ -164,7 +164,7 @@ def test_bad_fax_line_tags(tmp_path):
     page = text_page(200, 50)
     damaged = Page(page.data, 200, 50, bad_rows=7, consecutive_bad_rows=3)
     path = tmp_path / "bad.tif"
-    tiff.write(path, [page, damaged], "g3")
+    tiff.write(path, [page, damaged], "g3", photometric="min-is-black")
     info = run("tiffinfo", path).stdout
     assert "Bad Fax Lines: 7" in info
     assert "Consecutive Bad Fax Lines: 3" in info

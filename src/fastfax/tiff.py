@@ -110,20 +110,6 @@ def _ifd(entries: list[tuple[int, int, tuple]], offset: int, next_offset: int) -
     return bytes(head + extra)
 
 
-def _ifd_size(entries: list[tuple[int, int, tuple]]) -> int:
-    """Bytes taken by the IFD of ``entries`` and its long values."""
-    size = 2 + 12 * len(entries) + 4
-    for _tag, ftype, values in entries:
-        n = (
-            len(values[0])
-            if ftype == _ASCII
-            else len(values) * _SIZES[ftype] // (2 if ftype == _RATIONAL else 1)
-        )
-        if n > 4:
-            size += n + (n & 1)
-    return size
-
-
 def _page_entries(
     page: Page,
     index: int,
@@ -135,6 +121,7 @@ def _page_entries(
     eol_align: bool,
     cm: bool,
     coded_len: int,
+    strip_at: int,
 ) -> list[tuple[int, int, tuple]]:
     if cm:
         xres, yres = (
@@ -151,7 +138,7 @@ def _page_entries(
         (_COMPRESSION, _SHORT, (_WRITE_COMPRESSION[compression],)),
         (_PHOTOMETRIC, _SHORT, (photometric,)),
         (_FILL_ORDER, _SHORT, (fill_order,)),
-        (_STRIP_OFFSETS, _LONG, (0,)),  # patched once the layout is known
+        (_STRIP_OFFSETS, _LONG, (strip_at,)),
         (_SAMPLES, _SHORT, (1,)),
         (_ROWS_PER_STRIP, _LONG, (page.height,)),
         (_STRIP_BYTE_COUNTS, _LONG, (coded_len,)),
@@ -271,26 +258,29 @@ def _build(
             raise TiffError(f"page {index} is a {type(page).__name__}, not a fastfax.Page")
         if page.height == 0:
             raise TiffError(f"page {index} has no rows: TIFF readers reject empty images")
-        if photometric == "min-is-black":
-            page = Page(page.data.translate(_INVERT), page.width, page.height, page.xres, page.yres)
-        coded = encode(page, scheme, **options)
-        entries = _page_entries(
-            page,
-            index,
-            len(pages),
-            compression,
+        pixels = page
+        if photometric == "min-is-black":  # code the inverted pixels: 0 bits are black
+            pixels = Page(
+                page.data.translate(_INVERT), page.width, page.height, page.xres, page.yres
+            )
+        coded = encode(pixels, scheme, **options)
+        layout = dict(
             fill_order=fill_order,
             photometric=0 if photometric == "min-is-white" else 1,
             eol_align=bool(eol_align),
             cm=resolution_unit == "cm",
             coded_len=len(coded),
         )
-        size = _ifd_size(entries)
+        # The IFD's size does not depend on its values: measure it, then place the strip
+        # right after it.
+        size = len(
+            _ifd(_page_entries(page, index, len(pages), compression, **layout, strip_at=0), 0, 0)
+        )
         strip_at = offset + size
+        entries = _page_entries(page, index, len(pages), compression, **layout, strip_at=strip_at)
         last = index + 1 == len(pages)
         pad = 0 if last else len(coded) & 1  # IFDs start on a word boundary
         end = strip_at + len(coded) + pad
-        entries[7] = (_STRIP_OFFSETS, _LONG, (strip_at,))
         if end > 0xFFFFFFFF:
             raise TiffError("the pages do not fit in a 4 GiB TIFF file; write fewer per file")
         parts += [_ifd(entries, offset, 0 if last else end), coded, b"\0" * pad]
