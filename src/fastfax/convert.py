@@ -1,0 +1,533 @@
+"""Documents to fax pages and back, on every core.
+
+:func:`render_document` turns one document (PDF, image, multi-page TIFF, plain text;
+see :mod:`fastfax.render`) into fax pages on a :class:`fastfax.layout.Layout`, with an
+optional cover page (:mod:`fastfax.cover`) and header line (:mod:`fastfax.branding`).
+:func:`save` writes pages as TIFF Class F (G3 1-D, G3 2-D, G4), PDF (G4 images,
+:mod:`fastfax.pdfout`), PNG (a file a page) or PBM (the pages one after the other), each
+file written under a temporary name and renamed once complete. :func:`convert` does both
+for a batch of documents in parallel and reports each one's outcome; a bad document
+fails alone.
+
+PDFium is not thread-safe, so parallel work runs in worker processes (forked where the
+platform allows), each rendering, binarising and returning whole pages.
+
+A bilevel TIFF (a received fax) converted to PDF, PNG or PBM keeps its pages as they
+are: the reverse direction, for viewing.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import multiprocessing
+import os
+import secrets
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+from . import pdfout, tiff
+from .branding import DEFAULT_HEADER, apply_header, header_text  # noqa: F401 (re-exported)
+from .cover import CoverInfo, load_template, render_cover
+from .errors import FaxError, TiffError
+from .layout import ConvertError, Layout, layout_for
+from .page import Page
+from .render import DEFAULT_THRESHOLD, MODES, Source, open_source
+
+__all__ = [
+    "ConvertError",
+    "Options",
+    "Result",
+    "Format",
+    "FORMATS",
+    "render_document",
+    "save",
+    "output_paths",
+    "convert",
+]
+
+Format = Literal["tiff", "pdf", "png", "pbm"]
+#: File name extensions and the output format each one means.
+FORMATS: dict[str, Format] = {
+    ".tif": "tiff",
+    ".tiff": "tiff",
+    ".pdf": "pdf",
+    ".png": "png",
+    ".pbm": "pbm",
+}
+_EXTENSION = {"tiff": ".tif", "pdf": ".pdf", "png": ".png", "pbm": ".pbm"}
+_COMPRESSIONS = ("g4", "g3", "g3-2d")
+
+
+@dataclass(frozen=True)
+class Options:
+    """How documents become fax pages.
+
+    ``page_size``, ``resolution``, ``width``: see :func:`fastfax.layout.layout_for`.
+    ``mode``: "text" (threshold), "photo" (error diffusion) or "auto" (chosen per page);
+    ``threshold``: the grey level (0-255) below which text mode makes a pixel black.
+    ``header``: a header template (see :mod:`fastfax.branding`) printed on every page,
+    or None; ``sender``, ``sender_fax`` and ``recipient`` fill its fields.
+    ``cover``: the cover page to put first, or None; ``cover_template``: a JSON
+    template file (the shipped one when None). ``password``: for encrypted PDFs.
+    ``when``: the time printed in the header and on the cover (default: now).
+    """
+
+    page_size: str = "a4"
+    resolution: str = "fine"
+    width: int | None = None
+    mode: str = "text"
+    threshold: int = DEFAULT_THRESHOLD
+    header: str | None = None
+    sender: str = ""
+    sender_fax: str = ""
+    recipient: str = ""
+    cover: CoverInfo | None = None
+    cover_template: str | None = None
+    password: str | None = None
+    when: _dt.datetime | None = None
+
+    def layout(self) -> Layout:
+        """The fax page these options describe."""
+        return layout_for(self.page_size, self.resolution, self.width)
+
+    def check(self) -> Options:
+        """Validate; return the options with ``when`` filled in."""
+        self.layout()
+        if self.mode not in MODES:
+            raise ConvertError(f"unknown mode {self.mode!r}: use one of {', '.join(MODES)}")
+        if not isinstance(self.threshold, int) or not 1 <= self.threshold <= 255:
+            raise ConvertError(
+                f"threshold must be an integer from 1 to 255, got {self.threshold!r}"
+            )
+        return self if self.when else replace(self, when=_dt.datetime.now().replace(microsecond=0))
+
+
+@dataclass
+class Result:
+    """The outcome for one document: the ``outputs`` written, the ``pages`` in them,
+    or the ``error``; ``seconds`` from its first page rendered to its file written."""
+
+    source: str
+    target: str
+    outputs: list[str] = field(default_factory=list)
+    pages: int = 0
+    error: FaxError | None = None
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+# -- rendering ------------------------------------------------------------------------------
+
+# The source a process rendered last, kept open for the next pages of the same document.
+_cached: dict[str, Source] = {}
+
+
+def _source(path: str, layout: Layout, password: str | None) -> Source:
+    src = _cached.get(path)
+    if src is None:
+        _drop_cache()
+        src = _cached[path] = open_source(path, layout, password=password)
+    return src
+
+
+def _drop_cache() -> None:
+    for src in _cached.values():
+        src.close()
+    _cached.clear()
+
+
+def _forget_cache() -> None:
+    """In a forked worker: forget, without closing, what the parent had open."""
+    _cached.clear()
+
+
+def _is_fax_tiff(path: str) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+    except OSError:
+        return False
+    return head in (b"II*\0", b"MM\0*")
+
+
+def _render_pages(
+    path: str, indices: Sequence[int], options: Options, layout: Layout, first: int, total: int
+) -> list[Page]:
+    """Pages ``indices`` of a document, headed as pages ``first + index`` of ``total``."""
+    src = _source(path, layout, options.password)
+    pages = []
+    for index in indices:
+        page = src.render(index, layout, options.mode, options.threshold)
+        pages.append(_headed(page, options, first + index, total))
+    return pages
+
+
+def _headed(page: Page, options: Options, number: int, total: int) -> Page:
+    if options.header is None:
+        return page
+    text = header_text(
+        options.header,
+        page=number,
+        pages=total,
+        when=options.when or _dt.datetime.now(),
+        sender=options.sender,
+        fax=options.sender_fax,
+        recipient=options.recipient,
+    )
+    return apply_header(page, text)
+
+
+def _cover_page(options: Options, layout: Layout, total: int) -> Page:
+    assert options.cover is not None
+    info = replace(options.cover, pages=total, time_sent=options.when or _dt.datetime.now())
+    page = render_cover(info, layout, load_template(options.cover_template))
+    return _headed(page, options, 1, total)
+
+
+def _count(path: str, layout: Layout, options: Options, keep: bool) -> int:
+    src = open_source(path, layout, password=options.password)
+    if keep:
+        _drop_cache()
+        _cached[path] = src
+    else:
+        src.close()
+    return src.pages
+
+
+def render_document(
+    path: str | os.PathLike[str], options: Options | None = None, *, as_is: bool = False
+) -> list[Page]:
+    """The fax pages of one document, cover page first, in this process.
+
+    ``as_is``: a bilevel TIFF's pages are returned unchanged (no layout, cover or
+    header). Raises :class:`ConvertError` naming the file and page.
+    """
+    path = os.fspath(path)
+    if as_is and _is_fax_tiff(path):
+        try:
+            return tiff.read(path)
+        except TiffError:
+            pass  # not a fax TIFF: lay it out like any image
+    options = (options or Options()).check()
+    layout = options.layout()
+    try:
+        pages = _count(path, layout, options, keep=True)
+        offset = 1 if options.cover else 0
+        out = _render_pages(path, range(pages), options, layout, 1 + offset, pages + offset)
+    finally:
+        _drop_cache()
+    if options.cover:
+        out.insert(0, _cover_page(options, layout, pages + 1))
+    return out
+
+
+# -- writing --------------------------------------------------------------------------------
+
+
+def output_paths(target: str | os.PathLike[str], pages: int, fmt: Format) -> list[str]:
+    """The files :func:`save` writes: one, except PNG with several pages
+    (``name-001.png``, ``name-002.png``, ...)."""
+    target = os.fspath(target)
+    if fmt != "png" or pages == 1:
+        return [target]
+    stem, ext = os.path.splitext(target)
+    return [f"{stem}-{n:03d}{ext or '.png'}" for n in range(1, pages + 1)]
+
+
+def _format_of(target: str, fmt: str | None) -> Format:
+    if fmt is None:
+        ext = os.path.splitext(target)[1].lower()
+        if ext not in FORMATS:
+            raise ConvertError(
+                f"cannot tell the output format from {target!r}: name it .tif, .pdf, .png "
+                "or .pbm, or give the format"
+            )
+        return FORMATS[ext]
+    if fmt not in _EXTENSION:
+        raise ConvertError(f"unknown format {fmt!r}: use one of {', '.join(_EXTENSION)}")
+    return fmt  # type: ignore[return-value]
+
+
+def _temp_name(path: str) -> str:
+    folder, name = os.path.split(path)
+    return os.path.join(folder, f".{name}.{secrets.token_hex(6)}.tmp")
+
+
+def _commit(files: list[tuple[str, bytes]]) -> None:
+    """Write every (path, data) under a temporary name, then rename them all."""
+    done: list[tuple[str, str]] = []
+    try:
+        for path, data in files:
+            tmp = _temp_name(path)
+            done.append((tmp, path))
+            with open(tmp, "xb") as fh:
+                fh.write(data)
+        for tmp, path in done:
+            os.replace(tmp, path)
+    except BaseException:
+        for tmp, _ in done:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        raise
+
+
+def save(
+    pages: Sequence[Page],
+    target: str | os.PathLike[str],
+    fmt: Format | None = None,
+    compression: str = "g4",
+    *,
+    title: str = "",
+) -> list[str]:
+    """Write ``pages`` to ``target`` (format from its extension unless ``fmt``);
+    ``compression`` applies to TIFF: "g4", "g3" (1-D) or "g3-2d". Returns the files
+    written (see :func:`output_paths`)."""
+    target = os.fspath(target)
+    kind = _format_of(target, fmt)
+    if compression not in _COMPRESSIONS:
+        raise ConvertError(
+            f"unknown compression {compression!r}: use one of {', '.join(_COMPRESSIONS)}"
+        )
+    if not pages:
+        raise ConvertError("no pages to write", path=target)
+    paths = output_paths(target, len(pages), kind)
+    try:
+        if kind == "tiff":
+            tiff.write(target, pages, compression)  # type: ignore[arg-type]
+        elif kind == "pdf":
+            _commit([(target, pdfout.dumps(pages, title=title))])
+        elif kind == "pbm":
+            _commit([(target, b"".join(p.to_pbm() for p in pages))])
+        else:
+            _commit([(path, _png(page)) for path, page in zip(paths, pages, strict=True)])
+    except OSError as exc:
+        raise ConvertError(f"cannot write: {exc.strerror or exc}", path=target) from None
+    return paths
+
+
+def _png(page: Page) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    page.to_image().save(buf, "PNG", dpi=(page.xres, page.yres), optimize=False)
+    return buf.getvalue()
+
+
+# -- batches --------------------------------------------------------------------------------
+
+
+@dataclass
+class _Doc:
+    result: Result
+    fmt: Format
+    pages: int = 0
+    offset: int = 0
+    chunks_left: int = 0
+    got: dict[int, list[Page]] = field(default_factory=dict)
+    started: float = 0.0
+
+
+def _pool(jobs: int) -> ProcessPoolExecutor:
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("fork" if "fork" in methods else None)
+    return ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_forget_cache)
+
+
+def convert(
+    jobs_list: Iterable[tuple[str | os.PathLike[str], str | os.PathLike[str]]],
+    options: Options | None = None,
+    *,
+    fmt: Format | None = None,
+    compression: str = "g4",
+    jobs: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[Result]:
+    """Convert each (source, target) pair; return a :class:`Result` per pair, in order.
+
+    ``jobs``: worker processes (default: one per core; 1 works in this process).
+    ``progress(pages_done, pages_known)`` is called as pages complete. A document that
+    fails does not stop the others; its target is not written.
+    """
+    options = (options or Options()).check()
+    layout = options.layout()
+    jobs = max(1, jobs or os.cpu_count() or 1)
+    docs = []
+    for source, target in jobs_list:
+        source, target = os.fspath(source), os.fspath(target)
+        result = Result(source, target)
+        try:
+            kind = _format_of(target, fmt)
+        except ConvertError as exc:
+            result.error = exc
+            kind = "tiff"
+        docs.append(_Doc(result, kind))
+    if jobs == 1:
+        _run_here(docs, options, layout, compression, progress)
+    else:
+        _run_pool(docs, options, layout, compression, progress, jobs)
+    return [d.result for d in docs]
+
+
+def _plan(doc: _Doc, options: Options, layout: Layout, keep: bool) -> list[list[int]]:
+    """Count the document's pages; return its page indices cut into chunks."""
+    doc.pages = _count(doc.result.source, layout, options, keep)
+    doc.offset = 1 if options.cover else 0
+    size = max(1, min(8, doc.pages // 8 or 1))
+    chunks = [list(range(i, min(doc.pages, i + size))) for i in range(0, doc.pages, size)]
+    doc.chunks_left = len(chunks)
+    doc.started = time.perf_counter()
+    return chunks
+
+
+def _as_is(doc: _Doc) -> bool:
+    """Write a received fax's pages unchanged (TIFF in, another format out)."""
+    if doc.fmt == "tiff" or not _is_fax_tiff(doc.result.source):
+        return False
+    try:
+        pages = tiff.read(doc.result.source)
+    except TiffError:
+        return False  # not a fax TIFF: lay it out like any image
+    doc.started = time.perf_counter()
+    _finish(doc, {0: pages}, None, "g4", 0)
+    return True
+
+
+def _finish(
+    doc: _Doc, got: dict[int, list[Page]], options: Options | None, compression: str, offset: int
+) -> None:
+    pages = [p for key in sorted(got) for p in got[key]]
+    try:
+        if options is not None and options.cover:
+            pages.insert(0, _cover_page(options, options.layout(), len(pages) + offset))
+        title = os.path.basename(doc.result.source)
+        doc.result.outputs = save(pages, doc.result.target, doc.fmt, compression, title=title)
+        doc.result.pages = len(pages)
+    except FaxError as exc:
+        doc.result.error = exc
+    doc.result.seconds = time.perf_counter() - doc.started
+    got.clear()
+
+
+def _fail(doc: _Doc, exc: BaseException) -> None:
+    if not isinstance(exc, FaxError):
+        exc = ConvertError(f"internal error: {exc!r}", path=doc.result.source)
+    doc.result.error = exc
+    doc.got.clear()
+
+
+def _run_here(
+    docs: list[_Doc],
+    options: Options,
+    layout: Layout,
+    compression: str,
+    progress: Callable[[int, int], None] | None,
+) -> None:
+    done = known = 0
+    try:
+        for doc in docs:
+            if doc.result.error or _as_is(doc):
+                continue
+            try:
+                chunks = _plan(doc, options, layout, keep=True)
+                known += doc.pages
+                total = doc.pages + doc.offset
+                for n, chunk in enumerate(chunks):
+                    doc.got[n] = _render_pages(
+                        doc.result.source, chunk, options, layout, 1 + doc.offset, total
+                    )
+                    done += len(chunk)
+                    if progress:
+                        progress(done, known)
+            except FaxError as exc:
+                _fail(doc, exc)
+                continue
+            finally:
+                _drop_cache()
+            _finish(doc, doc.got, options, compression, doc.offset)
+    finally:
+        _drop_cache()
+
+
+def _run_pool(
+    docs: list[_Doc],
+    options: Options,
+    layout: Layout,
+    compression: str,
+    progress: Callable[[int, int], None] | None,
+    jobs: int,
+) -> None:
+    todo = [d for d in docs if not d.result.error]
+    pending: dict[Future, tuple[_Doc, int, int]] = {}
+    queue: list[tuple[_Doc, int, list[int]]] = []
+    done = known = 0
+    pool = _pool(jobs)
+    try:
+        while todo or queue or pending:
+            while len(queue) < 2 * jobs and todo:  # plan documents ahead of the workers
+                doc = todo.pop(0)
+                if _as_is(doc):
+                    continue
+                try:
+                    queue += [(doc, n, c) for n, c in enumerate(_plan(doc, options, layout, False))]
+                    known += doc.pages
+                except FaxError as exc:
+                    _fail(doc, exc)
+            while queue and len(pending) < 3 * jobs:
+                doc, n, chunk = queue.pop(0)
+                if doc.result.error:
+                    continue
+                future = pool.submit(
+                    _render_pages,
+                    doc.result.source,
+                    chunk,
+                    options,
+                    layout,
+                    1 + doc.offset,
+                    doc.pages + doc.offset,
+                )
+                pending[future] = (doc, n, len(chunk))
+            if not pending:
+                continue
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                doc, n, count = pending.pop(future)
+                try:
+                    pages = future.result()
+                except BrokenProcessPool:
+                    # A worker died (a crash in PDFium, or killed): every document in
+                    # flight fails, the others go on in a new pool.
+                    for other, _, _ in [(doc, n, count), *pending.values()]:
+                        _fail(
+                            other,
+                            ConvertError(
+                                "a worker process died while rendering it", path=other.result.source
+                            ),
+                        )
+                    pending.clear()
+                    pool.shutdown(cancel_futures=True)
+                    pool = _pool(jobs)
+                    break
+                except BaseException as exc:  # a worker's exception, pickled back
+                    if not doc.result.error:
+                        _fail(doc, exc)
+                    continue
+                done += count
+                if progress:
+                    progress(done, known)
+                if doc.result.error:
+                    continue
+                doc.got[n] = pages
+                doc.chunks_left -= 1
+                if doc.chunks_left == 0:
+                    _finish(doc, doc.got, options, compression, doc.offset)
+    finally:
+        pool.shutdown(cancel_futures=True)
