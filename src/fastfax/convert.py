@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from . import pdfout, tiff
-from .branding import DEFAULT_HEADER, apply_header, header_text  # noqa: F401 (re-exported)
+from .branding import apply_header, header_text
 from .cover import CoverInfo, load_template, render_cover
 from .errors import FaxError, TiffError
 from .layout import ConvertError, Layout, layout_for
