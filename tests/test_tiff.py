@@ -157,6 +157,17 @@ def test_resolution_units(tmp_path):
         back = tiff.read(path)[0]
         assert (back.xres, back.yres) == pytest.approx((204, 97.79), rel=1e-9)
         assert back.data == page.data
+        copy = tmp_path / f"{unit}-libtiff.tif"
+        run("tiffcp", "-c", "g3", path, copy)  # libtiff keeps the unit and values
+        back = tiff.read(copy)[0]
+        assert (back.xres, back.yres) == pytest.approx((204, 97.79), rel=1e-6)
+
+
+@pytest.mark.parametrize(("yres", "want"), [(98, 98), (196, 196), (391, 196)])
+def test_resolution_without_unit_is_taken_as_fax(yres, want):
+    page = Page(text_page(64, 10).data, 64, 10, 204, yres)
+    (back,) = tiff.loads(patch(tiff.dumps(page), 0, 296, 1, ftype=3))
+    assert (back.xres, back.yres) == (204, want)
 
 
 @needs_libtiff
@@ -230,6 +241,20 @@ def test_spandsp_reads_ours(tmp_path, spandsp_reader, compression):
     for i, page in enumerate((fine, standard)):
         coded = (tmp_path / f"page.{i}").read_bytes()
         assert codec.decode(coded, 1728, "mmr", msb_first=False).data == page.data
+
+
+@pytest.mark.skipif(shutil.which("efix") is None, reason="efax not installed")
+@pytest.mark.parametrize(("fill_order", "eol_align"), [(1, True), (2, True), (1, False)])
+def test_efax_reads_ours(tmp_path, fill_order, eol_align):
+    """efax's efix reads one-dimensional G3 TIFF-F (the first page of a file)."""
+    fine, standard = text_page(1728, 300), text_page(1728, 150, yres=98, seed=1)
+    for name, pages in (("two.tif", [fine, standard]), ("one.tif", [standard])):
+        path = tmp_path / name
+        tiff.write(path, pages, "g3", fill_order=fill_order, eol_align=eol_align)
+        pbm = subprocess.run(
+            ["efix", "-i", "tiffg3", "-o", "pbm", str(path)], capture_output=True, check=True
+        ).stdout
+        assert Page.from_pbm(pbm).data == pages[0].data
 
 
 # ----------------------------------------------------------------------------------------
