@@ -1,0 +1,902 @@
+/*
+ * faxline - a simulated telephone line for fax tests, built on libspandsp.
+ *
+ * Side A is always an emulated Class 1 fax modem (SpanDSP t31) presented to a
+ * DTE on a pseudo-terminal.  Side B is either a SpanDSP audio fax terminal
+ * (fax.h, sending or receiving a TIFF file) or a second emulated Class 1 modem
+ * on a second pseudo-terminal.  The two sides exchange 8000 samples/s audio in
+ * blocks of 160 samples (20 ms), through a delay line and optional white noise.
+ *
+ * Stdout protocol (one line each): "PTY A <path>", ["PTY B <path>"], "READY",
+ * and at exit "RESULT <json>".  Logs go to stderr.  See README.md.
+ */
+#define _GNU_SOURCE
+#define SPANDSP_EXPOSE_INTERNAL_STRUCTURES
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <math.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <spandsp.h>
+
+#define SAMPLE_RATE 8000
+#define BLOCK 160
+#define MAX_OUT (16 * 1024 * 1024)
+#define DLE 0x10
+#define ETX 0x03
+
+enum call_state { IDLE, RINGING, IN_CALL, ENDED };
+
+struct modem {
+    char name;
+    t31_state_t *t31;
+    int master;
+    int slave;
+    char path[128];
+    uint8_t in[4096];
+    size_t in_len;
+    uint8_t *out;
+    size_t out_len;
+    size_t out_cap;
+    enum call_state call;
+    int dte_turn;
+    int pending_event;   /* AT_CALL_EVENT_* to deliver at the next tick, 0 = none */
+    int64_t next_ring;
+    int rings;
+    struct modem *other;
+};
+
+struct delay_line {
+    int16_t *buf;
+    int len;
+    int pos;
+    awgn_state_t *noise;
+};
+
+static struct {
+    int terminal;           /* side B is a fax terminal */
+    int term_sends;
+    int term_calls;
+    const char *file;
+    int ecm;
+    const char *ident;
+    const char *header;
+    int modems;
+    int resolutions;
+    int compressions;
+    double speed;
+    int delay_ms;
+    double noise_dbm0;
+    int noise_on;
+    int seed;
+    double timeout;
+    double linger;
+    int answer_delay_ms;
+    int ring_ms;
+    int max_rings;
+    int log_level;
+    int trace;
+} opt = {
+    .ecm = 1,
+    .ident = "FAXLINE",
+    .modems = T30_SUPPORT_V27TER | T30_SUPPORT_V29 | T30_SUPPORT_V17,
+    .resolutions = T30_SUPPORT_STANDARD_RESOLUTION | T30_SUPPORT_FINE_RESOLUTION
+                   | T30_SUPPORT_SUPERFINE_RESOLUTION | T30_SUPPORT_R8_RESOLUTION,
+    .compressions = T30_SUPPORT_T4_1D_COMPRESSION | T30_SUPPORT_T4_2D_COMPRESSION
+                    | T30_SUPPORT_T6_COMPRESSION,
+    .speed = 1.0,
+    .delay_ms = 30,
+    .seed = 1234567,
+    .timeout = 300.0,
+    .linger = 1.0,
+    .answer_delay_ms = 500,
+    .ring_ms = 5000,
+    .max_rings = 10,
+    .log_level = SPAN_LOG_FLOW,
+};
+
+static struct modem modem_a;
+static struct modem modem_b;
+static fax_state_t *fax;
+static int64_t now;                 /* simulated time, in samples */
+static int64_t term_start_at = -1;  /* when the terminal goes off hook, in samples */
+static int term_running;
+static int term_done;
+static int term_completion = -1;
+static int64_t term_done_at;
+static t30_stats_t term_stats;
+static char term_remote_ident[64];
+static int term_phase_b;
+static int term_phase_d;
+static volatile sig_atomic_t got_signal;
+static double last_input_wall;       /* when a DTE last sent something, wall clock */
+
+static double wall_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static double sim_seconds(void)
+{
+    return (double) now / SAMPLE_RATE;
+}
+
+static void trace_bytes(struct modem *m, const char *dir, const uint8_t *buf, size_t len)
+{
+    size_t i;
+    size_t printable = 0;
+
+    if (!opt.trace)
+        return;
+    for (i = 0; i < len; i++) {
+        if ((buf[i] >= 0x20 && buf[i] < 0x7F) || buf[i] == '\r' || buf[i] == '\n')
+            printable++;
+    }
+    fprintf(stderr, "%10.3f %c%s ", sim_seconds(), m->name, dir);
+    if (printable == len && len < 200) {
+        for (i = 0; i < len; i++) {
+            if (buf[i] == '\r')
+                fputs("\\r", stderr);
+            else if (buf[i] == '\n')
+                fputs("\\n", stderr);
+            else
+                fputc(buf[i], stderr);
+        }
+    } else {
+        fprintf(stderr, "[%zu bytes:", len);
+        for (i = 0; i < len && i < 24; i++)
+            fprintf(stderr, " %02X", buf[i]);
+        fputs(len > 24 ? " ...]" : "]", stderr);
+    }
+    fputc('\n', stderr);
+}
+
+/* Is this piece of modem output a final result code (verbose or numeric)? */
+static int result_code(const uint8_t *buf, size_t len)
+{
+    static const char *codes[] = {"OK", "CONNECT", "RING", "NO CARRIER", "ERROR", "NO DIALTONE",
+                                  "BUSY", "NO ANSWER", "+FCERROR", NULL};
+    char text[32];
+    size_t n = 0;
+    size_t i;
+
+    for (i = 0; i < len; i++) {
+        if (buf[i] == '\r' || buf[i] == '\n')
+            continue;
+        if (n >= sizeof(text) - 1)
+            return 0;
+        text[n++] = (char) buf[i];
+    }
+    text[n] = '\0';
+    if (n == 0)
+        return 0;
+    for (i = 0; codes[i]; i++) {
+        if (strcmp(text, codes[i]) == 0)
+            return 1;
+    }
+    return n <= 2 && text[0] >= '0' && text[0] <= '9' && (n == 1 || (text[1] >= '0' && text[1] <= '9'));
+}
+
+static int at_tx(at_state_t *s, void *user_data, const uint8_t *buf, size_t len)
+{
+    struct modem *m = user_data;
+    int mode = s->at_rx_mode;
+
+    (void) s;
+    trace_bytes(m, "<", buf, len);
+    if (result_code(buf, len)) {
+        /* A CONNECT for a receive command starts data delivery: the modem keeps the turn. */
+        if (!(mode == AT_MODE_DELIVERY && memmem(buf, len, "CONNECT", 7) != NULL)
+            && !(mode == AT_MODE_DELIVERY && len <= 3 && buf[0] == '1'))
+            m->dte_turn = 1;
+    }
+    if (m->out_len + len > MAX_OUT) {
+        fprintf(stderr, "faxline: %c: DTE is not reading; dropping %zu bytes\n", m->name, len);
+        return 0;
+    }
+    if (m->out_len + len > m->out_cap) {
+        size_t cap = m->out_cap ? m->out_cap : 65536;
+        while (cap < m->out_len + len)
+            cap *= 2;
+        m->out = realloc(m->out, cap);
+        if (m->out == NULL) {
+            perror("faxline: realloc");
+            exit(2);
+        }
+        m->out_cap = cap;
+    }
+    memcpy(m->out + m->out_len, buf, len);
+    m->out_len += len;
+    return 0;
+}
+
+static void terminal_answer_or_dial_scheduled(void)
+{
+    term_start_at = now + (int64_t) opt.answer_delay_ms * SAMPLE_RATE / 1000;
+}
+
+static int modem_control(t31_state_t *s, void *user_data, int op, const char *num)
+{
+    struct modem *m = user_data;
+
+    (void) s;
+    switch (op) {
+    case AT_MODEM_CONTROL_CALL:
+        fprintf(stderr, "%10.3f %c: dialling '%s'\n", sim_seconds(), m->name, num ? num : "");
+        if (m->other != NULL && m->other->call == ENDED) {
+            m->pending_event = AT_CALL_EVENT_BUSY;
+            break;
+        }
+        m->call = IN_CALL;
+        m->pending_event = AT_CALL_EVENT_CONNECTED;
+        if (opt.terminal) {
+            if (!opt.term_calls && term_start_at < 0)
+                terminal_answer_or_dial_scheduled();
+        } else if (m->other != NULL && m->other->call != IN_CALL) {
+            /* A modem whose DTE has already answered (ATA on an idle line) takes the call. */
+            m->other->call = RINGING;
+            m->other->next_ring = now;
+            m->other->rings = 0;
+        }
+        break;
+    case AT_MODEM_CONTROL_ANSWER:
+        fprintf(stderr, "%10.3f %c: answering\n", sim_seconds(), m->name);
+        m->call = IN_CALL;
+        m->pending_event = AT_CALL_EVENT_ANSWERED;
+        if (opt.terminal && opt.term_calls && !term_running)
+            term_start_at = now;
+        break;
+    case AT_MODEM_CONTROL_HANGUP:
+    case AT_MODEM_CONTROL_ONHOOK:
+        if (m->call == IN_CALL || m->call == RINGING) {
+            fprintf(stderr, "%10.3f %c: on hook\n", sim_seconds(), m->name);
+            m->call = (m->call == IN_CALL) ? ENDED : IDLE;
+            if (m->other != NULL && m->other->call == RINGING)
+                m->other->call = IDLE;
+        }
+        break;
+    default:
+        break;
+    }
+    return 0;
+}
+
+static void phase_b(t30_state_t *s, void *user_data, int result)
+{
+    (void) s;
+    (void) user_data;
+    term_phase_b++;
+    fprintf(stderr, "%10.3f FAX: phase B (0x%X) %s\n", sim_seconds(), result, t30_frametype(result));
+}
+
+static int phase_b_handler(t30_state_t *s, void *user_data, int result)
+{
+    phase_b(s, user_data, result);
+    return T30_ERR_OK;
+}
+
+static int phase_d_handler(t30_state_t *s, void *user_data, int result)
+{
+    (void) user_data;
+    term_phase_d++;
+    fprintf(stderr, "%10.3f FAX: phase D (0x%X) %s\n", sim_seconds(), result, t30_frametype(result));
+    (void) s;
+    return T30_ERR_OK;
+}
+
+static void phase_e_handler(t30_state_t *s, void *user_data, int completion_code)
+{
+    const char *id;
+
+    (void) user_data;
+    term_done = 1;
+    term_done_at = now;
+    term_completion = completion_code;
+    t30_get_transfer_statistics(s, &term_stats);
+    id = t30_get_rx_ident(s);
+    snprintf(term_remote_ident, sizeof(term_remote_ident), "%s", id ? id : "");
+    fprintf(stderr, "%10.3f FAX: phase E %d %s\n", sim_seconds(), completion_code,
+            t30_completion_code_to_str(completion_code));
+}
+
+static void set_log(logging_state_t *log, const char *tag)
+{
+    span_log_set_level(log, opt.log_level | SPAN_LOG_SHOW_TAG | SPAN_LOG_SHOW_SAMPLE_TIME);
+    span_log_set_tag(log, tag);
+}
+
+static void open_pty(struct modem *m)
+{
+    struct termios t;
+    int fd;
+
+    fd = posix_openpt(O_RDWR | O_NOCTTY);
+    if (fd < 0 || grantpt(fd) < 0 || unlockpt(fd) < 0 || ptsname_r(fd, m->path, sizeof(m->path))) {
+        perror("faxline: pseudo-terminal");
+        exit(2);
+    }
+    m->master = fd;
+    /* Hold the slave open: the DTE may open and close it at will without the master
+       seeing a hang-up, and it starts out in raw mode. */
+    m->slave = open(m->path, O_RDWR | O_NOCTTY);
+    if (m->slave < 0 || tcgetattr(m->slave, &t) < 0) {
+        perror("faxline: slave");
+        exit(2);
+    }
+    cfmakeraw(&t);
+    cfsetispeed(&t, B115200);
+    cfsetospeed(&t, B115200);
+    tcsetattr(m->slave, TCSANOW, &t);
+    fcntl(m->master, F_SETFL, fcntl(m->master, F_GETFL) | O_NONBLOCK);
+}
+
+static void init_modem(struct modem *m, char name)
+{
+    char tag[16];
+
+    m->name = name;
+    open_pty(m);
+    m->t31 = t31_init(NULL, at_tx, m, modem_control, m, NULL, NULL);
+    if (m->t31 == NULL) {
+        fprintf(stderr, "faxline: t31_init failed\n");
+        exit(2);
+    }
+    snprintf(tag, sizeof(tag), "%c.T31", name);
+    set_log(t31_get_logging_state(m->t31), tag);
+    set_log(&m->t31->at_state.logging, tag);
+}
+
+static void init_terminal(void)
+{
+    t30_state_t *t30;
+
+    fax = fax_init(NULL, opt.term_calls);
+    if (fax == NULL) {
+        fprintf(stderr, "faxline: fax_init failed\n");
+        exit(2);
+    }
+    t30 = fax_get_t30_state(fax);
+    t30_set_tx_ident(t30, opt.ident);
+    if (opt.header)
+        t30_set_tx_page_header_info(t30, opt.header);
+    if (opt.term_sends)
+        t30_set_tx_file(t30, opt.file, -1, -1);
+    else
+        t30_set_rx_file(t30, opt.file, -1);
+    t30_set_ecm_capability(t30, opt.ecm);
+    t30_set_supported_modems(t30, opt.modems);
+    t30_set_supported_resolutions(t30, opt.resolutions);
+    t30_set_supported_compressions(t30, opt.compressions);
+    t30_set_phase_b_handler(t30, phase_b_handler, NULL);
+    t30_set_phase_d_handler(t30, phase_d_handler, NULL);
+    t30_set_phase_e_handler(t30, phase_e_handler, NULL);
+    fax_set_transmit_on_idle(fax, 1);
+    set_log(fax_get_logging_state(fax), "FAX");
+    set_log(t30_get_logging_state(t30), "FAX");
+}
+
+static void init_line(struct delay_line *l)
+{
+    l->len = opt.delay_ms * SAMPLE_RATE / 1000;
+    l->buf = calloc(l->len > 0 ? l->len : 1, sizeof(int16_t));
+    if (opt.noise_on)
+        l->noise = awgn_init_dbm0(NULL, opt.seed++, (float) opt.noise_dbm0);
+}
+
+static void line_carry(struct delay_line *l, int16_t *amp)
+{
+    int i;
+    int16_t x;
+    int v;
+
+    for (i = 0; i < BLOCK; i++) {
+        if (l->len > 0) {
+            x = l->buf[l->pos];
+            l->buf[l->pos] = amp[i];
+            l->pos = (l->pos + 1) % l->len;
+        } else {
+            x = amp[i];
+        }
+        if (l->noise) {
+            v = x + awgn(l->noise);
+            x = (int16_t) (v > 32767 ? 32767 : (v < -32768 ? -32768 : v));
+        }
+        amp[i] = x;
+    }
+}
+
+/* Bytes the modem can take now, stopping after a DLE ETX or a command line's CR so that
+   whatever follows is interpreted in the mode the modem switches to. */
+static size_t acceptable(struct modem *m)
+{
+    t31_state_t *t = m->t31;
+    size_t limit = m->in_len;
+    size_t i;
+    int dled;
+
+    switch (t->at_state.at_rx_mode) {
+    case AT_MODE_DELIVERY:
+        return limit ? 1 : 0;
+    case AT_MODE_STUFFED:
+        {
+            int room = T31_TX_BUF_LEN - 2 - (t->tx.in_bytes - t->tx.out_bytes);
+            if (room <= 0)
+                return 0;
+            if ((size_t) room < limit)
+                limit = room;
+        }
+        /* fall through */
+    case AT_MODE_HDLC:
+        dled = t->dled;
+        for (i = 0; i < limit; i++) {
+            if (dled) {
+                dled = 0;
+                if (m->in[i] == ETX)
+                    return i + 1;
+            } else if (m->in[i] == DLE) {
+                dled = 1;
+            }
+        }
+        return limit;
+    default:
+        for (i = 0; i < limit; i++) {
+            if (m->in[i] == '\r')
+                return i + 1;
+        }
+        return limit;
+    }
+}
+
+static void feed_modem(struct modem *m)
+{
+    size_t n;
+    t31_state_t *t = m->t31;
+
+    while (m->in_len > 0) {
+        n = acceptable(m);
+        if (n == 0)
+            break;
+        if (t->at_state.at_rx_mode == AT_MODE_HDLC && t->hdlc_tx.len + n > T31_MAX_HDLC_LEN - 4) {
+            fprintf(stderr, "faxline: %c: HDLC frame from the DTE too long; discarding it\n",
+                    m->name);
+            t->hdlc_tx.len = 0;
+            t->dled = 0;
+            memmove(m->in, m->in + n, m->in_len - n);
+            m->in_len -= n;
+            continue;
+        }
+        trace_bytes(m, ">", m->in, n);
+        t31_at_rx(t, (const char *) m->in, (int) n);
+        memmove(m->in, m->in + n, m->in_len - n);
+        m->in_len -= n;
+    }
+}
+
+static void service_modem(struct modem *m)
+{
+    ssize_t r;
+
+    if (m->t31 == NULL)
+        return;
+    if (m->in_len < sizeof(m->in)) {
+        r = read(m->master, m->in + m->in_len, sizeof(m->in) - m->in_len);
+        if (r > 0) {
+            m->in_len += r;
+            m->dte_turn = 0;
+            last_input_wall = wall_now();
+        }
+    }
+    feed_modem(m);
+    while (m->out_len > 0) {
+        r = write(m->master, m->out, m->out_len);
+        if (r <= 0)
+            break;
+        memmove(m->out, m->out + r, m->out_len - r);
+        m->out_len -= r;
+    }
+}
+
+/* Is the DTE expected to act before the modem can make progress on its own?  While it is,
+   simulated time runs at real time, so the DTE's reaction time stays realistic. */
+static int dte_has_turn(struct modem *m)
+{
+    t31_state_t *t;
+
+    if (m->t31 == NULL || m->call == ENDED)
+        return 0;
+    if (m->call == IDLE || m->call == RINGING)
+        return 1;
+    t = m->t31;
+    if (m->in_len > 0)
+        return 0;
+    switch (t->at_state.at_rx_mode) {
+    case AT_MODE_HDLC:
+        return t->hdlc_tx.len > 0 || (t->audio.modems.hdlc_tx.len == 0
+                                      && !t->audio.modems.hdlc_tx.tx_end) || m->dte_turn;
+    case AT_MODE_STUFFED:
+        return t->tx.in_bytes - t->tx.out_bytes < 512;
+    default:
+        return m->dte_turn;
+    }
+}
+
+static void ring_and_events(struct modem *m)
+{
+    int ev;
+
+    if (m->t31 == NULL)
+        return;
+    if (m->pending_event) {
+        ev = m->pending_event;
+        m->pending_event = 0;
+        t31_call_event(m->t31, ev);
+        if (ev == AT_CALL_EVENT_BUSY)
+            m->call = IDLE;
+    }
+    if (m->call == RINGING && now >= m->next_ring) {
+        if (m->rings >= opt.max_rings) {
+            m->call = IDLE;
+            return;
+        }
+        m->rings++;
+        m->next_ring = now + (int64_t) opt.ring_ms * SAMPLE_RATE / 1000;
+        t31_call_event(m->t31, AT_CALL_EVENT_ALERTING);
+    }
+}
+
+static void tick(void)
+{
+    int16_t a_amp[BLOCK];
+    int16_t b_amp[BLOCK];
+    static struct delay_line a_to_b;
+    static struct delay_line b_to_a;
+    static int lines_ready;
+    int n;
+
+    if (!lines_ready) {
+        init_line(&a_to_b);
+        init_line(&b_to_a);
+        lines_ready = 1;
+    }
+    ring_and_events(&modem_a);
+    ring_and_events(&modem_b);
+    /* A calling terminal rings modem A once its DTE has put it in fax class. */
+    if (opt.terminal && opt.term_calls && !term_running && modem_a.call == IDLE
+        && modem_a.t31->at_state.fclass_mode != 0 && modem_a.rings == 0 && term_start_at < 0) {
+        modem_a.call = RINGING;
+        modem_a.next_ring = now + (int64_t) opt.answer_delay_ms * SAMPLE_RATE / 1000;
+    }
+    if (opt.terminal && !term_running && term_start_at >= 0 && now >= term_start_at
+        && (opt.term_calls ? modem_a.call == IN_CALL : 1)) {
+        term_running = 1;
+        fprintf(stderr, "%10.3f FAX: off hook\n", sim_seconds());
+    }
+
+    n = t31_tx(modem_a.t31, a_amp, BLOCK);
+    if (n < BLOCK)
+        memset(a_amp + n, 0, (BLOCK - n) * sizeof(int16_t));
+    if (opt.terminal) {
+        n = (term_running && !term_done) ? fax_tx(fax, b_amp, BLOCK) : 0;
+    } else {
+        n = t31_tx(modem_b.t31, b_amp, BLOCK);
+    }
+    if (n < BLOCK)
+        memset(b_amp + n, 0, (BLOCK - n) * sizeof(int16_t));
+    line_carry(&a_to_b, a_amp);
+    line_carry(&b_to_a, b_amp);
+    t31_rx(modem_a.t31, b_amp, BLOCK);
+    if (opt.terminal) {
+        if (term_running && !term_done)
+            fax_rx(fax, a_amp, BLOCK);
+        span_log_bump_samples(fax_get_logging_state(fax), BLOCK);
+        span_log_bump_samples(t30_get_logging_state(fax_get_t30_state(fax)), BLOCK);
+    } else {
+        t31_rx(modem_b.t31, a_amp, BLOCK);
+        span_log_bump_samples(t31_get_logging_state(modem_b.t31), BLOCK);
+        span_log_bump_samples(&modem_b.t31->at_state.logging, BLOCK);
+    }
+    span_log_bump_samples(t31_get_logging_state(modem_a.t31), BLOCK);
+    span_log_bump_samples(&modem_a.t31->at_state.logging, BLOCK);
+    now += BLOCK;
+}
+
+static const char *finished(void)
+{
+    if (opt.terminal) {
+        if (term_done && (modem_a.call == ENDED || modem_a.call == IDLE)
+            && now - term_done_at > SAMPLE_RATE / 5)
+            return "completed";
+        if (term_done && now - term_done_at > 10 * SAMPLE_RATE)
+            return "completed";
+        if (opt.term_calls && !term_running && modem_a.rings >= opt.max_rings
+            && modem_a.call == IDLE)
+            return "no_answer";
+        return NULL;
+    }
+    if (modem_a.call == ENDED && modem_b.call == ENDED)
+        return "completed";
+    if (modem_a.call == ENDED && modem_b.call == IDLE && modem_b.rings >= opt.max_rings)
+        return "no_answer";
+    return NULL;
+}
+
+static void json_string(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char) *s;
+        if (c == '"' || c == '\\')
+            fprintf(f, "\\%c", c);
+        else if (c < 0x20 || c >= 0x7F)
+            fprintf(f, "\\u%04x", c);
+        else
+            fputc(c, f);
+    }
+    fputc('"', f);
+}
+
+static void print_result(const char *reason, double wall)
+{
+    FILE *f = stdout;
+
+    fprintf(f, "RESULT {\"exit\": ");
+    json_string(f, reason);
+    fprintf(f, ", \"sim_seconds\": %.3f, \"wall_seconds\": %.3f", sim_seconds(), wall);
+    if (opt.terminal) {
+        fprintf(f, ", \"terminal\": {\"role\": \"%s\", \"calling\": %s, \"done\": %s",
+                opt.term_sends ? "send" : "receive", opt.term_calls ? "true" : "false",
+                term_done ? "true" : "false");
+        fprintf(f, ", \"completion_code\": %d, \"completion\": ", term_completion);
+        json_string(f, term_completion >= 0 ? t30_completion_code_to_str(term_completion)
+                                            : "not finished");
+        fprintf(f, ", \"ok\": %s", term_completion == T30_ERR_OK ? "true" : "false");
+        fprintf(f, ", \"pages_tx\": %d, \"pages_rx\": %d, \"bit_rate\": %d, \"ecm\": %s",
+                term_stats.pages_tx, term_stats.pages_rx, term_stats.bit_rate,
+                term_stats.error_correcting_mode ? "true" : "false");
+        fprintf(f, ", \"x_resolution\": %d, \"y_resolution\": %d, \"width\": %d, \"length\": %d",
+                term_stats.x_resolution, term_stats.y_resolution, term_stats.width,
+                term_stats.length);
+        fprintf(f, ", \"encoding\": %d, \"bad_rows\": %d, \"longest_bad_row_run\": %d",
+                term_stats.encoding, term_stats.bad_rows, term_stats.longest_bad_row_run);
+        fprintf(f, ", \"ecm_retries\": %d, \"phase_b\": %d, \"phase_d\": %d",
+                term_stats.error_correcting_mode_retries, term_phase_b, term_phase_d);
+        fprintf(f, ", \"remote_ident\": ");
+        json_string(f, term_remote_ident);
+        fprintf(f, ", \"local_ident\": ");
+        json_string(f, opt.ident);
+        fprintf(f, "}");
+    }
+    fprintf(f, ", \"modem_a\": {\"state\": %d, \"rings\": %d}", modem_a.call, modem_a.rings);
+    if (!opt.terminal)
+        fprintf(f, ", \"modem_b\": {\"state\": %d, \"rings\": %d}", modem_b.call, modem_b.rings);
+    fprintf(f, "}\n");
+    fflush(f);
+}
+
+static int parse_list(const char *arg, const char *const names[], const int bits[])
+{
+    char *copy = strdup(arg);
+    char *save = NULL;
+    char *tok;
+    int value = 0;
+    int i;
+
+    for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        for (i = 0; names[i]; i++) {
+            if (strcmp(tok, names[i]) == 0)
+                break;
+        }
+        if (!names[i]) {
+            fprintf(stderr, "faxline: unknown value '%s'\n", tok);
+            exit(2);
+        }
+        value |= bits[i];
+    }
+    free(copy);
+    return value;
+}
+
+static void usage(void)
+{
+    fprintf(stderr,
+            "usage: faxline [--peer terminal|modem] [--send FILE | --receive FILE] [--calling]\n"
+            "               [--ecm 0|1] [--ident ID] [--header TEXT] [--modems v27,v29,v17]\n"
+            "               [--resolutions standard,fine,superfine] [--compressions mh,mr,mmr]\n"
+            "               [--speed F] [--delay MS] [--noise DBM0] [--seed N] [--timeout S]\n"
+            "               [--answer-delay MS] [--ring-interval MS] [--max-rings N]\n"
+            "               [--linger S] [--log-level N] [--trace]\n");
+    exit(2);
+}
+
+static void parse_args(int argc, char **argv)
+{
+    static const char *const modem_names[] = {"v27", "v29", "v17", NULL};
+    static const int modem_bits[] = {T30_SUPPORT_V27TER, T30_SUPPORT_V29, T30_SUPPORT_V17};
+    static const char *const res_names[] = {"standard", "fine", "superfine", NULL};
+    static const int res_bits[] = {T30_SUPPORT_STANDARD_RESOLUTION | T30_SUPPORT_R8_RESOLUTION,
+                                   T30_SUPPORT_FINE_RESOLUTION | T30_SUPPORT_R8_RESOLUTION,
+                                   T30_SUPPORT_SUPERFINE_RESOLUTION | T30_SUPPORT_R8_RESOLUTION};
+    static const char *const comp_names[] = {"mh", "mr", "mmr", NULL};
+    static const int comp_bits[] = {T30_SUPPORT_T4_1D_COMPRESSION, T30_SUPPORT_T4_2D_COMPRESSION,
+                                    T30_SUPPORT_T6_COMPRESSION};
+    static const struct option longopts[] = {
+        {"peer", required_argument, NULL, 'p'},
+        {"send", required_argument, NULL, 's'},
+        {"receive", required_argument, NULL, 'r'},
+        {"calling", no_argument, NULL, 'c'},
+        {"ecm", required_argument, NULL, 'e'},
+        {"ident", required_argument, NULL, 'i'},
+        {"header", required_argument, NULL, 'H'},
+        {"modems", required_argument, NULL, 'm'},
+        {"resolutions", required_argument, NULL, 'R'},
+        {"compressions", required_argument, NULL, 'C'},
+        {"speed", required_argument, NULL, 'x'},
+        {"delay", required_argument, NULL, 'd'},
+        {"noise", required_argument, NULL, 'n'},
+        {"seed", required_argument, NULL, 'S'},
+        {"timeout", required_argument, NULL, 't'},
+        {"answer-delay", required_argument, NULL, 'a'},
+        {"ring-interval", required_argument, NULL, 'I'},
+        {"max-rings", required_argument, NULL, 'M'},
+        {"log-level", required_argument, NULL, 'l'},
+        {"trace", no_argument, NULL, 'T'},
+        {"linger", required_argument, NULL, 'L'},
+        {NULL, 0, NULL, 0},
+    };
+    int c;
+
+    opt.terminal = 1;
+    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'p':
+            if (strcmp(optarg, "terminal") == 0)
+                opt.terminal = 1;
+            else if (strcmp(optarg, "modem") == 0)
+                opt.terminal = 0;
+            else
+                usage();
+            break;
+        case 's':
+            opt.term_sends = 1;
+            opt.file = optarg;
+            break;
+        case 'r':
+            opt.term_sends = 0;
+            opt.file = optarg;
+            break;
+        case 'c': opt.term_calls = 1; break;
+        case 'e': opt.ecm = atoi(optarg) != 0; break;
+        case 'i': opt.ident = optarg; break;
+        case 'H': opt.header = optarg; break;
+        case 'm': opt.modems = parse_list(optarg, modem_names, modem_bits); break;
+        case 'R': opt.resolutions = parse_list(optarg, res_names, res_bits); break;
+        case 'C': opt.compressions = parse_list(optarg, comp_names, comp_bits); break;
+        case 'x': opt.speed = atof(optarg); break;
+        case 'd': opt.delay_ms = atoi(optarg); break;
+        case 'n': opt.noise_dbm0 = atof(optarg); opt.noise_on = 1; break;
+        case 'S': opt.seed = atoi(optarg); break;
+        case 't': opt.timeout = atof(optarg); break;
+        case 'a': opt.answer_delay_ms = atoi(optarg); break;
+        case 'I': opt.ring_ms = atoi(optarg); break;
+        case 'M': opt.max_rings = atoi(optarg); break;
+        case 'l': opt.log_level = atoi(optarg); break;
+        case 'T': opt.trace = 1; break;
+        case 'L': opt.linger = atof(optarg); break;
+        default: usage();
+        }
+    }
+    if (optind != argc || opt.speed < 0 || opt.delay_ms < 0 || opt.delay_ms > 2000
+        || opt.timeout <= 0 || (opt.terminal && opt.file == NULL))
+        usage();
+}
+
+static void on_signal(int sig)
+{
+    (void) sig;
+    got_signal = 1;
+}
+
+int main(int argc, char **argv)
+{
+    struct pollfd fds[2];
+    double start;
+    double next;
+    double t;
+    double step;
+    const char *reason = NULL;
+    const char *done = NULL;
+    double done_wall = 0.0;
+    int nfds;
+    int wait_ms;
+
+    parse_args(argc, argv);
+    signal(SIGTERM, on_signal);
+    signal(SIGINT, on_signal);
+    signal(SIGPIPE, SIG_IGN);
+
+    init_modem(&modem_a, 'A');
+    if (opt.terminal) {
+        init_terminal();
+    } else {
+        init_modem(&modem_b, 'B');
+        modem_a.other = &modem_b;
+        modem_b.other = &modem_a;
+    }
+    printf("PTY A %s\n", modem_a.path);
+    if (!opt.terminal)
+        printf("PTY B %s\n", modem_b.path);
+    printf("READY\n");
+    fflush(stdout);
+
+    start = wall_now();
+    next = start;
+    nfds = 0;
+    fds[nfds++].fd = modem_a.master;
+    if (!opt.terminal)
+        fds[nfds++].fd = modem_b.master;
+    while (reason == NULL) {
+        /* Real time while a DTE has the turn or after the call, else the speed factor
+           (0 = unpaced). */
+        if (done != NULL || dte_has_turn(&modem_a) || dte_has_turn(&modem_b) || opt.speed == 1.0)
+            step = (double) BLOCK / SAMPLE_RATE;
+        else
+            step = opt.speed > 0 ? (double) BLOCK / SAMPLE_RATE / opt.speed : 0.0;
+        t = wall_now();
+        if (next < t - 0.1)
+            next = t - 0.1;   /* do not run in a burst to catch up after a stall */
+        next += step;
+        do {
+            wait_ms = (int) ((next - t) * 1000.0);
+            if (wait_ms < 0)
+                wait_ms = 0;
+            for (int i = 0; i < nfds; i++) {
+                fds[i].events = POLLIN;
+                fds[i].revents = 0;
+            }
+            if (modem_a.out_len)
+                fds[0].events |= POLLOUT;
+            if (!opt.terminal && modem_b.out_len)
+                fds[1].events |= POLLOUT;
+            poll(fds, nfds, wait_ms);
+            service_modem(&modem_a);
+            service_modem(&modem_b);
+            t = wall_now();
+            if (got_signal)
+                break;
+        } while (t < next);
+        if (got_signal) {
+            reason = "signal";
+            break;
+        }
+        tick();
+        service_modem(&modem_a);
+        service_modem(&modem_b);
+        if (t - start > opt.timeout) {
+            reason = "timeout";
+        } else if (done == NULL) {
+            done = finished();
+            done_wall = t;
+        } else if (t - last_input_wall > opt.linger && t - done_wall > opt.linger) {
+            /* Let the DTEs finish their own clean-up (ATH, reset) before the ports go. */
+            reason = done;
+        }
+    }
+    /* Give the DTEs a moment to take what is still queued for them. */
+    for (int i = 0; i < 20 && (modem_a.out_len || modem_b.out_len); i++) {
+        service_modem(&modem_a);
+        service_modem(&modem_b);
+        usleep(5000);
+    }
+    print_result(reason, wall_now() - start);
+    return 0;
+}
