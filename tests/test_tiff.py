@@ -518,6 +518,25 @@ def test_ifd_loop_and_bad_offsets(pages):
         tiff.loads(b"II\x2b\x01" + bytes(100))
 
 
+def test_huge_counts(pages):
+    data = tiff.dumps(pages)
+    for tag in (273, 279):
+        buf = bytearray(data)
+        struct.pack_into("<I", buf, ifd_entries(data)[0][tag] + 4, 0xFFFFFFFF)
+        with pytest.raises(TiffError, match="past the end"):
+            tiff.loads(bytes(buf))
+    buf = bytearray(data)
+    (first,) = struct.unpack_from("<I", buf, 4)
+    struct.pack_into("<H", buf, first, 0xFFFF)  # 65535 entries: far more than the file holds
+    with pytest.raises(TiffError, match="truncated"):
+        tiff.loads(bytes(buf))
+
+
+def test_reduced_resolution_images_are_skipped(pages):
+    thumbnail = patch(tiff.dumps(pages), 1, 254, 1)
+    assert tiff.loads(thumbnail) == [pages[0], pages[2]]
+
+
 def test_missing_tags():
     data = tiff.dumps(text_page(64, 20))
     entries = ifd_entries(data)[0]
