@@ -419,7 +419,7 @@ def _decode_strip(
     compression: int,
     t_options: int,
     msb_first: bool,
-    errors: str,
+    errors: Literal["strict", "repair"],
 ) -> tuple[bytes, int, int]:
     """The packed rows of one strip, its bad row count and longest run of bad rows."""
     if compression == 1:
@@ -434,7 +434,7 @@ def _decode_strip(
         scheme = "mr" if t_options & 1 else "mh"
     else:
         scheme = "rle"
-    mode = errors if scheme in ("mh", "mr") else "strict"
+    mode: Literal["strict", "repair"] = errors if scheme in ("mh", "mr") else "strict"
     decoder = Decoder(width, scheme, height=rows, max_rows=rows, msb_first=msb_first, errors=mode)
     out = decoder.feed_packed(strip) + decoder.finish_packed()
     if decoder.rows < rows:
@@ -444,7 +444,9 @@ def _decode_strip(
     return out, decoder.bad_rows, decoder.max_consecutive_bad_rows
 
 
-def _page(f: _File, ifd: dict, index: int, errors: str | None, max_rows: int) -> Page | None:
+def _page(
+    f: _File, ifd: dict, index: int, errors: Literal["strict", "repair"] | None, max_rows: int
+) -> Page | None:
     """The page of one IFD, or None for a reduced-resolution image (a thumbnail)."""
     if f.ints(ifd, _NEW_SUBFILE_TYPE, "NewSubfileType", 0)[0] & 1:
         return None
