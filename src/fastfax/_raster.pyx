@@ -39,37 +39,46 @@ cdef extern from *:
             ff_rev8[i] = (uint8_t)r;
         }
     }
-    /* Pack n grey pixels into bits (1 where grey < t) starting at bit offset `bit` of
-       `out` (bits already there are kept, OR-ed). */
-    static void ff_threshold_row(const uint8_t *g, int n, int t, uint8_t *out, int bit) {
+    /* Pack n grey pixels into bits, 1 where grey < t, from the top bit of out[0]; the
+       last byte's bits past n are 0. Every byte of out is assigned. */
+    static void ff_threshold_bytes(const uint8_t *g, int n, int t, uint8_t *o) {
         int i = 0;
-        if ((bit & 7) == 0) {
-            uint8_t *o = out + (bit >> 3);
     #if defined(__SSE2__)
-            const __m128i flip = _mm_set1_epi8((char)0x80);
-            const __m128i tv = _mm_set1_epi8((char)(t ^ 0x80));
-            for (; i + 16 <= n; i += 16) {
-                __m128i v = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(g + i)), flip);
-                int m = _mm_movemask_epi8(_mm_cmplt_epi8(v, tv));
-                o[0] = ff_rev8[m & 0xFF];
-                o[1] = ff_rev8[(m >> 8) & 0xFF];
-                o += 2;
-            }
-    #endif
-            for (; i + 8 <= n; i += 8) {
-                int b = 0;
-                for (int k = 0; k < 8; k++) b |= (g[i + k] < t) << (7 - k);
-                *o++ = (uint8_t)b;
-            }
-            bit += i;
+        const __m128i flip = _mm_set1_epi8((char)0x80);
+        const __m128i tv = _mm_set1_epi8((char)(t ^ 0x80));
+        for (; i + 16 <= n; i += 16) {
+            __m128i v = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(g + i)), flip);
+            int m = _mm_movemask_epi8(_mm_cmplt_epi8(v, tv));
+            o[0] = ff_rev8[m & 0xFF];
+            o[1] = ff_rev8[(m >> 8) & 0xFF];
+            o += 2;
         }
-        for (; i < n; i++, bit++) {
-            if (g[i] < t) out[bit >> 3] |= (uint8_t)(0x80 >> (bit & 7));
+    #endif
+        for (; i < n; i += 8) {
+            int b = 0;
+            for (int k = 0; k < 8 && i + k < n; k++) b |= (g[i + k] < t) << (7 - k);
+            *o++ = (uint8_t)b;
+        }
+    }
+    /* Threshold n grey pixels into a packed row `out` of `stride` bytes at pixel `bit`,
+       OR-ing into what is there; `tmp` holds (n + 7) / 8 bytes of scratch. */
+    static void ff_threshold_row(const uint8_t *g, int n, int t, uint8_t *out, int bit,
+                                 int stride, uint8_t *tmp) {
+        int nb = (n + 7) >> 3, sh = bit & 7, first = bit >> 3;
+        if (sh == 0) {
+            ff_threshold_bytes(g, n, t, out + first);
+            return;
+        }
+        ff_threshold_bytes(g, n, t, tmp);
+        for (int i = 0; i < nb; i++) {
+            out[first + i] |= (uint8_t)(tmp[i] >> sh);
+            if (first + i + 1 < stride) out[first + i + 1] |= (uint8_t)(tmp[i] << (8 - sh));
         }
     }
     """
     void ff_init_rev8() nogil
-    void ff_threshold_row(const uint8_t *g, int n, int t, uint8_t *out, int bit) nogil
+    void ff_threshold_row(const uint8_t *g, int n, int t, uint8_t *out, int bit, int stride,
+                          uint8_t *tmp) nogil
 
 ff_init_rev8()
 
@@ -267,6 +276,7 @@ def binarize(const uint8_t[:, :] src not None, int page_w, int page_h, int x0, i
     cdef Py_ssize_t sstride = src.strides[0]
     cdef int ostride = (page_w + 7) >> 3
     cdef uint8_t* grey = NULL
+    cdef uint8_t* tmp = NULL
     cdef const uint8_t* g
     cdef Py_ssize_t gstride
     cdef int rc = 0, y, used = mode
@@ -300,9 +310,14 @@ def binarize(const uint8_t[:, :] src not None, int page_w, int page_h, int x0, i
             if used == M_PHOTO:
                 rc = dither(g, gstride, dst_w, dst_h, o, ostride, x0, y0)
             else:
-                for y in range(dst_h):
-                    ff_threshold_row(g + y * gstride, dst_w, threshold,
-                                     o + <Py_ssize_t>(y0 + y) * ostride, x0)
+                tmp = <uint8_t*>malloc((dst_w + 7) >> 3)
+                if tmp == NULL:
+                    rc = -1
+                else:
+                    for y in range(dst_h):
+                        ff_threshold_row(g + y * gstride, dst_w, threshold,
+                                         o + <Py_ssize_t>(y0 + y) * ostride, x0, ostride, tmp)
+                    free(tmp)
         free(grey)
     if rc < 0:
         raise MemoryError("out of memory while binarising a page")

@@ -170,6 +170,7 @@ class PdfSource(Source):
                 )
             raise self._error(f"cannot open the PDF: {text}") from None
         self.pages = len(self._doc)
+        self._grey = np.empty(0, dtype=np.uint8)
         if self.pages == 0:
             self.close()
             raise self._error("the PDF has no pages")
@@ -189,7 +190,8 @@ class PdfSource(Source):
                 raise self._error(f"the page is {width_pt} x {height_pt} points", index)
             place = layout.fit(width_pt / 72, height_pt / 72)
             stride = (place.width + 3) & ~3
-            grey = np.full((place.height, stride), 255, dtype=np.uint8)
+            grey = self._buffer(place.height * stride).reshape(place.height, stride)
+            grey.fill(255)
             bitmap = raw.FPDFBitmap_CreateEx(
                 place.width,
                 place.height,
@@ -224,6 +226,12 @@ class PdfSource(Source):
             mode,
             threshold,
         )[0]
+
+    def _buffer(self, size: int) -> np.ndarray:
+        """A reused grey buffer of ``size`` bytes (fresh memory costs page faults)."""
+        if self._grey.size < size:
+            self._grey = np.empty(size, dtype=np.uint8)
+        return self._grey[:size]
 
     def close(self) -> None:
         self._doc.close()
