@@ -107,6 +107,7 @@ static struct modem modem_a;
 static struct modem modem_b;
 static fax_state_t *fax;
 static int64_t now;                 /* simulated time, in samples */
+static int64_t realtime_samples;    /* simulated time spent paced at real time */
 static int64_t term_start_at = -1;  /* when the terminal goes off hook, in samples */
 static int term_running;
 static int term_done;
@@ -271,26 +272,21 @@ static int modem_control(t31_state_t *s, void *user_data, int op, const char *nu
     return 0;
 }
 
-static void phase_b(t30_state_t *s, void *user_data, int result)
+static int phase_b_handler(t30_state_t *s, void *user_data, int result)
 {
     (void) s;
     (void) user_data;
     term_phase_b++;
     fprintf(stderr, "%10.3f FAX: phase B (0x%X) %s\n", sim_seconds(), result, t30_frametype(result));
-}
-
-static int phase_b_handler(t30_state_t *s, void *user_data, int result)
-{
-    phase_b(s, user_data, result);
     return T30_ERR_OK;
 }
 
 static int phase_d_handler(t30_state_t *s, void *user_data, int result)
 {
+    (void) s;
     (void) user_data;
     term_phase_d++;
     fprintf(stderr, "%10.3f FAX: phase D (0x%X) %s\n", sim_seconds(), result, t30_frametype(result));
-    (void) s;
     return T30_ERR_OK;
 }
 
@@ -651,7 +647,8 @@ static void print_result(const char *reason, double wall)
 
     fprintf(f, "RESULT {\"exit\": ");
     json_string(f, reason);
-    fprintf(f, ", \"sim_seconds\": %.3f, \"wall_seconds\": %.3f", sim_seconds(), wall);
+    fprintf(f, ", \"sim_seconds\": %.3f, \"realtime_seconds\": %.3f, \"wall_seconds\": %.3f",
+            sim_seconds(), (double) realtime_samples / SAMPLE_RATE, wall);
     if (opt.terminal) {
         fprintf(f, ", \"terminal\": {\"role\": \"%s\", \"calling\": %s, \"done\": %s",
                 opt.term_sends ? "send" : "receive", opt.term_calls ? "true" : "false",
@@ -847,10 +844,12 @@ int main(int argc, char **argv)
     while (reason == NULL) {
         /* Real time while a DTE has the turn or after the call, else the speed factor
            (0 = unpaced). */
-        if (done != NULL || dte_has_turn(&modem_a) || dte_has_turn(&modem_b) || opt.speed == 1.0)
+        if (done != NULL || dte_has_turn(&modem_a) || dte_has_turn(&modem_b) || opt.speed == 1.0) {
             step = (double) BLOCK / SAMPLE_RATE;
-        else
+            realtime_samples += BLOCK;
+        } else {
             step = opt.speed > 0 ? (double) BLOCK / SAMPLE_RATE / opt.speed : 0.0;
+        }
         t = wall_now();
         if (next < t - 0.1)
             next = t - 0.1;   /* do not run in a burst to catch up after a stall */
