@@ -256,13 +256,12 @@ cdef inline void set_bits(uint8_t* row, int s, int e) noexcept nogil:
 
 cdef void changes_to_row(const int32_t* c, int n, int width, uint8_t* row, int stride) noexcept nogil:
     cdef int i = 0
-    cdef int e
     memset(row, 0, stride)
-    while i < n:
-        e = c[i + 1] if i + 1 < n else width
-        if e > c[i]:
-            set_bits(row, c[i], e)
+    while i + 1 < n:               # the elements are increasing and below width
+        set_bits(row, c[i], c[i + 1])
         i += 2
+    if i < n:
+        set_bits(row, c[i], width)
 
 
 # ---------------------------------------------------------------------------------------
@@ -368,7 +367,7 @@ cdef void encode_2d(Writer* out, int32_t* c, int n, int32_t* r, int m, int width
     cdef Writer lw = out[0]      # a local copy stays in registers (see encode_1d)
     cdef Writer* w = &lw
     cdef int a0 = -1, colour = 0, ia = 0, ib = 0
-    cdef int a1, a2, b1, b2, d, start
+    cdef int a1, a2, b1, b2, d, k, start
     c[n] = width
     c[n + 1] = width
     r[m] = width
@@ -377,6 +376,20 @@ cdef void encode_2d(Writer* out, int32_t* c, int n, int32_t* r, int m, int width
     while a0 < width:
         while r[ib] <= a0:
             ib += 2
+        if c[ia] == r[ib]:
+            # A run of V0 codes: elements equal to the reference's, one bit each.
+            k = 1
+            while c[ia + k] == r[ib + k] and c[ia + k] < width:
+                k += 1
+            a0 = c[ia + k - 1]
+            ia += k
+            ib += k
+            colour ^= k & 1
+            while k > 24:
+                put(w, 0xFFFFFF, 24)
+                k -= 24
+            put(w, (1 << k) - 1, k)
+            continue
         b1 = r[ib]
         b2 = r[ib + 1]
         a1 = c[ia]
@@ -724,26 +737,51 @@ cdef class _Decoder:
         return 1
 
     cdef int _decode_1d(self, uint64_t* ppos) noexcept nogil:
-        cdef int a0 = 0, colour = 0, run, n = 0
+        cdef int a0 = 0, run = 0, n = 0, width = self.width
         cdef uint64_t nbits = <uint64_t>self.nbytes * 8
+        cdef const uint16_t* table = DEC_RUN[0]
+        cdef const uint16_t* other = DEC_RUN[1]
+        cdef const uint16_t* swap
+        cdef int32_t* c = self.cur
+        cdef uint16_t e
         cdef Bits b
         b.pos = ppos[0]
         refill(&b, self.buf)
         while True:
-            run = read_run(&b, self.buf, nbits, colour, self.width)
-            if run < 0:
+            if b.avail < 13:
+                if b.pos > nbits:
+                    ppos[0] = b.pos
+                    return R_NEED
+                refill(&b, self.buf)
+            e = table[b.bb >> 51]
+            if e == 0:
                 ppos[0] = b.pos
                 self.err = E_CODE
                 return R_ERR
+            skip(&b, e >> 12)
+            run += e & 0xFFF
+            if (e & 0xFFF) >= 64:       # a make-up code: the run goes on
+                if a0 + run > width:
+                    ppos[0] = b.pos
+                    self.err = E_LONG
+                    return R_ERR
+                continue
             a0 += run
-            if a0 > self.width:
-                ppos[0] = b.pos
-                self.err = E_LONG
-                return R_ERR
-            if a0 == self.width:
+            if a0 >= width:
+                if a0 > width:
+                    ppos[0] = b.pos
+                    self.err = E_LONG
+                    return R_ERR
                 break
-            push_change(self.cur, &n, a0)
-            colour ^= 1
+            if run == 0 and n > 0 and c[n - 1] == a0:
+                n -= 1                  # a zero-length run: the two changes cancel
+            else:
+                c[n] = a0
+                n += 1
+            run = 0
+            swap = table
+            table = other
+            other = swap
         ppos[0] = b.pos
         if b.pos > nbits:
             return R_NEED
@@ -752,7 +790,7 @@ cdef class _Decoder:
 
     cdef int _decode_2d(self, uint64_t* ppos) noexcept nogil:
         cdef int a0 = -1, colour = 0, ib = 0, n = 0
-        cdef int a1, a2, r1, r2, start, width = self.width
+        cdef int a1, a2, r1, r2, start, j, k, width = self.width
         cdef uint16_t e
         cdef int mode
         cdef const uint8_t* buf = self.buf
@@ -774,6 +812,23 @@ cdef class _Decoder:
                 refill(&b, buf)
             while r[ib] <= a0:      # b1, with the parity of a0's colour (see encode_2d)
                 ib += 2
+            if b.bb >> 63:
+                # A run of V0 codes (one bit each) copies reference elements b1, b1 + 1,
+                # ...; the first V0 past the last element ends the row at the width.
+                k = ff_clz64(~b.bb)
+                if k > m - ib:
+                    k = m - ib if m > ib else 0
+                    skip(&b, k + 1)
+                    a0 = width
+                else:
+                    skip(&b, k)
+                    a0 = r[ib + k - 1]
+                for j in range(k):
+                    c[n + j] = r[ib + j]
+                n += k
+                ib += k
+                colour ^= k & 1
+                continue
             e = DEC_MODE[b.bb >> 57]
             mode = (e >> 4) & 0xF
             if mode == M_V:
