@@ -1,0 +1,617 @@
+# cython: language_level=3
+"""HDLC framing, FCS-16/32 and DLE escaping: the hot loops behind :mod:`fastfax.hdlc`
+and :mod:`fastfax.dle`.
+
+Bit streams are packed in bytes least significant bit first: bit 0 of byte 0 is the
+first bit on the line. Bit stuffing and destuffing go a byte at a time through lookup
+tables indexed by (run of ones so far, input byte); the FCS tables are slicing-by-8.
+Every loop over caller data runs without the GIL.
+"""
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdlib cimport free, malloc, realloc
+from libc.string cimport memchr, memcpy, memmove
+
+cdef enum:
+    FLAG = 0x7E
+    DLE = 0x10
+    ETX = 0x03
+    SUB = 0x1A
+    # Input bytes the receiver handles per pass before it turns frames into objects.
+    RX_CHUNK = 65536
+
+cdef uint16_t CRC16[8][256]
+cdef uint32_t CRC32[8][256]
+# STUFF[run][byte]: bits 0-9 the stuffed bits, 10-13 their count, 14-16 the new run.
+cdef uint32_t STUFF[5][256]
+# DESTUFF[run][byte]: bits 0-7 data bits, 8-11 their count, 12-14 the new run, bit 15 set
+# when a flag or an abort ends inside the byte (the receiver then goes bit by bit).
+cdef uint16_t DESTUFF[8][256]
+
+
+cdef void _init_tables() noexcept:
+    cdef int i, k, r, run, bit, n
+    cdef uint32_t c32, out
+    cdef uint16_t c16
+    cdef bint slow
+    for i in range(256):
+        c16 = i
+        c32 = i
+        for k in range(8):
+            c16 = (c16 >> 1) ^ (0x8408 if c16 & 1 else 0)
+            c32 = (c32 >> 1) ^ (0xEDB88320 if c32 & 1 else 0)
+        CRC16[0][i] = c16
+        CRC32[0][i] = c32
+    for k in range(1, 8):
+        for i in range(256):
+            CRC16[k][i] = (CRC16[k - 1][i] >> 8) ^ CRC16[0][CRC16[k - 1][i] & 0xFF]
+            CRC32[k][i] = (CRC32[k - 1][i] >> 8) ^ CRC32[0][CRC32[k - 1][i] & 0xFF]
+    for r in range(5):
+        for i in range(256):
+            run = r
+            out = 0
+            n = 0
+            for k in range(8):
+                bit = (i >> k) & 1
+                out |= <uint32_t>bit << n
+                n += 1
+                if bit:
+                    run += 1
+                    if run == 5:
+                        n += 1
+                        run = 0
+                else:
+                    run = 0
+            STUFF[r][i] = out | (<uint32_t>n << 10) | (<uint32_t>run << 14)
+    for r in range(8):
+        for i in range(256):
+            run = r
+            out = 0
+            n = 0
+            slow = False
+            for k in range(8):
+                bit = (i >> k) & 1
+                if bit:
+                    out |= 1u << n
+                    n += 1
+                    run = run + 1 if run < 7 else 7
+                elif run == 5:
+                    run = 0
+                elif run >= 6:
+                    slow = True
+                    break
+                else:
+                    n += 1
+                    run = 0
+            DESTUFF[r][i] = 0x8000 if slow else (out | (n << 8) | (run << 12))
+
+
+_init_tables()
+
+
+# ---------------------------------------------------------------------------------------
+# FCS
+
+cdef inline uint32_t load32(const uint8_t* p) noexcept nogil:
+    return p[0] | (<uint32_t>p[1] << 8) | (<uint32_t>p[2] << 16) | (<uint32_t>p[3] << 24)
+
+
+cdef uint16_t crc16_update(uint16_t crc, const uint8_t* p, size_t n) noexcept nogil:
+    """Reflected CRC-16 (polynomial 0x1021) register update, no final inversion."""
+    cdef uint32_t a, b
+    while n >= 8:
+        a = load32(p) ^ crc
+        b = load32(p + 4)
+        crc = (CRC16[7][a & 0xFF] ^ CRC16[6][(a >> 8) & 0xFF] ^ CRC16[5][(a >> 16) & 0xFF]
+               ^ CRC16[4][a >> 24] ^ CRC16[3][b & 0xFF] ^ CRC16[2][(b >> 8) & 0xFF]
+               ^ CRC16[1][(b >> 16) & 0xFF] ^ CRC16[0][b >> 24])
+        p += 8
+        n -= 8
+    while n:
+        crc = (crc >> 8) ^ CRC16[0][(crc ^ p[0]) & 0xFF]
+        p += 1
+        n -= 1
+    return crc
+
+
+cdef uint32_t crc32_update(uint32_t crc, const uint8_t* p, size_t n) noexcept nogil:
+    """Reflected CRC-32 (polynomial 0x04C11DB7) register update, no final inversion."""
+    cdef uint32_t a, b
+    while n >= 8:
+        a = load32(p) ^ crc
+        b = load32(p + 4)
+        crc = (CRC32[7][a & 0xFF] ^ CRC32[6][(a >> 8) & 0xFF] ^ CRC32[5][(a >> 16) & 0xFF]
+               ^ CRC32[4][a >> 24] ^ CRC32[3][b & 0xFF] ^ CRC32[2][(b >> 8) & 0xFF]
+               ^ CRC32[1][(b >> 16) & 0xFF] ^ CRC32[0][b >> 24])
+        p += 8
+        n -= 8
+    while n:
+        crc = (crc >> 8) ^ CRC32[0][(crc ^ p[0]) & 0xFF]
+        p += 1
+        n -= 1
+    return crc
+
+
+def fcs16(const uint8_t[::1] data not None):
+    """FCS-16 of ``data``: CRC-16/X.25 (init 0xFFFF, reflected, final inversion)."""
+    cdef uint16_t c
+    cdef size_t n = data.shape[0]
+    with nogil:
+        c = crc16_update(0xFFFF, &data[0] if n else NULL, n)
+    return c ^ 0xFFFF
+
+
+def fcs32(const uint8_t[::1] data not None):
+    """FCS-32 of ``data``: the CRC-32 of zlib and IEEE 802.3."""
+    cdef uint32_t c
+    cdef size_t n = data.shape[0]
+    with nogil:
+        c = crc32_update(0xFFFFFFFFu, &data[0] if n else NULL, n)
+    return c ^ 0xFFFFFFFFu
+
+
+# ---------------------------------------------------------------------------------------
+# HDLC transmitter
+
+cdef struct BitWriter:
+    uint8_t* out
+    size_t pos       # whole bytes written
+    uint64_t acc     # pending bits, first on the line in bit 0
+    int nacc
+
+
+cdef inline void put_bits(BitWriter* w, uint64_t bits, int n) noexcept nogil:
+    """Append ``n`` (at most 32) bits, first on the line in bit 0."""
+    w.acc |= bits << w.nacc
+    w.nacc += n
+    if w.nacc >= 32:
+        w.out[w.pos] = <uint8_t>w.acc
+        w.out[w.pos + 1] = <uint8_t>(w.acc >> 8)
+        w.out[w.pos + 2] = <uint8_t>(w.acc >> 16)
+        w.out[w.pos + 3] = <uint8_t>(w.acc >> 24)
+        w.pos += 4
+        w.acc >>= 32
+        w.nacc -= 32
+
+
+cdef inline void put_flags(BitWriter* w, long n) noexcept nogil:
+    while n > 0:
+        put_bits(w, FLAG, 8)
+        n -= 1
+
+
+cdef void put_stuffed(BitWriter* w, const uint8_t* p, size_t n, int* run) noexcept nogil:
+    cdef uint32_t e
+    cdef int r = run[0]
+    cdef size_t i
+    for i in range(n):
+        e = STUFF[r][p[i]]
+        put_bits(w, e & 0x3FF, (e >> 10) & 0xF)
+        r = e >> 14
+    run[0] = r
+
+
+cdef void put_frame(BitWriter* w, const uint8_t* p, size_t n, int fcs_bytes) noexcept nogil:
+    """Stuffed frame body and FCS (no flags)."""
+    cdef uint8_t fcs[4]
+    cdef uint32_t c
+    cdef int run = 0
+    if fcs_bytes == 2:
+        c = crc16_update(0xFFFF, p, n) ^ 0xFFFF
+    else:
+        c = crc32_update(0xFFFFFFFFu, p, n) ^ 0xFFFFFFFFu
+    fcs[0] = <uint8_t>c
+    fcs[1] = <uint8_t>(c >> 8)
+    fcs[2] = <uint8_t>(c >> 16)
+    fcs[3] = <uint8_t>(c >> 24)
+    put_stuffed(w, p, n, &run)
+    put_stuffed(w, fcs, fcs_bytes, &run)
+
+
+cdef int finish_bytes(BitWriter* w) noexcept nogil:
+    """Pad to a byte with the first bits of a flag, flush; return how many flag bits."""
+    cdef int pad = (8 - (w.nacc & 7)) & 7
+    put_bits(w, FLAG & ((1 << pad) - 1), pad)
+    while w.nacc > 0:
+        w.out[w.pos] = <uint8_t>w.acc
+        w.pos += 1
+        w.acc >>= 8
+        w.nacc -= 8
+    w.acc = 0
+    w.nacc = 0
+    return pad
+
+
+cdef class HdlcTx:
+    """Stateful HDLC transmitter core; see :class:`fastfax.hdlc.Encoder`."""
+
+    cdef int fcs_bytes
+    cdef int phase          # bits of a flag already sent at the end of the last output
+    cdef readonly long opening_flags, closing_flags, interframe_flags
+
+    def __cinit__(self, int fcs_bytes, long opening_flags, long closing_flags,
+                  long interframe_flags):
+        self.fcs_bytes = fcs_bytes
+        self.opening_flags = opening_flags
+        self.closing_flags = closing_flags
+        self.interframe_flags = interframe_flags
+        self.phase = 0
+
+    cdef inline long resume(self, BitWriter* w, long flags) noexcept nogil:
+        """Complete a flag left half sent; return how many more flags are still due."""
+        if self.phase:
+            put_bits(w, FLAG >> self.phase, 8 - self.phase)
+            self.phase = 0
+            return flags - 1 if flags > 0 else 0
+        return flags
+
+    def encode_frames(self, list frames not None):
+        """Opening flags, each frame with interframe flags between, closing flags."""
+        cdef Py_ssize_t nf = len(frames), i, total = 0
+        cdef const uint8_t** ptrs
+        cdef size_t* lens
+        cdef size_t cap
+        cdef bytes f
+        cdef BitWriter w
+        for f in frames:
+            total += len(f)
+        cap = ((total + nf * self.fcs_bytes) * 10 + 7) // 8
+        cap += self.opening_flags + self.closing_flags + 16
+        cap += (nf - 1) * self.interframe_flags if nf > 1 else 0
+        ptrs = <const uint8_t**>malloc((nf + 1) * sizeof(uint8_t*))
+        lens = <size_t*>malloc((nf + 1) * sizeof(size_t))
+        out = PyBytes_FromStringAndSize(NULL, cap)
+        if ptrs == NULL or lens == NULL:
+            free(ptrs)
+            free(lens)
+            raise MemoryError()
+        for i in range(nf):
+            f = frames[i]
+            ptrs[i] = <const uint8_t*>PyBytes_AS_STRING(f)
+            lens[i] = len(f)
+        w.out = <uint8_t*>PyBytes_AS_STRING(out)
+        w.pos = 0
+        w.acc = 0
+        w.nacc = 0
+        with nogil:
+            put_flags(&w, self.resume(&w, self.opening_flags))
+            for i in range(nf):
+                if i:
+                    put_flags(&w, self.interframe_flags)
+                put_frame(&w, ptrs[i], lens[i], self.fcs_bytes)
+            put_flags(&w, self.closing_flags)
+            self.phase = finish_bytes(&w)
+        free(ptrs)
+        free(lens)
+        return out[:w.pos]
+
+    def flags(self, long n):
+        """``n`` flags (a preamble or a gap), padded to a byte with flag bits."""
+        cdef BitWriter w
+        out = PyBytes_FromStringAndSize(NULL, n + 2)
+        w.out = <uint8_t*>PyBytes_AS_STRING(out)
+        w.pos = 0
+        w.acc = 0
+        w.nacc = 0
+        with nogil:
+            put_flags(&w, self.resume(&w, n))
+            self.phase = finish_bytes(&w)
+        return out[:w.pos]
+
+    def abort(self):
+        """Eight 1 bits: with the 0 that starts the next flag, an abort."""
+        self.phase = 0
+        return b"\xff"
+
+
+# ---------------------------------------------------------------------------------------
+# HDLC receiver
+
+cdef struct Rec:
+    size_t start
+    size_t length
+    int ok
+
+
+cdef struct Rx:
+    int fcs_bytes
+    int threshold       # flags in a row needed before frames are collected
+    int flags_seen
+    int run             # ones in a row just received, 0 to 7
+    uint32_t acc        # data bits not yet a whole octet
+    int nbits           # bits in acc, or (hunting) data bits since the last flag
+    size_t min_total    # frame length limits, FCS included
+    size_t max_total
+    bint report_bad
+    uint8_t* buf
+    size_t start        # where the frame in progress starts in buf
+    size_t pos          # where its next octet goes
+    Rec* recs
+    size_t nrecs
+    uint64_t good, bad_fcs, length_errors, too_long, aborts, octets, flags
+
+
+cdef inline void rx_store(Rx* s, uint8_t byte) noexcept nogil:
+    if s.pos - s.start < s.max_total:
+        s.buf[s.pos] = byte
+        s.pos += 1
+    else:
+        # Too long: drop it and hunt for the next flag (bits after this octet count).
+        s.too_long += 1
+        s.pos = s.start
+        s.flags_seen = s.threshold - 1
+        s.acc = 0
+
+
+cdef inline void rx_data_bit(Rx* s, uint32_t bit) noexcept nogil:
+    if s.flags_seen >= s.threshold:
+        s.acc |= bit << s.nbits
+        s.nbits += 1
+        if s.nbits == 8:
+            s.nbits = 0
+            bit = s.acc
+            s.acc = 0
+            rx_store(s, <uint8_t>bit)
+    elif s.nbits < 64:
+        s.nbits += 1
+
+
+cdef void rx_frame_end(Rx* s) noexcept nogil:
+    cdef size_t n = s.pos - s.start
+    cdef const uint8_t* p = s.buf + s.start
+    cdef uint32_t want, got
+    cdef bint ok
+    if s.nbits != 7 or n < s.min_total:
+        s.length_errors += 1
+        return
+    n -= s.fcs_bytes
+    if s.fcs_bytes == 2:
+        got = crc16_update(0xFFFF, p, n) ^ 0xFFFF
+        want = p[n] | (<uint32_t>p[n + 1] << 8)
+    else:
+        got = crc32_update(0xFFFFFFFFu, p, n) ^ 0xFFFFFFFFu
+        want = load32(p + n)
+    ok = got == want
+    if ok:
+        s.good += 1
+        s.octets += n
+    else:
+        s.bad_fcs += 1
+        if not s.report_bad:
+            return
+    s.recs[s.nrecs].start = s.start
+    s.recs[s.nrecs].length = n
+    s.recs[s.nrecs].ok = ok
+    s.nrecs += 1
+    s.start = s.pos
+
+
+cdef void rx_event(Rx* s, bint abort) noexcept nogil:
+    """A flag (0 after six ones) or an abort (0 after seven or more ones)."""
+    if abort:
+        s.aborts += 1
+        s.flags_seen = s.threshold - 1 if s.flags_seen >= s.threshold - 1 else 0
+    else:
+        s.flags += 1
+        if s.flags_seen >= s.threshold:
+            if s.pos != s.start:
+                rx_frame_end(s)
+        else:
+            if s.nbits != 7 and s.flags_seen >= s.threshold - 1:
+                s.flags_seen = s.threshold - 1
+            elif s.nbits != 7:
+                s.flags_seen = 0
+            s.flags_seen += 1
+    s.pos = s.start
+    s.nbits = 0
+    s.acc = 0
+
+
+cdef void rx_slow_byte(Rx* s, uint8_t byte) noexcept nogil:
+    cdef int k
+    cdef uint32_t bit
+    for k in range(8):
+        bit = (byte >> k) & 1
+        if bit:
+            rx_data_bit(s, 1)
+            if s.run < 7:
+                s.run += 1
+        elif s.run == 5:
+            s.run = 0
+        elif s.run >= 6:
+            rx_event(s, s.run >= 7)
+            s.run = 0
+        else:
+            rx_data_bit(s, 0)
+            s.run = 0
+
+
+cdef void rx_bytes(Rx* s, const uint8_t* p, size_t n) noexcept nogil:
+    cdef size_t i
+    cdef uint16_t e
+    cdef int k
+    for i in range(n):
+        e = DESTUFF[s.run][p[i]]
+        if e & 0x8000:
+            rx_slow_byte(s, p[i])
+            continue
+        s.run = (e >> 12) & 7
+        k = (e >> 8) & 0xF
+        if s.flags_seen >= s.threshold:
+            s.acc |= <uint32_t>(e & 0xFF) << s.nbits
+            s.nbits += k
+            if s.nbits >= 8:
+                s.nbits -= 8
+                k = s.acc & 0xFF
+                s.acc >>= 8
+                rx_store(s, <uint8_t>k)
+        else:
+            s.nbits = s.nbits + k if s.nbits < 64 else 64
+
+
+cdef class Frame:
+    """One received HDLC frame: ``data`` (address to last octet before the FCS) and
+    ``ok`` (True when the FCS matched)."""
+
+    cdef readonly bytes data
+    cdef readonly bint ok
+
+    def __init__(self, bytes data not None, bint ok=True):
+        self.data = data
+        self.ok = ok
+
+    def __repr__(self):
+        return f"Frame({self.data!r}, ok={self.ok})"
+
+    def __eq__(self, other):
+        if not isinstance(other, Frame):
+            return NotImplemented
+        return self.data == (<Frame>other).data and self.ok == (<Frame>other).ok
+
+    def __hash__(self):
+        return hash((self.data, self.ok))
+
+
+cdef class HdlcRx:
+    """Streaming HDLC receiver core; see :class:`fastfax.hdlc.Decoder`."""
+
+    cdef Rx s
+
+    def __cinit__(self, int fcs_bytes, int threshold, size_t min_len, size_t max_len,
+                  bint report_bad):
+        self.s.fcs_bytes = fcs_bytes
+        self.s.threshold = threshold
+        self.s.min_total = min_len + fcs_bytes
+        self.s.max_total = max_len + fcs_bytes
+        self.s.report_bad = report_bad
+        # Octets stored per pass are at most the input octets (one more for a byte
+        # already under way), plus the frame in progress carried from the last pass.
+        self.s.buf = <uint8_t*>malloc(RX_CHUNK + self.s.max_total + 8)
+        # A frame takes at least 16 input bits (its closing flag and one octet).
+        self.s.recs = <Rec*>malloc((RX_CHUNK // 2 + 2) * sizeof(Rec))
+        if self.s.buf == NULL or self.s.recs == NULL:
+            raise MemoryError()
+
+    def __dealloc__(self):
+        free(self.s.buf)
+        free(self.s.recs)
+
+    def feed(self, const uint8_t[::1] data not None):
+        """Take bit-stream bytes; return the frames completed in them."""
+        cdef size_t n = data.shape[0], done = 0, step, i, keep
+        cdef list frames = []
+        cdef Rec* r
+        while done < n:
+            step = n - done if n - done < RX_CHUNK else RX_CHUNK
+            with nogil:
+                rx_bytes(&self.s, &data[done], step)
+            done += step
+            for i in range(self.s.nrecs):
+                r = &self.s.recs[i]
+                frames.append(Frame(
+                    PyBytes_FromStringAndSize(<char*>self.s.buf + r.start, r.length),
+                    r.ok))
+            self.s.nrecs = 0
+            keep = self.s.pos - self.s.start
+            memmove(self.s.buf, self.s.buf + self.s.start, keep)
+            self.s.start = 0
+            self.s.pos = keep
+        return frames
+
+    def counters(self):
+        """Counts so far, as a dict."""
+        return {
+            "good": self.s.good,
+            "bad_fcs": self.s.bad_fcs,
+            "length_errors": self.s.length_errors,
+            "too_long": self.s.too_long,
+            "aborts": self.s.aborts,
+            "octets": self.s.octets,
+            "flags": self.s.flags,
+        }
+
+    @property
+    def framing(self):
+        """True once enough flags were seen in a row and frames are being collected."""
+        return self.s.flags_seen >= self.s.threshold
+
+
+# ---------------------------------------------------------------------------------------
+# DLE streams
+
+def dle_escape(const uint8_t[::1] data not None, bint end):
+    """``data`` with every DLE doubled, then DLE ETX if ``end``."""
+    cdef size_t n = data.shape[0], i = 0, j = 0, run
+    cdef const uint8_t* p = &data[0] if n else NULL
+    cdef const uint8_t* hit
+    out = PyBytes_FromStringAndSize(NULL, 2 * n + 2)
+    cdef uint8_t* o = <uint8_t*>PyBytes_AS_STRING(out)
+    with nogil:
+        while i < n:
+            hit = <const uint8_t*>memchr(p + i, DLE, n - i)
+            run = (hit - p + 1 - i) if hit != NULL else n - i
+            memcpy(o + j, p + i, run)
+            i += run
+            j += run
+            if hit != NULL:
+                o[j] = DLE
+                j += 1
+        if end:
+            o[j] = DLE
+            o[j + 1] = ETX
+            j += 2
+    return out[:j]
+
+
+def dle_unescape(const uint8_t[::1] data not None, bint pending):
+    """Undo DLE escaping up to and including DLE ETX.
+
+    ``pending`` says the previous chunk ended with a lone DLE. Returns ``(out, codes,
+    used, pending, end)``: the data; a list of ``(offset in out, byte)`` for every DLE
+    pair other than DLE DLE, DLE SUB and DLE ETX; how many input bytes were used (all,
+    or up to the DLE ETX); whether this chunk ends with a lone DLE; whether DLE ETX came.
+    """
+    cdef size_t n = data.shape[0], i = 0, j = 0, run, ncodes = 0
+    cdef const uint8_t* p = &data[0] if n else NULL
+    cdef const uint8_t* hit
+    cdef uint8_t c
+    cdef bint end = False
+    out = PyBytes_FromStringAndSize(NULL, 2 * n + 2)
+    cdef uint8_t* o = <uint8_t*>PyBytes_AS_STRING(out)
+    # An undefined pair costs two input bytes, so n // 2 + 1 records always fit.
+    cdef size_t* codes = <size_t*>malloc((n // 2 + 2) * 2 * sizeof(size_t))
+    if codes == NULL:
+        raise MemoryError()
+    with nogil:
+        while i < n and not end:
+            if not pending:
+                hit = <const uint8_t*>memchr(p + i, DLE, n - i)
+                run = (hit - p - i) if hit != NULL else n - i
+                memcpy(o + j, p + i, run)
+                i += run
+                j += run
+                if hit == NULL:
+                    break
+                i += 1
+                pending = True
+                continue
+            pending = False
+            c = p[i]
+            i += 1
+            if c == DLE:
+                o[j] = DLE
+                j += 1
+            elif c == SUB:
+                o[j] = DLE
+                o[j + 1] = DLE
+                j += 2
+            elif c == ETX:
+                end = True
+            else:
+                codes[2 * ncodes] = j
+                codes[2 * ncodes + 1] = c
+                ncodes += 1
+    pairs = [(codes[2 * k], codes[2 * k + 1]) for k in range(ncodes)]
+    free(codes)
+    return out[:j], pairs, i, pending, end

@@ -1,0 +1,179 @@
+"""fastfax.hdlc against SpanDSP's hdlc_tx / hdlc_rx / crc, built from tests/peers."""
+
+from __future__ import annotations
+
+import random
+import resource
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fastfax.hdlc import Decoder, Encoder, fcs16, fcs32
+
+sys.path.insert(0, str(Path(__file__).parent / "peers"))
+from spandsp_link import Peer, build  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def peer(tmp_path_factory) -> Peer:
+    try:
+        return Peer(build(tmp_path_factory.mktemp("spandsp_link")))
+    except RuntimeError as exc:
+        pytest.skip(str(exc))
+
+
+def random_frames(rng: random.Random, n: int, low: int = 1, high: int = 256) -> list[bytes]:
+    frames = []
+    for _ in range(n):
+        size = rng.randint(low, high)
+        kind = rng.random()
+        if kind < 0.2:  # runs of ones: heavy stuffing
+            frames.append(b"\xff" * size)
+        elif kind < 0.3:  # flag and abort look-alikes
+            frames.append(bytes(rng.choice([0x7E, 0x7F, 0xFE, 0x3F]) for _ in range(size)))
+        else:
+            frames.append(rng.randbytes(size))
+    return frames
+
+
+def ours(
+    stream: bytes,
+    fcs_bits: int = 16,
+    max_len: int = 260,
+    flags_needed: int = 1,
+    rng: random.Random | None = None,
+):
+    dec = Decoder(fcs_bits, max_len=max_len, flags_needed=flags_needed)
+    rng = rng or random.Random(1)
+    frames = []
+    i = 0
+    while i < len(stream):
+        n = rng.randint(1, 300)
+        frames += [(f.ok, f.data) for f in dec.feed(stream[i : i + n])]
+        i += n
+    return frames, dec.counters
+
+
+def assert_same(
+    stream: bytes, peer: Peer, fcs_bits: int = 16, max_len: int = 260, flags_needed: int = 1
+):
+    theirs = peer.hdlc_rx(stream, fcs_bits, max_len, flags_needed)
+    frames, c = ours(stream, fcs_bits, max_len, flags_needed)
+    assert frames == theirs.frames
+    assert (c.good, c.bad_fcs, c.length_errors, c.aborts, c.octets) == (
+        theirs.good,
+        theirs.crc_errors,
+        theirs.length_errors,
+        theirs.aborts,
+        theirs.octets,
+    )
+    return c
+
+
+def test_fcs_equals_spandsp(peer):
+    rng = random.Random(7)
+    frames = [rng.randbytes(n) for n in (0, 1, 2, 3, 7, 8, 9, 15, 16, 17, 63, 64, 256, 300)]
+    assert peer.fcs(frames) == [(fcs16(f), fcs32(f)) for f in frames]
+
+
+@pytest.mark.parametrize("fcs_bits", [16, 32])
+def test_spandsp_tx_decodes_in_ours(peer, fcs_bits):
+    frames = random_frames(random.Random(fcs_bits), 120)
+    stream = peer.hdlc_tx(frames, fcs_bits)
+    got, c = ours(stream, fcs_bits)
+    assert got == [(True, f) for f in frames]
+    assert (c.bad_fcs, c.length_errors, c.aborts) == (0, 0, 0)
+
+
+@pytest.mark.parametrize("fcs_bits", [16, 32])
+def test_our_tx_decodes_in_spandsp(peer, fcs_bits):
+    frames = random_frames(random.Random(100 + fcs_bits), 120)
+    enc = Encoder(fcs_bits)
+    stream = enc.flags(1) + b"".join(enc.encode(f) for f in frames[:60])
+    stream += enc.encode_frames(frames[60:])
+    theirs = peer.hdlc_rx(stream, fcs_bits)
+    assert theirs.frames == [(True, f) for f in frames]
+    assert (theirs.good, theirs.crc_errors, theirs.length_errors, theirs.aborts) == (
+        len(frames),
+        0,
+        0,
+        0,
+    )
+
+
+@pytest.mark.parametrize("fcs_bits", [16, 32])
+def test_streams_are_bit_identical_to_spandsp(peer, fcs_bits):
+    # SpanDSP starts with two flags and puts one flag between frames; so can we.
+    frames = random_frames(random.Random(5), 40)
+    theirs = peer.hdlc_tx(frames, fcs_bits)
+    mine = Encoder(fcs_bits, opening_flags=2).encode_frames(frames)
+    n = len(mine) - 1  # our last byte ends in the first bits of a flag
+    assert theirs[:n] == mine[:n]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_flipped_bits_counted_the_same(peer, seed):
+    rng = random.Random(seed)
+    fcs_bits = 16 if seed % 2 == 0 else 32
+    stream = bytearray(Encoder(fcs_bits).encode_frames(random_frames(rng, 150, 3, 120)))
+    for _ in range(60):
+        stream[rng.randrange(len(stream))] ^= 1 << rng.randrange(8)
+    c = assert_same(bytes(stream), peer, fcs_bits)
+    assert c.bad_fcs + c.length_errors > 0 and c.good > 0
+
+
+def test_aborts_counted_the_same(peer):
+    rng = random.Random(11)
+    enc = Encoder()
+    stream = b""
+    for i, frame in enumerate(random_frames(rng, 80, 10, 100)):
+        part = enc.encode(frame)
+        if i % 3 == 0:
+            part = part[: rng.randint(2, len(part) - 2)] + enc.abort() * rng.randint(1, 3)
+        stream += part
+    c = assert_same(stream, peer)
+    assert c.aborts >= 26 and c.good >= 50
+
+
+@pytest.mark.parametrize("flags_needed", [1, 3])
+def test_random_bit_streams_counted_the_same(peer, flags_needed):
+    rng = np.random.default_rng(flags_needed)
+    stream = rng.integers(0, 256, 200_000, dtype=np.uint8).tobytes()
+    c = assert_same(stream, peer, flags_needed=flags_needed)
+    assert c.aborts > 0 and c.length_errors > 0
+
+
+def test_biased_random_streams_counted_the_same(peer):
+    # Mostly ones: long runs make flags, aborts and stuffing far more frequent.
+    rng = np.random.default_rng(3)
+    bits = (rng.random(800_000) < 0.85).astype(np.uint8)
+    stream = np.packbits(bits, bitorder="little").tobytes()
+    assert_same(stream, peer)
+
+
+def test_over_max_size_dropped_by_both(peer):
+    frames = random_frames(random.Random(9), 60, 1, 200)
+    stream = Encoder(max_len=400).encode_frames(frames)
+    theirs = peer.hdlc_rx(stream, max_len=100)
+    mine, c = ours(stream, max_len=100)
+    assert mine == theirs.frames == [(True, f) for f in frames if len(f) <= 100]
+    assert c.too_long == sum(len(f) > 100 for f in frames)
+
+
+def test_no_flags_memory_bounded():
+    dec = Decoder()
+    dec.feed(Encoder().flags(1))
+    chunk = np.random.default_rng(0).integers(0, 256, 1 << 20, dtype=np.uint8)
+    chunk[(chunk & 0x7E) == 0x7E] = 0  # no byte-aligned flags...
+    data = np.unpackbits(chunk, bitorder="little")
+    data[::6] = 0  # ...and never six 1s in a row anywhere: no flag, no abort
+    chunk = np.packbits(data, bitorder="little").tobytes()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    for _ in range(32):
+        assert dec.feed(chunk) == []
+    grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    assert grown_kib < 16 * 1024
+    c = dec.counters
+    assert c.flags == 1 and c.aborts == 0 and c.too_long >= 1
