@@ -588,8 +588,14 @@ static void tick(void)
     }
     if (n < BLOCK)
         memset(b_amp + n, 0, (BLOCK - n) * sizeof(int16_t));
-    line_carry(&a_to_b, a_amp);
-    line_carry(&b_to_a, b_amp);
+    /* Until both ends are off hook, and once either hangs up, the line carries nothing. */
+    if (modem_a.call != IN_CALL || (opt.terminal ? !term_running : modem_b.call != IN_CALL)) {
+        memset(a_amp, 0, sizeof(a_amp));
+        memset(b_amp, 0, sizeof(b_amp));
+    } else {
+        line_carry(&a_to_b, a_amp);
+        line_carry(&b_to_a, b_amp);
+    }
     t31_rx(modem_a.t31, b_amp, BLOCK);
     if (opt.terminal) {
         if (term_running && !term_done)
