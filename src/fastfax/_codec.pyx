@@ -71,7 +71,7 @@ cdef enum:
 _ERROR_TEXT = {
     E_CODE: "invalid code (the data is corrupt or not of this scheme/bit order)",
     E_LONG: "runs add up to more than the page width",
-    E_NOEOL: "row is not followed by an EOL although the data uses EOLs",
+    E_NOEOL: "no EOL between two rows although the data uses EOLs",
     E_EXT: "uncompressed mode (extension code) is not supported",
     E_TRUNC: "data ends in the middle of a row",
     E_ROWS: "more rows than the row limit",
@@ -454,13 +454,10 @@ cdef class _Encoder:
         free(self.scratch)
         free(self.w.buf)
 
-    cdef int _put_eol(self) noexcept nogil:
-        cdef int64_t t
+    cdef void _align_eol(self) noexcept nogil:
+        """With eol_align, fill so that the EOL written next ends on a byte boundary."""
         if self.eol_align:
-            t = bits_written(&self.w)
-            put_zeros(&self.w, (4 - t) & 7)
-        put(&self.w, 0x1, 12)
-        return 0
+            put_zeros(&self.w, (4 - bits_written(&self.w)) & 7)
 
     cdef int _encode_rows(self, const uint8_t* data, long nrows) noexcept nogil:
         cdef long i
@@ -475,13 +472,14 @@ cdef class _Encoder:
             memcpy(self.scratch, data + i * self.stride, self.stride)
             self.scratch[self.stride - 1] &= tail
             n = row_changes(self.scratch, self.width, self.cur)
-            row_start = bits_written(&self.w)
+            self._align_eol()
+            row_start = bits_written(&self.w)   # a row: its EOL, its codes, its fill
             if self.scheme == SCHEME_MMR:
                 encode_2d(&self.w, self.cur, n, self.ref, self.nref, self.width)
             else:
                 two_d = self.scheme == SCHEME_MR and self.kpos != 0
                 if self.eol:
-                    self._put_eol()
+                    put(&self.w, 0x1, 12)
                     if self.scheme == SCHEME_MR:
                         put(&self.w, 0 if two_d else 1, 1)
                 if two_d:
@@ -542,11 +540,9 @@ cdef class _Encoder:
                 put(&self.w, 0x1, 12)
                 put(&self.w, 0x1, 12)
             elif self.scheme != SCHEME_RLE:
+                self._align_eol()
                 for i in range(6):
-                    if i == 0:
-                        self._put_eol()
-                    else:
-                        put(&self.w, 0x1, 12)
+                    put(&self.w, 0x1, 12)
                     if self.scheme == SCHEME_MR:
                         put(&self.w, 1, 1)
         put_zeros(&self.w, (8 - bits_written(&self.w)) & 7)
@@ -837,7 +833,7 @@ cdef class _Decoder:
                 if a0 < a1 < width:
                     c[n] = a1
                     n += 1
-                elif a1 > width or a1 < a0:
+                elif a1 > width or a1 < a0 or a1 < 0:
                     ppos[0] = b.pos
                     self.err = E_LONG if a1 > width else E_CODE
                     return R_ERR
@@ -946,12 +942,20 @@ cdef class _Decoder:
                 self.err = E_MRNOEOL
                 self.err_pos = pos
                 return R_ERR
-            rc = self._decode_2d(&pos) if two_d else self._decode_1d(&pos)
-            if rc == R_OK and self.eol_mode and (peek(self.buf, pos) >> 56) != 0:
-                # In data with EOLs a row must be followed by fill, an EOL or the end:
-                # a one among the next 8 bits (padding is zeros) means it is not.
+            elif self.eol_mode:
                 self.err = E_NOEOL
-                rc = R_ERR
+                self.err_pos = pos
+                return R_ERR
+            rc = self._decode_2d(&pos) if two_d else self._decode_1d(&pos)
+            if rc == R_OK and self.eol_mode:
+                # In data with EOLs a row must be followed by fill, an EOL or the end:
+                # a one among the next 8 bits (padding is zeros) means it is not; with
+                # fewer than 8 bits at hand, wait for them.
+                if (peek(self.buf, pos) >> 56) != 0:
+                    self.err = E_NOEOL
+                    rc = R_ERR
+                elif pos + 8 > nbits and not final:
+                    rc = R_NEED
         if rc == R_NEED and final:
             self.err = E_TRUNC
             rc = R_ERR
