@@ -135,8 +135,9 @@ def test_efax_sends_to_spandsp_terminal(tmp_path: Path) -> None:
     source = make_page(1, 900)
     write_for_efax(source, tmp_path / "in.tif", 98)
     received = tmp_path / "rx.tif"
-    # efax divides by the whole seconds a page took: keep the page above one second.
-    line = FaxLine(receive=received, speed=4, ident="SPANDSP RX", log_path=tmp_path / "line.log")
+    # efax divides by the whole seconds a page took: at speed 8 this page (30 KB, 17 s of
+    # line time at 14400 bit/s) takes about 2 wall seconds.
+    line = FaxLine(receive=received, speed=8, ident="SPANDSP RX", log_path=tmp_path / "line.log")
     with line:
         done = efax(
             ["-d", line.port_a, "-l", "EFAX TX", "-t", "123", str(tmp_path / "in.tif")],
@@ -180,7 +181,7 @@ def test_spandsp_terminal_sends_two_fine_pages_to_efax(tmp_path: Path) -> None:
 def test_efax_to_efax_through_two_modems(tmp_path: Path) -> None:
     source = make_page(4, 900)
     write_for_efax(source, tmp_path / "in.tif", 98)
-    line = FaxLine(speed=4, log_path=tmp_path / "line.log")
+    line = FaxLine(speed=8, log_path=tmp_path / "line.log")
     receiver = None
     with line:
         assert line.port_b and line.port_b != line.port_a
