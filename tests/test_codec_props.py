@@ -55,9 +55,9 @@ def schemes_and_options(draw: st.DrawFn) -> tuple[str, dict]:
     if scheme == "mr":
         options["k"] = draw(st.integers(1, 8))
     if scheme in ("mh", "mr"):
-        options["eol_align"] = draw(st.booleans())
         options["eol"] = scheme == "mr" or draw(st.booleans())
         if options["eol"]:  # fill is only legal before an EOL
+            options["eol_align"] = draw(st.booleans())
             options["min_row_bits"] = draw(st.sampled_from([0, 0, 1, 37, 96, 400, 2000]))
     return scheme, options
 

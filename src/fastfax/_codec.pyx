@@ -456,7 +456,7 @@ cdef class _Encoder:
 
     cdef void _align_eol(self) noexcept nogil:
         """With eol_align, fill so that the EOL written next ends on a byte boundary."""
-        if self.eol_align:
+        if self.eol_align and self.eol:
             put_zeros(&self.w, (4 - bits_written(&self.w)) & 7)
 
     cdef int _encode_rows(self, const uint8_t* data, long nrows) noexcept nogil:

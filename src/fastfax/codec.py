@@ -108,8 +108,8 @@ class Encoder:
             )
         if scheme in ("mmr", "rle") and (eol_align or min_row_bits):
             raise CodecError(f"eol_align and min_row_bits apply to mh and mr, not {scheme}")
-        if scheme == "mh" and min_row_bits and not eol:
-            raise CodecError("min_row_bits is fill before an EOL: it needs eol=True")
+        if scheme == "mh" and (min_row_bits or eol_align) and not eol:
+            raise CodecError("min_row_bits and eol_align are fill before an EOL: use eol=True")
         if scheme == "mr" and not eol:
             raise CodecError("MR rows always start with an EOL and tag bit: eol must be True")
         self.width = width
