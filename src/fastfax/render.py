@@ -7,8 +7,9 @@ scaled to fit keeping its aspect ratio and centred, then binarised by
 :mod:`fastfax._raster` ("text": area-average and threshold; "photo": error diffusion;
 "auto": chosen per page).
 
-- PDF: rendered by PDFium (pypdfium2) straight at the fax resolution, in 8-bit grey
-  with anti-aliasing, so each pixel is the ink coverage of its area. PDFium is not
+- PDF: rendered by PDFium (pypdfium2) straight at the fax resolution, in 8-bit grey;
+  paths and images anti-aliased (each pixel the ink coverage of its area), text drawn
+  as hinted bilevel glyphs except in photo mode. PDFium is not
   thread-safe: use one process per concurrent renderer (:mod:`fastfax.convert` does).
 - Images (PNG, JPEG, GIF, BMP, WebP, PBM/PGM, multi-page TIFF of any compression), by
   Pillow: EXIF orientation applied, transparency flattened on white, sized from the
@@ -210,7 +211,7 @@ class PdfSource(Source):
                     place.width,
                     place.height,
                     place.rotate // 90,
-                    raw.FPDF_ANNOT | raw.FPDF_GRAYSCALE,
+                    self._flags(mode),
                 )
             finally:
                 raw.FPDFBitmap_Destroy(bitmap)
@@ -226,6 +227,14 @@ class PdfSource(Source):
             mode,
             threshold,
         )[0]
+
+    def _flags(self, mode: str) -> int:
+        """PDFium render flags: grey, annotations drawn; text not anti-aliased unless
+        for photo mode (hinted bilevel glyphs read better after thresholding, and OCR
+        agrees)."""
+        raw = self._raw
+        flags = raw.FPDF_ANNOT | raw.FPDF_GRAYSCALE
+        return flags if mode == "photo" else flags | raw.FPDF_RENDER_NO_SMOOTHTEXT
 
     def _buffer(self, size: int) -> np.ndarray:
         """A reused grey buffer of ``size`` bytes (fresh memory costs page faults)."""
