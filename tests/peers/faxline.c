@@ -453,6 +453,25 @@ static size_t acceptable(struct modem *m)
     }
 }
 
+/* How many frame bytes t31 will store for these DTE bytes (DLE DLE = one 0x10, DLE SUB = two). */
+static size_t hdlc_unstuffed(int dled, const uint8_t *buf, size_t n)
+{
+    size_t out = 0;
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        if (dled) {
+            dled = 0;
+            out += (buf[i] == 0x1A) ? 2 : (buf[i] == ETX ? 0 : 1);
+        } else if (buf[i] == DLE) {
+            dled = 1;
+        } else {
+            out++;
+        }
+    }
+    return out;
+}
+
 static void feed_modem(struct modem *m)
 {
     size_t n;
@@ -462,7 +481,8 @@ static void feed_modem(struct modem *m)
         n = acceptable(m);
         if (n == 0)
             break;
-        if (t->at_state.at_rx_mode == AT_MODE_HDLC && t->hdlc_tx.len + n > T31_MAX_HDLC_LEN - 4) {
+        if (t->at_state.at_rx_mode == AT_MODE_HDLC
+            && t->hdlc_tx.len + hdlc_unstuffed(t->dled, m->in, n) > T31_MAX_HDLC_LEN - 4) {
             fprintf(stderr, "faxline: %c: HDLC frame from the DTE too long; discarding it\n",
                     m->name);
             t->hdlc_tx.len = 0;
