@@ -18,6 +18,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 from pathlib import Path
 
 SOURCE = Path(__file__).with_name("libtiff_codec.c")
@@ -93,8 +94,16 @@ class LibtiffCodec:
         ]  # fmt: skip
         lib.TIFFGetVersion.restype = ctypes.c_char_p
         self._lib = lib
+        self._scratch = threading.local()
         #: libtiff's version banner, e.g. "LIBTIFF, Version 4.5.0 ...".
         self.version: str = lib.TIFFGetVersion().decode().splitlines()[0]
+
+    def _buffer(self, size: int) -> ctypes.Array[ctypes.c_char]:
+        """A scratch output buffer of at least ``size`` bytes, reused within a thread."""
+        buffer = getattr(self._scratch, "buffer", None)
+        if buffer is None or len(buffer) < size:
+            buffer = self._scratch.buffer = ctypes.create_string_buffer(size)
+        return buffer
 
     def _fail(self, what: str) -> RuntimeError:
         return RuntimeError(f"libtiff {what} failed: {self._lib.ltc_message().decode()}")
@@ -129,7 +138,7 @@ class LibtiffCodec:
             raise ValueError(f"{len(rows)} bytes is not {height} rows of width {width}")
         compression, t4options, fill_order = self._options(scheme, fill_bits, msb_first)
         cap = 8 * len(rows) + 4096  # no coding spends more than 8 bits on a pixel
-        out = ctypes.create_string_buffer(cap)
+        out = self._buffer(cap)
         out_len, elapsed = ctypes.c_int64(), ctypes.c_int64()
         status = self._lib.ltc_encode(
             rows, width, height, xres, yres, compression, t4options, fill_order, iterations,
@@ -137,7 +146,7 @@ class LibtiffCodec:
         )  # fmt: skip
         if status:
             raise self._fail("encode")
-        return out.raw[: out_len.value], elapsed.value
+        return ctypes.string_at(out, out_len.value), elapsed.value
 
     def decode(
         self,
