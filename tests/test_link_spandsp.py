@@ -11,6 +11,9 @@ import numpy as np
 import pytest
 
 from fastfax.hdlc import Decoder, Encoder, fcs16, fcs32
+from fastfax.t30 import FCF, Dcs, Dis, Frame, choose_dcs
+from fastfax.t30.dis import Length, Rates, Width
+from fastfax.t30.frames import decode_ident
 
 sys.path.insert(0, str(Path(__file__).parent / "peers"))
 from spandsp_link import Peer, build  # noqa: E402
@@ -177,3 +180,70 @@ def test_no_flags_memory_bounded():
     assert grown_kib < 16 * 1024
     c = dec.counters
     assert c.flags == 1 and c.aborts == 0 and c.too_long >= 1
+
+
+# ---- DIS and DCS from SpanDSP's T.30 engine ---------------------------------------------
+
+# SpanDSP's t30.h capability flags.
+V27TER, V29, V17 = 0x01, 0x02, 0x04
+STANDARD, FINE, SUPERFINE, R8 = 0x01, 0x02, 0x04, 0x20000
+W215, W255, W303 = 0x01, 0x02, 0x04
+UNLIMITED, A4, B4 = 0x10000, 0x20000, 0x40000
+C_1D, C_2D, C_T6 = 0x02, 0x04, 0x08
+
+T30_CASES = [
+    (
+        V27TER | V29 | V17,
+        STANDARD | FINE | SUPERFINE | R8,
+        W215 | A4 | B4 | UNLIMITED,
+        C_1D | C_2D | C_T6,
+        True,
+    ),
+    (V27TER | V29, STANDARD | FINE | R8, W215 | W255 | A4 | B4, C_1D | C_2D, False),
+    (V27TER, STANDARD | FINE | R8, W215 | W255 | W303 | A4, C_1D, False),
+]
+
+
+def expected_rates(modems: int) -> Rates:
+    return {
+        V27TER: Rates.V27TER,
+        V27TER | V29: Rates.V27TER_V29,
+        V27TER | V29 | V17: Rates.V27TER_V29_V17,
+    }[modems]
+
+
+@pytest.mark.parametrize("modems, res, sizes, comp, ecm", T30_CASES)
+def test_spandsp_dis_and_dcs_parse_into_its_configuration(
+    peer, tmp_path, modems, res, sizes, comp, ecm
+):
+    sent = peer.t30_exchange(modems, res, sizes, comp, ecm, tmp_path / "page.tif")
+    frames = [(side, Frame.parse(raw)) for side, raw in sent]
+    by_fcf = {(side, f.fcf): f for side, f in frames}
+    assert decode_ident(by_fcf["A", FCF.CSI].fif) == "ANSWER 1234"
+    dis_frame = by_fcf["A", FCF.DIS]
+    assert dis_frame.final and not dis_frame.x
+    dis = Dis.parse(dis_frame.fif)
+    assert dis.encode() == dis_frame.fif
+    assert dis.can_receive and dis.rate == expected_rates(modems)
+    assert (dis.fine, dis.superfine) == (bool(res & FINE), bool(res & SUPERFINE))
+    assert dis.width == (Width.A3 if sizes & W303 else Width.B4 if sizes & W255 else Width.A4)
+    assert dis.length == (
+        Length.UNLIMITED if sizes & UNLIMITED else Length.B4 if sizes & B4 else Length.A4
+    )
+    assert (dis.two_d, dis.t6, dis.ecm) == (bool(comp & C_2D), bool(comp & C_T6), ecm)
+    # The caller (sending a 204x196 dpi A4 page) answers with TSI and DCS.
+    assert decode_ident(by_fcf["C", FCF.TSI].fif) == "+1 555 0100"
+    dcs_frame = by_fcf["C", FCF.DCS]
+    assert dcs_frame.x and dcs_frame.final
+    dcs = Dcs.parse(dcs_frame.fif)
+    assert dcs.encode() == dcs_frame.fif
+    assert dcs.resolution == "R8x7.7" and dcs.width == Width.A4 and dcs.receive
+    # Our choice from SpanDSP's DIS and the same capabilities matches SpanDSP's.
+    ours_dcs = choose_dcs(dis, dis, resolution="R8x7.7", length=dcs.length)
+    assert (ours_dcs.rate, ours_dcs.ecm, ours_dcs.t6, ours_dcs.two_d) == (
+        dcs.rate,
+        dcs.ecm,
+        dcs.t6,
+        dcs.two_d,
+    )
+    assert (ours_dcs.frame_size, ours_dcs.scan_time) == (dcs.frame_size, dcs.scan_time)
