@@ -1,0 +1,138 @@
+"""The ``fastfax`` command: convert, info, demo; exit statuses a script can trust."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from fastfax import tiff
+from fastfax.cli import main
+from fastfax.demo import Line, make_pdf
+from fastfax.layout import layout_for
+
+
+def _pdf(path, pages=2):
+    make_pdf(path, [[Line(f"page {n + 1}", 20)] for n in range(pages)])
+    return str(path)
+
+
+def _run(*args):
+    """The installed console script, as a user runs it (stdout/stderr not a terminal)."""
+    return subprocess.run(["fastfax", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_convert_one_file_quietly_when_not_a_terminal(tmp_path):
+    pdf = _pdf(tmp_path / "a.pdf", 3)
+    proc = _run("convert", pdf, "-o", str(tmp_path / "a.tif"), "--resolution", "standard")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "" and proc.stderr == ""  # no progress bar into a pipe
+    pages = tiff.read(tmp_path / "a.tif")
+    expect = layout_for("a4", "standard")
+    assert len(pages) == 3
+    assert (pages[0].xres, pages[0].yres, pages[0].height) == (204, 98, expect.height)
+
+
+def test_options_reach_the_output(tmp_path):
+    pdf = _pdf(tmp_path / "a.pdf", 2)
+    out = tmp_path / "a.tif"
+    status = main(
+        [
+            "convert",
+            pdf,
+            "-o",
+            str(out),
+            "--page-size",
+            "b4",
+            "--resolution",
+            "ultrafine",
+            "--compression",
+            "g3-2d",
+            "--header",
+            "ACME",
+            "--to",
+            "Jane",
+            "--subject",
+            "Hello",
+            "-j",
+            "1",
+        ]
+    )
+    assert status == 0
+    pages = tiff.read(out)
+    assert len(pages) == 3  # cover + 2
+    assert (pages[0].width, pages[0].xres, pages[0].yres) == (4096, 408, 391)
+    info = subprocess.run(["tiffinfo", str(out)], capture_output=True, text=True).stdout
+    assert info.count("Group 3 Options: 2-d encoding") == 3
+
+
+def test_directory_in_directory_out_and_exit_status_1(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    _pdf(src / "one.pdf")
+    Image.new("L", (300, 400), 0).save(src / "two.png")
+    (src / "three.txt").write_text("hello\nfax\n")
+    (src / "broken.pdf").write_bytes(b"%PDF-1.4 nothing here")
+    (src / ".hidden").write_text("skipped")
+    out = tmp_path / "out"
+    proc = _run("convert", str(src), "-o", str(out), "--format", "pdf")
+    assert proc.returncode == 1
+    assert "broken.pdf" in proc.stderr and proc.stderr.count("fastfax:") == 1
+    assert sorted(os.listdir(out)) == ["one.pdf", "three.pdf", "two.pdf"]
+
+
+def test_several_inputs_go_to_a_folder_named_by_stem(tmp_path):
+    a = _pdf(tmp_path / "a.pdf", 1)
+    b = _pdf(tmp_path / "b.pdf", 1)
+    assert main(["convert", a, b, "-o", str(tmp_path / "faxes"), "-j", "2"]) == 0
+    assert sorted(os.listdir(tmp_path / "faxes")) == ["a.tif", "b.tif"]
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["convert", "x.pdf", "-o", "y.doc"], "cannot tell the format"),
+        (["convert", "x.pdf", "-o", "y.tif", "--width", "2000"], "not a fax width"),
+        (["convert", "x.pdf", "-o", "y.tif", "--jobs", "0"], "--jobs"),
+        (["convert", "x.pdf", "-o", "y.tif", "--page-size", "a5"], "invalid choice"),
+        (["convert", "x.pdf"], "required"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_usage_errors_exit_2(args, message):
+    proc = _run(*args)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+
+
+def test_missing_input_exits_1(tmp_path):
+    proc = _run("convert", str(tmp_path / "nope.pdf"), "-o", str(tmp_path / "n.tif"))
+    assert proc.returncode == 1 and "nope.pdf" in proc.stderr
+    assert not (tmp_path / "n.tif").exists()
+
+
+def test_info_describes_tiff_and_pdf(tmp_path, capsys):
+    pdf = _pdf(tmp_path / "a.pdf", 2)
+    assert main(["convert", pdf, "-o", str(tmp_path / "a.tif"), "-j", "1"]) == 0
+    capsys.readouterr()
+    assert main(["info", str(tmp_path / "a.tif"), pdf]) == 0
+    out = capsys.readouterr().out
+    assert "pages   2" in out and "1728 x 2292 px at 204 x 196 dpi" in out and "group4" in out
+    assert "210 x 297 mm" in out
+    assert main(["info", str(tmp_path / "missing.tif")]) == 1
+
+
+def test_demo_makes_every_file(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "fastfax.cli", "demo", str(tmp_path / "demo")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    names = sorted(os.listdir(tmp_path / "demo"))
+    assert {"letter.pdf", "letter.tif", "letter-view.pdf", "letter-001.png"} <= set(names)
+    pages = tiff.read(tmp_path / "demo" / "letter.tif")
+    assert len(pages) == 5 and len([n for n in names if n.endswith(".png")]) == 5
+    assert "pages/s" in proc.stdout
