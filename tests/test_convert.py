@@ -374,6 +374,8 @@ def test_unknown_output_format_and_options(tmp_path):
     assert isinstance(result.error, ConvertError) and "format" in str(result.error)
     with pytest.raises(ConvertError, match="mode"):
         convert([(pdf, tmp_path / "x.tif")], Options(mode="sketch"))
+    with pytest.raises(ConvertError, match="header template"):
+        convert([(pdf, tmp_path / "x.tif")], Options(header="{pgae}"))
     with pytest.raises(ConvertError, match="compression"):
         save(render_document(pdf), tmp_path / "x.tif", compression="jbig")
 

@@ -103,7 +103,12 @@ class Options:
             raise ConvertError(
                 f"threshold must be an integer from 1 to 255, got {self.threshold!r}"
             )
-        return self if self.when else replace(self, when=_dt.datetime.now().replace(microsecond=0))
+        checked = (
+            self if self.when else replace(self, when=_dt.datetime.now().replace(microsecond=0))
+        )
+        if checked.header is not None:  # a bad template fails here, not on every page
+            header_text(checked.header, page=1, pages=1, when=checked.when)
+        return checked
 
 
 @dataclass

@@ -46,6 +46,8 @@ MODES: dict[str, int] = {
 DEFAULT_THRESHOLD = 160
 #: Largest raster image accepted, in pixels (a guard against decompression bombs).
 MAX_IMAGE_PIXELS = 1 << 28
+#: Largest plain-text file accepted, in bytes (about 20 000 pages).
+MAX_TEXT_BYTES = 64 << 20
 _SNIFF = 8192
 
 
@@ -405,6 +407,8 @@ def open_source(
     else:
         return ImageSource(path)
     if _looks_like_text(head):
+        if os.path.getsize(path) > MAX_TEXT_BYTES:
+            raise ConvertError(f"a text file over {MAX_TEXT_BYTES} bytes is too long", path=path)
         with open(path, "rb") as fh:
             raw = fh.read()
         if _looks_like_text(raw):
