@@ -465,13 +465,18 @@ cdef class _Encoder:
         cdef int64_t row_start, used
         cdef int32_t* tmp
         cdef size_t per_row = (<size_t>(self.width + 2) * MAX_CODE_BITS + self.min_row_bits + 96) // 8
-        cdef uint8_t tail = <uint8_t>(0xFF << ((8 - (self.width & 7)) & 7))
+        cdef size_t window = <size_t>((self.width + 63) >> 6) * 8   # bytes row_changes reads
+        cdef const uint8_t* row
         for i in range(nrows):
             if reserve(&self.w, per_row) < 0:
                 return -1
-            memcpy(self.scratch, data + i * self.stride, self.stride)
-            self.scratch[self.stride - 1] &= tail
-            n = row_changes(self.scratch, self.width, self.cur)
+            row = data + i * self.stride
+            if window > <size_t>(nrows - i) * self.stride:
+                # Near the end of the buffer: scan a zero-padded copy instead. (Bits past
+                # the width need no masking: row_changes ignores them.)
+                memcpy(self.scratch, row, self.stride)
+                row = self.scratch
+            n = row_changes(row, self.width, self.cur)
             self._align_eol()
             row_start = bits_written(&self.w)   # a row: its EOL, its codes, its fill
             if self.scheme == SCHEME_MMR:
