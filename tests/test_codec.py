@@ -564,3 +564,21 @@ def test_streaming_agrees_with_one_shot_on_a_row_without_eol() -> None:
         dec.feed(data[:3])  # the first row ends exactly at the end of this chunk
         dec.feed(data[3:])
         dec.finish()
+
+
+@pytest.mark.parametrize("width", [63, 64, 65, 1000, 4864])
+def test_long_runs_of_v0_codes(width: int) -> None:
+    """Identical rows of single-pixel alternation: every later row is one V0 per changing
+    element plus a last V0 to the end of the row, many more than 64 in a row."""
+    arr = np.zeros((5, width), dtype=bool)
+    arr[:, ::2] = True
+    page = page_of(arr)
+    first = to_bits(codec.encode(page_of(arr[:1]), "mmr", rtc=False)).rstrip("0")
+    v0s = "1" * (width + 1) * 4
+    coded = to_bits(codec.encode(page, "mmr", rtc=False)).rstrip("0")
+    assert coded.endswith(v0s)
+    assert coded[: -len(v0s)].rstrip("0") == first
+    for scheme in ("mmr", "mr"):
+        data = codec.encode(page, scheme)
+        assert codec.decode(data, width, scheme) == page
+        assert stream_decode(data, width, scheme, [1, 7, 3]) == list(page.rows())
