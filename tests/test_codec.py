@@ -238,8 +238,9 @@ def test_min_row_bits_pads_short_rows(scheme: str, min_row_bits: int, align: boo
     """Every coded row (T.4 4.1.3: data + fill + EOL, so EOL end to EOL end) is at least
     ``min_row_bits`` long.
 
-    Known bug with ``eol_align=True``: the encoder counts the alignment fill before a row's
-    own EOL as part of that row, so a row can come out up to 7 bits short.
+    Regression (fixed in 57d419b): with ``eol_align=True`` the encoder counted the
+    alignment fill before a row's own EOL as part of that row, so a row came out up to
+    7 bits short.
     """
     page = text_like(400, 15, 9)
     natural = eol_ends(to_bits(codec.encode(page, scheme, rtc=False)))
@@ -257,8 +258,9 @@ def test_min_row_bits_pads_short_rows(scheme: str, min_row_bits: int, align: boo
 def test_min_row_bits_without_eol_is_refused() -> None:
     """Fill between rows is only meaningful before an EOL: MH without EOLs cannot carry it.
 
-    Known bug: the encoder accepts eol=False with min_row_bits and writes zero fill
-    between rows that no decoder can tell from code bits, so its own decoder fails.
+    Regression (found by fuzzing, fixed in 57d419b): the encoder accepted eol=False with
+    min_row_bits and wrote zero fill between rows that no decoder can tell from code
+    bits, so its own decoder failed.
     """
     page = Page.blank(8, 2)
     try:
@@ -550,10 +552,11 @@ def test_corrupt_mmr_raises_naming_the_row(errors: str, garbage: str) -> None:
 
 
 def test_streaming_agrees_with_one_shot_on_a_row_without_eol() -> None:
-    """Known bug: MH with EOLs, a row followed by a code instead of fill or an EOL.
+    """Regression (found by fuzzing, fixed in 57d419b): MH with EOLs, a row followed by a
+    code instead of fill or an EOL.
 
-    One-shot decode refuses it; a Decoder whose chunk ends just after the row takes the
-    zero padding past its buffer for fill, accepts the row and then decodes the next
+    One-shot decode refused it; a Decoder whose chunk ended just after the row took the
+    zero padding past its buffer for fill, accepted the row and then decoded the next
     code as another row. The answer must not depend on the chunking.
     """
     data = from_bits("0000000" + EOL + "01000" + "01000" + "000")  # width 11: white 11 twice

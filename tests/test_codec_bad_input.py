@@ -135,12 +135,12 @@ def test_decoder_keeps_failing_cleanly_after_an_error() -> None:
 
 
 def test_mmr_vertical_left_of_the_row_start_is_refused() -> None:
-    """Known bug (heap write before the row buffer).
+    """Regression (found by fuzzing, fixed in 57d419b): a heap write before the row buffer.
 
     When the reference row starts black (b1 = 0), VL1 at the start of a row gives
-    a1 = -1; the decoder accepts it (it only refuses a1 < a0 = -1), writes pixel -1,
+    a1 = -1; the decoder accepted it (it only refused a1 < a0 = -1) and wrote pixel -1,
     i.e. the byte before the row. Streamed, that row is first in the output buffer, so
-    the byte before the heap block is hit and the process dies ("double free or
+    the byte before the heap block was hit and the process died ("double free or
     corruption"). Width 7: row 0 all black (H, white 0, black 7), row 1 VL1 V0, EOFB.
     """
     result = run_child(
