@@ -28,6 +28,13 @@ cdef uint32_t STUFF[5][256]
 # DESTUFF[run][byte]: bits 0-7 data bits, 8-11 their count, 12-14 the new run, bit 15 set
 # when a flag or an abort ends inside the byte (the receiver then goes bit by bit).
 cdef uint16_t DESTUFF[8][256]
+# Ones at the end of a byte (its top bits, sent last): RX_RUN capped at 7 (the receiver's
+# run after that byte, whatever came before, unless the byte is 0xFF), TX_RUN modulo 5
+# (the transmitter's run after it, once stuffed, unless the byte is 0xFF). Reading the
+# run from the input byte, not from the last table entry, keeps each byte's lookup
+# independent of the one before, so the CPU overlaps them.
+cdef uint8_t RX_RUN[256]
+cdef uint8_t TX_RUN[256]
 
 
 cdef void _init_tables() noexcept:
@@ -64,6 +71,12 @@ cdef void _init_tables() noexcept:
                 else:
                     run = 0
             STUFF[r][i] = out | (<uint32_t>n << 10) | (<uint32_t>run << 14)
+    for i in range(256):
+        k = 0
+        while k < 8 and (i >> (7 - k)) & 1:
+            k += 1
+        RX_RUN[i] = 7 if k > 7 else k
+        TX_RUN[i] = k % 5
     for r in range(8):
         for i in range(256):
             run = r
@@ -181,15 +194,46 @@ cdef inline void put_flags(BitWriter* w, long n) noexcept nogil:
         n -= 1
 
 
+cdef inline void store64le(uint8_t* o, uint64_t v) noexcept nogil:
+    cdef int k
+    for k in range(8):
+        o[k] = <uint8_t>(v >> (8 * k))
+
+
 cdef void put_stuffed(BitWriter* w, const uint8_t* p, size_t n, int* run) noexcept nogil:
+    """Stuffed bits of ``p``. Writes up to 8 bytes past the last whole byte (slack)."""
+    # Locals, not w's fields: stores through the uint8_t pointer could alias them. Each
+    # byte stores 8 bytes unconditionally and moves on by the whole bytes done (no
+    # branch to mispredict when stuffing shifts the byte boundaries).
+    cdef uint64_t acc = w.acc
+    cdef int nacc = w.nacc
+    cdef uint8_t* o = w.out + w.pos
     cdef uint32_t e
     cdef int r = run[0]
     cdef size_t i
+    cdef uint8_t b
+    while nacc >= 8:
+        o[0] = <uint8_t>acc
+        o += 1
+        acc >>= 8
+        nacc -= 8
     for i in range(n):
-        e = STUFF[r][p[i]]
-        put_bits(w, e & 0x3FF, (e >> 10) & 0xF)
-        r = e >> 14
+        b = p[i]
+        e = STUFF[r][b]
+        acc |= <uint64_t>(e & 0x3FF) << nacc
+        nacc += (e >> 10) & 0xF
+        store64le(o, acc)
+        o += nacc >> 3
+        acc >>= nacc & 0x38
+        nacc &= 7
+        if b != 0xFF:
+            r = TX_RUN[b]
+        else:
+            r = e >> 14
     run[0] = r
+    w.acc = acc
+    w.nacc = nacc
+    w.pos = o - w.out
 
 
 cdef void put_frame(BitWriter* w, const uint8_t* p, size_t n, int fcs_bytes) noexcept nogil:
@@ -428,26 +472,51 @@ cdef void rx_slow_byte(Rx* s, uint8_t byte) noexcept nogil:
 
 
 cdef void rx_bytes(Rx* s, const uint8_t* p, size_t n) noexcept nogil:
-    cdef size_t i
+    # Bytes without a flag or an abort go the table way with the state in locals; the
+    # rare others, and the bytes that could make a frame too long, go bit by bit.
+    cdef size_t i = 0, end, pos, room
+    cdef int run, nbits
+    cdef uint32_t acc
     cdef uint16_t e
-    cdef int k
-    for i in range(n):
-        e = DESTUFF[s.run][p[i]]
-        if e & 0x8000:
-            rx_slow_byte(s, p[i])
-            continue
-        s.run = (e >> 12) & 7
-        k = (e >> 8) & 0xF
-        if s.flags_seen >= s.threshold:
-            s.acc |= <uint32_t>(e & 0xFF) << s.nbits
-            s.nbits += k
-            if s.nbits >= 8:
-                s.nbits -= 8
-                k = s.acc & 0xFF
-                s.acc >>= 8
-                rx_store(s, <uint8_t>k)
+    cdef uint8_t* buf = s.buf
+    while i < n:
+        run = s.run
+        nbits = s.nbits
+        if s.flags_seen < s.threshold:
+            while i < n:
+                e = DESTUFF[run][p[i]]
+                if e & 0x8000:
+                    break
+                run = RX_RUN[p[i]]
+                nbits = nbits + ((e >> 8) & 0xF) if nbits < 64 else 64
+                i += 1
+            s.run = run
+            s.nbits = nbits
         else:
-            s.nbits = s.nbits + k if s.nbits < 64 else 64
+            # Each input byte completes at most one octet: ``room`` bytes cannot overflow.
+            pos = s.pos
+            room = s.start + s.max_total - pos
+            end = i + room if room < n - i else n
+            acc = s.acc
+            while i < end:
+                e = DESTUFF[run][p[i]]
+                if e & 0x8000:
+                    break
+                run = RX_RUN[p[i]]
+                acc |= <uint32_t>(e & 0xFF) << nbits
+                nbits += (e >> 8) & 0xF
+                buf[pos] = <uint8_t>acc
+                pos += nbits >> 3
+                acc >>= nbits & 8
+                nbits &= 7
+                i += 1
+            s.run = run
+            s.nbits = nbits
+            s.acc = acc
+            s.pos = pos
+        if i < n:
+            rx_slow_byte(s, p[i])
+            i += 1
 
 
 cdef class Frame:
@@ -502,6 +571,7 @@ cdef class HdlcRx:
         cdef size_t n = data.shape[0], done = 0, step, i, keep
         cdef list frames = []
         cdef Rec* r
+        cdef Frame f
         while done < n:
             step = n - done if n - done < RX_CHUNK else RX_CHUNK
             with nogil:
@@ -509,9 +579,10 @@ cdef class HdlcRx:
             done += step
             for i in range(self.s.nrecs):
                 r = &self.s.recs[i]
-                frames.append(Frame(
-                    PyBytes_FromStringAndSize(<char*>self.s.buf + r.start, r.length),
-                    r.ok))
+                f = Frame.__new__(Frame)
+                f.data = PyBytes_FromStringAndSize(<char*>self.s.buf + r.start, r.length)
+                f.ok = r.ok
+                frames.append(f)
             self.s.nrecs = 0
             keep = self.s.pos - self.s.start
             memmove(self.s.buf, self.s.buf + self.s.start, keep)
