@@ -105,6 +105,27 @@ def page(name: str) -> Page:
     return PAGES[name]()
 
 
+def run_lengths(p: Page) -> tuple[set[int], set[int]]:
+    """The white and the black run lengths on the page."""
+    white: set[int] = set()
+    black: set[int] = set()
+    for row in p.to_array():
+        bounds = [0, *(np.flatnonzero(row[1:] != row[:-1]) + 1).tolist(), p.width]
+        for start, end in zip(bounds[:-1], bounds[1:], strict=True):
+            (black if row[start] else white).add(end - start)
+    return white, black
+
+
+@pytest.mark.parametrize("name", ("long-runs-4864", "long-runs-2560"))
+def test_corpus_has_runs_for_extended_makeup_codes(name: str) -> None:
+    """Both colours have runs of 1792-2560 (extended make-up codes) and, on the wide
+    page, longer than 2560 (several make-up codes in a row)."""
+    longest = 2560 if name.endswith("2560") else page(name).width
+    for runs in run_lengths(page(name)):
+        assert any(1792 <= r <= 2560 for r in runs)
+        assert longest == 2560 or any(r > 2560 for r in runs)
+
+
 # -- libtiff's C codec ----------------------------------------------------------------------
 
 
