@@ -31,8 +31,17 @@ from . import _codec
 from .errors import CodecError, LimitError
 from .page import DEFAULT_MAX_ROWS, MAX_WIDTH, Page, stride_of
 
-__all__ = ["Scheme", "SCHEMES", "Encoder", "Decoder", "encode", "decode", "reverse_bits",
-           "default_k", "DEFAULT_MAX_ROWS"]
+__all__ = [
+    "Scheme",
+    "SCHEMES",
+    "Encoder",
+    "Decoder",
+    "encode",
+    "decode",
+    "reverse_bits",
+    "default_k",
+    "DEFAULT_MAX_ROWS",
+]
 
 Scheme = Literal["mh", "mr", "mmr", "rle"]
 #: Scheme names and their ids in the Cython core.
@@ -104,7 +113,8 @@ class Encoder:
             raise CodecError(f"k must be an integer from 1 to 65536, got {k!r}")
         if not isinstance(min_row_bits, int) or not 0 <= min_row_bits <= MAX_MIN_ROW_BITS:
             raise CodecError(
-                f"min_row_bits must be an integer from 0 to {MAX_MIN_ROW_BITS}, got {min_row_bits!r}"
+                f"min_row_bits must be an integer from 0 to {MAX_MIN_ROW_BITS}, "
+                f"got {min_row_bits!r}"
             )
         if scheme in ("mmr", "rle") and (eol_align or min_row_bits):
             raise CodecError(f"eol_align and min_row_bits apply to mh and mr, not {scheme}")
@@ -115,7 +125,13 @@ class Encoder:
         self.width = width
         self.scheme = scheme
         self._core = _codec._Encoder(
-            width, sid, k, eol and scheme in ("mh", "mr"), eol_align, rtc, min_row_bits,
+            width,
+            sid,
+            k,
+            eol and scheme in ("mh", "mr"),
+            eol_align,
+            rtc,
+            min_row_bits,
             msb_first,
         )
 
@@ -253,11 +269,13 @@ def decode(
     decoder = Decoder(width, scheme, height=height, **options)  # type: ignore[arg-type]
     rows = decoder.feed_packed(data) + decoder.finish_packed()
     if height is not None and decoder.rows < height:
-        raise CodecError(
-            f"data ends after row {decoder.rows} of {height}", row=decoder.rows
-        )
+        raise CodecError(f"data ends after row {decoder.rows} of {height}", row=decoder.rows)
     return Page(
-        rows, width, decoder.rows, xres, yres,
-        bad_rows=decoder.bad_rows, consecutive_bad_rows=decoder.max_consecutive_bad_rows,
+        rows,
+        width,
+        decoder.rows,
+        xres,
+        yres,
+        bad_rows=decoder.bad_rows,
+        consecutive_bad_rows=decoder.max_consecutive_bad_rows,
     )
-

@@ -92,7 +92,9 @@ class Page:
 
     # -- construction -------------------------------------------------------------
     @classmethod
-    def blank(cls, width: int = 1728, height: int = 2200, xres: float = 204, yres: float = 196) -> Page:
+    def blank(
+        cls, width: int = 1728, height: int = 2200, xres: float = 204, yres: float = 196
+    ) -> Page:
         """An all-white page."""
         _check_geometry(width, height, xres, yres)
         return cls(bytes(stride_of(width) * height), width, height, xres, yres)
@@ -115,7 +117,9 @@ class Page:
         return cls(bytes(packed), width, height, xres, yres)
 
     @classmethod
-    def from_image(cls, image: Image.Image, xres: float | None = None, yres: float | None = None) -> Page:
+    def from_image(
+        cls, image: Image.Image, xres: float | None = None, yres: float | None = None
+    ) -> Page:
         """A page from a Pillow mode "1" image (other modes are thresholded at 50 %).
 
         The resolution defaults to the image's ``dpi`` info, else 204 x 196.
@@ -131,7 +135,9 @@ class Page:
         return cls(image.tobytes("raw", "1;I"), width, height, xres, yres)
 
     @classmethod
-    def from_pbm(cls, source: bytes | str | os.PathLike[str], xres: float = 204, yres: float = 196) -> Page:
+    def from_pbm(
+        cls, source: bytes | str | os.PathLike[str], xres: float = 204, yres: float = 196
+    ) -> Page:
         """A page from binary PBM (P4) bytes or a PBM file path. PBM's 1 = black matches ours."""
         raw = source if isinstance(source, (bytes, bytearray)) else open(source, "rb").read()
         match = _PBM_HEADER.match(raw)
