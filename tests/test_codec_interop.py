@@ -37,7 +37,7 @@ PEER_MODULE = Path(__file__).resolve().parents[1] / "bench" / "peers" / "libtiff
 
 @pytest.fixture(scope="module")
 def libtiff():
-    """The libtiff C peer, compiled on first use; the module is skipped if it can't be."""
+    """The libtiff C peer, compiled on first use; tests using it skip if it can't be built."""
     spec = importlib.util.spec_from_file_location("fastfax_bench_libtiff_codec", PEER_MODULE)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
@@ -67,8 +67,9 @@ def long_runs_page(width: int = 4864, height: int = 48, seed: int = 0) -> Page:
 
 
 def reference_end_page() -> Page:
-    """The smallest page where b1 lies before an imaginary changing element at the row end:
-    row 1 codes V0, VL2, VL2, VR1 against row 0 (the last b1 is row 0's change at 3)."""
+    """The smallest page that broke an early 2-D coder of ours: row 1 codes V0, VL2, VL2,
+    VR1 against row 0, and the last b1 (row 0's change at 3) lies before the b1 of the
+    step before it (the imaginary change at the row end)."""
     return Page.from_array(np.array([[1, 1, 1, 0], [1, 0, 1, 1]], np.bool_))
 
 
