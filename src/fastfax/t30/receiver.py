@@ -13,6 +13,7 @@ from ..page import Page
 from .dis import RESOLUTIONS, Dcs, Dis, Rate
 from .events import (
     CarrierDown,
+    CarrierUp,
     DataReceived,
     Event,
     FrameReceived,
@@ -124,6 +125,10 @@ class Receiver(Session):
 
     def _dispatch(self, event: Event) -> None:
         state = self.state
+        if isinstance(event, CarrierUp):
+            if state in ("tcf", "page", "ecm"):
+                self._stop("T2")
+            return
         if state == "tcf":
             self._on_tcf_event(event)
         elif state == "page":

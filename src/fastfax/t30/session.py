@@ -217,6 +217,7 @@ class Session:
             return []
         if self.state == "idle":
             if isinstance(event, Connected):
+                self.state = "phase_b"
                 self._on_connected()
             elif isinstance(event, HungUp):
                 self._end(Cause.CALLDROPPED)
