@@ -139,8 +139,8 @@ _EXT_MAKEUP = (  # 1792, 1856, ... 2560, shared by both colours
 ).split()
 
 # Encoder tables, indexed like libtiff's: 0..63 terminating codes, 63 + n for n * 64.
-cdef uint16_t ENC_CODE[2][104]
-cdef uint8_t ENC_LEN[2][104]
+# Each entry is (code << 8) | length.
+cdef uint32_t ENC_RUN[2][104]
 # Decoder tables, indexed by the next 13 bits: (length << 12) | run, 0 = no such code.
 cdef uint16_t DEC_RUN[2][8192]
 # 2-D modes indexed by the next 7 bits: (length << 8) | (mode << 4) | (delta + 3).
@@ -163,8 +163,7 @@ def _build_tables():
             DEC_RUN[colour][i] = 0
         for run, bits in codes.items():
             index = run if run < 64 else 63 + run // 64
-            ENC_CODE[colour][index] = int(bits, 2)
-            ENC_LEN[colour][index] = len(bits)
+            ENC_RUN[colour][index] = (int(bits, 2) << 8) | len(bits)
             length = len(bits)
             code = int(bits, 2)
             shift = 13 - length
@@ -288,6 +287,10 @@ cdef inline void put(Writer* w, uint32_t code, int n) noexcept nogil:
         w.nbits -= 32
 
 
+cdef inline void put_code(Writer* w, uint32_t entry) noexcept nogil:
+    put(w, entry >> 8, entry & 0xFF)
+
+
 cdef inline void put_zeros(Writer* w, int64_t n) noexcept nogil:
     while n > 24:
         put(w, 0, 24)
@@ -326,13 +329,13 @@ cdef inline int reserve(Writer* w, size_t extra) noexcept nogil:
 cdef inline void put_run(Writer* w, int run, int colour) noexcept nogil:
     cdef int m
     while run >= 2624:
-        put(w, ENC_CODE[colour][103], ENC_LEN[colour][103])
+        put_code(w, ENC_RUN[colour][103])
         run -= 2560
     if run >= 64:
         m = 63 + (run >> 6)
-        put(w, ENC_CODE[colour][m], ENC_LEN[colour][m])
+        put_code(w, ENC_RUN[colour][m])
         run &= 63
-    put(w, ENC_CODE[colour][run], ENC_LEN[colour][run])
+    put_code(w, ENC_RUN[colour][run])
 
 
 cdef void encode_1d(Writer* out, const int32_t* c, int n, int width) noexcept nogil:
