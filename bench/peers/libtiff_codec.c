@@ -148,8 +148,9 @@ static int set_page_tags(TIFF *tif, uint32_t width, uint32_t height, int compres
 
 /*
  * Code `height` packed rows of `width` pixels at `xres` x `yres` dpi (libtiff picks MR's
- * K from the vertical resolution: 4 above 150 dpi, else 2) with Compression `compression` (2, 3 or 4),
- * T4Options `t4options` (Compression 3) and FillOrder `fillorder`, `iterations` times.
+ * K from the vertical resolution: 4 above 150 dpi, else 2) with Compression
+ * `compression` (2, 3 or 4), T4Options `t4options` (Compression 3) and FillOrder
+ * `fillorder`, `iterations` times.
  * The coded strip of the last iteration goes to `out` (at most `out_cap` bytes; its
  * length to *out_len) and the time of the loop to *elapsed_ns.
  * Returns 0, or -1 with ltc_message() saying why.
@@ -173,7 +174,8 @@ int ltc_encode(const uint8_t *rows, uint32_t width, uint32_t height, float xres,
         TIFF *tif = mem_open(&m, "w");
         if (!tif)
             goto done;
-        int ok = set_page_tags(tif, width, height, compression, t4options, fillorder, xres, yres) &&
+        int ok = set_page_tags(tif, width, height, compression, t4options, fillorder, xres,
+                               yres) &&
                  TIFFWriteEncodedStrip(tif, 0, (void *)rows, raw_size) == raw_size;
         TIFFClose(tif);
         if (!ok)
@@ -205,14 +207,15 @@ done:
 
 /*
  * Decode the coded strip `strip` (`strip_len` bytes) into `height` packed rows of `width`
- * pixels at `xres` x `yres` dpi at `out` (exactly ((width + 7) / 8) * height bytes), `iterations` times.
+ * pixels at `xres` x `yres` dpi at `out` (exactly ((width + 7) / 8) * height bytes),
+ * `iterations` times.
  * *warnings gets the number of warnings libtiff gave on the last iteration (libtiff
  * mends damaged rows with a warning), *elapsed_ns the time of the decoding loop.
  * Returns 0, or -1 with ltc_message() saying why.
  */
 int ltc_decode(const uint8_t *strip, int64_t strip_len, uint32_t width, uint32_t height,
-               float xres, float yres, int compression, uint32_t t4options, int fillorder, int iterations,
-               uint8_t *out, int *warnings, int64_t *elapsed_ns)
+               float xres, float yres, int compression, uint32_t t4options, int fillorder,
+               int iterations, uint8_t *out, int *warnings, int64_t *elapsed_ns)
 {
     install_handlers();
     last_message[0] = 0;
