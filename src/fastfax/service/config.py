@@ -1,0 +1,221 @@
+"""Server configuration (FAX_CONFIGURATION), logging categories, and the TOML file that
+declares a spool's devices and settings.
+
+The TOML file (``fastfax.toml`` in the spool directory, or the file ``fastfax serve
+--config`` names) looks like::
+
+    [http]                      # fastfax serve only
+    host = "127.0.0.1"
+    port = 8765
+    max_upload = 67108864       # bytes
+
+    [configuration]             # initial values, applied when the spool is created
+    retries = 3
+    retry_delay = 60.0
+
+    [[devices]]
+    kind = "loopback-pair"      # two virtual lines joined in memory
+    name = "lp"
+    numbers = ["1001", "1002"]
+    store = "/home/me/faxes"    # the second line stores what it receives here
+
+    [routing.print]             # settings of a routing method
+    command = ["lp", "-d", "{printer}"]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import tomllib
+
+from .errors import ConfigError
+
+__all__ = [
+    "Configuration",
+    "LOG_CATEGORIES",
+    "LOG_LEVELS",
+    "apply_logging",
+    "check_logging",
+    "DaemonConfig",
+    "load_toml",
+    "in_window",
+]
+
+_HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+
+
+@dataclass(frozen=True)
+class Configuration:
+    """The server's settings (FAX_CONFIGURATION).
+
+    ``retries``: extra attempts after a failed call (0-99); ``retry_delay``: seconds
+    between attempts; ``dirty_days``: days a finished job stays in the queue before it
+    is deleted (0: at once); ``branding``: print the header line on sent pages;
+    ``use_device_tsid``: send the port's TSID instead of the sender's fax number;
+    ``server_cover_pages_only``: refuse user cover templates; ``pause_queue``: start no
+    new sends; ``discount_start`` / ``discount_end``: the cheap-rate window, local time
+    "HH:MM" (it may wrap past midnight); ``archive_outgoing`` / ``archive_folder``:
+    keep a TIFF-F copy of every fax sent. ``sender_name``, ``sender_fax``,
+    ``sender_company``: the defaults filled into jobs that leave them empty
+    (FaxCompleteJobParams).
+    """
+
+    retries: int = 3
+    retry_delay: float = 120.0
+    dirty_days: int = 7
+    branding: bool = True
+    use_device_tsid: bool = True
+    server_cover_pages_only: bool = False
+    pause_queue: bool = False
+    discount_start: str = "20:00"
+    discount_end: str = "07:00"
+    archive_outgoing: bool = False
+    archive_folder: str = ""
+    sender_name: str = ""
+    sender_fax: str = ""
+    sender_company: str = ""
+
+    def check(self) -> Configuration:
+        """Raise :class:`ConfigError` naming the first invalid field; return self."""
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            want = {"int": int, "float": (int, float), "bool": bool, "str": str}[f.type]
+            if not isinstance(value, want) or (f.type != "bool" and isinstance(value, bool)):
+                raise ConfigError(f"configuration {f.name} must be a {f.type}, got {value!r}")
+        if not 0 <= self.retries <= 99:
+            raise ConfigError(f"retries must be from 0 to 99, got {self.retries}")
+        if not 0 <= self.retry_delay <= 7 * 86400:
+            raise ConfigError(f"retry_delay must be 0 to 604800 seconds, got {self.retry_delay}")
+        if not 0 <= self.dirty_days <= 3650:
+            raise ConfigError(f"dirty_days must be from 0 to 3650, got {self.dirty_days}")
+        for name in ("discount_start", "discount_end"):
+            if not _HHMM.match(getattr(self, name)):
+                raise ConfigError(
+                    f"{name} must be a 24-hour time HH:MM, got {getattr(self, name)!r}"
+                )
+        if self.archive_outgoing and not os.path.isabs(self.archive_folder):
+            raise ConfigError("archive_outgoing needs archive_folder, an absolute directory path")
+        return self
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], base: Configuration | None = None) -> Configuration:
+        """``base`` (the defaults when None) with ``values`` applied, checked."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ConfigError(f"unknown configuration field(s) {unknown}; known: {sorted(names)}")
+        return dataclasses.replace(base or cls(), **values).check()
+
+
+def in_window(start: str, end: str, when: _dt.datetime) -> bool:
+    """Whether local time ``when`` falls in [start, end) ("HH:MM"; may wrap midnight)."""
+    minute = when.hour * 60 + when.minute
+    s = int(start[:2]) * 60 + int(start[3:])
+    e = int(end[:2]) * 60 + int(end[3:])
+    if s == e:
+        return True
+    return s <= minute < e if s < e else minute >= s or minute < e
+
+
+# -- logging categories ------------------------------------------------------------------
+
+#: Category name -> Python logger that carries it.
+LOG_CATEGORIES = {
+    "init_term": "fastfax.service.init",
+    "outbound": "fastfax.service.outbound",
+    "inbound": "fastfax.service.inbound",
+    "unknown": "fastfax.service.unknown",
+}
+#: Level name -> the Python logging level a logger is set to (none: nothing logged).
+LOG_LEVELS = {
+    "none": logging.CRITICAL + 10,
+    "min": logging.ERROR,
+    "med": logging.WARNING,
+    "max": logging.DEBUG,
+}
+DEFAULT_LOGGING = {name: "min" for name in LOG_CATEGORIES}
+
+
+def check_logging(levels: dict[str, str]) -> dict[str, str]:
+    """Validate a {category: level} mapping; raise :class:`ConfigError` for the first bad one."""
+    for name, level in levels.items():
+        if name not in LOG_CATEGORIES:
+            raise ConfigError(f"unknown logging category {name!r}; known: {list(LOG_CATEGORIES)}")
+        if level not in LOG_LEVELS:
+            raise ConfigError(f"unknown logging level {level!r}; use one of {list(LOG_LEVELS)}")
+    return levels
+
+
+def apply_logging(levels: dict[str, str]) -> None:
+    """Set each category's Python logger to its level."""
+    for name, level in levels.items():
+        logging.getLogger(LOG_CATEGORIES[name]).setLevel(LOG_LEVELS[level])
+
+
+# -- the TOML file -----------------------------------------------------------------------
+
+
+@dataclass
+class DaemonConfig:
+    """What a TOML file declares: HTTP settings, initial configuration, devices, routing."""
+
+    host: str = "127.0.0.1"
+    port: int = 8765
+    max_upload: int = 64 << 20
+    spool: str | None = None
+    configuration: dict[str, Any] = field(default_factory=dict)
+    devices: list[dict[str, Any]] = field(default_factory=list)
+    routing: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def load_toml(path: str | os.PathLike[str]) -> DaemonConfig:
+    """Read a spool or daemon TOML file; raise :class:`ConfigError` naming what is wrong."""
+    try:
+        with open(path, "rb") as fh:
+            raw = tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {os.fspath(path)!r}: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{os.fspath(path)!r} is not valid TOML: {exc}") from None
+    unknown = sorted(set(raw) - {"http", "configuration", "devices", "routing", "spool"})
+    if unknown:
+        raise ConfigError(f"{os.fspath(path)!r}: unknown section(s) {unknown}")
+    out = DaemonConfig()
+    http = raw.get("http", {})
+    if not isinstance(http, dict) or set(http) - {"host", "port", "max_upload"}:
+        raise ConfigError("[http] takes host, port and max_upload")
+    out.host = str(http.get("host", out.host))
+    out.port = http.get("port", out.port)
+    out.max_upload = http.get("max_upload", out.max_upload)
+    if not isinstance(out.port, int) or not 0 <= out.port <= 65535:
+        raise ConfigError(f"[http] port must be 0-65535, got {out.port!r}")
+    if not isinstance(out.max_upload, int) or out.max_upload < 1024:
+        raise ConfigError(f"[http] max_upload must be at least 1024 bytes, got {out.max_upload!r}")
+    spool = raw.get("spool")
+    if spool is not None and not isinstance(spool, str):
+        raise ConfigError("spool must be a directory path")
+    out.spool = spool
+    conf = raw.get("configuration", {})
+    if not isinstance(conf, dict):
+        raise ConfigError("[configuration] must be a table")
+    Configuration.from_dict(conf)
+    out.configuration = conf
+    devices = raw.get("devices", [])
+    if not isinstance(devices, list) or not all(isinstance(d, dict) for d in devices):
+        raise ConfigError("[[devices]] must be an array of tables")
+    for n, dev in enumerate(devices):
+        if not isinstance(dev.get("kind"), str) or not isinstance(dev.get("name"), str):
+            raise ConfigError(f"device {n} needs a kind and a name (strings)")
+    out.devices = devices
+    routing = raw.get("routing", {})
+    if not isinstance(routing, dict) or not all(isinstance(v, dict) for v in routing.values()):
+        raise ConfigError("[routing.<method>] sections must be tables")
+    out.routing = routing
+    return out

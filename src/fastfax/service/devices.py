@@ -1,0 +1,321 @@
+"""Device kinds: what puts the service's faxes on a line (the Windows fax service
+providers).
+
+A device kind is a callable ``factory(name, options) -> Device``; built-in kinds are
+``"loopback-pair"`` (two virtual lines joined in memory, running the real T.30 engine
+through :func:`fastfax.transport.loopback.call`) and ``"class1"`` (a Class 1 fax modem
+through :mod:`fastfax.class1`). Others plug in through the ``fastfax.devices`` entry
+point group, the name of the entry point being the kind.
+
+A :class:`Device` lists its :class:`Line`\\ s, sends a fax on one of them
+(:meth:`Device.send`) and reports what its lines do through the :class:`Hooks` the
+service gives it (status changes, faxes received).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any, Protocol
+
+from ..page import Page
+from ..t30.events import PageReceived, PageSent
+from .errors import ConfigError
+from .model import DeviceState
+
+__all__ = [
+    "Line",
+    "Call",
+    "Outcome",
+    "Hooks",
+    "Device",
+    "CallAborted",
+    "LoopbackPair",
+    "Class1Modem",
+    "device_factory",
+    "BUILTIN_KINDS",
+]
+
+
+@dataclass(frozen=True)
+class Line:
+    """One line of a device: the service makes a port of it. ``number``: its own number."""
+
+    id: str
+    name: str
+    kind: str
+    number: str = ""
+    can_send: bool = True
+    can_receive: bool = True
+
+
+@dataclass
+class Call:
+    """An outgoing call: dial ``number``, send ``pages`` with identity ``tsid``.
+    ``ecm`` and ``max_rate`` (bit/s, None: the best) are lowered on retries.
+    ``abort`` is set to stop the call. ``job_id`` is carried into status reports."""
+
+    job_id: int
+    number: str
+    pages: list[Page]
+    tsid: str = ""
+    ecm: bool = True
+    max_rate: int | None = None
+    abort: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass
+class Outcome:
+    """How a call ended: ``state`` is COMPLETED, BUSY, NO_ANSWER, BAD_ADDRESS,
+    FATAL_ERROR or ABORTING; ``result`` the T.30 result when a session ran."""
+
+    state: DeviceState
+    cause: str = ""
+    result: Any = None
+
+    @property
+    def ok(self) -> bool:
+        return self.state is DeviceState.COMPLETED
+
+
+class CallAborted(Exception):
+    """Raised inside a transport's event callback to stop a call a user aborted."""
+
+
+class Hooks(Protocol):
+    """What the service offers a device."""
+
+    def settings(self, line_id: str) -> dict[str, Any]:
+        """The port's settings: receive (bool), rings, tsid, csid."""
+
+    def claim(self, line_id: str) -> bool:
+        """Take an idle line for an incoming call; False if it is busy."""
+
+    def release(self, line_id: str) -> None:
+        """Give back a line taken with :meth:`claim`."""
+
+    def status(self, line_id: str, state: DeviceState, **fields: Any) -> None:
+        """The line's state changed; ``fields``: job_id, current_page, total_pages,
+        remote_id, caller_id, number."""
+
+    def received(self, line_id: str, result: Any, caller_id: str) -> None:
+        """A fax arrived on the line (``result.pages`` are its pages): spool and route it."""
+
+
+class Device(Protocol):
+    lines: list[Line]
+
+    def start(self, hooks: Hooks) -> None:
+        """Begin answering calls on the lines that receive."""
+
+    def send(self, line_id: str, call: Call, hooks: Hooks) -> Outcome:
+        """Place ``call`` on ``line_id`` and return how it ended (blocking)."""
+
+    def close(self) -> None:
+        """Stop every thread and release the hardware."""
+
+
+def _progress(call: Call, hooks: Hooks, here: str, there: str | None = None) -> Callable:
+    """An ``on_event`` callback for a T.30 transport: each page confirmed (``PageSent``)
+    or received (``PageReceived``, on line ``there``) becomes a status report, and the
+    call stops with :class:`CallAborted` once its abort flag is set."""
+
+    def on_event(event: Any) -> None:
+        if call.abort.is_set():
+            raise CallAborted("aborted by a user")
+        if isinstance(event, PageSent):
+            hooks.status(here, DeviceState.SENDING, job_id=call.job_id, current_page=event.number)
+        elif isinstance(event, PageReceived) and there is not None:
+            hooks.status(there, DeviceState.RECEIVING, current_page=event.number)
+
+    return on_event
+
+
+class LoopbackPair:
+    """Two virtual lines joined in memory: a fax sent on either is received on the other.
+
+    Options: ``numbers`` (the two lines' numbers, default ``["1", "2"]``); ``errors``
+    (bit error rate on the simulated line, 0.0-0.5); ``seed``; ``ecm`` / ``max_rate``
+    (what the receiving end offers). Dialling a number other than the far line's is a
+    bad address; a far line not set to receive does not answer; a far line already in a
+    call is busy.
+    """
+
+    def __init__(self, name: str, options: dict[str, Any]) -> None:
+        numbers = options.get("numbers", ["1", "2"])
+        if (
+            not isinstance(numbers, list)
+            or len(numbers) != 2
+            or not all(isinstance(n, str) and n for n in numbers)
+        ):
+            raise ConfigError(f"loopback pair {name!r}: numbers must be two non-empty strings")
+        errors = options.get("errors", 0.0)
+        if not isinstance(errors, (int, float)) or not 0 <= errors <= 0.5:
+            raise ConfigError(f"loopback pair {name!r}: errors must be 0.0-0.5, got {errors!r}")
+        self.errors = float(errors)
+        self.seed = int(options.get("seed", 0))
+        self.receiver_options = {k: options[k] for k in ("ecm", "max_rate") if k in options}
+        self.lines = [
+            Line(f"{name}/{n + 1}", f"{name} line {n + 1}", "loopback-pair", numbers[n])
+            for n in range(2)
+        ]
+        self._calls = 0
+        self._lock = threading.Lock()
+
+    def start(self, hooks: Hooks) -> None:
+        pass  # nothing rings until the other line dials
+
+    def send(self, line_id: str, call: Call, hooks: Hooks) -> Outcome:
+        from ..transport import loopback  # the fax layer, loaded when first used
+
+        here, there = self.lines if line_id == self.lines[0].id else self.lines[::-1]
+        hooks.status(here.id, DeviceState.DIALING, job_id=call.job_id, number=call.number)
+        if call.number != there.number:
+            return Outcome(DeviceState.BAD_ADDRESS, f"no line has the number {call.number!r}")
+        far = hooks.settings(there.id)
+        if not far["receive"]:
+            return Outcome(DeviceState.NO_ANSWER, "the far line does not answer")
+        if not hooks.claim(there.id):
+            return Outcome(DeviceState.BUSY, "the far line is busy")
+        try:
+            hooks.status(there.id, DeviceState.RINGING, caller_id=here.number)
+            hooks.status(there.id, DeviceState.RECEIVING, caller_id=here.number)
+            hooks.status(
+                here.id, DeviceState.SENDING, job_id=call.job_id, total_pages=len(call.pages)
+            )
+            sender: dict[str, Any] = {"ident": call.tsid, "ecm": call.ecm}
+            if call.max_rate:
+                sender["max_rate"] = call.max_rate
+            receiver = {"ident": far["csid"], **self.receiver_options}
+            with self._lock:
+                self._calls += 1
+                seed = self.seed + self._calls
+            try:
+                sent, got = loopback.call(
+                    call.pages,
+                    sender=sender,
+                    receiver=receiver,
+                    errors=self.errors,
+                    seed=seed,
+                    on_event=_progress(call, hooks, here.id, there.id),
+                )
+            except CallAborted:
+                return Outcome(DeviceState.ABORTING, "aborted by a user")
+            if got.ok and got.pages:
+                hooks.received(there.id, got, here.number)
+        finally:
+            hooks.release(there.id)
+        if sent.ok:
+            return Outcome(DeviceState.COMPLETED, "", sent)
+        return Outcome(DeviceState.FATAL_ERROR, str(sent.cause), sent)
+
+    def close(self) -> None:
+        pass
+
+
+class Class1Modem:
+    """A Class 1 fax modem on a pyserial URL (a device path, ``socket://``, ...).
+
+    Options: ``url`` (required), ``number`` (its own number, informative),
+    ``options`` (a table passed to :func:`fastfax.class1.send_fax`),
+    ``receive_options`` (passed to :func:`fastfax.class1.receive_fax`, which the
+    answering thread calls in a loop while the port is set to receive). The modem does
+    one call at a time: a send waits while the answering thread is in a call.
+    """
+
+    def __init__(self, name: str, options: dict[str, Any]) -> None:
+        url = options.get("url")
+        if not isinstance(url, str) or not url:
+            raise ConfigError(f"class1 device {name!r} needs url, a pyserial URL or device path")
+        self.url = url
+        self.send_options = dict(options.get("options", {}))
+        self.receive_options = dict(options.get("receive_options", {}))
+        self.lines = [Line(f"{name}/1", name, "class1", str(options.get("number", "")))]
+        self._modem = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, hooks: Hooks) -> None:
+        self._thread = threading.Thread(
+            target=self._answer,
+            args=(hooks,),
+            name=f"fastfax-answer-{self.lines[0].id}",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def _answer(self, hooks: Hooks) -> None:
+        from .. import class1
+
+        line = self.lines[0].id
+        while not self._stop.wait(0.2):
+            settings = hooks.settings(line)
+            if not settings["receive"]:
+                continue
+            with self._modem:
+                if not hooks.claim(line):
+                    continue
+                try:
+                    result = class1.receive_fax(
+                        self.url,
+                        rings=max(1, settings["rings"]),
+                        ident=settings["csid"],
+                        **self.receive_options,
+                    )
+                    if result.ok and result.pages:
+                        hooks.received(line, result, getattr(result, "caller_id", "") or "")
+                finally:
+                    hooks.release(line)
+
+    def send(self, line_id: str, call: Call, hooks: Hooks) -> Outcome:
+        from .. import class1
+
+        with self._modem:
+            hooks.status(line_id, DeviceState.DIALING, job_id=call.job_id, number=call.number)
+            options = dict(self.send_options)
+            if call.max_rate:
+                options["max_rate"] = call.max_rate
+            try:
+                result = class1.send_fax(
+                    self.url,
+                    call.number,
+                    call.pages,
+                    ecm=call.ecm,
+                    ident=call.tsid,
+                    on_event=_progress(call, hooks, line_id),
+                    **options,
+                )
+            except CallAborted:
+                return Outcome(DeviceState.ABORTING, "aborted by a user")
+        if result.ok:
+            return Outcome(DeviceState.COMPLETED, "", result)
+        cause = str(result.cause)
+        for state in (DeviceState.BUSY, DeviceState.NO_ANSWER):
+            if state.value.replace("_", "") in cause.lower().replace("_", "").replace(" ", ""):
+                return Outcome(state, cause, result)
+        return Outcome(DeviceState.FATAL_ERROR, cause, result)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+
+#: The device kinds that need no installation.
+BUILTIN_KINDS: dict[str, Callable[[str, dict[str, Any]], Device]] = {
+    "loopback-pair": LoopbackPair,
+    "class1": Class1Modem,
+}
+
+
+def device_factory(kind: str) -> Callable[[str, dict[str, Any]], Device]:
+    """The factory of device kind ``kind``: built in, or a ``fastfax.devices`` entry point."""
+    if kind in BUILTIN_KINDS:
+        return BUILTIN_KINDS[kind]
+    for ep in entry_points(group="fastfax.devices"):
+        if ep.name == kind:
+            return ep.load()
+    known = sorted({*BUILTIN_KINDS, *(ep.name for ep in entry_points(group="fastfax.devices"))})
+    raise ConfigError(f"unknown device kind {kind!r}; known: {known}")

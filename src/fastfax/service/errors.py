@@ -1,0 +1,97 @@
+"""The errors the fax service raises; each is a :class:`fastfax.errors.FaxError`.
+
+Remote clients get the same classes: the HTTP layer sends the class name and message,
+and :mod:`fastfax.service.remote` raises the class of that name again.
+"""
+
+from __future__ import annotations
+
+from ..errors import FaxError
+
+
+class ServiceError(FaxError):
+    """Base of the fax service's errors."""
+
+
+class AccessDenied(ServiceError, PermissionError):
+    """The caller lacks the access right a call needs; nothing was changed."""
+
+
+class AuthenticationError(AccessDenied):
+    """No token, or a token no user holds: the request was refused."""
+
+
+class NotFound(ServiceError, LookupError):
+    """Base of the "no such thing" errors."""
+
+
+class JobNotFound(NotFound):
+    """No job has this id (it never existed, or was deleted)."""
+
+
+class PortNotFound(NotFound):
+    """No port (device line) has this id."""
+
+
+class RoutingMethodNotFound(NotFound):
+    """No inbound routing method has this name."""
+
+
+class ConfigError(ServiceError, ValueError):
+    """A configuration value, port setting or routing setting is invalid; nothing applied."""
+
+
+class BadNumber(ServiceError, ValueError):
+    """A fax number that cannot be dialled (empty, or characters a dial string cannot hold)."""
+
+
+class JobStateError(ServiceError):
+    """The job is in a state that does not allow the operation (e.g. pausing a sent job)."""
+
+
+class PortBusy(ServiceError):
+    """The port is already open for modification by another connection."""
+
+
+class SpoolBusy(ServiceError):
+    """Another process is already running a service on this spool directory."""
+
+
+class RequestError(ServiceError, ValueError):
+    """A malformed request: bad JSON, unknown call, wrong arguments, oversize upload."""
+
+
+class RequestTooLarge(RequestError):
+    """The request body is larger than the server accepts (``[http] max_upload``)."""
+
+
+class RemoteError(ServiceError, ConnectionError):
+    """The remote server could not be reached or answered something unreadable."""
+
+
+class ServiceClosed(ServiceError):
+    """The connection or service was closed."""
+
+
+#: Every error class a remote server may name, by name.
+ERRORS: dict[str, type[ServiceError]] = {
+    cls.__name__: cls
+    for cls in (
+        ServiceError,
+        AccessDenied,
+        AuthenticationError,
+        NotFound,
+        JobNotFound,
+        PortNotFound,
+        RoutingMethodNotFound,
+        ConfigError,
+        BadNumber,
+        JobStateError,
+        PortBusy,
+        SpoolBusy,
+        RequestError,
+        RequestTooLarge,
+        RemoteError,
+        ServiceClosed,
+    )
+}

@@ -1,0 +1,765 @@
+"""The fax service: one spool directory, its devices, its queue, its users.
+
+:class:`Service` is what ``fastfax.connect()`` runs in the process and what ``fastfax
+serve`` puts behind HTTP. Every client call goes through :meth:`Service.call` with a
+:class:`Session` (who is calling, with which rights); each call names the
+:class:`~fastfax.service.rights.Right` it needs, checked before anything is touched.
+Calls take and return plain JSON-ready values (and ``bytes`` for page data), so local
+and remote clients get identical answers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import logging
+import os
+import secrets
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import tiff
+from .config import (
+    DEFAULT_LOGGING,
+    LOG_CATEGORIES,
+    Configuration,
+    DaemonConfig,
+    apply_logging,
+    check_logging,
+    load_toml,
+)
+from .devices import Device, Line, device_factory
+from .documents import complete_params, write_pages
+from .documents import render as render_pages
+from .errors import (
+    AccessDenied,
+    AuthenticationError,
+    ConfigError,
+    JobNotFound,
+    JobStateError,
+    PortBusy,
+    PortNotFound,
+    RequestError,
+    RoutingMethodNotFound,
+    ServiceClosed,
+    SpoolBusy,
+)
+from .events import EventBus, Subscription
+from .model import (
+    EventKind,
+    JobInfo,
+    JobState,
+    JobType,
+    PortInfo,
+    PortStatus,
+    Priority,
+    RoutingMethodInfo,
+    to_wire,
+)
+from .rights import ALL_RIGHTS, Right, new_token, parse_rights, require, right_names, token_digest
+from .routing import load_methods
+from .scheduler import Scheduler
+from .store import Store
+
+__all__ = ["Service", "Session", "default_spool", "SPOOL_TOML"]
+
+log = logging.getLogger(LOG_CATEGORIES["init_term"])
+#: The spool's own TOML file, read by the embedded service and the daemon alike.
+SPOOL_TOML = "fastfax.toml"
+_PRINTABLE = set(map(chr, range(0x20, 0x7F)))
+_API: dict[str, tuple[Right, Callable]] = {}
+
+
+def api(right: Right) -> Callable[[Callable], Callable]:
+    """Declare a method a client may call, and the right it needs."""
+
+    def mark(fn: Callable) -> Callable:
+        _API[fn.__name__] = (right, fn)
+        return fn
+
+    return mark
+
+
+def default_spool() -> str:
+    """``$FASTFAX_SPOOL``, else ``$XDG_DATA_HOME/fastfax/spool`` (``~/.local/share/...``)."""
+    if os.environ.get("FASTFAX_SPOOL"):
+        return os.environ["FASTFAX_SPOOL"]
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local/share")
+    return os.path.join(base, "fastfax", "spool")
+
+
+@dataclass
+class Session:
+    """One client connection: its user, rights, whether it is in this process
+    (``local``: it may name files on this machine), and the ports it holds for modify."""
+
+    user: str
+    rights: Right
+    local: bool
+    id: str = field(default_factory=lambda: secrets.token_hex(8))
+    ports: set[str] = field(default_factory=set)
+
+
+class Service:
+    """A running fax service on ``spool``. ``settings``: a parsed TOML file (default: the
+    spool's ``fastfax.toml`` if present). Raises :class:`SpoolBusy` if another process
+    runs a service on the same spool."""
+
+    def __init__(self, spool: str | os.PathLike[str], settings: DaemonConfig | None = None) -> None:
+        self.spool = os.path.abspath(os.fspath(spool))
+        os.makedirs(self.spool, exist_ok=True)
+        self._lockfile = open(os.path.join(self.spool, "lock"), "w")  # noqa: SIM115
+        try:
+            fcntl.flock(self._lockfile, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._lockfile.close()
+            raise SpoolBusy(
+                f"another process runs a fax service on {self.spool!r}; connect to it "
+                "(fastfax.connect('http://...')) instead"
+            ) from None
+        self._closed = False
+        self._lock = threading.RLock()
+        self.changed = threading.Condition(self._lock)
+        self.bus = EventBus()
+        self.store = Store(self.spool)
+        try:
+            self._start(settings)
+        except BaseException:
+            self.store.close()
+            self._lockfile.close()
+            raise
+
+    def _start(self, settings: DaemonConfig | None) -> None:
+        if settings is None:
+            toml = os.path.join(self.spool, SPOOL_TOML)
+            settings = load_toml(toml) if os.path.exists(toml) else DaemonConfig()
+        self.settings = settings
+        if self.store.setting("configuration") is None:
+            conf = Configuration.from_dict(settings.configuration)
+            self.store.set_setting("configuration", dataclasses.asdict(conf))
+        self.config = Configuration.from_dict(self.store.setting("configuration"))
+        self._logging = {**DEFAULT_LOGGING, **self.store.setting("logging", {})}
+        apply_logging(self._logging)
+        self.methods = load_methods(settings.routing)
+        order = [m for m in self.store.setting("routing_order", []) if m in self.methods]
+        self.routing_order = order + [m for m in self.methods if m not in order]
+        self.devices: list[Device] = []
+        self.lines: dict[str, tuple[Line, Device]] = {}
+        self.status: dict[str, PortStatus] = {}
+        self.busy: set[str] = set()
+        self.modifiers: dict[str, str] = {}
+        self.sessions: dict[str, Session] = {}
+        try:
+            for spec in settings.devices:
+                self._add_device(spec)
+        except BaseException:
+            self._close_devices()
+            raise
+        self.scheduler = Scheduler(self)
+        self.scheduler.recover()
+        self.scheduler.start()
+        for device in self.devices:
+            device.start(self.scheduler.hooks)
+        log.info("fax service started on %s with %d port(s)", self.spool, len(self.lines))
+        self.bus.publish(EventKind.SERVICE_STARTED, ports=len(self.lines))
+
+    def _add_device(self, spec: dict[str, Any]) -> None:
+        options = {k: v for k, v in spec.items() if k not in ("kind", "name", "store")}
+        device = device_factory(spec["kind"])(spec["name"], options)
+        self.devices.append(device)
+        for n, line in enumerate(device.lines):
+            if line.id in self.lines:
+                raise ConfigError(f"two devices declare the port {line.id!r}")
+            self.lines[line.id] = (line, device)
+            self.status[line.id] = PortStatus(line.id)
+            if self.store.port(line.id) is None:
+                self.store.save_port(
+                    line.id,
+                    {
+                        "send": int(line.can_send),
+                        "receive": int(line.can_receive),
+                        "rings": 1,
+                        "priority": len(self.lines),
+                        "tsid": line.number,
+                        "csid": line.number,
+                    },
+                )
+            if "store" in spec and n == len(device.lines) - 1:
+                data = self.methods["store"].check({"folder": spec["store"]})
+                self.store.set_routing(line.id, "store", True, data)
+
+    # -- sessions -------------------------------------------------------------------
+    def open_session(self, token: str | None = None, *, local: bool = False) -> Session:
+        """A session for ``token``'s user; a local caller without a token is the owner of
+        the spool (every right). Raises :class:`AuthenticationError`."""
+        self._check_open()
+        if token is None and local:
+            session = Session("owner", ALL_RIGHTS, True)
+        else:
+            row = self.store.user_by_token(token_digest(token)) if token else None
+            if row is None:
+                raise AuthenticationError(
+                    "a valid token is required (Authorization: Bearer <token>)"
+                    if not token
+                    else "the token is not valid"
+                )
+            session = Session(row["name"], Right(row["rights"]), local)
+        with self._lock:
+            self.sessions[session.id] = session
+        return session
+
+    def close_session(self, session: Session) -> None:
+        """Forget a session and release the ports it opened for modify."""
+        with self._lock:
+            self.sessions.pop(session.id, None)
+            for port in list(session.ports):
+                if self.modifiers.get(port) == session.id:
+                    del self.modifiers[port]
+            session.ports.clear()
+
+    def call(self, session: Session, name: str, args: dict[str, Any]) -> Any:
+        """Run client call ``name`` with keyword ``args`` after checking its right."""
+        self._check_open()
+        if name not in _API or name.startswith("_"):
+            raise RequestError(f"unknown call {name!r}")
+        right, fn = _API[name]
+        require(session.user, session.rights, right, name)
+        if not isinstance(args, dict) or not all(isinstance(k, str) for k in args):
+            raise RequestError(f"{name}: arguments must be an object of named values")
+        try:
+            bound = fn.__get__(self)
+            import inspect
+
+            inspect.signature(bound).bind(session, **args)
+        except TypeError as exc:
+            raise RequestError(f"{name}: {exc}") from None
+        return bound(session, **args)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ServiceClosed("the fax service is closed")
+
+    def subscribe(self, session: Session) -> Subscription:
+        """An event subscription (needs the job query right)."""
+        self._check_open()
+        require(session.user, session.rights, Right.JOB_QUERY, "events")
+        return self.bus.subscribe()
+
+    # -- configuration --------------------------------------------------------------
+    @api(Right(0))
+    def has_access(self, session: Session, right: int | str | list[str]) -> bool:
+        return parse_rights(right) in session.rights
+
+    @api(Right.CONFIG_QUERY)
+    def get_configuration(self, session: Session) -> dict[str, Any]:
+        return dataclasses.asdict(self.config)
+
+    @api(Right.CONFIG_SET)
+    def set_configuration(self, session: Session, values: dict[str, Any]) -> dict[str, Any]:
+        if not isinstance(values, dict):
+            raise ConfigError("configuration values must be an object")
+        with self._lock:
+            new = Configuration.from_dict(values, self.config)
+            self.store.set_setting("configuration", dataclasses.asdict(new))
+            self.config = new
+            self.changed.notify_all()
+        self.bus.publish(EventKind.CONFIG_CHANGED, fields=sorted(values))
+        self.scheduler.wake()
+        return dataclasses.asdict(new)
+
+    @api(Right.CONFIG_QUERY)
+    def logging_categories(self, session: Session) -> dict[str, str]:
+        return dict(self._logging)
+
+    @api(Right.CONFIG_SET)
+    def set_logging_categories(self, session: Session, levels: dict[str, str]) -> dict[str, str]:
+        if not isinstance(levels, dict):
+            raise ConfigError("logging levels must be an object {category: level}")
+        check_logging(levels)
+        with self._lock:
+            new = {**self._logging, **levels}
+            self.store.set_setting("logging", new)
+            self._logging = new
+            apply_logging(new)
+        return dict(new)
+
+    # -- ports ----------------------------------------------------------------------
+    def _line(self, port: Any) -> Line:
+        if not isinstance(port, str) or port not in self.lines:
+            raise PortNotFound(f"no port {port!r}; ports: {sorted(self.lines)}")
+        return self.lines[port][0]
+
+    def port_settings(self, port: str) -> dict[str, Any]:
+        row = self.store.port(port)
+        assert row is not None
+        return {k: (bool(row[k]) if k in ("send", "receive") else row[k]) for k in row if k != "id"}
+
+    def _port_info(self, port: str) -> dict[str, Any]:
+        line = self._line(port)
+        info = PortInfo(
+            id=line.id,
+            name=line.name,
+            kind=line.kind,
+            number=line.number,
+            state=self.status[port].state,
+            **self.port_settings(port),
+        )
+        return to_wire(info)
+
+    @api(Right.PORT_QUERY)
+    def ports(self, session: Session) -> list[dict[str, Any]]:
+        return [self._port_info(p) for p in self.lines]
+
+    @api(Right.PORT_QUERY)
+    def open_port(self, session: Session, port: str, modify: bool = False) -> dict[str, Any]:
+        self._line(port)
+        if modify:
+            require(session.user, session.rights, Right.PORT_SET, "open_port(modify=True)")
+            with self._lock:
+                holder = self.modifiers.get(port)
+                if holder is not None and holder != session.id:
+                    raise PortBusy(f"port {port!r} is open for modify by another connection")
+                self.modifiers[port] = session.id
+                session.ports.add(port)
+        return self._port_info(port)
+
+    @api(Right(0))
+    def close_port(self, session: Session, port: str) -> None:
+        with self._lock:
+            if self.modifiers.get(port) == session.id:
+                del self.modifiers[port]
+            session.ports.discard(port)
+
+    def _modifying(self, session: Session, port: str, call: str) -> None:
+        self._line(port)
+        if self.modifiers.get(port) != session.id:
+            raise AccessDenied(f"{call}: open port {port!r} with modify=True first")
+
+    @api(Right.PORT_QUERY)
+    def port_info(self, session: Session, port: str) -> dict[str, Any]:
+        return self._port_info(port)
+
+    @api(Right.PORT_SET)
+    def update_port(self, session: Session, port: str, changes: dict[str, Any]) -> dict[str, Any]:
+        self._modifying(session, port, "update_port")
+        line = self._line(port)
+        if not isinstance(changes, dict):
+            raise ConfigError("port changes must be an object")
+        new = {**self.port_settings(port), **changes}
+        unknown = set(changes) - {"send", "receive", "rings", "priority", "tsid", "csid"}
+        if unknown:
+            raise ConfigError(f"unknown port setting(s) {sorted(unknown)}")
+        for key in ("send", "receive"):
+            if not isinstance(new[key], bool):
+                raise ConfigError(f"{key} must be true or false, got {new[key]!r}")
+        if new["send"] and not line.can_send or new["receive"] and not line.can_receive:
+            raise ConfigError(
+                f"port {port!r} cannot do that (send: {line.can_send}, receive: {line.can_receive})"
+            )
+        if (
+            not isinstance(new["rings"], int)
+            or isinstance(new["rings"], bool)
+            or not 0 <= new["rings"] <= 99
+        ):
+            raise ConfigError(f"rings must be an integer 0-99, got {new['rings']!r}")
+        if (
+            not isinstance(new["priority"], int)
+            or isinstance(new["priority"], bool)
+            or not 1 <= new["priority"] <= 9999
+        ):
+            raise ConfigError(f"priority must be an integer 1-9999, got {new['priority']!r}")
+        for key in ("tsid", "csid"):
+            value = new[key]
+            if not isinstance(value, str) or len(value) > 20 or not set(value) <= _PRINTABLE:
+                raise ConfigError(
+                    f"{key} must be up to 20 printable ASCII characters, got {value!r}"
+                )
+        self.store.save_port(
+            port, {k: int(v) if isinstance(v, bool) else v for k, v in new.items()}
+        )
+        self.bus.publish(EventKind.PORT_CHANGED, port=port, fields=sorted(changes))
+        self.scheduler.wake()
+        return self._port_info(port)
+
+    @api(Right.PORT_QUERY)
+    def port_status(self, session: Session, port: str) -> dict[str, Any]:
+        self._line(port)
+        with self._lock:
+            status = dataclasses.replace(self.status[port])
+        if status.started is not None:
+            status.elapsed = time.time() - status.started
+        return to_wire(status)
+
+    # -- routing --------------------------------------------------------------------
+    def _method(self, method: Any) -> str:
+        if method not in self.methods:
+            raise RoutingMethodNotFound(
+                f"no routing method {method!r}; methods: {self.routing_order}"
+            )
+        return method
+
+    @api(Right.CONFIG_QUERY)
+    def routing_methods(self, session: Session) -> list[dict[str, Any]]:
+        return [
+            to_wire(RoutingMethodInfo(name, self.methods[name].description, n + 1))
+            for n, name in enumerate(self.routing_order)
+        ]
+
+    @api(Right.CONFIG_SET)
+    def set_routing_priority(self, session: Session, order: list[str]) -> list[dict[str, Any]]:
+        if not isinstance(order, list) or sorted(order) != sorted(self.methods):
+            raise ConfigError(
+                f"the order must name each routing method once: {sorted(self.methods)}"
+            )
+        with self._lock:
+            self.store.set_setting("routing_order", order)
+            self.routing_order = list(order)
+        return self.routing_methods(session)
+
+    @api(Right.PORT_QUERY)
+    def port_routing(self, session: Session, port: str) -> list[dict[str, Any]]:
+        self._line(port)
+        stored = self.store.routing(port)
+        return [
+            {
+                "method": m,
+                "enabled": stored.get(m, (False, {}))[0],
+                "data": stored.get(m, (False, {}))[1],
+            }
+            for m in self.routing_order
+        ]
+
+    @api(Right.PORT_SET)
+    def enable_routing(self, session: Session, port: str, method: str, enabled: bool) -> None:
+        self._modifying(session, port, "enable_routing")
+        self._method(method)
+        if not isinstance(enabled, bool):
+            raise ConfigError("enabled must be true or false")
+        _, data = self.store.routing(port).get(method, (False, {}))
+        if enabled:
+            self.methods[method].check(data)
+        self.store.set_routing(port, method, enabled, data)
+
+    @api(Right.PORT_SET)
+    def set_routing_info(
+        self, session: Session, port: str, method: str, data: dict[str, Any]
+    ) -> dict:
+        self._modifying(session, port, "set_routing_info")
+        self._method(method)
+        if not isinstance(data, dict):
+            raise ConfigError("routing data must be an object")
+        data = self.methods[method].check(data)
+        enabled, _ = self.store.routing(port).get(method, (False, {}))
+        self.store.set_routing(port, method, enabled, data)
+        return data
+
+    # -- users ----------------------------------------------------------------------
+    @api(ALL_RIGHTS)
+    def add_user(self, session: Session, name: str, rights: Any) -> str:
+        """Create or replace a user; returns its new token (shown only this once)."""
+        if not isinstance(name, str) or not name or not set(name) <= _PRINTABLE or len(name) > 64:
+            raise ConfigError("a user name is 1-64 printable ASCII characters")
+        mask = parse_rights(rights)
+        token = new_token()
+        self.store.save_user(name, mask.value, token_digest(token))
+        log.info("user %r saved with rights %s", name, right_names(mask))
+        return token
+
+    @api(ALL_RIGHTS)
+    def remove_user(self, session: Session, name: str) -> bool:
+        return self.store.delete_user(name)
+
+    @api(ALL_RIGHTS)
+    def users(self, session: Session) -> list[dict[str, Any]]:
+        return [
+            {"name": r["name"], "rights": right_names(Right(r["rights"]))}
+            for r in self.store.users()
+        ]
+
+    # -- jobs -----------------------------------------------------------------------
+    @api(Right.JOB_SUBMIT)
+    def send(
+        self,
+        session: Session,
+        document: str | bytes,
+        to: str | list[str],
+        filename: str = "document",
+        cover: Any = None,
+        schedule: Any = None,
+        priority: Any = "normal",
+        recipient_name: str | list[str] = "",
+        sender_name: str = "",
+        sender_fax: str = "",
+        sender_company: str = "",
+        render: dict[str, str] | None = None,
+    ) -> list[int]:
+        """Submit a fax to one number (``to`` a string) or a broadcast (a list, with
+        ``recipient_name`` a matching list); returns the job ids."""
+        numbers = [to] if isinstance(to, str) else to
+        names = (
+            [recipient_name] * len(numbers) if isinstance(recipient_name, str) else recipient_name
+        )
+        if not isinstance(numbers, list) or not numbers or len(names) != len(numbers):
+            raise RequestError(
+                "to must be a number or a non-empty list, with as many recipient names"
+            )
+        when, discount = _schedule(schedule)
+        prio = _priority(priority)
+        params = [
+            complete_params(
+                self.config,
+                n,
+                cover=cover,
+                recipient_name=r,
+                sender_name=sender_name,
+                sender_fax=sender_fax,
+                sender_company=sender_company,
+                render=render,
+            )
+            for n, r in zip(numbers, names, strict=True)
+        ]
+        path, temp = self._document(session, document, filename)
+        try:
+            files = []
+            pages_once = None
+            for p in params:
+                if p.cover is None and pages_once is not None:
+                    pages = pages_once
+                else:
+                    pages = render_pages(path, p, self.config)
+                    pages_once = pages if p.cover is None else None
+                files.append((write_pages(os.path.join(self.spool, "out"), pages), len(pages)))
+        finally:
+            if temp:
+                os.unlink(path)
+        group = None
+        ids = []
+        for p, (file, count) in zip(params, files, strict=True):
+            job_id = self.store.add_job(
+                {
+                    "type": JobType.SEND.value,
+                    "state": JobState.PENDING.value,
+                    "number": p.number,
+                    "grp": group,
+                    "priority": prio,
+                    "owner": session.user,
+                    "submitted": time.time(),
+                    "schedule": when,
+                    "discount": int(discount),
+                    "pages": count,
+                    "file": os.path.relpath(file, self.spool),
+                    "info": {
+                        "recipient_name": p.recipient_name,
+                        "sender_name": p.sender_name,
+                        "sender_fax": p.sender_fax,
+                        "document_name": os.path.basename(filename),
+                    },
+                }
+            )
+            if len(params) > 1 and group is None:
+                group = job_id
+                self.store.update_job(job_id, grp=group)
+            ids.append(job_id)
+            self.bus.publish(EventKind.JOB_QUEUED, job_id=job_id, number=p.number, pages=count)
+        self.scheduler.wake()
+        return ids
+
+    def _document(self, session: Session, document: Any, filename: str) -> tuple[str, bool]:
+        if isinstance(document, (bytes, bytearray)):
+            if not document:
+                raise RequestError("the document is empty")
+            ext = os.path.splitext(str(filename))[1][:10]
+            folder = os.path.join(self.spool, "tmp")
+            os.makedirs(folder, exist_ok=True)
+            path = os.path.join(folder, f"upload-{secrets.token_hex(8)}{ext}")
+            with open(path, "xb") as fh:
+                fh.write(document)
+            return path, True
+        if isinstance(document, str) and session.local:
+            if not os.path.isfile(document):
+                raise RequestError(f"no such document file {document!r}")
+            return document, False
+        raise RequestError("a remote client sends the document's bytes, not a path")
+
+    def job_row(self, job_id: Any) -> dict[str, Any]:
+        if not isinstance(job_id, int) or isinstance(job_id, bool):
+            raise JobNotFound(f"a job id is an integer, got {job_id!r}")
+        row = self.store.job(job_id)
+        if row is None:
+            raise JobNotFound(f"no job {job_id}")
+        return row
+
+    def job_info(self, row: dict[str, Any]) -> dict[str, Any]:
+        info = row["info"]
+        live = None
+        if row["state"] == JobState.INPROGRESS.value and row["port"] in self.status:
+            live = self.status[row["port"]]
+        job = JobInfo(
+            id=row["id"],
+            type=JobType(row["type"]),
+            state=JobState(row["state"]),
+            number=row["number"],
+            group=row["grp"],
+            priority=row["priority"],
+            owner=row["owner"],
+            recipient_name=info.get("recipient_name", ""),
+            sender_name=info.get("sender_name", ""),
+            document_name=info.get("document_name", ""),
+            submitted=row["submitted"],
+            schedule=row["schedule"],
+            discount=bool(row["discount"]),
+            started=row["started"],
+            finished=row["finished"],
+            attempts=row["attempts"],
+            pages=row["pages"],
+            current_page=live.current_page if live and live.job_id == row["id"] else 0,
+            port=row["port"],
+            device_state=live.state if live else None,
+            cause=row["cause"],
+            remote_id=info.get("remote_id", ""),
+            rate=info.get("rate", 0),
+            ecm=info.get("ecm"),
+            routing=info.get("routed", {}),
+        )
+        return to_wire(job)
+
+    @api(Right.JOB_QUERY)
+    def jobs(self, session: Session) -> list[dict[str, Any]]:
+        return [self.job_info(r) for r in self.store.jobs()]
+
+    @api(Right.JOB_QUERY)
+    def job(self, session: Session, job_id: int) -> dict[str, Any]:
+        return self.job_info(self.job_row(job_id))
+
+    @api(Right.JOB_QUERY)
+    def wait_job(
+        self, session: Session, job_id: int, timeout: float | None = 30.0
+    ) -> dict[str, Any]:
+        """The job once it is final, or as it is after ``timeout`` seconds (at most 30)."""
+        timeout = 30.0 if timeout is None else min(30.0, max(0.0, float(timeout)))
+        deadline = time.monotonic() + timeout
+        with self.changed:
+            while True:
+                row = self.job_row(job_id)
+                left = deadline - time.monotonic()
+                if JobState(row["state"]).final or left <= 0 or self._closed:
+                    return self.job_info(row)
+                self.changed.wait(min(left, 1.0))
+
+    @api(Right.JOB_QUERY)
+    def first_page(self, session: Session, job_id: int) -> bytes:
+        """Page 1 of the job's fax as a TIFF-F (MMR) file."""
+        row = self.job_row(job_id)
+        pages = tiff.read(os.path.join(self.spool, row["file"]))
+        return tiff.dumps(pages[:1], "g4")
+
+    @api(Right.JOB_QUERY)
+    def document(self, session: Session, job_id: int) -> bytes:
+        """Every page of the job's fax as a TIFF-F (MMR) file."""
+        row = self.job_row(job_id)
+        with open(os.path.join(self.spool, row["file"]), "rb") as fh:
+            return fh.read()
+
+    @api(Right.JOB_MANAGE)
+    def job_control(self, session: Session, job_id: int, action: str) -> dict[str, Any]:
+        """``action``: pause, resume, cancel, restart or abort (cancel of a job on the line
+        aborts it)."""
+        row = self.job_row(job_id)
+        state = JobState(row["state"])
+        waiting = (JobState.PENDING, JobState.RETRYING, JobState.NOLINE)
+        if action == "pause":
+            ok = state in waiting and self._move(job_id, state, JobState.PAUSED)
+        elif action == "resume":
+            ok = state is JobState.PAUSED and self._move(job_id, state, JobState.PENDING)
+        elif action == "restart":
+            ok = state.final and self._move(
+                job_id,
+                state,
+                JobState.PENDING,
+                attempts=0,
+                cause="",
+                schedule=time.time(),
+                finished=None,
+                info={"fallback": 0, "routed": {}},
+            )
+        elif action in ("cancel", "abort"):
+            if state is JobState.INPROGRESS:
+                ok = self.scheduler.abort(job_id)
+            else:
+                ok = (state in waiting or state is JobState.PAUSED) and self._move(
+                    job_id, state, JobState.CANCELED, finished=time.time(), cause="canceled"
+                )
+        else:
+            raise RequestError(f"unknown action {action!r}: pause, resume, cancel, restart, abort")
+        if not ok:
+            raise JobStateError(f"cannot {action} job {job_id}: it is {state.value}")
+        self.bus.publish(EventKind.JOB_CHANGED, job_id=job_id, action=action)
+        self.scheduler.wake()
+        return self.job_info(self.job_row(job_id))
+
+    def _move(self, job_id: int, old: JobState, new: JobState, **values: Any) -> bool:
+        with self._lock:
+            done = self.store.update_job(
+                job_id, f"state = '{old.value}'", state=new.value, **values
+            )
+            self.changed.notify_all()
+        return done
+
+    # -- closing --------------------------------------------------------------------
+    def close(self) -> None:
+        """Stop the scheduler and the devices (calls in progress are aborted and resumed
+        at the next start), end every subscription, close the database."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self.changed.notify_all()
+        self.scheduler.stop()
+        self._close_devices()
+        log.info("fax service on %s stopped", self.spool)
+        self.bus.publish(EventKind.SERVICE_ENDED)
+        self.bus.close()
+        self.store.close()
+        self._lockfile.close()
+
+    def _close_devices(self) -> None:
+        for device in self.devices:
+            device.close()
+
+    def spool_path(self, relative: str) -> str:
+        return os.path.join(self.spool, relative)
+
+    def remove_file(self, relative: str) -> None:
+        if relative:
+            try:
+                os.unlink(os.path.join(self.spool, relative))
+            except FileNotFoundError:
+                pass
+
+    def archive(self, relative: str, name: str) -> None:
+        folder = self.config.archive_folder
+        os.makedirs(folder, exist_ok=True)
+        shutil.copyfile(os.path.join(self.spool, relative), os.path.join(folder, name))
+
+
+def _schedule(schedule: Any) -> tuple[float, bool]:
+    """(earliest start, waits for the discount period) from now / a timestamp / "discount"."""
+    if schedule is None or schedule == "now":
+        return time.time(), False
+    if schedule == "discount":
+        return time.time(), True
+    if isinstance(schedule, (int, float)) and not isinstance(schedule, bool):
+        return float(schedule), False
+    raise RequestError(f"schedule must be 'now', 'discount' or a time, got {schedule!r}")
+
+
+def _priority(priority: Any) -> int:
+    if isinstance(priority, str) and priority.upper() in Priority.__members__:
+        return int(Priority[priority.upper()])
+    if isinstance(priority, int) and not isinstance(priority, bool) and priority in set(Priority):
+        return int(priority)
+    raise RequestError(f"priority must be low, normal or high (0-2), got {priority!r}")
