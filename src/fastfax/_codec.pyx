@@ -237,30 +237,44 @@ cdef void free_changes(int32_t* c) noexcept nogil:
         free(c - 1)
 
 
-cdef inline void set_bits(uint8_t* row, int s, int e) noexcept nogil:
-    """Set pixels [s, e) of a packed row to black (e > s). The row needs 8 bytes of
-    slack after it: a span inside one 64-bit window is a single read-modify-write."""
-    cdef int sb = s >> 3
-    cdef int off = s & 7
-    cdef int n = e - s
-    cdef int eb
-    if off + n <= 64:
-        ff_store_be64(row + sb, ff_load_be64(row + sb) | (((~(<uint64_t>0)) << (64 - n)) >> off))
-        return
-    eb = (e - 1) >> 3
-    row[sb] |= <uint8_t>(0xFF >> off)
-    memset(row + sb + 1, 0xFF, eb - sb - 1)
-    row[eb] |= <uint8_t>(0xFF << (7 - ((e - 1) & 7)))
+cdef void changes_to_row(const int32_t* c, int n, int width, uint8_t* row) noexcept nogil:
+    """Paint a row from its changing elements.
 
-
-cdef void changes_to_row(const int32_t* c, int n, int width, uint8_t* row, int stride) noexcept nogil:
-    cdef int i = 0
-    memset(row, 0, stride)
-    while i + 1 < n:               # the elements are increasing and below width
-        set_bits(row, c[i], c[i + 1])
+    The row is written as whole 64-bit words, each stored once (no clearing pass, no
+    read-modify-write), so it needs 7 bytes of slack after the packed row; bits past
+    ``width`` come out 0.
+    """
+    cdef int nwords = (width + 63) >> 6
+    cdef int i = 0, w = 0, s, e, ws, we
+    cdef uint64_t acc = 0
+    cdef uint64_t ones = ~(<uint64_t>0)
+    while i < n:
+        s = c[i]
+        e = c[i + 1] if i + 1 < n else width
         i += 2
-    if i < n:
-        set_bits(row, c[i], width)
+        ws = s >> 6
+        we = (e - 1) >> 6
+        if ws > w:
+            ff_store_be64(row + (w << 3), acc)
+            acc = 0
+            w += 1
+            while w < ws:
+                ff_store_be64(row + (w << 3), 0)
+                w += 1
+        if ws == we:
+            acc |= (ones >> (s & 63)) & (ones << (63 - ((e - 1) & 63)))
+        else:
+            ff_store_be64(row + (w << 3), acc | (ones >> (s & 63)))
+            w += 1
+            while w < we:
+                ff_store_be64(row + (w << 3), ones)
+                w += 1
+            acc = ones << (63 - ((e - 1) & 63))
+    ff_store_be64(row + (w << 3), acc)
+    w += 1
+    while w < nwords:
+        ff_store_be64(row + (w << 3), 0)
+        w += 1
 
 
 # ---------------------------------------------------------------------------------------
@@ -709,7 +723,7 @@ cdef class _Decoder:
             prev = self.out + self.out_len - self.stride if self.out_len else self.last
             memcpy(self.out + self.out_len, prev, self.stride)
         else:
-            changes_to_row(self.cur, self.ncur, self.width, self.out + self.out_len, self.stride)
+            changes_to_row(self.cur, self.ncur, self.width, self.out + self.out_len)
         self.out_len += self.stride
         self.rows += 1
         return 0
