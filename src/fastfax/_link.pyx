@@ -19,7 +19,7 @@ cdef enum:
     ETX = 0x03
     SUB = 0x1A
     # Input bytes the receiver handles per pass before it turns frames into objects.
-    RX_CHUNK = 65536
+    RX_CHUNK = 16384
 
 cdef uint16_t CRC16[8][256]
 cdef uint32_t CRC32[8][256]
@@ -290,8 +290,12 @@ cdef class HdlcTx:
             return flags - 1 if flags > 0 else 0
         return flags
 
-    def encode_frames(self, list frames not None):
-        """Opening flags, each frame with interframe flags between, closing flags."""
+    def encode_frames(self, list frames not None, Py_ssize_t max_len):
+        """Opening flags, each frame with interframe flags between, closing flags.
+
+        ``frames`` must hold bytes objects; returns None, sending nothing, when one is
+        longer than ``max_len``.
+        """
         cdef Py_ssize_t nf = len(frames), i, total = 0
         cdef const uint8_t** ptrs
         cdef size_t* lens
@@ -299,6 +303,8 @@ cdef class HdlcTx:
         cdef bytes f
         cdef BitWriter w
         for f in frames:
+            if len(f) > max_len:
+                return None
             total += len(f)
         cap = ((total + nf * self.fcs_bytes) * 10 + 7) // 8
         cap += self.opening_flags + self.closing_flags + 16
@@ -353,9 +359,9 @@ cdef class HdlcTx:
 # HDLC receiver
 
 cdef struct Rec:
-    size_t start
-    size_t length
-    int ok
+    uint32_t start
+    uint32_t length
+    uint32_t ok
 
 
 cdef struct Rx:
@@ -424,8 +430,8 @@ cdef void rx_frame_end(Rx* s) noexcept nogil:
         s.bad_fcs += 1
         if not s.report_bad:
             return
-    s.recs[s.nrecs].start = s.start
-    s.recs[s.nrecs].length = n
+    s.recs[s.nrecs].start = <uint32_t>s.start
+    s.recs[s.nrecs].length = <uint32_t>n
     s.recs[s.nrecs].ok = ok
     s.nrecs += 1
     s.start = s.pos

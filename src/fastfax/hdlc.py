@@ -103,19 +103,22 @@ class Encoder:
             _count("interframe_flags", interframe_flags, 1),
         )
 
-    def _check(self, frame: bytes) -> bytes:
-        frame = bytes(frame)
-        if len(frame) > self.max_len:
-            raise HdlcError(f"frame of {len(frame)} octets is over max_len={self.max_len}")
-        return frame
-
     def encode(self, frame: bytes) -> bytes:
         """One frame with its FCS, between opening and closing flags."""
-        return self._tx.encode_frames([self._check(frame)])
+        return self.encode_frames([frame])
 
     def encode_frames(self, frames: Iterable[bytes]) -> bytes:
         """Several frames back to back (``interframe_flags`` between them)."""
-        return self._tx.encode_frames([self._check(f) for f in frames])
+        frames = frames if type(frames) is list else list(frames)
+        try:
+            out = self._tx.encode_frames(frames, self.max_len)
+        except TypeError:  # not all bytes: bytearray, memoryview, ...
+            frames = [bytes(memoryview(f)) for f in frames]
+            out = self._tx.encode_frames(frames, self.max_len)
+        if out is None:
+            size = max(len(f) for f in frames)
+            raise HdlcError(f"frame of {size} octets is over max_len={self.max_len}")
+        return out
 
     def flags(self, count: int) -> bytes:
         """``count`` flags, e.g. the one-second preamble T.30 sends before its frames."""
