@@ -171,8 +171,15 @@ class Modem:
         # After ATD the modem already receives at V.21 ("rx"); after ATA it already
         # transmits at V.21 ("tx"): the next receive / send then issues no command.
         self._connected: str | None = None
+        self._last = Code.OK  # the last result code: CONNECT means a data mode is on
         self._tracing = log.isEnabledFor(logging.DEBUG)
         port.timeout = _POLL
+
+    @property
+    def connected(self) -> str | None:
+        """``"rx"`` right after :meth:`dial` (the modem already receives V.21 frames),
+        ``"tx"`` right after :meth:`answer` (it already sends V.21), else None."""
+        return self._connected
 
     @classmethod
     def open(
@@ -274,6 +281,7 @@ class Modem:
                 self.rings += 1
                 continue
             if code is not None:
+                self._last = code
                 return code
             if info is not None and not text.upper().startswith("AT"):
                 info.append(text)
@@ -411,13 +419,15 @@ class Modem:
         """Hang up and leave the modem in command mode: end any transmit (DLE ETX) or
         receive, ``ATH``; if that gets no OK, drop DTR for half a second and try again.
         True when the modem confirmed. Never raises for a modem that is gone."""
+        in_data = self._last is Code.CONNECT
         self._connected = None
         for drop_dtr in (False, True):
             try:
                 if drop_dtr:
                     self._drop_dtr()
-                self._write(dle.escape(b"") + b"\x18\r")
-                self._code(time.monotonic() + 0.3)
+                if in_data or drop_dtr:
+                    self._write(dle.escape(b"") + b"\x18\r")
+                    self._code(time.monotonic() + 0.3)
                 if self.send_command("ATH", 3.0)[0] is Code.OK:
                     return True
             except ModemError:
@@ -563,17 +573,20 @@ class Modem:
         *,
         deadline: float,
         idle: float = 5.0,
+        on_carrier: Callable[[], object] | None = None,
     ) -> Code:
         """Receive data at ``modulation`` (``AT+FRM``) into ``sink`` (chunks of unescaped
         bytes as they come) until the carrier drops: returns ``NO CARRIER`` (or ``OK``)
         then. Also ``+FCERROR`` (V.21 heard instead), ``ERROR``, or :attr:`Code.TIMEOUT`
         when no carrier came before ``deadline`` or the data stopped for ``idle`` s (the
-        receive is aborted)."""
+        receive is aborted). ``on_carrier`` is called at CONNECT (the carrier trained)."""
         code = self._start(f"AT+FRM={modulation}", deadline - time.monotonic())
         if code is not Code.CONNECT:
             if code is Code.TIMEOUT:
                 self._abort()
             return code
+        if on_carrier is not None:
+            on_carrier()
         if self._read_stream(math.inf, sink=sink, idle=idle) is None:
             self._abort()
             return Code.TIMEOUT

@@ -1,0 +1,316 @@
+"""Runs a T.30 session (:mod:`fastfax.t30.session`) over a Class 1 modem (:mod:`.modem`).
+
+:class:`Class1Call` turns the engine's actions into AT commands and the modem's answers
+into events, one blocking step at a time and without threads:
+
+- ``SendFrames`` -> ``AT+FTH=3``; ``ReceiveFrames`` -> ``AT+FRH=3`` after each frame;
+- ``SendTcf`` / ``SendPageData`` -> ``AT+FTM``; ``ReceiveTcf`` / ``ReceivePageData`` ->
+  ``AT+FRM`` (``CONNECT`` is ``CarrierUp``, ``NO CARRIER`` is ``CarrierDown``,
+  ``+FCERROR`` is ``WrongCarrier``);
+- ECM: the DTE does the HDLC framing (:mod:`fastfax.hdlc`, FCS-16) over ``AT+FTM`` /
+  ``AT+FRM``;
+- ``Silence`` -> ``AT+FTS``; timers are deadlines on the monotonic clock: a receive
+  that outlives the earliest one is aborted and ``TimerExpired`` fed.
+
+Call set-up (phase A) is the modem's: :func:`place_call` dials, :func:`take_call` waits
+for rings and answers. Their failures, which T.30 has no names for, end with a
+:class:`CallCause` in ``Result.cause``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from enum import Enum
+
+from ..hdlc import Decoder, Encoder
+from ..t30.dis import Rate
+from ..t30.events import (
+    Action,
+    CarrierDown,
+    CarrierUp,
+    Connected,
+    DataReceived,
+    Event,
+    FrameReceived,
+    Hangup,
+    HungUp,
+    Note,
+    ReceiveEcmFrames,
+    ReceiveFrames,
+    ReceivePageData,
+    ReceiveTcf,
+    SendComplete,
+    SendEcmFrames,
+    SendFrames,
+    SendPageData,
+    SendTcf,
+    Silence,
+    StartTimer,
+    StopTimer,
+    TimerExpired,
+    WrongCarrier,
+)
+from ..t30.result import Cause, Result
+from ..t30.session import Session
+from .modem import Capabilities, Code, Modem, ModemError
+
+__all__ = ["CallCause", "Class1Call", "modulation", "modems_of", "place_call", "take_call"]
+
+#: T.31 modulation codes of each rate (long training; V.17 short training is one more).
+MODULATIONS = {
+    Rate.V27TER_2400: 24,
+    Rate.V27TER_4800: 48,
+    Rate.V29_7200: 72,
+    Rate.V29_9600: 96,
+    Rate.V17_7200: 73,
+    Rate.V17_9600: 97,
+    Rate.V17_12000: 121,
+    Rate.V17_14400: 145,
+}
+#: Flags before the first ECM frame of a burst and after the last one.
+ECM_OPENING_FLAGS = 32
+ECM_CLOSING_FLAGS = 4
+#: Bytes of page data written to the modem at a time.
+CHUNK = 2048
+#: Seconds without a byte after which a high-speed carrier counts as gone.
+DATA_IDLE_S = 5.0
+
+
+class CallCause(str, Enum):
+    """Why a call ended before T.30 began (phase A), or a modem failed during it. Like
+    :class:`fastfax.t30.result.Cause`, the value is a sentence for people."""
+
+    NO_ANSWER = "the far end did not answer"
+    BUSY = "the number was busy"
+    NO_DIALTONE = "no dial tone"
+    NO_CALL = "no call came in"
+    MODEM_ERROR = "the modem refused a command or stopped answering during the call"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+_DIAL_CAUSES = {
+    Code.BUSY: CallCause.BUSY,
+    Code.NO_DIALTONE: CallCause.NO_DIALTONE,
+    Code.ERROR: CallCause.MODEM_ERROR,
+}
+
+
+def modulation(rate: Rate, short_train: bool = False) -> int:
+    """The T.31 modulation code for ``rate`` (``short_train`` only changes V.17)."""
+    code = MODULATIONS[rate]
+    return code + 1 if short_train and rate.modem == "v17" else code
+
+
+def modems_of(caps: Capabilities) -> tuple[list[str], int]:
+    """The modems (as :func:`fastfax.t30.session.create` names them) and the highest bit
+    rate a modem can both send and receive, from its capabilities."""
+    both = caps.transmit & caps.receive
+    rates = [r for r, code in MODULATIONS.items() if code in both]
+    modems = sorted({r.modem for r in rates})
+    return modems, max((r.bps for r in rates), default=0)
+
+
+def place_call(modem: Modem, number: str, timeout: float) -> Result | None:
+    """Dial; None once the far end answered (its V.21 flags are heard), else the Result
+    that ends the call (BUSY, NO_ANSWER, ...), with the modem hung up."""
+    code = modem.dial(number, timeout)
+    if code is Code.CONNECT:
+        return None
+    modem.hangup()
+    return Result(cause=_DIAL_CAUSES.get(code, CallCause.NO_ANSWER), sending=True)  # type: ignore[arg-type]
+
+
+def take_call(modem: Modem, rings: int, timeout: float | None) -> Result | None:
+    """Wait for ``rings`` rings and answer; None once answered, else the Result."""
+    if not modem.wait_ring(rings, timeout):
+        return Result(cause=CallCause.NO_CALL, sending=False, calling=False)  # type: ignore[arg-type]
+    code = modem.answer()
+    if code is Code.CONNECT:
+        return None
+    modem.hangup()
+    cause = CallCause.MODEM_ERROR if code is Code.ERROR else Cause.CALLDROPPED
+    return Result(cause=cause, sending=False, calling=False)  # type: ignore[arg-type]
+
+
+class Class1Call:
+    """One T.30 ``session`` over ``modem`` once the call is up (after :func:`place_call`
+    or :func:`take_call`). :meth:`run` plays it to the end and hangs up.
+
+    ``on_event`` receives the engine's progress notes (``Negotiated``, ``PageSent``,
+    ``PageReceived``, ``FrameNote``). ``max_seconds`` bounds the whole session (a
+    safety net beyond the T.30 timers, which normally end it first).
+    """
+
+    def __init__(
+        self,
+        modem: Modem,
+        session: Session,
+        *,
+        on_event: Callable[[Note], object] | None = None,
+        max_seconds: float = 3600.0,
+    ) -> None:
+        self.modem = modem
+        self.session = session
+        self.on_event = on_event
+        self.max_seconds = max_seconds
+        self._actions: deque[Action] = deque()
+        self._timers: dict[str, float] = {}
+        self._mode: Action | None = None
+        self._result: Result | None = None
+        self._ecm_rx: Decoder | None = None
+
+    # -- the loop -------------------------------------------------------------------
+    def run(self) -> Result:
+        """Feed ``Connected`` and carry out actions until the engine hangs up; return its
+        Result. A modem failure mid-call ends the session with ``MODEM_ERROR``."""
+        give_up = time.monotonic() + self.max_seconds
+        try:
+            self._feed(Connected())
+            while self._result is None:
+                if give_up and time.monotonic() > give_up:
+                    give_up = 0.0
+                    self._actions.extend(self.session.cancel())
+                if self._actions:
+                    self._do(self._actions.popleft())
+                elif self._fire_timers():
+                    continue
+                elif self._mode is not None:
+                    self._receive()
+                else:
+                    self._wait_for_timer()
+        except ModemError:
+            self._actions.clear()
+            self._feed(HungUp())
+            while self._result is None and self._actions:
+                self._do(self._actions.popleft())
+            result = self._result or self.session.result
+            result.cause = CallCause.MODEM_ERROR  # type: ignore[assignment]
+            self._result = result
+        self.modem.hangup()
+        return self._result
+
+    def _feed(self, event: Event) -> list[Action]:
+        actions = self.session.handle(event)
+        self._actions.extend(actions)
+        return actions
+
+    def _do(self, action: Action) -> None:
+        if isinstance(action, Note):
+            if self.on_event is not None:
+                self.on_event(action)
+        elif isinstance(action, StartTimer):
+            self._timers[action.name] = time.monotonic() + action.ms / 1000
+        elif isinstance(action, StopTimer):
+            self._timers.pop(action.name, None)
+        elif isinstance(action, Hangup):
+            self._result = action.result
+        elif isinstance(action, (ReceiveFrames, ReceiveTcf, ReceivePageData, ReceiveEcmFrames)):
+            self._mode = action
+        else:
+            self._mode = None
+            ok = self._transmit(action)
+            self._feed(SendComplete() if ok else HungUp())
+
+    # -- timers ---------------------------------------------------------------------
+    def _deadline(self) -> float:
+        return min(self._timers.values(), default=time.monotonic() + 60.0)
+
+    def _fire_timers(self) -> bool:
+        """Feed TimerExpired for every timer that ran out; True if any did."""
+        now = time.monotonic()
+        due = sorted((t, name) for name, t in self._timers.items() if t <= now)
+        for _, name in due:
+            del self._timers[name]
+            self._feed(TimerExpired(name))
+        return bool(due)
+
+    def _wait_for_timer(self) -> None:
+        if not self._timers:
+            # The engine waits for nothing: it cannot go on. End it rather than hang.
+            self._actions.extend(self.session.cancel())
+            return
+        time.sleep(max(0.0, self._deadline() - time.monotonic()))
+
+    # -- transmit -------------------------------------------------------------------
+    def _transmit(self, action: Action) -> bool:
+        m = self.modem
+        if isinstance(action, Silence):
+            # Right after ATA the modem already sent CED and waits for frames.
+            return m.connected == "tx" or m.send_silence(action.ms) is Code.OK
+        if isinstance(action, SendFrames):
+            return m.send_frames(action.frames) is Code.OK
+        if isinstance(action, SendTcf):
+            zeros = bytes(action.rate.bps * action.ms // 8000)
+            return m.send_data(modulation(action.rate), [zeros]) is Code.OK
+        if isinstance(action, SendPageData):
+            data = action.data
+            chunks = (data[i : i + CHUNK] for i in range(0, len(data), CHUNK))
+            return m.send_data(modulation(action.rate, action.short_train), chunks) is Code.OK
+        if isinstance(action, SendEcmFrames):
+            enc = Encoder(16, opening_flags=ECM_OPENING_FLAGS, closing_flags=ECM_CLOSING_FLAGS)
+            bits = enc.encode_frames(action.frames)
+            chunks = (bits[i : i + CHUNK] for i in range(0, len(bits), CHUNK))
+            return m.send_data(modulation(action.rate, action.short_train), chunks) is Code.OK
+        raise ModemError(f"the Class 1 transport cannot carry out {action!r}")
+
+    # -- receive --------------------------------------------------------------------
+    def _receive(self) -> None:
+        mode = self._mode
+        if isinstance(mode, ReceiveFrames):
+            self._receive_frame()
+        elif isinstance(mode, (ReceiveTcf, ReceivePageData)):
+            self._receive_data(mode, lambda data: self._feed(DataReceived(data)))
+        elif isinstance(mode, ReceiveEcmFrames):
+            decoder = Decoder(16)
+
+            def frames(data: bytes) -> None:
+                for frame in decoder.feed(data):
+                    self._feed(FrameReceived(bytes(frame.data), bool(frame.ok)))
+
+            self._receive_data(mode, frames)
+
+    def _receive_frame(self) -> None:
+        rx = self.modem.receive_frame(deadline=self._deadline())
+        if rx.code in (Code.OK, Code.ERROR):
+            actions = self._feed(FrameReceived(rx.data, rx.ok))
+            final = len(rx.data) > 1 and rx.data[1] & 0x10
+            moved = any(not isinstance(a, (Note, StartTimer, StopTimer)) for a in actions)
+            if (final or not rx.ok) and not moved:
+                self._feed(CarrierDown())  # the burst is over: a garbled command gets CRP
+        elif rx.code is Code.NO_CARRIER:
+            self._feed(CarrierDown())
+        elif rx.code is Code.TIMEOUT:
+            self._fire_timers()
+        else:  # ERROR or +FCERROR to +FRH=3: the modem lost the call
+            self._mode = None
+            self._feed(HungUp())
+
+    def _receive_data(self, mode: Action, sink: Callable[[bytes], None]) -> None:
+        rate: Rate = mode.rate  # type: ignore[attr-defined]
+        short = bool(getattr(mode, "short_train", False))
+        up: list[bool] = []
+
+        def carrier() -> None:
+            up.append(True)
+            self._feed(CarrierUp())
+
+        code = self.modem.receive_data(
+            modulation(rate, short),
+            sink,
+            deadline=self._deadline(),
+            idle=DATA_IDLE_S,
+            on_carrier=carrier,
+        )
+        if code in (Code.NO_CARRIER, Code.OK) or (code is Code.TIMEOUT and up):
+            self._feed(CarrierDown())
+        elif code is Code.FCERROR:
+            self._feed(WrongCarrier())
+        elif code is Code.TIMEOUT:
+            self._fire_timers()
+        else:
+            self._mode = None
+            self._feed(HungUp())
