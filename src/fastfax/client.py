@@ -63,7 +63,7 @@ class _Local:
             self._release()
             raise
 
-    def call(self, name: str, **args: Any) -> Any:
+    def call(self, name: str, /, **args: Any) -> Any:
         return self.service.call(self.session, name, args)
 
     def events(self) -> Subscription:
@@ -112,7 +112,7 @@ class FaxServer:
         self._closed = False
         self.remote = not isinstance(backend, _Local)
 
-    def _call(self, name: str, **args: Any) -> Any:
+    def _call(self, name: str, /, **args: Any) -> Any:
         if self._closed:
             from .service.errors import ServiceClosed
 

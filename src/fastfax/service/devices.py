@@ -117,16 +117,21 @@ class Device(Protocol):
         """Stop every thread and release the hardware."""
 
 
-def _progress(call: Call, hooks: Hooks, here: str, there: str | None = None) -> Callable:
+def _progress(
+    call: Call, hooks: Hooks, here: str, there: str | None = None, page_delay: float = 0.0
+) -> Callable:
     """An ``on_event`` callback for a T.30 transport: each page confirmed (``PageSent``)
     or received (``PageReceived``, on line ``there``) becomes a status report, and the
-    call stops with :class:`CallAborted` once its abort flag is set."""
+    call stops with :class:`CallAborted` once its abort flag is set. ``page_delay``:
+    wall-clock seconds to hold each confirmed page (a slowed-down line)."""
 
     def on_event(event: Any) -> None:
         if call.abort.is_set():
             raise CallAborted("aborted by a user")
         if isinstance(event, PageSent):
             hooks.status(here, DeviceState.SENDING, job_id=call.job_id, current_page=event.number)
+            if page_delay and call.abort.wait(page_delay):
+                raise CallAborted("aborted by a user")
         elif isinstance(event, PageReceived) and there is not None:
             hooks.status(there, DeviceState.RECEIVING, current_page=event.number)
 
@@ -138,7 +143,8 @@ class LoopbackPair:
 
     Options: ``numbers`` (the two lines' numbers, default ``["1", "2"]``); ``errors``
     (bit error rate on the simulated line, 0.0-0.5); ``seed``; ``ecm`` / ``max_rate``
-    (what the receiving end offers). Dialling a number other than the far line's is a
+    (what the receiving end offers); ``page_delay`` (wall-clock seconds each confirmed
+    page is held: the in-memory line otherwise runs far faster than real time). Dialling a number other than the far line's is a
     bad address; a far line not set to receive does not answer; a far line already in a
     call is busy.
     """
@@ -156,6 +162,9 @@ class LoopbackPair:
             raise ConfigError(f"loopback pair {name!r}: errors must be 0.0-0.5, got {errors!r}")
         self.errors = float(errors)
         self.seed = int(options.get("seed", 0))
+        self.page_delay = float(options.get("page_delay", 0.0))
+        if not 0 <= self.page_delay <= 60:
+            raise ConfigError(f"loopback pair {name!r}: page_delay must be 0-60 seconds")
         self.receiver_options = {k: options[k] for k in ("ecm", "max_rate") if k in options}
         self.lines = [
             Line(f"{name}/{n + 1}", f"{name} line {n + 1}", "loopback-pair", numbers[n])
@@ -199,7 +208,7 @@ class LoopbackPair:
                     receiver=receiver,
                     errors=self.errors,
                     seed=seed,
-                    on_event=_progress(call, hooks, here.id, there.id),
+                    on_event=_progress(call, hooks, here.id, there.id, self.page_delay),
                 )
             except CallAborted:
                 return Outcome(DeviceState.ABORTING, "aborted by a user")

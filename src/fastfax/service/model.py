@@ -112,7 +112,8 @@ class JobInfo:
     """One job as the queue sees it (FAX_JOB_ENTRY).
 
     ``schedule``: the earliest time it may start; ``discount``: it waits for the discount
-    period; ``attempts``: calls made so far; ``pages``: pages in the fax (the cover
+    period; ``attempts``: calls made so far; ``fallback``: how far the next attempt
+    falls back (see :data:`fastfax.service.scheduler.FALLBACK`); ``pages``: pages in the fax (the cover
     included); ``current_page``: the page on the line now (0 when not sending).
     """
 
@@ -140,6 +141,7 @@ class JobInfo:
     remote_id: str = ""
     rate: int = 0
     ecm: bool | None = None
+    fallback: int = 0
     routing: dict[str, str] = field(default_factory=dict)
 
 

@@ -66,7 +66,7 @@ class RemoteBackend:
             raise ERRORS.get(err.get("type"), ServiceError)(err.get("message", "unknown error"))
         return decode(answer.get("result"))
 
-    def call(self, name: str, **args: Any) -> Any:
+    def call(self, name: str, /, **args: Any) -> Any:
         return self._request("POST", f"/api/{name}", args)
 
     def events(self) -> Subscription:

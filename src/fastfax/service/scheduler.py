@@ -318,10 +318,13 @@ class Scheduler:
                 "rate": int(getattr(result, "rate", 0) or 0),
                 "ecm": bool(getattr(result, "ecm", False)),
             }
+            if svc.config.archive_outgoing:
+                try:
+                    svc.archive(row["file"], f"fax-{job_id:06d}-{row['number']}.tif")
+                except OSError as exc:
+                    out_log.error("job %d: cannot archive the fax: %s", job_id, exc)
             self._set(job_id, inprogress, JobState.COMPLETED, finished=now, cause="", info=info)
             out_log.info("job %d: sent to %s (%d pages)", job_id, row["number"], row["pages"])
-            if svc.config.archive_outgoing:
-                svc.archive(row["file"], f"fax-{job_id:06d}-{row['number']}.tif")
         elif outcome.state is DeviceState.ABORTING and self.stopping:
             self._set(
                 job_id,

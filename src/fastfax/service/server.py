@@ -38,6 +38,7 @@ from .documents import render as render_pages
 from .errors import (
     AccessDenied,
     AuthenticationError,
+    BadNumber,
     ConfigError,
     JobNotFound,
     JobStateError,
@@ -500,6 +501,8 @@ class Service:
         """Submit a fax to one number (``to`` a string) or a broadcast (a list, with
         ``recipient_name`` a matching list); returns the job ids."""
         numbers = [to] if isinstance(to, str) else to
+        if not isinstance(numbers, list):
+            raise BadNumber(f"to must be a fax number or a list of them, got {to!r}")
         names = (
             [recipient_name] * len(numbers) if isinstance(recipient_name, str) else recipient_name
         )
@@ -623,6 +626,7 @@ class Service:
             remote_id=info.get("remote_id", ""),
             rate=info.get("rate", 0),
             ecm=info.get("ecm"),
+            fallback=info.get("fallback", 0),
             routing=info.get("routed", {}),
         )
         return to_wire(job)

@@ -1,0 +1,181 @@
+"""Shared helpers for the fax service tests: a spool with loopback pairs, the service
+embedded or behind its HTTP server, a real SMTP server on loopback (the stdlib's
+``smtpd``), documents to send."""
+
+from __future__ import annotations
+
+import email
+import os
+import socket
+import threading
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fastfax import Page, convert
+from fastfax.client import FaxServer, connect
+from fastfax.service.http import HttpService
+from fastfax.service.rights import ALL_RIGHTS, Right
+from fastfax.service.server import Service
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import asyncore
+    import smtpd
+
+
+def spool_toml(tmp: str, **configuration: object) -> str:
+    """A spool TOML: pair ``lp`` (100 <-> 200, line 2 stores in ``inbox``), pair
+    ``noisy`` (300 <-> 400, a line too noisy to train), pair ``slow`` (500 <-> 600, half
+    a second per page), print routing that copies the fax into ``printed``."""
+    conf = {"retries": 2, "retry_delay": 0.2, **configuration}
+    lines = ["[configuration]"]
+    for key, value in conf.items():
+        lines.append(f"{key} = {value!r}".replace("True", "true").replace("False", "false"))
+    lines += [
+        "[[devices]]",
+        'kind = "loopback-pair"',
+        'name = "lp"',
+        'numbers = ["100", "200"]',
+        f"store = {os.path.join(tmp, 'inbox')!r}",
+        "[[devices]]",
+        'kind = "loopback-pair"',
+        'name = "noisy"',
+        'numbers = ["300", "400"]',
+        "errors = 0.05",
+        "[[devices]]",
+        'kind = "loopback-pair"',
+        'name = "slow"',
+        'numbers = ["500", "600"]',
+        "page_delay = 0.5",
+        "[routing.print]",
+        f'command = ["cp", "{{file}}", {os.path.join(tmp, "printed-{printer}.tif")!r}]',
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def make_spool(tmp: str, **configuration: object) -> str:
+    spool = os.path.join(tmp, "spool")
+    os.makedirs(spool, exist_ok=True)
+    with open(os.path.join(spool, "fastfax.toml"), "w") as fh:
+        fh.write(spool_toml(tmp, **configuration))
+    return spool
+
+
+def text_pages(count: int, seed: int = 0) -> list[Page]:
+    """``count`` fine A4 pages of varied black bars (distinct per page)."""
+    rng = np.random.default_rng(seed)
+    pages = []
+    for n in range(count):
+        arr = np.zeros((2200, 1728), bool)
+        for _ in range(40):
+            y, x = rng.integers(100, 2100), rng.integers(50, 1500)
+            arr[y : y + 12, x : x + rng.integers(20, 200)] = True
+        arr[50 + 30 * n : 80 + 30 * n, 100:400] = True
+        pages.append(Page.from_array(arr, 204, 196))
+    return pages
+
+
+def make_pdf(path: str, pages: int = 2) -> str:
+    convert.save(text_pages(pages), path)
+    return path
+
+
+@dataclass
+class Env:
+    """A running service and an owner/administrator connection to it."""
+
+    mode: str
+    tmp: str
+    spool: str
+    server: FaxServer
+    service: Service
+    http: HttpService | None = None
+    extra: list[FaxServer] = field(default_factory=list)
+
+    @property
+    def inbox(self) -> str:
+        return os.path.join(self.tmp, "inbox")
+
+    def user(self, rights: Right) -> FaxServer:
+        """A new connection as a new user holding exactly ``rights``."""
+        name = f"user{len(self.extra)}"
+        token = self.server.add_user(name, rights)
+        conn = self.connect(token)
+        return conn
+
+    def connect(self, token: str | None) -> FaxServer:
+        if self.http is None:
+            conn = connect(spool=self.spool, token=token)
+        else:
+            conn = connect(self.http.url, token=token)
+        self.extra.append(conn)
+        return conn
+
+    def close(self) -> None:
+        for conn in self.extra:
+            conn.close()
+        self.server.close()
+        if self.http is not None:
+            self.http.close()
+            self.service.close()
+
+
+def start_env(mode: str, tmp: str, **configuration: object) -> Env:
+    """The service on a fresh spool, embedded (``mode`` "local") or over HTTP ("remote");
+    only ``lp/1`` sends."""
+    spool = make_spool(tmp, **configuration)
+    if mode == "local":
+        server = connect(spool=spool)
+        env = Env(mode, tmp, spool, server, server._backend.service)
+    else:
+        service = Service(spool)
+        owner = service.open_session(local=True)
+        token = service.call(owner, "add_user", {"name": "admin", "rights": ALL_RIGHTS.value})
+        service.close_session(owner)
+        http = HttpService(service)
+        env = Env(mode, tmp, spool, connect(http.url, token=token), service, http)
+    for port in env.server.ports():
+        if port.id != "lp/1":
+            with env.server.port(port.id, modify=True) as handle:
+                handle.update(send=False)
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class SmtpSink:
+    """A real SMTP server (the stdlib's smtpd) on 127.0.0.1 collecting messages."""
+
+    def __init__(self, port: int = 0) -> None:
+        sink = self
+        self.messages: list[email.message.Message] = []
+        self.map: dict = {}
+
+        class _Server(smtpd.SMTPServer):
+            def process_message(self, peer, mailfrom, rcpttos, data, **kwargs):  # noqa: ANN001
+                sink.messages.append(email.message_from_bytes(data))
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            self.server = _Server(("127.0.0.1", port), None, decode_data=False, map=self.map)
+        self.port = self.server.socket.getsockname()[1]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            asyncore.loop(timeout=0.05, count=1, map=self.map)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.server.close()
+        for channel in list(self.map.values()):
+            channel.close()
