@@ -141,8 +141,15 @@ _EXT_MAKEUP = (  # 1792, 1856, ... 2560, shared by both colours
 # Encoder tables, indexed like libtiff's: 0..63 terminating codes, 63 + n for n * 64.
 # Each entry is (code << 8) | length.
 cdef uint32_t ENC_RUN[2][104]
-# Decoder tables, indexed by the next 13 bits: (length << 12) | run, 0 = no such code.
+# Decoder tables, indexed by the next 13 bits: (length << 12) | run, 0 = no such code;
+# DEC_RUN9 holds the codes of up to 9 bits, indexed by the next 9 bits (1 KiB: it stays in
+# the L1 cache), and 0 where the full table must be asked.
 cdef uint16_t DEC_RUN[2][8192]
+cdef uint16_t DEC_RUN9[2][512]
+# A white terminating code then a black one (both runs 1..63) in 12 bits or fewer, indexed
+# by the next 12 bits: (total length << 12) | (white run << 6) | black run; 0 = none.
+# Decoding such pairs in one step halves the serial chain of table look-ups on text.
+cdef uint16_t DEC_PAIR[4096]
 # 2-D modes indexed by the next 7 bits: (length << 8) | (mode << 4) | (delta + 3).
 cdef uint16_t DEC_MODE[128]
 # Byte bit reversal.
@@ -161,6 +168,8 @@ def _build_tables():
         codes.update({1792 + 64 * i: bits for i, bits in enumerate(_EXT_MAKEUP)})
         for i in range(8192):
             DEC_RUN[colour][i] = 0
+        for i in range(512):
+            DEC_RUN9[colour][i] = 0
         for run, bits in codes.items():
             index = run if run < 64 else 63 + run // 64
             ENC_RUN[colour][index] = (int(bits, 2) << 8) | len(bits)
@@ -172,6 +181,17 @@ def _build_tables():
                 if DEC_RUN[colour][i]:
                     raise AssertionError(f"code table conflict at run {run}")
                 DEC_RUN[colour][i] = (length << 12) | run
+                if length <= 9:
+                    DEC_RUN9[colour][i >> 4] = (length << 12) | run
+    for i in range(4096):
+        DEC_PAIR[i] = 0
+    for wrun in range(1, 64):
+        for brun in range(1, 64):
+            bits = _WHITE_TERM[wrun] + _BLACK_TERM[brun]
+            if len(bits) <= 12:
+                shift = 12 - len(bits)
+                for n in range(1 << shift):
+                    DEC_PAIR[(int(bits, 2) << shift) | n] = (len(bits) << 12) | (wrun << 6) | brun
     modes = {"0001": (M_P, 0), "001": (M_H, 0), "1": (M_V, 0), "011": (M_V, 1),
              "000011": (M_V, 2), "0000011": (M_V, 3), "010": (M_V, -1),
              "000010": (M_V, -2), "0000010": (M_V, -3), "0000001": (M_EXT, 0)}
@@ -607,9 +627,11 @@ cdef inline int read_run(Bits* b, const uint8_t* buf, uint64_t nbits, int colour
             if b.pos > nbits:
                 return -1
             refill(b, buf)
-        e = DEC_RUN[colour][b.bb >> 51]
+        e = DEC_RUN9[colour][b.bb >> 55]
         if e == 0:
-            return -1
+            e = DEC_RUN[colour][b.bb >> 51]
+            if e == 0:
+                return -1
         skip(b, e >> 12)
         run += e & 0xFFF
         if (e & 0xFFF) < 64:
@@ -755,10 +777,10 @@ cdef class _Decoder:
         return 1
 
     cdef int _decode_1d(self, uint64_t* ppos) noexcept nogil:
-        cdef int a0 = 0, run = 0, n = 0, width = self.width
+        cdef int a0 = 0, run = 0, n = 0, a2, width = self.width
         cdef uint64_t nbits = <uint64_t>self.nbytes * 8
-        cdef const uint16_t* table = DEC_RUN[0]
-        cdef const uint16_t* other = DEC_RUN[1]
+        cdef const uint16_t* table = DEC_RUN9[0]
+        cdef const uint16_t* other = DEC_RUN9[1]
         cdef const uint16_t* swap
         cdef int32_t* c = self.cur
         cdef uint16_t e
@@ -771,11 +793,23 @@ cdef class _Decoder:
                     ppos[0] = b.pos
                     return R_NEED
                 refill(&b, self.buf)
-            e = table[b.bb >> 51]
+            if run == 0 and table == DEC_RUN9[0]:
+                e = DEC_PAIR[b.bb >> 52]
+                a2 = a0 + ((e >> 6) & 63) + (e & 63)
+                if e and a2 < width:
+                    c[n] = a0 + ((e >> 6) & 63)
+                    c[n + 1] = a2
+                    n += 2
+                    a0 = a2
+                    skip(&b, e >> 12)
+                    continue
+            e = table[b.bb >> 55]
             if e == 0:
-                ppos[0] = b.pos
-                self.err = E_CODE
-                return R_ERR
+                e = DEC_RUN[table == DEC_RUN9[1]][b.bb >> 51]
+                if e == 0:
+                    ppos[0] = b.pos
+                    self.err = E_CODE
+                    return R_ERR
             skip(&b, e >> 12)
             run += e & 0xFFF
             if (e & 0xFFF) >= 64:       # a make-up code: the run goes on
@@ -867,13 +901,23 @@ cdef class _Decoder:
                 ib = ib + 1 if r[ib - 1] <= a1 else ib - 1
             elif mode == M_H:
                 skip(&b, 3)
+                start = a0 if a0 > 0 else 0
+                if colour == 0:
+                    e = DEC_PAIR[b.bb >> 52]        # white then black, both short
+                    a2 = start + ((e >> 6) & 63) + (e & 63)
+                    if e and a2 < width:
+                        c[n] = start + ((e >> 6) & 63)
+                        c[n + 1] = a2
+                        n += 2
+                        a0 = a2
+                        skip(&b, e >> 12)
+                        continue
                 r1 = read_run(&b, buf, nbits, colour, width)
                 r2 = read_run(&b, buf, nbits, colour ^ 1, width) if r1 >= 0 else -1
                 if r2 < 0:
                     ppos[0] = b.pos
                     self.err = E_CODE
                     return R_ERR
-                start = a0 if a0 > 0 else 0
                 a1 = start + r1
                 a2 = a1 + r2
                 if a2 > width:
