@@ -257,44 +257,31 @@ cdef void free_changes(int32_t* c) noexcept nogil:
         free(c - 1)
 
 
-cdef void changes_to_row(const int32_t* c, int n, int width, uint8_t* row) noexcept nogil:
-    """Paint a row from its changing elements.
+cdef void changes_to_row(const int32_t* c, int n, int width, uint8_t* row,
+                         uint64_t* t) noexcept nogil:
+    """Paint a row from its changing elements, without a branch per element.
 
-    The row is written as whole 64-bit words, each stored once (no clearing pass, no
-    read-modify-write), so it needs 7 bytes of slack after the packed row; bits past
-    ``width`` come out 0.
+    Each element toggles every pixel from it to the end of its 64-pixel word (``t``, a
+    scratch of ``(width + 63) // 64`` words); a prefix pass then carries the colour from
+    word to word. The row is stored as whole big-endian words, so it needs 7 bytes of
+    slack after the packed row; bits past ``width`` come out 0.
     """
     cdef int nwords = (width + 63) >> 6
-    cdef int i = 0, w = 0, s, e, ws, we
-    cdef uint64_t acc = 0
+    cdef int i, k
     cdef uint64_t ones = ~(<uint64_t>0)
-    while i < n:
-        s = c[i]
-        e = c[i + 1] if i + 1 < n else width
-        i += 2
-        ws = s >> 6
-        we = (e - 1) >> 6
-        if ws > w:
-            ff_store_be64(row + (w << 3), acc)
-            acc = 0
-            w += 1
-            while w < ws:
-                ff_store_be64(row + (w << 3), 0)
-                w += 1
-        if ws == we:
-            acc |= (ones >> (s & 63)) & (ones << (63 - ((e - 1) & 63)))
-        else:
-            ff_store_be64(row + (w << 3), acc | (ones >> (s & 63)))
-            w += 1
-            while w < we:
-                ff_store_be64(row + (w << 3), ones)
-                w += 1
-            acc = ones << (63 - ((e - 1) & 63))
-    ff_store_be64(row + (w << 3), acc)
-    w += 1
-    while w < nwords:
-        ff_store_be64(row + (w << 3), 0)
-        w += 1
+    cdef uint64_t v, carry = 0
+    if n == 0:
+        memset(row, 0, nwords << 3)
+        return
+    memset(t, 0, nwords << 3)
+    for i in range(n):
+        t[c[i] >> 6] ^= ones >> (c[i] & 63)
+    for k in range(nwords - 1):
+        v = t[k] ^ carry
+        carry = 0 - (v & 1)
+        ff_store_be64(row + (k << 3), v)
+    v = (t[nwords - 1] ^ carry) & (ones << ((nwords << 6) - width))
+    ff_store_be64(row + ((nwords - 1) << 3), v)
 
 
 # ---------------------------------------------------------------------------------------
@@ -661,6 +648,7 @@ cdef class _Decoder:
     cdef int ncur, nref
     cdef uint8_t* out
     cdef uint8_t* last          # the last row handed out, for repairing the next one
+    cdef uint64_t* words        # scratch for painting rows
     cdef size_t out_len, out_cap
     cdef readonly long rows, bad_rows, max_bad_run, bad_run
     cdef int err, err_final
@@ -682,7 +670,8 @@ cdef class _Decoder:
         self.out_cap = self.stride * 64
         self.out = <uint8_t*>malloc(self.out_cap)
         self.last = <uint8_t*>malloc(self.stride)
-        if not (self.buf and self.cur and self.ref and self.out and self.last):
+        self.words = <uint64_t*>malloc(((width + 63) >> 6) * sizeof(uint64_t))
+        if not (self.buf and self.cur and self.ref and self.out and self.last and self.words):
             raise MemoryError()
         memset(self.buf, 0, self.cap + PAD)
 
@@ -692,6 +681,7 @@ cdef class _Decoder:
         free_changes(self.ref)
         free(self.out)
         free(self.last)
+        free(self.words)
 
     @property
     def done(self):
@@ -745,7 +735,7 @@ cdef class _Decoder:
             prev = self.out + self.out_len - self.stride if self.out_len else self.last
             memcpy(self.out + self.out_len, prev, self.stride)
         else:
-            changes_to_row(self.cur, self.ncur, self.width, self.out + self.out_len)
+            changes_to_row(self.cur, self.ncur, self.width, self.out + self.out_len, self.words)
         self.out_len += self.stride
         self.rows += 1
         return 0
