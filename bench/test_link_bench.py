@@ -76,7 +76,7 @@ def spandsp_ns(peer, size: int, fcs: int) -> dict[str, float]:
     return peer.bench(frames(size), fcs, ROUNDS)
 
 
-def cpu_ns(fn, repeat: int = 7, number: int = 50) -> float:
+def cpu_ns(fn, repeat: int = 15, number: int = 40) -> float:
     """Best CPU time of one call, in nanoseconds."""
     best = float("inf")
     for _ in range(repeat):

@@ -93,3 +93,16 @@ def test_reverse_bits_is_the_codec_one():
     assert dle.reverse_bits is codec.reverse_bits
     data = bytes(range(256))
     assert reverse_bits(data) == bytes(int(f"{b:08b}"[::-1], 2) for b in data)
+
+
+def test_many_undefined_pairs_in_one_chunk():
+    data = b"ab" + b"\x10\x07x" * 1000 + b"\x10\x03OK"
+    r = Unescaper().feed(data)
+    assert r.data == b"ab" + b"x" * 1000 and r.end and r.rest == b"OK"
+    assert r.codes == [(2 + k, 0x07) for k in range(1000)]
+    assert (r.data, r.codes, r.end, r.rest) == unescape_reference(data)
+
+
+def test_bytes_like_inputs():
+    assert escape(bytearray(b"\x10")) == escape(memoryview(b"\x10")) == b"\x10\x10\x10\x03"
+    assert Unescaper().feed(bytearray(b"a\x10\x10")).data == b"a\x10"

@@ -8,6 +8,7 @@ tables indexed by (run of ones so far, input byte); the FCS tables are slicing-b
 Every loop over caller data runs without the GIL.
 """
 
+from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
@@ -20,6 +21,10 @@ cdef enum:
     SUB = 0x1A
     # Input bytes the receiver handles per pass before it turns frames into objects.
     RX_CHUNK = 16384
+    # Inputs shorter than this keep the GIL: releasing it would cost more than the work.
+    NOGIL_MIN = 2048
+    # Undefined DLE pairs recorded per dle_unescape call.
+    MAX_CODES = 256
 
 cdef uint16_t CRC16[8][256]
 cdef uint32_t CRC32[8][256]
@@ -146,21 +151,32 @@ cdef uint32_t crc32_update(uint32_t crc, const uint8_t* p, size_t n) noexcept no
     return crc
 
 
-def fcs16(const uint8_t[::1] data not None):
-    """FCS-16 of ``data``: CRC-16/X.25 (init 0xFFFF, reflected, final inversion)."""
+def fcs16(data):
+    """FCS-16 of ``data`` (any bytes-like object): CRC-16/X.25 (init 0xFFFF, reflected,
+    final inversion)."""
     cdef uint16_t c
-    cdef size_t n = data.shape[0]
-    with nogil:
-        c = crc16_update(0xFFFF, &data[0] if n else NULL, n)
+    cdef Py_buffer b
+    PyObject_GetBuffer(data, &b, PyBUF_SIMPLE)
+    if b.len >= NOGIL_MIN:
+        with nogil:
+            c = crc16_update(0xFFFF, <const uint8_t*>b.buf, b.len)
+    else:
+        c = crc16_update(0xFFFF, <const uint8_t*>b.buf, b.len)
+    PyBuffer_Release(&b)
     return c ^ 0xFFFF
 
 
-def fcs32(const uint8_t[::1] data not None):
-    """FCS-32 of ``data``: the CRC-32 of zlib and IEEE 802.3."""
+def fcs32(data):
+    """FCS-32 of ``data`` (any bytes-like object): the CRC-32 of zlib and IEEE 802.3."""
     cdef uint32_t c
-    cdef size_t n = data.shape[0]
-    with nogil:
-        c = crc32_update(0xFFFFFFFFu, &data[0] if n else NULL, n)
+    cdef Py_buffer b
+    PyObject_GetBuffer(data, &b, PyBUF_SIMPLE)
+    if b.len >= NOGIL_MIN:
+        with nogil:
+            c = crc32_update(0xFFFFFFFFu, <const uint8_t*>b.buf, b.len)
+    else:
+        c = crc32_update(0xFFFFFFFFu, <const uint8_t*>b.buf, b.len)
+    PyBuffer_Release(&b)
     return c ^ 0xFFFFFFFFu
 
 
@@ -290,6 +306,17 @@ cdef class HdlcTx:
             return flags - 1 if flags > 0 else 0
         return flags
 
+    cdef void put_all(self, BitWriter* w, const uint8_t** ptrs, size_t* lens,
+                      Py_ssize_t nf) noexcept nogil:
+        cdef Py_ssize_t i
+        put_flags(w, self.resume(w, self.opening_flags))
+        for i in range(nf):
+            if i:
+                put_flags(w, self.interframe_flags)
+            put_frame(w, ptrs[i], lens[i], self.fcs_bytes)
+        put_flags(w, self.closing_flags)
+        self.phase = finish_bytes(w)
+
     def encode_frames(self, list frames not None, Py_ssize_t max_len):
         """Opening flags, each frame with interframe flags between, closing flags.
 
@@ -297,11 +324,14 @@ cdef class HdlcTx:
         longer than ``max_len``.
         """
         cdef Py_ssize_t nf = len(frames), i, total = 0
-        cdef const uint8_t** ptrs
-        cdef size_t* lens
+        cdef const uint8_t* small_ptrs[16]
+        cdef size_t small_lens[16]
+        cdef const uint8_t** ptrs = small_ptrs
+        cdef size_t* lens = small_lens
         cdef size_t cap
         cdef bytes f
         cdef BitWriter w
+        cdef list keep = frames
         for f in frames:
             if len(f) > max_len:
                 return None
@@ -309,13 +339,14 @@ cdef class HdlcTx:
         cap = ((total + nf * self.fcs_bytes) * 10 + 7) // 8
         cap += self.opening_flags + self.closing_flags + 16
         cap += (nf - 1) * self.interframe_flags if nf > 1 else 0
-        ptrs = <const uint8_t**>malloc((nf + 1) * sizeof(uint8_t*))
-        lens = <size_t*>malloc((nf + 1) * sizeof(size_t))
         out = PyBytes_FromStringAndSize(NULL, cap)
-        if ptrs == NULL or lens == NULL:
-            free(ptrs)
-            free(lens)
-            raise MemoryError()
+        if nf > 16:
+            ptrs = <const uint8_t**>malloc(nf * sizeof(uint8_t*))
+            lens = <size_t*>malloc(nf * sizeof(size_t))
+            if ptrs == NULL or lens == NULL:
+                free(ptrs)
+                free(lens)
+                raise MemoryError()
         for i in range(nf):
             f = frames[i]
             ptrs[i] = <const uint8_t*>PyBytes_AS_STRING(f)
@@ -324,16 +355,15 @@ cdef class HdlcTx:
         w.pos = 0
         w.acc = 0
         w.nacc = 0
-        with nogil:
-            put_flags(&w, self.resume(&w, self.opening_flags))
-            for i in range(nf):
-                if i:
-                    put_flags(&w, self.interframe_flags)
-                put_frame(&w, ptrs[i], lens[i], self.fcs_bytes)
-            put_flags(&w, self.closing_flags)
-            self.phase = finish_bytes(&w)
-        free(ptrs)
-        free(lens)
+        if total >= NOGIL_MIN:
+            keep = list(frames)  # our own references while the GIL is released
+            with nogil:
+                self.put_all(&w, ptrs, lens, nf)
+        else:
+            self.put_all(&w, ptrs, lens, nf)
+        if nf > 16:
+            free(ptrs)
+            free(lens)
         return out[:w.pos]
 
     def flags(self, long n):
@@ -572,28 +602,39 @@ cdef class HdlcRx:
         free(self.s.buf)
         free(self.s.recs)
 
-    def feed(self, const uint8_t[::1] data not None):
-        """Take bit-stream bytes; return the frames completed in them."""
-        cdef size_t n = data.shape[0], done = 0, step, i, keep
+    def feed(self, data):
+        """Take bit-stream bytes (any bytes-like object); return the frames they complete."""
+        cdef Py_buffer b
+        cdef const uint8_t* p
+        cdef size_t n, done = 0, step, i, keep
         cdef list frames = []
         cdef Rec* r
         cdef Frame f
-        while done < n:
-            step = n - done if n - done < RX_CHUNK else RX_CHUNK
-            with nogil:
-                rx_bytes(&self.s, &data[done], step)
-            done += step
-            for i in range(self.s.nrecs):
-                r = &self.s.recs[i]
-                f = Frame.__new__(Frame)
-                f.data = PyBytes_FromStringAndSize(<char*>self.s.buf + r.start, r.length)
-                f.ok = r.ok
-                frames.append(f)
-            self.s.nrecs = 0
-            keep = self.s.pos - self.s.start
-            memmove(self.s.buf, self.s.buf + self.s.start, keep)
-            self.s.start = 0
-            self.s.pos = keep
+        PyObject_GetBuffer(data, &b, PyBUF_SIMPLE)
+        p = <const uint8_t*>b.buf
+        n = b.len
+        try:
+            while done < n:
+                step = n - done if n - done < RX_CHUNK else RX_CHUNK
+                if step >= NOGIL_MIN:
+                    with nogil:
+                        rx_bytes(&self.s, p + done, step)
+                else:
+                    rx_bytes(&self.s, p + done, step)
+                done += step
+                for i in range(self.s.nrecs):
+                    r = &self.s.recs[i]
+                    f = Frame.__new__(Frame)
+                    f.data = PyBytes_FromStringAndSize(<char*>self.s.buf + r.start, r.length)
+                    f.ok = r.ok
+                    frames.append(f)
+                self.s.nrecs = 0
+                keep = self.s.pos - self.s.start
+                memmove(self.s.buf, self.s.buf + self.s.start, keep)
+                self.s.start = 0
+                self.s.pos = keep
+        finally:
+            PyBuffer_Release(&b)
         return frames
 
     def counters(self):
@@ -617,78 +658,115 @@ cdef class HdlcRx:
 # ---------------------------------------------------------------------------------------
 # DLE streams
 
-def dle_escape(const uint8_t[::1] data not None, bint end):
-    """``data`` with every DLE doubled, then DLE ETX if ``end``."""
-    cdef size_t n = data.shape[0], i = 0, j = 0, run
-    cdef const uint8_t* p = &data[0] if n else NULL
+cdef size_t escape_into(const uint8_t* p, size_t n, uint8_t* o, bint end) noexcept nogil:
+    cdef size_t i = 0, j = 0, run
     cdef const uint8_t* hit
-    out = PyBytes_FromStringAndSize(NULL, 2 * n + 2)
-    cdef uint8_t* o = <uint8_t*>PyBytes_AS_STRING(out)
-    with nogil:
-        while i < n:
-            hit = <const uint8_t*>memchr(p + i, DLE, n - i)
-            run = (hit - p + 1 - i) if hit != NULL else n - i
-            memcpy(o + j, p + i, run)
-            i += run
-            j += run
-            if hit != NULL:
-                o[j] = DLE
-                j += 1
-        if end:
+    while i < n:
+        hit = <const uint8_t*>memchr(p + i, DLE, n - i)
+        run = (hit - p + 1 - i) if hit != NULL else n - i
+        memcpy(o + j, p + i, run)
+        i += run
+        j += run
+        if hit != NULL:
             o[j] = DLE
-            o[j + 1] = ETX
-            j += 2
+            j += 1
+    if end:
+        o[j] = DLE
+        o[j + 1] = ETX
+        j += 2
+    return j
+
+
+def dle_escape(data, bint end):
+    """``data`` (any bytes-like object) with every DLE doubled, then DLE ETX if ``end``."""
+    cdef Py_buffer b
+    cdef size_t j
+    cdef uint8_t* o
+    PyObject_GetBuffer(data, &b, PyBUF_SIMPLE)
+    try:
+        out = PyBytes_FromStringAndSize(NULL, 2 * b.len + 2)
+        o = <uint8_t*>PyBytes_AS_STRING(out)
+        if b.len >= NOGIL_MIN:
+            with nogil:
+                j = escape_into(<const uint8_t*>b.buf, b.len, o, end)
+        else:
+            j = escape_into(<const uint8_t*>b.buf, b.len, o, end)
+    finally:
+        PyBuffer_Release(&b)
     return out[:j]
 
 
-def dle_unescape(const uint8_t[::1] data not None, bint pending):
+cdef struct Unescape:
+    size_t used         # input bytes used
+    size_t out          # output bytes made
+    size_t ncodes
+    bint pending        # the input used ends with a lone DLE
+    bint end            # DLE ETX came
+    size_t codes[2 * MAX_CODES]
+
+
+cdef void unescape_into(const uint8_t* p, size_t n, uint8_t* o, Unescape* u) noexcept nogil:
+    cdef size_t i = 0, j = 0, run
+    cdef const uint8_t* hit
+    cdef uint8_t c
+    while i < n and not u.end and u.ncodes < MAX_CODES:
+        if not u.pending:
+            hit = <const uint8_t*>memchr(p + i, DLE, n - i)
+            run = (hit - p - i) if hit != NULL else n - i
+            memcpy(o + j, p + i, run)
+            i += run
+            j += run
+            if hit == NULL:
+                break
+            i += 1
+            u.pending = True
+            continue
+        u.pending = False
+        c = p[i]
+        i += 1
+        if c == DLE:
+            o[j] = DLE
+            j += 1
+        elif c == SUB:
+            o[j] = DLE
+            o[j + 1] = DLE
+            j += 2
+        elif c == ETX:
+            u.end = True
+        else:
+            u.codes[2 * u.ncodes] = j
+            u.codes[2 * u.ncodes + 1] = c
+            u.ncodes += 1
+    u.used = i
+    u.out = j
+
+
+def dle_unescape(data, bint pending):
     """Undo DLE escaping up to and including DLE ETX.
 
     ``pending`` says the previous chunk ended with a lone DLE. Returns ``(out, codes,
-    used, pending, end)``: the data; a list of ``(offset in out, byte)`` for every DLE
+    used, pending, end)``: the data; a list of ``(offset in out, byte)`` for each DLE
     pair other than DLE DLE, DLE SUB and DLE ETX; how many input bytes were used (all,
-    or up to the DLE ETX); whether this chunk ends with a lone DLE; whether DLE ETX came.
+    up to the DLE ETX, or up to the 256th such pair); whether the input used ends with
+    a lone DLE; whether DLE ETX came.
     """
-    cdef size_t n = data.shape[0], i = 0, j = 0, run, ncodes = 0
-    cdef const uint8_t* p = &data[0] if n else NULL
-    cdef const uint8_t* hit
-    cdef uint8_t c
-    cdef bint end = False
-    out = PyBytes_FromStringAndSize(NULL, 2 * n + 2)
-    cdef uint8_t* o = <uint8_t*>PyBytes_AS_STRING(out)
-    # An undefined pair costs two input bytes, so n // 2 + 1 records always fit.
-    cdef size_t* codes = <size_t*>malloc((n // 2 + 2) * 2 * sizeof(size_t))
-    if codes == NULL:
-        raise MemoryError()
-    with nogil:
-        while i < n and not end:
-            if not pending:
-                hit = <const uint8_t*>memchr(p + i, DLE, n - i)
-                run = (hit - p - i) if hit != NULL else n - i
-                memcpy(o + j, p + i, run)
-                i += run
-                j += run
-                if hit == NULL:
-                    break
-                i += 1
-                pending = True
-                continue
-            pending = False
-            c = p[i]
-            i += 1
-            if c == DLE:
-                o[j] = DLE
-                j += 1
-            elif c == SUB:
-                o[j] = DLE
-                o[j + 1] = DLE
-                j += 2
-            elif c == ETX:
-                end = True
-            else:
-                codes[2 * ncodes] = j
-                codes[2 * ncodes + 1] = c
-                ncodes += 1
-    pairs = [(codes[2 * k], codes[2 * k + 1]) for k in range(ncodes)]
-    free(codes)
-    return out[:j], pairs, i, pending, end
+    cdef Py_buffer b
+    cdef Unescape u
+    cdef size_t k
+    cdef uint8_t* o
+    u.ncodes = 0
+    u.pending = pending
+    u.end = False
+    PyObject_GetBuffer(data, &b, PyBUF_SIMPLE)
+    try:
+        out = PyBytes_FromStringAndSize(NULL, b.len + 2)
+        o = <uint8_t*>PyBytes_AS_STRING(out)
+        if b.len >= NOGIL_MIN:
+            with nogil:
+                unescape_into(<const uint8_t*>b.buf, b.len, o, &u)
+        else:
+            unescape_into(<const uint8_t*>b.buf, b.len, o, &u)
+    finally:
+        PyBuffer_Release(&b)
+    pairs = [(u.codes[2 * k], u.codes[2 * k + 1]) for k in range(u.ncodes)]
+    return out[:u.out], pairs, u.used, u.pending, u.end

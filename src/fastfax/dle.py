@@ -81,6 +81,13 @@ class Unescaper:
         """Unescape the next chunk."""
         if self.ended:
             return Unescaped(b"", end=False, rest=bytes(data))
+        data = memoryview(data).cast("B")
         out, codes, used, self._pending, end = _link.dle_unescape(data, self._pending)
+        # A call stops early after 256 undefined pairs: go on with the rest.
+        while used < len(data) and not end:
+            data = data[used:]
+            more, extra, used, self._pending, end = _link.dle_unescape(data, self._pending)
+            codes += [(off + len(out), c) for off, c in extra]
+            out += more
         self.ended = end
         return Unescaped(out, codes, end, bytes(data[used:]) if end else b"")

@@ -45,14 +45,12 @@ class HdlcError(FaxError, ValueError):
     """An HDLC option or a frame to send is invalid (bad FCS size, frame too long...)."""
 
 
-def fcs16(data: bytes) -> int:
-    """FCS-16 of ``data`` (ITU-T T.30 / V.42 16-bit FCS, i.e. CRC-16/X.25), 0 to 0xFFFF."""
-    return _link.fcs16(data)
-
-
-def fcs32(data: bytes) -> int:
-    """FCS-32 of ``data`` (the ITU-T V.42 32-bit FCS, equal to :func:`zlib.crc32`)."""
-    return _link.fcs32(data)
+#: ``fcs16(data: bytes) -> int``: the FCS-16 of ``data`` (T.30 / V.42 16-bit FCS, i.e.
+#: CRC-16/X.25), 0 to 0xFFFF. Sent low octet first after the frame.
+fcs16 = _link.fcs16
+#: ``fcs32(data: bytes) -> int``: the FCS-32 of ``data`` (V.42 32-bit FCS, equal to
+#: :func:`zlib.crc32`). Sent low octet first after the frame.
+fcs32 = _link.fcs32
 
 
 def _fcs_bytes(fcs_bits: int) -> int:
