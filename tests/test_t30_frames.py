@@ -237,3 +237,27 @@ def test_choose_dcs():
         choose_dcs(remote, local, width=Width.A3)
     with pytest.raises(T30FrameError):
         choose_dcs(Dis(), local)
+
+
+@given(st.binary(max_size=40))
+def test_garbage_parses_or_fails_cleanly(data):
+    for raw in (data, b"\xff\x13" + data):
+        try:
+            frame = Frame.parse(raw)
+        except T30FrameError as exc:
+            assert exc.octet is not None and exc.octet <= len(raw)
+            continue
+        assert frame.encode() == raw[:2] + bytes([raw[2]]) + raw[3:]
+        try:
+            if frame.fcf in (FCF.DIS, FCF.DTC):
+                assert Dis.parse(frame.fif).can_receive in (True, False)
+            elif frame.fcf == FCF.DCS:
+                Dcs.parse(frame.fif)
+            elif frame.fcf == FCF.PPS:
+                Pps.parse(frame.fif)
+            elif frame.fcf in (FCF.NSF, FCF.NSS, FCF.NSC):
+                Nsf.parse(frame.fif)
+            elif frame.fcf in (FCF.CSI, FCF.TSI, FCF.CIG):
+                decode_ident(frame.fif)
+        except T30FrameError:
+            pass
