@@ -5,7 +5,8 @@ and :mod:`fastfax.dle`.
 Bit streams are packed in bytes least significant bit first: bit 0 of byte 0 is the
 first bit on the line. Bit stuffing and destuffing go a byte at a time through lookup
 tables indexed by (run of ones so far, input byte); the FCS tables are slicing-by-8.
-Every loop over caller data runs without the GIL.
+Loops over caller data release the GIL once the input is large enough (NOGIL_MIN
+octets) for that to pay; memory use is bounded by the chunk size, never by the input.
 """
 
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
