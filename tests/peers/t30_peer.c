@@ -171,8 +171,6 @@ int main(int argc, char **argv)
                                   | T30_SUPPORT_303MM_WIDTH | T30_SUPPORT_UNLIMITED_LENGTH
                                   | T30_SUPPORT_A4_LENGTH | T30_SUPPORT_B4_LENGTH);
     t30_set_ecm_capability(t30, ecm);
-    if (rnr > 0)
-        t30_set_receiver_not_ready(t30, rnr);
     if (send)
         t30_set_tx_file(t30, send, -1, -1);
     else
@@ -189,6 +187,8 @@ int main(int argc, char **argv)
         switch (line[0]) {
         case 'A':
             t30_restart(t30);
+            if (rnr > 0)    /* after the restart, which clears it */
+                t30_set_receiver_not_ready(t30, rnr);
             break;
         case 'T':
             t30_timer_update(t30, atoi(arg));

@@ -101,6 +101,8 @@ class Receiver(Session):
             self._end(Cause.T1_EXPIRED, dcn=True)
         elif name == "T4" and self.state == "wait_dcs" and "T1" in self._running:
             self._send_dis()
+        elif name == "T4" and self.state == "wait_dcs":
+            self._frames([Frame(FCF.CRP)], lambda: self._wait_command("wait_dcs"))
         elif name == "T2":
             if self.state == "wait_dcn":
                 self._end(Cause.OK)
@@ -136,14 +138,22 @@ class Receiver(Session):
         elif state == "ecm":
             self._on_ecm_event(event)
         elif isinstance(event, FrameReceived):
+            self._stop("T4")  # the sender is talking: no DIS repeat over it
             burst = self._take_frame(event)
             if burst:
                 self._on_burst(burst)
-        elif isinstance(event, CarrierDown) and self._burst_bad:
-            # A garbled command: ask for it again.
-            self._burst_bad = False
-            self._stop("T2", "T4")
-            self._frames([Frame(FCF.CRP)], lambda: self._wait_command(state))
+        elif isinstance(event, CarrierDown) and state == "wait_dcs":
+            # A DCS may have been lost or garbled; its TCF would follow. Answer once the
+            # line has been quiet for T4: DIS again (within T1) or CRP.
+            self._garbled()
+            self._start("T4")
+        elif isinstance(event, CarrierDown):
+            if self._garbled():
+                # A garbled command: ask for it again.
+                self._stop("T2")
+                self._frames([Frame(FCF.CRP)], lambda: self._wait_command(state))
+            elif "T2" in self._running:
+                self._start("T2")  # a signal came (its frames were lost): wait on
 
     def _on_burst(self, burst: list[Frame]) -> None:
         fcf = burst[-1].fcf
@@ -154,7 +164,10 @@ class Receiver(Session):
             self._on_dcn()
         elif fcf == FCF.CRP and self._last_answer:
             self._answer(self._last_answer, lambda: self._wait_command(self.state))
-        elif self.state == "wait_post_page" and fcf in _POST_PAGE:
+        elif fcf in _POST_PAGE and (
+            self.state == "wait_post_page"
+            or (self.state == "wait_dcs" and self._last_answer[-1:] == [Frame(FCF.CFR)])
+        ):
             self._on_post_page(fcf)
         elif self.state in ("wait_cmd", "wait_dcn") and fcf in _POST_PAGE:
             # The sender did not hear our answer and repeats its command.
@@ -252,8 +265,15 @@ class Receiver(Session):
             # Frames instead of a page: the page was lost (then a post-page command
             # comes), or the sender missed our last answer and repeats its command.
             self._stop("T2")
-            repeat = not self._got_data and self._last_answer[-1].fcf in (FCF.MCF, FCF.RTN)
-            self._wait_command("wait_cmd" if repeat else "wait_post_page")
+            last = self._last_answer[-1].fcf
+            if self._got_data:
+                self._wait_command("wait_post_page")
+            elif last == FCF.CFR:
+                # Most likely DCS again (our CFR was lost), then TCF: no CRP over it.
+                self._listen("wait_dcs")
+                self._start("T2")
+            else:
+                self._wait_command("wait_cmd")
         elif isinstance(event, CarrierDown):
             if not self._got_data:
                 self._emit(ReceivePageData(self._dcs.rate))  # type: ignore[union-attr]
@@ -351,6 +371,12 @@ class Receiver(Session):
                     # Our MCF was lost: the sender repeats the PPS of an acknowledged block.
                     self._answer(self._last_answer, self._resume_after_answer)
                     return
+                last = self._last_pps
+                if last is not None and (last.page, last.block) == (pps.page, pps.block):
+                    # A PPS after frames sent again: SpanDSP counts only those frames;
+                    # the block still has as many as its first PPS said.
+                    pps = dataclasses.replace(pps, frames=max(pps.frames, last.frames))
+                    frame = Frame(FCF.PPS, pps.encode(x=frame.x), frame.x)
                 ecm.ready = self._ready()
                 self._last_pps = pps
                 answer, fif = ecm.on_pps(frame.encode())

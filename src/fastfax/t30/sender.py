@@ -21,7 +21,7 @@ from .events import (
     SendTcf,
     Silence,
 )
-from .frames import FCF, Frame, T30FrameError
+from .frames import FCF, Frame, T30FrameError, ppr_frames, ppr_map
 from .result import Cause, SessionError
 from .session import Session
 from .timers import MAX_RTN, MAX_TRIES, SIGNAL_GAP_MS
@@ -123,7 +123,7 @@ class Sender(Session):
             burst = self._take_frame(event)
             if burst:
                 self._on_burst(burst)
-        elif isinstance(event, CarrierDown) and self._burst_bad and self.state != "wait_dis":
+        elif isinstance(event, CarrierDown) and self.state != "wait_dis" and self._garbled():
             self._stop("T4")
             self._no_response()
 
@@ -382,7 +382,10 @@ class Sender(Session):
                 self._page_done(FCF.MCF)
             return
         try:
-            self._pending = ecm.answer_ppr(self._block, frame.fif)
+            # SpanDSP marks the frame numbers past the block's end too: ask only for real ones.
+            count = len(ecm.blocks[self._block])
+            wanted = ppr_map([n for n in ppr_frames(frame.fif) if n < count])
+            self._pending = ecm.answer_ppr(self._block, wanted)
         except (T30FrameError, EcmError):
             return
         if not ecm.must_ctc_or_eor(self._block):

@@ -298,6 +298,13 @@ class Session:
         else:
             hang()
 
+    def _garbled(self) -> bool:
+        """At carrier down: True when the burst had a bad frame or lacked its final frame
+        (then it is forgotten)."""
+        garbled = self._burst_bad or bool(self._burst)
+        self._burst, self._burst_bad = [], False
+        return garbled
+
     def _take_frame(self, event: FrameReceived) -> list[Frame] | None:
         """Add a V.21 frame to the burst; the burst once its final frame came."""
         if not event.ok:
