@@ -141,11 +141,9 @@ def check_round_trip(fdp: atheris.FuzzedDataProvider) -> None:
     if scheme == "mr":
         options["k"] = fdp.ConsumeIntInRange(1, 6)
     if scheme in ("mh", "mr"):
-        options["eol_align"] = fdp.ConsumeBool()
         options["eol"] = scheme == "mr" or fdp.ConsumeBool()
-        # Fill between rows needs an EOL after it (min_row_bits without EOLs is a known
-        # bug, tests/test_codec.py::test_min_row_bits_without_eol_is_refused).
-        if options["eol"]:
+        if options["eol"]:  # fill (both options) only goes before an EOL
+            options["eol_align"] = fdp.ConsumeBool()
             options["min_row_bits"] = fdp.ConsumeIntInRange(0, 1000)
     stride = (width + 7) // 8
     seed = fdp.ConsumeBytes(stride * height)
