@@ -41,13 +41,39 @@ cdef uint16_t DESTUFF[8][256]
 # independent of the one before, so the CPU overlaps them.
 cdef uint8_t RX_RUN[256]
 cdef uint8_t TX_RUN[256]
+# For the bytes DESTUFF marks: EVENT[run][byte] describes the bits before the flag or
+# abort (bits 0-6 data bits, 7-9 their count, 10-12 the event's bit index, 13 set for an
+# abort); REM[k][bits] is DESTUFF's entry for the k bits after it (the run then is 0).
+cdef uint16_t EVENT[8][256]
+cdef uint16_t REM[8][128]
+
+
+cdef uint32_t destuff(int run, uint32_t value, int nbits) noexcept:
+    """Receive ``nbits`` bits of ``value`` (first in bit 0) after ``run`` ones: returns
+    data bits | count << 8 | new run << 12, or 0x8000 | event bit index << 16 | abort
+    << 20 | data bits before the event | their count << 8 when a flag or abort comes."""
+    cdef uint32_t out = 0
+    cdef int n = 0, k, bit
+    for k in range(nbits):
+        bit = (value >> k) & 1
+        if bit:
+            out |= 1u << n
+            n += 1
+            run = run + 1 if run < 7 else 7
+        elif run == 5:
+            run = 0
+        elif run >= 6:
+            return 0x8000 | (<uint32_t>k << 16) | (<uint32_t>(run >= 7) << 20) | out | (n << 8)
+        else:
+            n += 1
+            run = 0
+    return out | (n << 8) | (run << 12)
 
 
 cdef void _init_tables() noexcept:
     cdef int i, k, r, run, bit, n
     cdef uint32_t c32, out
     cdef uint16_t c16
-    cdef bint slow
     for i in range(256):
         c16 = i
         c32 = i
@@ -85,25 +111,17 @@ cdef void _init_tables() noexcept:
         TX_RUN[i] = k % 5
     for r in range(8):
         for i in range(256):
-            run = r
-            out = 0
-            n = 0
-            slow = False
-            for k in range(8):
-                bit = (i >> k) & 1
-                if bit:
-                    out |= 1u << n
-                    n += 1
-                    run = run + 1 if run < 7 else 7
-                elif run == 5:
-                    run = 0
-                elif run >= 6:
-                    slow = True
-                    break
-                else:
-                    n += 1
-                    run = 0
-            DESTUFF[r][i] = 0x8000 if slow else (out | (n << 8) | (run << 12))
+            out = destuff(r, i, 8)
+            if out & 0x8000:
+                DESTUFF[r][i] = 0x8000
+                EVENT[r][i] = ((out & 0x7F) | (((out >> 8) & 7) << 7)
+                               | (((out >> 16) & 7) << 10) | (((out >> 20) & 1) << 13))
+            else:
+                DESTUFF[r][i] = out
+    for k in range(1, 8):
+        for i in range(1 << k):
+            out = destuff(0, i, k)
+            REM[k][i] = 0x8000 if out & 0x8000 else out
 
 
 _init_tables()
@@ -425,19 +443,6 @@ cdef inline void rx_store(Rx* s, uint8_t byte) noexcept nogil:
         s.acc = 0
 
 
-cdef inline void rx_data_bit(Rx* s, uint32_t bit) noexcept nogil:
-    if s.flags_seen >= s.threshold:
-        s.acc |= bit << s.nbits
-        s.nbits += 1
-        if s.nbits == 8:
-            s.nbits = 0
-            bit = s.acc
-            s.acc = 0
-            rx_store(s, <uint8_t>bit)
-    elif s.nbits < 64:
-        s.nbits += 1
-
-
 cdef void rx_frame_end(Rx* s) noexcept nogil:
     cdef size_t n = s.pos - s.start
     cdef const uint8_t* p = s.buf + s.start
@@ -489,13 +494,27 @@ cdef void rx_event(Rx* s, bint abort) noexcept nogil:
     s.acc = 0
 
 
-cdef void rx_slow_byte(Rx* s, uint8_t byte) noexcept nogil:
+cdef inline void rx_data_bits(Rx* s, uint32_t bits, int count) noexcept nogil:
+    """Data bits (at most 8, first in bit 0)."""
+    cdef uint32_t byte
+    if s.flags_seen >= s.threshold:
+        s.acc |= bits << s.nbits
+        s.nbits += count
+        if s.nbits >= 8:
+            s.nbits -= 8
+            byte = s.acc
+            s.acc >>= 8
+            rx_store(s, <uint8_t>byte)
+    else:
+        s.nbits = s.nbits + count if s.nbits < 64 else 64
+
+
+cdef void rx_bits(Rx* s, uint32_t value, int nbits) noexcept nogil:
+    """Bit by bit, for the rare cases: two events in a byte, a frame reaching max_len."""
     cdef int k
-    cdef uint32_t bit
-    for k in range(8):
-        bit = (byte >> k) & 1
-        if bit:
-            rx_data_bit(s, 1)
+    for k in range(nbits):
+        if (value >> k) & 1:
+            rx_data_bits(s, 1, 1)
             if s.run < 7:
                 s.run += 1
         elif s.run == 5:
@@ -504,8 +523,24 @@ cdef void rx_slow_byte(Rx* s, uint8_t byte) noexcept nogil:
             rx_event(s, s.run >= 7)
             s.run = 0
         else:
-            rx_data_bit(s, 0)
+            rx_data_bits(s, 0, 1)
             s.run = 0
+
+
+cdef void rx_slow_byte(Rx* s, uint8_t byte) noexcept nogil:
+    """A byte with a flag or an abort: the bits before it, the event, the bits after."""
+    cdef uint16_t e = EVENT[s.run][byte], r
+    cdef int at = (e >> 10) & 7, left = 7 - ((e >> 10) & 7)
+    rx_data_bits(s, e & 0x7F, (e >> 7) & 7)
+    rx_event(s, (e >> 13) & 1)
+    s.run = 0
+    if left:
+        r = REM[left][byte >> (at + 1)]
+        if r & 0x8000:
+            rx_bits(s, byte >> (at + 1), left)
+        else:
+            rx_data_bits(s, r & 0xFF, (r >> 8) & 0xF)
+            s.run = (r >> 12) & 7
 
 
 cdef void rx_bytes(Rx* s, const uint8_t* p, size_t n) noexcept nogil:
@@ -552,7 +587,11 @@ cdef void rx_bytes(Rx* s, const uint8_t* p, size_t n) noexcept nogil:
             s.acc = acc
             s.pos = pos
         if i < n:
-            rx_slow_byte(s, p[i])
+            # A byte with a flag or an abort, or one that may end the room for the frame.
+            if DESTUFF[s.run][p[i]] & 0x8000:
+                rx_slow_byte(s, p[i])
+            else:
+                rx_bits(s, p[i], 8)
             i += 1
 
 
