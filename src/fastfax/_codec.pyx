@@ -10,7 +10,8 @@ changes, the first one a change from white to black (rows start white, T.4 4.1.1
 Both coders work on these lists; the GIL is released for every page-sized loop.
 """
 
-from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, _PyBytes_Resize
+from cpython.ref cimport Py_DECREF, Py_INCREF, PyObject
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcpy, memmove, memset
@@ -646,7 +647,9 @@ cdef class _Decoder:
     cdef int32_t* cur
     cdef int32_t* ref
     cdef int ncur, nref
-    cdef uint8_t* out
+    cdef object out_obj         # the bytes object rows are decoded into (None: none yet)
+    cdef uint8_t* out           # its buffer
+    cdef size_t next_rows       # rows to make room for in the next output object
     cdef uint8_t* last          # the last row handed out, for repairing the next one
     cdef uint64_t* words        # scratch for painting rows
     cdef size_t out_len, out_cap
@@ -667,11 +670,14 @@ cdef class _Decoder:
         self.buf = <uint8_t*>malloc(self.cap + PAD)
         self.cur = new_changes(width)
         self.ref = new_changes(width)
-        self.out_cap = self.stride * 64
-        self.out = <uint8_t*>malloc(self.out_cap)
+        # Room for a whole page up front (a fine A4 page has about 2300 rows), within
+        # the row limit and 16 MiB; later outputs are sized from what the feeds produce.
+        self.next_rows = height if height >= 0 else 2400
+        self.next_rows = min(self.next_rows, max_rows, (16 << 20) // self.stride) + 1
+        self.out_obj = None
         self.last = <uint8_t*>malloc(self.stride)
         self.words = <uint64_t*>malloc(((width + 63) >> 6) * sizeof(uint64_t))
-        if not (self.buf and self.cur and self.ref and self.out and self.last and self.words):
+        if not (self.buf and self.cur and self.ref and self.last and self.words):
             raise MemoryError()
         memset(self.buf, 0, self.cap + PAD)
 
@@ -679,7 +685,6 @@ cdef class _Decoder:
         free(self.buf)
         free_changes(self.cur)
         free_changes(self.ref)
-        free(self.out)
         free(self.last)
         free(self.words)
 
@@ -717,20 +722,10 @@ cdef class _Decoder:
     cdef int _emit(self, bint copy_previous) noexcept nogil:
         """Append one packed row to the output: the previous row again, or the row
         described by the change list ``cur``."""
-        cdef size_t cap
-        cdef uint8_t* nb
         cdef const uint8_t* prev
         if self.rows >= self.max_rows:
             self.err = E_ROWS
             return -1
-        if self.out_len + self.stride + 8 > self.out_cap:
-            cap = self.out_cap * 2
-            nb = <uint8_t*>realloc(self.out, cap)
-            if nb == NULL:
-                self.err = E_MEM
-                return -1
-            self.out = nb
-            self.out_cap = cap
         if copy_previous:
             prev = self.out + self.out_len - self.stride if self.out_len else self.last
             memcpy(self.out + self.out_len, prev, self.stride)
@@ -1056,6 +1051,8 @@ cdef class _Decoder:
         cdef int rc
         cdef int32_t* tmp
         while self.state != S_DONE:
+            if self.out_len + self.stride + 8 > self.out_cap:
+                return 1        # the output is full: _more_room, then run again
             if self.height >= 0 and self.rows >= self.height:
                 self.state = S_DONE
                 break
@@ -1100,8 +1097,35 @@ cdef class _Decoder:
             self.state = S_RESYNC
         return 0
 
+    cdef int _more_room(self) except -1:
+        """Make room for more rows in the output object (with the GIL)."""
+        cdef size_t cap
+        if self.out_obj is not None and self.out_len + self.stride + 8 <= self.out_cap:
+            return 0
+        if self.out_obj is None:
+            cap = self.next_rows * self.stride + 8
+            self.out_obj = PyBytes_FromStringAndSize(NULL, cap)
+            self.out_len = 0
+        else:
+            cap = self.out_cap * 2
+            grown = PyBytes_FromStringAndSize(NULL, cap)
+            memcpy(PyBytes_AS_STRING(grown), self.out, self.out_len)
+            self.out_obj = grown
+        self.out = <uint8_t*>PyBytes_AS_STRING(self.out_obj)
+        self.out_cap = cap
+        return 0
+
+    cdef int _decode(self, bint final) except -2:
+        """Run the decoder over the buffered data, making room as it fills the output."""
+        cdef int rc = 1
+        while rc == 1:
+            self._more_room()
+            with nogil:
+                rc = self._run(final)
+        return rc
+
     cdef object _result(self, int rc):
-        cdef bytes chunk
+        cdef PyObject* chunk
         if rc < 0:
             if self.err == E_MEM:
                 raise MemoryError()
@@ -1112,11 +1136,23 @@ cdef class _Decoder:
             else:
                 message = f"row {self.rows}: {_ERROR_TEXT[self.err]} (at bit {bit})"
             raise cls(message, row=self.rows, offset=bit)
-        chunk = PyBytes_FromStringAndSize(<char*>self.out, self.out_len)
-        if self.out_len:
-            memcpy(self.last, self.out + self.out_len - self.stride, self.stride)
+        cdef Py_ssize_t size = self.out_len
+        if size == 0:
+            return b""
+        memcpy(self.last, self.out + size - self.stride, self.stride)
+        self.next_rows = 2 * (size // self.stride) + 16
+        # Hand out the output object itself, shrunk to its rows: no copy. Our reference
+        # moves into ``chunk``; _PyBytes_Resize needs the only one.
+        chunk = <PyObject*>self.out_obj
+        Py_INCREF(self.out_obj)
+        self.out_obj = None
+        self.out = NULL
+        self.out_cap = 0
         self.out_len = 0
-        return chunk
+        _PyBytes_Resize(&chunk, size)
+        result = <object>chunk
+        Py_DECREF(result)
+        return result
 
     def feed(self, const uint8_t[::1] data not None):
         """Add coded bytes; return the packed rows completed by them (possibly none)."""
@@ -1125,20 +1161,16 @@ cdef class _Decoder:
         if self.state == S_DONE or n == 0:
             return b""
         with nogil:
-            if self._append(&data[0], n) < 0:
-                rc = -2
-            else:
-                rc = self._run(0)
-        if rc == -2:
+            rc = self._append(&data[0], n)
+        if rc < 0:
             raise MemoryError()
-        return self._result(rc)
+        return self._result(self._decode(0))
 
     def finish(self):
         """No more data: decode what is left and return its rows; raise if truncated."""
         cdef int rc = 0
         if self.state != S_DONE:
-            with nogil:
-                rc = self._run(1)
+            rc = self._decode(1)
             self.state = S_DONE
         return self._result(rc)
 
