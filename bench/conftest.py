@@ -30,7 +30,7 @@ def peer_module() -> ModuleType:
 
 
 class Results:
-    """Median seconds per page of each (operation, scheme, page, coder) measured so far."""
+    """Best seconds per page of each (operation, scheme, page, coder) measured so far."""
 
     def __init__(self) -> None:
         self.seconds: dict[tuple[str, str, str, str], float] = {}
@@ -93,7 +93,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     if not _RESULTS.seconds and not _RESULTS.notes:
         return
     write = terminalreporter.write_line
-    terminalreporter.section("fastfax codec throughput (pages/s, ratio = fastfax / anchor)")
+    terminalreporter.section("fastfax codec throughput (best pages/s, ratio = fastfax / anchor)")
     if _RESULTS.seconds:
         for line in _RESULTS.table():
             write(line)
