@@ -35,6 +35,9 @@ __all__ = ["Receiver", "tcf_ok", "COPY_BAD_PERCENT", "COPY_MAX_RUN_MM"]
 COPY_BAD_PERCENT = 10
 #: ... or when a run of damaged rows is taller than this (millimetres of paper).
 COPY_MAX_RUN_MM = 4
+#: Non-zero octets accepted after the page's RTC before the page counts as cut short.
+MAX_AFTER_END = 32
+_SLICE = 512
 _A4_PELS = (1728, 2048, 2432)
 _POST_PAGE = {FCF.MPS, FCF.EOM, FCF.EOP, FCF.PRI_MPS, FCF.PRI_EOM, FCF.PRI_EOP}
 
@@ -74,6 +77,7 @@ class Receiver(Session):
         self._decoder: codec.Decoder | None = None
         self._rx_failed = False
         self._got_data = False
+        self._after_end = 0
         self._ecm: EcmReceiver | None = None
         self._acked: tuple[int, int] | None = None
         self._last_answer: list[Frame] = []
@@ -247,6 +251,7 @@ class Receiver(Session):
         )
         self._rx_failed = False
         self._got_data = False
+        self._after_end = 0
         self._emit(ReceivePageData(dcs.rate, short))
 
     def _on_page_event(self, event: Event) -> None:
@@ -256,9 +261,17 @@ class Receiver(Session):
             if not self._got_data:
                 self._got_data = True
                 self._stop("T2")
-            if not self._rx_failed and not decoder.done:
+            data = event.data
+            for i in range(0, len(data), _SLICE):
+                if self._rx_failed:
+                    break
+                if decoder.done:
+                    # Data after the end of the page: a false RTC in damaged data?
+                    self._after_end += len(data[i:].replace(b"\0", b""))
+                    self._rx_failed = self._after_end > MAX_AFTER_END
+                    break
                 try:
-                    self._rows += decoder.feed_packed(event.data)
+                    self._rows += decoder.feed_packed(data[i : i + _SLICE])
                 except CodecError:
                     self._rx_failed = True
         elif isinstance(event, WrongCarrier):

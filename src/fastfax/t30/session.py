@@ -77,6 +77,7 @@ from .events import (
     FrameReceived,
     Hangup,
     HungUp,
+    Note,
     ReceiveFrames,
     SendComplete,
     SendFrames,
@@ -234,7 +235,16 @@ class Session:
                 self._on_timer(event.name)
         elif self._after_send is None:
             self._dispatch(event)
-        return self._out
+        return self._ordered()
+
+    def _ordered(self) -> list[Action]:
+        """The batch with its I/O action (at most one) last, the rest in order."""
+        out = self._out
+        if len(out) > 1 and isinstance(out[-1], (StartTimer, StopTimer, Note)):
+            out = [a for a in out if isinstance(a, (StartTimer, StopTimer, Note))] + [
+                a for a in out if not isinstance(a, (StartTimer, StopTimer, Note))
+            ]
+        return out
 
     def cancel(self) -> list[Action]:
         """End the session now: DCN to the far end (if the call is up), then hang up."""
@@ -245,7 +255,7 @@ class Session:
             self._end(Cause.CANCELLED)
         else:
             self._end(Cause.CANCELLED, dcn=True)
-        return self._out
+        return self._ordered()
 
     # -- helpers for the halves -------------------------------------------------------
     def _emit(self, *actions: Action) -> None:
