@@ -252,3 +252,17 @@ def test_spandsp_receiver_not_ready(peer_built, tmp_path):
         peer.close()
     assert tx.ok and peer.code == t30_peer.T30_ERR_OK, peer.log[-3000:]
     assert sent_frames(line, "sender").count("RR") >= 2
+
+
+def test_spandsp_sends_non_ecm_through_noise_and_we_count_bad_rows(peer_built, tmp_path):
+    src = pages_of(2, "fine", 1200)
+    tiff.write(tmp_path / "tx.tif", src, "g3")
+    peer = t30_peer.SpanT30(calling=True, send=tmp_path / "tx.tif", ecm=False)
+    try:
+        _, rx = Line(peer, create(calling=False), errors=1e-5, seed=1).run()
+    finally:
+        peer.close()
+    assert rx.ok and peer.code == t30_peer.T30_ERR_OK
+    assert rx.bad_rows == sum(p.bad_rows for p in rx.pages) > 0
+    for a, b in zip(src, rx.pages, strict=True):
+        assert same(a, b) or b.bad_rows > 0  # no silent damage

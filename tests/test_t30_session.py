@@ -701,3 +701,14 @@ def test_timer_table_and_overrides():
     s = create(calling=True, pages=[page()], timers={"T1": 1000})
     assert s.handle(Connected())[0] == StartTimer("T1", 1000)
     assert TIMERS["T4"] == 3000
+
+
+def test_far_end_hangs_up_mid_page():
+    s, dcs, data = to_phase_c(local_dis(receive=True, ecm=False))
+    assert isinstance(data, SendPageData)
+    result = hangup(s.handle(HungUp()))
+    assert result.cause is Cause.CALLDROPPED and result.pages == []
+    r = trained(dcs_for())
+    r.handle(page_events(page(), "mh")[0])
+    result = hangup(r.handle(HungUp()))
+    assert result.cause is Cause.CALLDROPPED and result.pages == []
