@@ -11,6 +11,7 @@ import pytest
 from fastfax import samples, tiff
 from fastfax.page import Page
 from fastfax.t30.events import FrameNote, FrameReceived, Negotiated, PageReceived, PageSent
+from fastfax.t30.frames import FCF, Pps
 from fastfax.t30.result import Cause
 from fastfax.t30.session import create
 from fastfax.transport.loopback import Line, LoopbackError, call
@@ -266,3 +267,28 @@ def test_spandsp_sends_non_ecm_through_noise_and_we_count_bad_rows(peer_built, t
     assert rx.bad_rows == sum(p.bad_rows for p in rx.pages) > 0
     for a, b in zip(src, rx.pages, strict=True):
         assert same(a, b) or b.bad_rows > 0  # no silent damage
+
+
+def test_ecm_pages_of_several_blocks():
+    src = [
+        samples.text_page(resolution="fine", seed=7)
+    ]  # ~30 KB of MMR: 2 blocks of 64-octet frames
+    line = Line(create(calling=True, pages=src, ecm_frame_size=64), create(calling=False),
+                errors=1e-5, seed=2)  # fmt: skip
+    tx, rx = line.run()
+    assert tx.ok and rx.ok, (tx, rx)
+    assert all_same(src, rx.pages)
+    pps = [a for _, s, a in line.log if s == "receiver" and isinstance(a, FrameReceived)
+           and a.data[2:3] == bytes([FCF.PPS | 1])]  # fmt: skip
+    assert {Pps.parse(f.data[3:]).block for f in pps} == {0, 1}
+
+
+def test_ecm_blocks_to_spandsp(peer_built, tmp_path):
+    src = [samples.text_page(resolution="fine", seed=7)]
+    peer = t30_peer.SpanT30(calling=False, receive=tmp_path / "rx.tif")
+    try:
+        tx, _ = Line(create(calling=True, pages=src, ecm_frame_size=64), peer).run()
+    finally:
+        peer.close()
+    assert tx.ok and peer.code == t30_peer.T30_ERR_OK, peer.log[-3000:]
+    assert all_same(src, tiff.read(tmp_path / "rx.tif"))

@@ -178,6 +178,9 @@ class Receiver(Session):
             self._answer(self._last_answer, self._resume_after_answer)
         elif self._ecm is not None and fcf in (FCF.PPS, FCF.RR, FCF.CTC, FCF.EOR):
             self._on_ecm_command(fcf, burst[-1])
+        elif self.state == "wait_dcs" and "T1" in self._running:
+            self._listen("wait_dcs")
+            self._start("T4")
         else:
             self._wait_command(self.state)
 
@@ -244,10 +247,7 @@ class Receiver(Session):
             return
         self.state = "page"
         self._decoder = codec.Decoder(
-            _width_pels(dcs),
-            coding_of(dcs),
-            errors="repair",
-            msb_first=False,  # type: ignore[arg-type]
+            _width_pels(dcs), coding_of(dcs), errors="repair", msb_first=False
         )
         self._rx_failed = False
         self._got_data = False
@@ -354,6 +354,7 @@ class Receiver(Session):
         elif fcf in (FCF.EOP, FCF.PRI_EOP):
             self._wait_command("wait_dcn")
         elif fcf in (FCF.EOM, FCF.PRI_EOM):
+            self._start("T1")  # phase B again
             self._send_dis()
         else:
             self._start_page()
@@ -425,7 +426,8 @@ class Receiver(Session):
             self._answer([Frame(FCF.PPR, fif)], self._start_page)
         else:
             self._acked = (pps.page, pps.block)
-            self._after_command = pps.command
+            # After PPS-NULL more of the page follows, as after MPS.
+            self._after_command = pps.command or FCF.MPS
             if pps.command is not None and not self._ecm_page_done():
                 return
             self._answer([Frame(FCF.MCF)], self._resume_after_answer)
@@ -437,12 +439,7 @@ class Receiver(Session):
         xres, yres = RESOLUTIONS[dcs.resolution]
         try:
             page = codec.decode(
-                data,
-                _width_pels(dcs),
-                coding_of(dcs),
-                msb_first=False,
-                xres=xres,
-                yres=yres,  # type: ignore[arg-type]
+                data, _width_pels(dcs), coding_of(dcs), msb_first=False, xres=xres, yres=yres
             )
         except CodecError:
             self._end(Cause.RX_BADPAGE, dcn=True)

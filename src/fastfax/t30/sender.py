@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 
 from .. import codec
+from ..codec import Scheme
 from ..ecm import EcmError, EcmSender
 from ..page import Page
 from .dis import RATE_ORDER, RESOLUTIONS, Dcs, Dis, Length, Rate, Width, choose_dcs
@@ -36,7 +37,6 @@ _WIDTHS = {
     408: (3456, 4096, 4864),
     400: (3456, 4096, 4864),
 }
-_POST_PAGE = {FCF.MPS, FCF.EOM, FCF.EOP}
 
 
 def page_mode(page: Page) -> tuple[str, Width, Length]:
@@ -63,7 +63,7 @@ def page_mode(page: Page) -> tuple[str, Width, Length]:
     return best, Width(widths.index(page.width)), length
 
 
-def coding_of(dcs: Dcs) -> str:
+def coding_of(dcs: Dcs) -> Scheme:
     """The coding a DCS selects: "mmr", "mr" or "mh"."""
     return "mmr" if dcs.t6 else "mr" if dcs.two_d else "mh"
 
@@ -279,7 +279,7 @@ class Sender(Session):
             self._cache.clear()
             self._cache[key] = codec.encode(
                 self.pages[self._index],
-                coding,  # type: ignore[arg-type]
+                coding,
                 msb_first=False,
                 min_row_bits=min_bits,
             )
