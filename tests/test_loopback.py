@@ -11,7 +11,7 @@ import pytest
 from fastfax import samples, tiff
 from fastfax.page import Page
 from fastfax.t30.events import FrameNote, FrameReceived, Negotiated, PageReceived, PageSent
-from fastfax.t30.frames import FCF, Pps
+from fastfax.t30.frames import FCF, Nsf, Pps
 from fastfax.t30.result import Cause
 from fastfax.t30.session import create
 from fastfax.transport.loopback import Line, LoopbackError, call
@@ -292,3 +292,33 @@ def test_ecm_blocks_to_spandsp(peer_built, tmp_path):
         peer.close()
     assert tx.ok and peer.code == t30_peer.T30_ERR_OK, peer.log[-3000:]
     assert all_same(src, tiff.read(tmp_path / "rx.tif"))
+
+
+def test_nsf_names_the_vendor_both_ways():
+    canon = Nsf(0x00, b"\x00\x11", b"model").encode()
+    panasonic = Nsf(0x00, b"\x00\x0e").encode()
+    tx, rx = call(pages_of(1, "standard", 50), sender={"nsf": canon}, receiver={"nsf": panasonic})
+    assert tx.ok and rx.ok
+    assert (rx.nsf_vendor, rx.remote_nsf) == ("Canon", canon)
+    assert (tx.nsf_vendor, tx.remote_nsf) == ("Panasonic", panasonic)
+
+
+V27TER, V29 = 0x01, 0x02
+
+
+@pytest.mark.parametrize("modems,rate", [(V29 | V27TER, 9600), (V27TER, 4800)])
+def test_spandsp_modem_limits_both_ways(peer_built, tmp_path, modems, rate):
+    src = pages_of(1, "standard", 200)
+    peer = t30_peer.SpanT30(calling=False, receive=tmp_path / "rx.tif", modems=modems)
+    try:
+        tx, _ = Line(create(calling=True, pages=src), peer).run()
+    finally:
+        peer.close()
+    assert tx.ok and tx.rate == rate and peer.stats["bit_rate"] == rate
+    tiff.write(tmp_path / "tx.tif", src, "g4")
+    peer = t30_peer.SpanT30(calling=True, send=tmp_path / "tx.tif", modems=modems)
+    try:
+        _, rx = Line(peer, create(calling=False)).run()
+    finally:
+        peer.close()
+    assert rx.ok and rx.rate == rate and all_same(src, rx.pages)
