@@ -262,27 +262,37 @@ cdef void changes_to_row(const int32_t* c, int n, int width, uint8_t* row,
                          uint64_t* t) noexcept nogil:
     """Paint a row from its changing elements, without a branch per element.
 
-    Each element toggles every pixel from it to the end of its 64-pixel word (``t``, a
-    scratch of ``(width + 63) // 64`` words); a prefix pass then carries the colour from
-    word to word. The row is stored as whole big-endian words, so it needs 7 bytes of
-    slack after the packed row; bits past ``width`` come out 0.
+    Each element toggles every pixel from it to the end of its 64-pixel word; a carry
+    then takes the colour on from word to word. Sparse rows (text) gather the toggles
+    in ``t``, a scratch of ``(width + 63) // 64`` words; dense rows (dithered photos)
+    gather each word's toggles in a register instead, so that consecutive toggles of one
+    word do not wait on each other through memory. The row is stored as whole big-endian
+    words, so it needs 7 bytes of slack after the packed row; bits past ``width`` are 0.
     """
     cdef int nwords = (width + 63) >> 6
-    cdef int i, k
+    cdef int i = 0, k, limit
     cdef uint64_t ones = ~(<uint64_t>0)
+    cdef uint64_t tail = ones << ((nwords << 6) - width)
     cdef uint64_t v, carry = 0
     if n == 0:
         memset(row, 0, nwords << 3)
-        return
-    memset(t, 0, nwords << 3)
-    for i in range(n):
-        t[c[i] >> 6] ^= ones >> (c[i] & 63)
-    for k in range(nwords - 1):
-        v = t[k] ^ carry
-        carry = 0 - (v & 1)
-        ff_store_be64(row + (k << 3), v)
-    v = (t[nwords - 1] ^ carry) & (ones << ((nwords << 6) - width))
-    ff_store_be64(row + ((nwords - 1) << 3), v)
+    elif n < 8 * nwords:
+        memset(t, 0, nwords << 3)
+        for i in range(n):
+            t[c[i] >> 6] ^= ones >> (c[i] & 63)
+        for k in range(nwords):
+            v = t[k] ^ carry
+            carry = 0 - (v & 1)
+            ff_store_be64(row + (k << 3), v & tail if k == nwords - 1 else v)
+    else:
+        for k in range(nwords):
+            v = carry
+            limit = (k + 1) << 6
+            while i < n and c[i] < limit:
+                v ^= ones >> (c[i] & 63)
+                i += 1
+            carry = 0 - (v & 1)
+            ff_store_be64(row + (k << 3), v & tail if k == nwords - 1 else v)
 
 
 # ---------------------------------------------------------------------------------------
