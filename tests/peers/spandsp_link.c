@@ -16,7 +16,7 @@
  *                                       frames": CPU nanoseconds a pass (ROUNDS passes a run)
  *                                       to make the bit stream, deframe it, and take the
  *                                       FCS-16 / FCS-32 of all the octets in one call
- *                                       (best of 5 runs)
+ *                                       (best of 15 runs)
  */
 #define _GNU_SOURCE
 #include <inttypes.h>
@@ -325,7 +325,7 @@ static void bench_frame(void *user_data, const uint8_t *pkt, int len, int ok)
 /* ---- timing ------------------------------------------------------------------------- */
 
 /* Best of BENCH_REPEATS runs of ROUNDS passes each, in CPU nanoseconds a pass. */
-#define BENCH_REPEATS 5
+#define BENCH_REPEATS 15
 
 static double best(double current, double t0, int rounds)
 {
