@@ -6,7 +6,9 @@ Bit streams are packed in bytes least significant bit first: bit 0 of byte 0 is 
 first bit on the line. Bit stuffing and destuffing go a byte at a time through lookup
 tables indexed by (run of ones so far, input byte); the FCS tables are slicing-by-8.
 Loops over caller data release the GIL once the input is large enough (NOGIL_MIN
-octets) for that to pay; memory use is bounded by the chunk size, never by the input.
+octets) for that to pay. The receiver works through its input RX_CHUNK octets at a time
+and never holds more than one chunk's frames and one frame in progress (at most max_len),
+whatever comes in.
 """
 
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
@@ -342,7 +344,9 @@ cdef class HdlcTx:
         ``frames`` must hold bytes objects; returns None, sending nothing, when one is
         longer than ``max_len``.
         """
-        cdef Py_ssize_t nf = len(frames), i, total = 0
+        # A tuple of our own: the list could change while the GIL is released.
+        cdef tuple items = tuple(frames)
+        cdef Py_ssize_t nf = len(items), i, total = 0
         cdef const uint8_t* small_ptrs[16]
         cdef size_t small_lens[16]
         cdef const uint8_t** ptrs = small_ptrs
@@ -350,8 +354,7 @@ cdef class HdlcTx:
         cdef size_t cap
         cdef bytes f
         cdef BitWriter w
-        cdef list keep = frames
-        for f in frames:
+        for f in items:
             if len(f) > max_len:
                 return None
             total += len(f)
@@ -367,7 +370,7 @@ cdef class HdlcTx:
                 free(lens)
                 raise MemoryError()
         for i in range(nf):
-            f = frames[i]
+            f = items[i]
             ptrs[i] = <const uint8_t*>PyBytes_AS_STRING(f)
             lens[i] = len(f)
         w.out = <uint8_t*>PyBytes_AS_STRING(out)
@@ -375,7 +378,6 @@ cdef class HdlcTx:
         w.acc = 0
         w.nacc = 0
         if total >= NOGIL_MIN:
-            keep = list(frames)  # our own references while the GIL is released
             with nogil:
                 self.put_all(&w, ptrs, lens, nf)
         else:
@@ -792,7 +794,6 @@ def dle_unescape(data, bint pending):
     """
     cdef Py_buffer b
     cdef Unescape u
-    cdef size_t k
     cdef uint8_t* o
     u.ncodes = 0
     u.pending = pending
