@@ -83,10 +83,14 @@ def test_white_row_1728_mh() -> None:
 
 def test_rtc_is_six_eols_mh_and_six_eol_plus_one_mr() -> None:
     row = EOL + "010011011" + "00110101"
-    assert codec.encode(Page.blank(1728, 1), "mh") == from_bits(row + EOL * 6)
+    assert codec.encode(Page.blank(1728, 1), "mh", rtc=True) == from_bits(row + EOL * 6)
     # MR: EOL + tag bit 1 (1-D row) before the row; RTC is six EOL + 1.
     mr_row = EOL + "1" + "010011011" + "00110101"
-    assert codec.encode(Page.blank(1728, 1), "mr") == from_bits(mr_row + (EOL + "1") * 6)
+    assert codec.encode(Page.blank(1728, 1), "mr", rtc=True) == from_bits(
+        mr_row + (EOL + "1") * 6
+    )
+    # By default no RTC, as libtiff writes MH/MR strips.
+    assert codec.encode(Page.blank(1728, 1), "mh") == from_bits(row)
 
 
 @pytest.mark.parametrize(
@@ -206,7 +210,7 @@ def test_mh_without_eol_is_the_eol_stream_without_eols() -> None:
 @pytest.mark.parametrize("scheme", ["mh", "mr"])
 def test_eol_align_puts_every_eol_end_on_a_byte_boundary(scheme: str) -> None:
     page = text_like(777, 20, 7)
-    data = codec.encode(page, scheme, eol_align=True)
+    data = codec.encode(page, scheme, eol_align=True, rtc=True)
     ends = eol_ends(to_bits(data))
     # 20 row EOLs; RTC's first EOL is aligned too (the rest of RTC follows it directly,
     # as libtiff writes it).
@@ -244,7 +248,9 @@ def test_min_row_bits_pads_short_rows(scheme: str, min_row_bits: int, align: boo
     """
     page = text_like(400, 15, 9)
     natural = eol_ends(to_bits(codec.encode(page, scheme, rtc=False)))
-    padded_data = codec.encode(page, scheme, min_row_bits=min_row_bits, eol_align=align)
+    padded_data = codec.encode(
+        page, scheme, min_row_bits=min_row_bits, eol_align=align, rtc=True
+    )
     padded = eol_ends(to_bits(padded_data))
     assert len(padded) == 15 + 6
     for i in range(14):
@@ -415,7 +421,7 @@ def test_rtc_and_eofb_end_the_page_and_trailing_bytes_are_ignored(
     scheme: str, trailer: bytes
 ) -> None:
     page = text_like(200, 8, 14)
-    data = codec.encode(page, scheme) + trailer * 50
+    data = codec.encode(page, scheme, rtc=True) + trailer * 50
     assert codec.decode(data, 200, scheme) == page
     rows = stream_decode(data, 200, scheme, [5])
     assert rows == list(page.rows())

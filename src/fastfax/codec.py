@@ -13,9 +13,10 @@ Schemes:
     TIFF Compression 2 ("CCITT RLE"): MH rows with no EOL, each starting on a byte.
 
 By default the coded bytes are what libtiff puts in a strip of the matching
-compression: most significant bit first (TIFF FillOrder 1), RTC after the last MH/MR
-row, EOFB after the last MMR row, the last byte padded with zero bits. Fax data on the
-telephone line is least significant bit first: pass ``msb_first=False``.
+compression: most significant bit first (TIFF FillOrder 1), EOFB after the last MMR row
+and no RTC after the last MH/MR row (as libtiff 4.x writes them), the last byte padded
+with zero bits. Fax data on the telephone line is least significant bit first and ends
+with RTC: pass ``msb_first=False, rtc=True``.
 
 Pages go in and come out as :class:`fastfax.Page`; the streaming :class:`Encoder` and
 :class:`Decoder` work on packed rows (see :mod:`fastfax.page` for the row layout).
@@ -87,6 +88,7 @@ class Encoder:
         bit 2, "fill bits"); MH/MR only.
     ``rtc``
         End the page with RTC (6 EOLs, MH/MR) or EOFB (2 EOLs, MMR) in :meth:`finish`.
+        The default, None, does what libtiff does: EOFB for MMR, no RTC for MH/MR.
     ``min_row_bits``
         MH/MR only: the least number of bits from the start of one row's EOL to the
         start of the next; shorter rows are padded with zero fill bits before the next
@@ -103,7 +105,7 @@ class Encoder:
         k: int = 4,
         eol: bool = True,
         eol_align: bool = False,
-        rtc: bool = True,
+        rtc: bool | None = None,
         min_row_bits: int = 0,
         msb_first: bool = True,
     ) -> None:
@@ -130,7 +132,7 @@ class Encoder:
             k,
             eol and scheme in ("mh", "mr"),
             eol_align,
-            rtc,
+            scheme == "mmr" if rtc is None else rtc,
             min_row_bits,
             msb_first,
         )

@@ -250,7 +250,10 @@ def _build(
     scheme = _SCHEME[compression]
     options: dict[str, object] = {"msb_first": fill_order == 1}
     if scheme in ("mh", "mr"):
+        # End G3 pages with RTC, as a fax receiver stores them: efax reads codes until
+        # RTC, and libtiff, Pillow and SpanDSP stop at the page height either way.
         options["eol_align"] = bool(eol_align)
+        options["rtc"] = True
     parts = [b"II*\0" + struct.pack("<I", 8)]
     offset = 8
     for index, page in enumerate(pages):
