@@ -86,9 +86,7 @@ def test_rtc_is_six_eols_mh_and_six_eol_plus_one_mr() -> None:
     assert codec.encode(Page.blank(1728, 1), "mh", rtc=True) == from_bits(row + EOL * 6)
     # MR: EOL + tag bit 1 (1-D row) before the row; RTC is six EOL + 1.
     mr_row = EOL + "1" + "010011011" + "00110101"
-    assert codec.encode(Page.blank(1728, 1), "mr", rtc=True) == from_bits(
-        mr_row + (EOL + "1") * 6
-    )
+    assert codec.encode(Page.blank(1728, 1), "mr", rtc=True) == from_bits(mr_row + (EOL + "1") * 6)
     # By default no RTC, as libtiff writes MH/MR strips.
     assert codec.encode(Page.blank(1728, 1), "mh") == from_bits(row)
 
@@ -248,9 +246,7 @@ def test_min_row_bits_pads_short_rows(scheme: str, min_row_bits: int, align: boo
     """
     page = text_like(400, 15, 9)
     natural = eol_ends(to_bits(codec.encode(page, scheme, rtc=False)))
-    padded_data = codec.encode(
-        page, scheme, min_row_bits=min_row_bits, eol_align=align, rtc=True
-    )
+    padded_data = codec.encode(page, scheme, min_row_bits=min_row_bits, eol_align=align, rtc=True)
     padded = eol_ends(to_bits(padded_data))
     assert len(padded) == 15 + 6
     for i in range(14):
