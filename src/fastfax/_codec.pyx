@@ -210,10 +210,20 @@ _build_tables()
 # ---------------------------------------------------------------------------------------
 # Shared helpers.
 
-cdef inline void reverse_bytes(uint8_t* p, size_t n) noexcept nogil:
-    cdef size_t i
-    for i in range(n):
+cdef void reverse_bytes(uint8_t* p, size_t n) noexcept nogil:
+    """Reverse the bit order of every byte, 8 bytes at a time (swaps of 1, 2, 4 bits)."""
+    cdef size_t i = 0
+    cdef uint64_t v
+    while i + 8 <= n:
+        memcpy(&v, p + i, 8)
+        v = ((v >> 1) & 0x5555555555555555ULL) | ((v & 0x5555555555555555ULL) << 1)
+        v = ((v >> 2) & 0x3333333333333333ULL) | ((v & 0x3333333333333333ULL) << 2)
+        v = ((v >> 4) & 0x0F0F0F0F0F0F0F0FULL) | ((v & 0x0F0F0F0F0F0F0F0FULL) << 4)
+        memcpy(p + i, &v, 8)
+        i += 8
+    while i < n:
         p[i] = REV[p[i]]
+        i += 1
 
 
 cdef int row_changes(const uint8_t* row, int width, int32_t* out) noexcept nogil:
