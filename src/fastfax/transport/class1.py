@@ -72,6 +72,8 @@ MODULATIONS = {
 #: Flags before the first ECM frame of a burst and after the last one.
 ECM_OPENING_FLAGS = 32
 ECM_CLOSING_FLAGS = 4
+#: Milliseconds of zero bits sent after the last byte of non-ECM page data.
+TAIL_MS = 60
 #: Bytes of page data written to the modem at a time.
 CHUNK = 2048
 #: Seconds without a byte after which a high-speed carrier counts as gone.
@@ -247,7 +249,9 @@ class Class1Call:
             zeros = bytes(action.rate.bps * action.ms // 8000)
             return m.send_data(modulation(action.rate), [zeros]) is Code.OK
         if isinstance(action, SendPageData):
-            data = action.data
+            # Zero fill after RTC: a receiving modem loses the last bits as the carrier
+            # drops (SpanDSP's V.17 receiver misses the last row of a page without it).
+            data = action.data + bytes(action.rate.bps * TAIL_MS // 8000)
             chunks = (data[i : i + CHUNK] for i in range(0, len(data), CHUNK))
             return m.send_data(modulation(action.rate, action.short_train), chunks) is Code.OK
         if isinstance(action, SendEcmFrames):
