@@ -225,9 +225,11 @@ def test_multi_page_non_ecm_commands_and_confirmations():
     commands, notes = [], []
     for i in range(3):
         assert isinstance(data, SendPageData) and data.short_train
-        assert data.data == codec.encode(
-            pages[i], "mr", msb_first=False, min_row_bits=0
-        )  # the remote's scan time is 0 ms
+        # The remote's minimum scan line time is 0 ms: no fill.
+        assert data.data == codec.encode(pages[i], "mr", msb_first=False, rtc=True)
+        decoder = codec.Decoder(1728, "mr", msb_first=False)
+        decoder.feed(data.data)
+        assert decoder.done and decoder.rows == pages[i].height  # RTC ends the page
         assert last_io(complete(s)) == Silence(75)
         out = complete(s)
         commands += sent_fcfs(out)
@@ -248,7 +250,7 @@ def test_minimum_scan_line_time_fills_rows():
     remote = Dis(**{**REMOTE.__dict__, "ecm": False, "scan_time": REMOTE.scan_time.__class__(2)})
     s, dcs, data = to_phase_c(remote)
     assert dcs.scan_time.ms == 10
-    want = codec.encode(page(), "mr", msb_first=False, min_row_bits=10 * 14400 // 1000)
+    want = codec.encode(page(), "mr", msb_first=False, rtc=True, min_row_bits=10 * 14400 // 1000)
     assert data.data == want
 
 
@@ -306,7 +308,7 @@ def test_ecm_ppr_sends_exactly_the_frames_asked_for():
     s, dcs, action = to_phase_c(pages=[big])
     fcds, pps = ecm_block(s, action)
     assert pps.command == FCF.EOP and pps.frames == len(fcds) > 4
-    assert b"".join(f[4:] for f in fcds) == codec.encode(big, "mmr", msb_first=False)
+    assert b"".join(f[4:] for f in fcds) == codec.encode(big, "mmr", msb_first=False, rtc=True)
     out = feed(s, Frame(FCF.PPR, ppr_map([1, 3, 200])))  # 200 is past the block's end
     assert last_io(out) == Silence(75)
     again = last_io(complete(s))
@@ -460,7 +462,7 @@ def test_receiver_ftt_then_lower_rate():
 
 def page_events(p: Page, coding: str, flip: int = 0) -> list:
     """The coded page in chunks, with ``flip`` random bits flipped."""
-    data = bytearray(codec.encode(p, coding, msb_first=False))
+    data = bytearray(codec.encode(p, coding, msb_first=False, rtc=True))
     rng = random.Random(1)
     for _ in range(flip):
         data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
@@ -518,7 +520,7 @@ def test_receiver_repeats_its_answer_to_a_repeated_command():
 def ecm_frames(p: Page, coding: str = "mmr") -> list[bytes]:
     from fastfax.ecm import EcmSender
 
-    return EcmSender(codec.encode(p, coding, msb_first=False), page=0).block_frames(0)
+    return EcmSender(codec.encode(p, coding, msb_first=False, rtc=True), page=0).block_frames(0)
 
 
 def test_receiver_ecm_ppr_rnr_and_duplicate_pps():

@@ -281,6 +281,7 @@ class Sender(Session):
                 self.pages[self._index],
                 coding,
                 msb_first=False,
+                rtc=True,  # RTC (MH/MR) or EOFB (MMR) ends the page on the line
                 min_row_bits=min_bits,
             )
         return self._cache[key]
