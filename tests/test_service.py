@@ -14,7 +14,14 @@ import time
 import numpy as np
 import pytest
 from PIL import Image
-from test_service_support import SmtpSink, free_port, make_pdf, start_env, text_pages
+from test_service_support import (
+    SmtpSink,
+    free_port,
+    make_pdf,
+    only_sender,
+    start_env,
+    text_pages,
+)
 
 from fastfax import tiff
 from fastfax.service.errors import (
@@ -280,9 +287,7 @@ def test_pause_resume_cancel_restart(env):
 
 
 def test_abort_a_running_job(env):
-    for port in ("lp/1", "slow/1"):
-        with env.server.port(port, modify=True) as handle:
-            handle.update(send=port == "slow/1")
+    only_sender(env.server, "slow/1")
     events = env.server.events()
     job = env.server.send(text_pages(6), to="600")
     for event in events:
@@ -313,9 +318,7 @@ def test_retry_until_the_far_end_answers(env):
 
 
 def test_retries_exhausted_with_fallback_on_a_bad_line(env):
-    for port in ("lp/1", "noisy/1"):
-        with env.server.port(port, modify=True) as handle:
-            handle.update(send=port == "noisy/1")
+    only_sender(env.server, "noisy/1")
     env.server.set_configuration(retries=2, retry_delay=0.05)
     job = env.server.send(text_pages(1), to="400")
     info = job.wait(T)

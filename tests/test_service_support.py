@@ -136,11 +136,15 @@ def start_env(mode: str, tmp: str, **configuration: object) -> Env:
         service.close_session(owner)
         http = HttpService(service)
         env = Env(mode, tmp, spool, connect(http.url, token=token), service, http)
-    for port in env.server.ports():
-        if port.id != "lp/1":
-            with env.server.port(port.id, modify=True) as handle:
-                handle.update(send=False)
+    only_sender(env.server, "lp/1")
     return env
+
+
+def only_sender(server: FaxServer, port_id: str) -> None:
+    """Let only ``port_id`` send (each loopback pair is its own wire)."""
+    for port in server.ports():
+        with server.port(port.id, modify=True) as handle:
+            handle.update(send=port.id == port_id)
 
 
 def free_port() -> int:

@@ -94,6 +94,17 @@ class _Handler(BaseHTTPRequestHandler):
             raise RequestError(f"open a session first (POST /api/session, then {SESSION_HEADER})")
         return session
 
+    def _discard(self, length: int) -> None:
+        """Read and drop a refused body (up to 4x the limit) so the client, still
+        sending, gets the error reply rather than a reset connection."""
+        if length > 4 * self.server.max_upload:
+            return
+        while length > 0:
+            chunk = self.rfile.read(min(length, 1 << 20))
+            if not chunk:
+                return
+            length -= len(chunk)
+
     def _body(self) -> Any:
         length = self.headers.get("Content-Length")
         if length is None or not length.isdigit():
@@ -101,6 +112,7 @@ class _Handler(BaseHTTPRequestHandler):
             raise RequestError("a request body needs a Content-Length")
         if int(length) > self.server.max_upload:
             self.close_connection = True
+            self._discard(int(length))
             raise RequestTooLarge(
                 f"request too large: {int(length)} bytes, the limit is {self.server.max_upload}"
             )

@@ -1,0 +1,181 @@
+"""``fastfax serve`` as a real subprocess: TOML devices, tokens, HTTP-level refusals, and
+kill -9 in the middle of a send (the job completes exactly once after a restart)."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import urllib.parse
+
+import pytest
+from test_service_support import make_spool, only_sender, text_pages
+
+from fastfax import tiff
+from fastfax.client import connect
+from fastfax.service.errors import AuthenticationError, RequestTooLarge
+from fastfax.service.http import ADMIN_TOKEN_FILE
+from fastfax.service.model import EventKind, JobState
+
+T = 30
+
+
+class Daemon:
+    """``python -c 'serve_main(...)'`` on a spool, port chosen by the OS."""
+
+    def __init__(self, spool: str, *extra: str) -> None:
+        code = "import sys; from fastfax.service.http import serve_main; sys.exit(serve_main())"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", code, "--spool", spool, "--port", "0", *extra],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        line = self.proc.stdout.readline()
+        if not line.startswith("listening on "):
+            self.proc.kill()
+            raise AssertionError(f"daemon did not start: {line!r} {self.proc.stderr.read()}")
+        self.url = line.split()[-1]
+        with open(os.path.join(spool, ADMIN_TOKEN_FILE)) as fh:
+            self.token = fh.read().strip()
+
+    def stop(self) -> tuple[int, str]:
+        self.proc.send_signal(signal.SIGTERM)
+        _, err = self.proc.communicate(timeout=T)
+        return self.proc.returncode, err
+
+    def kill(self) -> None:
+        self.proc.kill()  # SIGKILL
+        self.proc.communicate(timeout=T)
+
+
+@pytest.fixture
+def spool(tmp_path):
+    return make_spool(str(tmp_path), retries=3, retry_delay=0.1)
+
+
+def _raw(url: str, method: str, path: str, body: bytes | None, headers: dict) -> tuple[int, dict]:
+    parts = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=T)
+    try:
+        conn.request(method, path, body=body, headers=headers)
+        resp = conn.getresponse()
+        return resp.status, json.loads(resp.read())
+    finally:
+        conn.close()
+
+
+def test_serve_send_receive_and_refusals(spool, tmp_path):
+    daemon = Daemon(spool, "--log-level", "DEBUG")
+    try:
+        assert daemon.url.startswith("http://127.0.0.1:")
+        with pytest.raises(AuthenticationError):
+            connect(daemon.url)
+        with pytest.raises(AuthenticationError):
+            connect(daemon.url, token="not-a-token")
+        status, body = _raw(daemon.url, "POST", "/api/jobs", b"{}", {})
+        assert status == 401 and body["error"]["type"] == "AuthenticationError"
+        with connect(daemon.url, token=daemon.token) as server:
+            session = server._backend._headers
+            status, body = _raw(daemon.url, "POST", "/api/jobs", b"{not json", session)
+            assert status == 400 and "not valid JSON" in body["error"]["message"]
+            status, body = _raw(daemon.url, "POST", "/api/job", b'{"job_id": 999}', session)
+            assert status == 404 and body["error"]["type"] == "JobNotFound"
+            status, body = _raw(daemon.url, "GET", "/etc/passwd", None, session)
+            assert status == 404
+            with pytest.raises(RequestTooLarge):
+                server.send(b"x" * (65 << 20), to="200", filename="big.txt")
+            only_sender(server, "lp/1")
+            job = server.send(text_pages(2), to="200")
+            assert job.wait(T).state is JobState.COMPLETED
+        code, err = daemon.stop()
+    finally:
+        if daemon.proc.poll() is None:
+            daemon.kill()
+    assert code == 0
+    assert daemon.token not in err  # logged at DEBUG, every request: never the token
+    assert "POST /api/send" in err
+    (name,) = os.listdir(tmp_path / "inbox")
+    assert len(tiff.read(tmp_path / "inbox" / name)) == 2
+
+
+def _job_state(spool: str, job_id: int) -> tuple[str, int]:
+    db = sqlite3.connect(os.path.join(spool, "spool.db"))
+    try:
+        return db.execute("SELECT state, attempts FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    finally:
+        db.close()
+
+
+def test_kill_9_mid_send_completes_exactly_once(spool, tmp_path):
+    daemon = Daemon(spool)
+    try:
+        with connect(daemon.url, token=daemon.token) as server:
+            only_sender(server, "slow/1")
+            with server.port("slow/2", modify=True) as handle:
+                handle.set_routing_info("store", {"folder": str(tmp_path / "slow-inbox")})
+                handle.enable_routing("store")
+            events = server.events()
+            pages = text_pages(4)
+            job = server.send(pages, to="600")
+            sent = job.pages()  # the pages as put on the line (header line added)
+            assert len(sent) == len(pages)
+            for event in events:
+                if event.kind is EventKind.SENDING and event.job_id == job.id:
+                    if event.data["page"] >= 2:
+                        break
+            daemon.kill()
+    finally:
+        if daemon.proc.poll() is None:
+            daemon.kill()
+    assert _job_state(spool, job.id) == ("inprogress", 1)  # not reported done
+    assert not os.path.exists(tmp_path / "slow-inbox")  # nothing delivered half-way
+
+    daemon = Daemon(spool)
+    try:
+        with connect(daemon.url, token=daemon.token) as server:
+            info = server.job(job.id).wait(T)
+            assert info.state is JobState.COMPLETED and info.attempts == 2
+            (received,) = [j for j in server.jobs() if j.type.value == "receive"]
+            assert server.job(received.id).wait(T).state is JobState.COMPLETED
+        daemon.kill()  # after completion: a restart must not send it again
+        daemon = Daemon(spool)
+        with connect(daemon.url, token=daemon.token) as server:
+            again = server.job(job.id).info()
+            assert again.state is JobState.COMPLETED and again.attempts == 2
+            assert [j.type.value for j in server.jobs()] == ["send", "receive"]
+        daemon.stop()
+    finally:
+        if daemon.proc.poll() is None:
+            daemon.kill()
+    (name,) = os.listdir(tmp_path / "slow-inbox")
+    got = tiff.read(tmp_path / "slow-inbox" / name)
+    assert [p.data for p in got] == [p.data for p in sent]
+
+
+def test_serve_refuses_a_busy_spool_and_bad_toml(spool, tmp_path):
+    daemon = Daemon(spool)
+    try:
+        code = "import sys; from fastfax.service.http import serve_main; sys.exit(serve_main())"
+        done = subprocess.run(
+            [sys.executable, "-c", code, "--spool", spool, "--port", "0"],
+            capture_output=True,
+            text=True,
+            timeout=T,
+        )
+        assert done.returncode == 2 and "another process" in done.stderr
+    finally:
+        daemon.stop()
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[devices]]\nkind = "warp-drive"\nname = "x"\n')
+    done = subprocess.run(
+        [sys.executable, "-c", code, "--config", str(bad), "--spool", str(tmp_path / "s2")],
+        capture_output=True,
+        text=True,
+        timeout=T,
+    )
+    assert done.returncode == 2 and "unknown device kind 'warp-drive'" in done.stderr
