@@ -10,7 +10,10 @@ for a batch of documents in parallel and reports each one's outcome; a bad docum
 fails alone.
 
 PDFium is not thread-safe, so parallel work runs in worker processes (forked where the
-platform allows), each rendering, binarising and returning whole pages.
+platform allows), each rendering and binarising whole pages. For G4 TIFF and PDF output
+a worker also codes its pages with T.6 and returns the coded data
+(:class:`fastfax.coded.CodedPage`, about a twentieth of the pixels' size), which the
+parent writes out as it is.
 
 A bilevel TIFF (a received fax) converted to PDF, PNG or PBM keeps its pages as they
 are: the reverse direction, for viewing.
@@ -31,6 +34,7 @@ from typing import Literal
 
 from . import pdfout, tiff
 from .branding import apply_header, header_text
+from .coded import CodedPage
 from .cover import CoverInfo, load_template, render_cover
 from .errors import FaxError, TiffError
 from .layout import ConvertError, Layout, layout_for
@@ -163,14 +167,22 @@ def _is_fax_tiff(path: str) -> bool:
 
 
 def _render_pages(
-    path: str, indices: Sequence[int], options: Options, layout: Layout, first: int, total: int
-) -> list[Page]:
-    """Pages ``indices`` of a document, headed as pages ``first + index`` of ``total``."""
+    path: str,
+    indices: Sequence[int],
+    options: Options,
+    layout: Layout,
+    first: int,
+    total: int,
+    coded: bool = False,
+) -> list[Page | CodedPage]:
+    """Pages ``indices`` of a document, headed as pages ``first + index`` of ``total``;
+    T.6 coded when ``coded``."""
     src = _source(path, layout, options.password)
-    pages = []
+    pages: list[Page | CodedPage] = []
     for index in indices:
         page = src.render(index, layout, options.mode, options.threshold)
-        pages.append(_headed(page, options, first + index, total))
+        page = _headed(page, options, first + index, total)
+        pages.append(CodedPage.of(page) if coded else page)
     return pages
 
 
@@ -225,7 +237,9 @@ def render_document(
     try:
         pages = _count(path, layout, options, keep=True)
         offset = 1 if options.cover else 0
-        out = _render_pages(path, range(pages), options, layout, 1 + offset, pages + offset)
+        out: list[Page] = _render_pages(  # type: ignore[assignment]
+            path, range(pages), options, layout, 1 + offset, pages + offset
+        )
     finally:
         _drop_cache()
     if options.cover:
@@ -286,7 +300,7 @@ def _commit(files: list[tuple[str, bytes]]) -> None:
 
 
 def save(
-    pages: Sequence[Page],
+    pages: Sequence[Page | CodedPage],
     target: str | os.PathLike[str],
     fmt: Format | None = None,
     compression: str = "g4",
@@ -294,8 +308,9 @@ def save(
     title: str = "",
 ) -> list[str]:
     """Write ``pages`` to ``target`` (format from its extension unless ``fmt``);
-    ``compression`` applies to TIFF: "g4", "g3" (1-D) or "g3-2d". Returns the files
-    written (see :func:`output_paths`)."""
+    ``compression`` applies to TIFF: "g4", "g3" (1-D) or "g3-2d". Pages already coded
+    (:class:`fastfax.coded.CodedPage`) go into G4 TIFF and PDF files as they are.
+    Returns the files written (see :func:`output_paths`)."""
     target = os.fspath(target)
     kind = _format_of(target, fmt)
     if compression not in _COMPRESSIONS:
@@ -311,12 +326,21 @@ def save(
         elif kind == "pdf":
             _commit([(target, pdfout.dumps(pages, title=title))])
         elif kind == "pbm":
-            _commit([(target, b"".join(p.to_pbm() for p in pages))])
+            _commit([(target, b"".join(_pixels(p).to_pbm() for p in pages))])
         else:
-            _commit([(path, _png(page)) for path, page in zip(paths, pages, strict=True)])
+            _commit([(path, _png(_pixels(p))) for path, p in zip(paths, pages, strict=True)])
     except OSError as exc:
         raise ConvertError(f"cannot write: {exc.strerror or exc}", path=target) from None
     return paths
+
+
+def _pixels(page: Page | CodedPage) -> Page:
+    return page.to_page() if isinstance(page, CodedPage) else page
+
+
+def _coded(fmt: Format, compression: str) -> bool:
+    """Whether pages for ``fmt`` are best handed over T.6 coded."""
+    return fmt == "pdf" or (fmt == "tiff" and compression == "g4")
 
 
 def _png(page: Page) -> bytes:
@@ -337,7 +361,7 @@ class _Doc:
     pages: int = 0
     offset: int = 0
     chunks_left: int = 0
-    got: dict[int, list[Page]] = field(default_factory=dict)
+    got: dict[int, list[Page | CodedPage]] = field(default_factory=dict)
     started: float = 0.0
 
 
@@ -402,12 +426,16 @@ def _as_is(doc: _Doc) -> bool:
     except TiffError:
         return False  # not a fax TIFF: lay it out like any image
     doc.started = time.perf_counter()
-    _finish(doc, {0: pages}, None, "g4", 0)
+    _finish(doc, {0: list(pages)}, None, "g4", 0)
     return True
 
 
 def _finish(
-    doc: _Doc, got: dict[int, list[Page]], options: Options | None, compression: str, offset: int
+    doc: _Doc,
+    got: dict[int, list[Page | CodedPage]],
+    options: Options | None,
+    compression: str,
+    offset: int,
 ) -> None:
     pages = [p for key in sorted(got) for p in got[key]]
     try:
@@ -447,7 +475,13 @@ def _run_here(
                 total = doc.pages + doc.offset
                 for n, chunk in enumerate(chunks):
                     doc.got[n] = _render_pages(
-                        doc.result.source, chunk, options, layout, 1 + doc.offset, total
+                        doc.result.source,
+                        chunk,
+                        options,
+                        layout,
+                        1 + doc.offset,
+                        total,
+                        _coded(doc.fmt, compression),
                     )
                     done += len(chunk)
                     if progress:
@@ -498,6 +532,7 @@ def _run_pool(
                     layout,
                     1 + doc.offset,
                     doc.pages + doc.offset,
+                    _coded(doc.fmt, compression),
                 )
                 pending[future] = (doc, n, len(chunk))
             if not pending:

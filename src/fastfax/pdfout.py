@@ -3,36 +3,18 @@ data as is, decoded by the viewer's CCITTFaxDecode filter (``/K -1``), no re-cod
 
 The PDF page has the fax page's physical size: ``width / xres`` by ``height / yres``
 inches, so a fine-mode A4 fax prints at A4 size. Pages that already are G4 coded can be
-passed with their data (:class:`CodedPage`) to skip encoding.
+passed with their data (:class:`fastfax.coded.CodedPage`) to skip encoding.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 
-from . import codec
+from .coded import CodedPage
 from .layout import ConvertError
 from .page import Page
 
 __all__ = ["CodedPage", "dumps"]
-
-
-@dataclass(frozen=True)
-class CodedPage:
-    """A page as T.6 data: ``g4`` coded most significant bit first, ending with EOFB,
-    ``width`` x ``height`` pixels at ``xres`` x ``yres`` dpi."""
-
-    g4: bytes
-    width: int
-    height: int
-    xres: float
-    yres: float
-
-    @classmethod
-    def of(cls, page: Page) -> CodedPage:
-        """Code ``page`` with T.6."""
-        return cls(codec.encode(page, "mmr"), page.width, page.height, page.xres, page.yres)
 
 
 def _num(value: float) -> bytes:

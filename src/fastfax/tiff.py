@@ -26,9 +26,11 @@ import secrets
 import struct
 from collections.abc import Iterable
 from fractions import Fraction
+from functools import lru_cache
 from typing import BinaryIO, Literal
 
 from .codec import Decoder, Scheme, encode, reverse_bits
+from .coded import CodedPage
 from .errors import CodecError, TiffError
 from .page import DEFAULT_MAX_ROWS, MAX_WIDTH, Page, stride_of
 
@@ -71,6 +73,7 @@ _CONSECUTIVE_BAD = 328
 _BYTE, _ASCII, _SHORT, _LONG, _RATIONAL = 1, 2, 3, 4, 5
 _TYPES = dict(enumerate(("B", "c", "H", "I", "II", "b", "B", "h", "i", "ii", "f", "d", "I"), 1))
 _SIZES = {ftype: struct.calcsize("<" + code) for ftype, code in _TYPES.items()}
+_ELEMENT = {ftype: struct.calcsize("<" + code[0]) for ftype, code in _TYPES.items()}
 
 _WRITE_COMPRESSION = {"rle": 2, "g3": 3, "g3-2d": 3, "g4": 4}
 _SCHEME = {"rle": "rle", "g3": "mh", "g3-2d": "mr", "g4": "mmr"}
@@ -87,6 +90,17 @@ def _rational(value: float) -> tuple[int, int]:
     while frac.numerator > 0xFFFFFFFF or frac.denominator > 0xFFFFFFFF:
         frac = frac.limit_denominator(max(1, frac.denominator // 16))
     return frac.numerator, frac.denominator
+
+
+def _ifd_size(entries: list[tuple[int, int, tuple]]) -> int:
+    """The size in bytes of the IFD :func:`_ifd` makes of ``entries`` (whatever the values
+    of their offsets)."""
+    size = 2 + 12 * len(entries) + 4
+    for _, ftype, values in entries:
+        raw = len(values[0]) if ftype == _ASCII else _ELEMENT[ftype] * len(values)
+        if raw > 4:
+            size += raw + (raw & 1)
+    return size
 
 
 def _ifd(entries: list[tuple[int, int, tuple]], offset: int, next_offset: int) -> bytes:
@@ -110,8 +124,16 @@ def _ifd(entries: list[tuple[int, int, tuple]], offset: int, next_offset: int) -
     return bytes(head + extra)
 
 
+@lru_cache(maxsize=64)
+def _per_unit(dpi: float, cm: bool) -> tuple[int, int]:
+    """``dpi`` as a RATIONAL per inch, or per centimetre when ``cm``."""
+    if cm:
+        return _rational(Fraction(dpi).limit_denominator(1_000_000) / _CM_PER_INCH)
+    return _rational(dpi)
+
+
 def _page_entries(
-    page: Page,
+    page: Page | CodedPage,
     index: int,
     total: int,
     compression: str,
@@ -121,15 +143,8 @@ def _page_entries(
     eol_align: bool,
     cm: bool,
     coded_len: int,
-    strip_at: int,
 ) -> list[tuple[int, int, tuple]]:
-    if cm:
-        xres, yres = (
-            _rational(Fraction(r).limit_denominator(1_000_000) / _CM_PER_INCH)
-            for r in (page.xres, page.yres)
-        )
-    else:
-        xres, yres = _rational(page.xres), _rational(page.yres)
+    xres, yres = _per_unit(page.xres, cm), _per_unit(page.yres, cm)
     entries: list[tuple[int, int, tuple]] = [
         (_NEW_SUBFILE_TYPE, _LONG, (2,)),  # a page of a multi-page document
         (_WIDTH, _LONG, (page.width,)),
@@ -138,7 +153,6 @@ def _page_entries(
         (_COMPRESSION, _SHORT, (_WRITE_COMPRESSION[compression],)),
         (_PHOTOMETRIC, _SHORT, (photometric,)),
         (_FILL_ORDER, _SHORT, (fill_order,)),
-        (_STRIP_OFFSETS, _LONG, (strip_at,)),
         (_SAMPLES, _SHORT, (1,)),
         (_ROWS_PER_STRIP, _LONG, (page.height,)),
         (_STRIP_BYTE_COUNTS, _LONG, (coded_len,)),
@@ -162,7 +176,7 @@ def _page_entries(
 
 
 def dumps(
-    pages: Page | Iterable[Page],
+    pages: Page | CodedPage | Iterable[Page | CodedPage],
     compression: Compression = "g4",
     *,
     fill_order: Literal[1, 2] = 1,
@@ -176,7 +190,7 @@ def dumps(
 
 def write(
     target: str | os.PathLike[str] | BinaryIO,
-    pages: Page | Iterable[Page],
+    pages: Page | CodedPage | Iterable[Page | CodedPage],
     compression: Compression = "g4",
     *,
     fill_order: Literal[1, 2] = 1,
@@ -185,6 +199,10 @@ def write(
     resolution_unit: Literal["inch", "cm"] = "inch",
 ) -> None:
     """Write ``pages`` (one :class:`fastfax.Page` or several) as a TIFF Class F file.
+
+    A page may also be a :class:`fastfax.coded.CodedPage`: with ``compression="g4"``
+    and ``photometric="min-is-white"`` its T.6 data is stored as it is (bit-reversed
+    for ``fill_order=2``), with no coding; otherwise it is decoded and coded again.
 
     ``target`` is a path, written atomically (to a temporary name in the same directory,
     renamed over ``target`` once complete), or a binary file object.
@@ -223,7 +241,7 @@ def write(
 
 
 def _build(
-    pages: Page | Iterable[Page],
+    pages: Page | CodedPage | Iterable[Page | CodedPage],
     compression: str,
     fill_order: int,
     photometric: str,
@@ -242,7 +260,7 @@ def _build(
         )
     if resolution_unit not in ("inch", "cm"):
         raise TiffError(f"resolution_unit must be 'inch' or 'cm', got {resolution_unit!r}")
-    pages = [pages] if isinstance(pages, Page) else list(pages)
+    pages = [pages] if isinstance(pages, (Page, CodedPage)) else list(pages)
     if not pages:
         raise TiffError("no pages to write: a TIFF file needs at least one page")
     if len(pages) > MAX_PAGES:
@@ -254,19 +272,25 @@ def _build(
         # RTC, and libtiff, Pillow and SpanDSP stop at the page height either way.
         options["eol_align"] = bool(eol_align)
         options["rtc"] = True
+    as_is = scheme == "mmr" and photometric == "min-is-white"
     parts = [b"II*\0" + struct.pack("<I", 8)]
     offset = 8
     for index, page in enumerate(pages):
-        if not isinstance(page, Page):
-            raise TiffError(f"page {index} is a {type(page).__name__}, not a fastfax.Page")
+        if not isinstance(page, (Page, CodedPage)):
+            raise TiffError(
+                f"page {index} is a {type(page).__name__}, not a fastfax.Page or CodedPage"
+            )
         if page.height == 0:
             raise TiffError(f"page {index} has no rows: TIFF readers reject empty images")
-        pixels = page
-        if photometric == "min-is-black":  # code the inverted pixels: 0 bits are black
-            pixels = Page(
-                page.data.translate(_INVERT), page.width, page.height, page.xres, page.yres
-            )
-        coded = encode(pixels, scheme, **options)
+        if isinstance(page, CodedPage) and as_is:
+            coded = page.g4 if fill_order == 1 else reverse_bits(page.g4)
+        else:
+            pixels = page.to_page() if isinstance(page, CodedPage) else page
+            if photometric == "min-is-black":  # code the inverted pixels: 0 bits are black
+                pixels = Page(
+                    pixels.data.translate(_INVERT), page.width, page.height, page.xres, page.yres
+                )
+            coded = encode(pixels, scheme, **options)
         layout = dict(
             fill_order=fill_order,
             photometric=0 if photometric == "min-is-white" else 1,
@@ -276,11 +300,10 @@ def _build(
         )
         # The IFD's size does not depend on its values: measure it, then place the strip
         # right after it.
-        size = len(
-            _ifd(_page_entries(page, index, len(pages), compression, **layout, strip_at=0), 0, 0)
-        )
-        strip_at = offset + size
-        entries = _page_entries(page, index, len(pages), compression, **layout, strip_at=strip_at)
+        entries = _page_entries(page, index, len(pages), compression, **layout)
+        entries.append((_STRIP_OFFSETS, _LONG, (0,)))
+        strip_at = offset + _ifd_size(entries)
+        entries[-1] = (_STRIP_OFFSETS, _LONG, (strip_at,))
         last = index + 1 == len(pages)
         pad = 0 if last else len(coded) & 1  # IFDs start on a word boundary
         end = strip_at + len(coded) + pad
