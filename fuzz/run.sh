@@ -2,7 +2,7 @@
 # Run one atheris fuzz target for a set time:  fuzz/run.sh codec|tiff SECONDS [libFuzzer flags...]
 #
 # The codec extension is rebuilt into $FASTFAX_FUZZ_BUILD (default /tmp/fastfax-fuzz-build)
-# with gcc's -fsanitize-coverage=trace-pc (and AddressSanitizer for the codec target); a
+# with gcc's -fsanitize-coverage=trace-pc (and ASan + UBSan for the codec target); a
 # small shim turns the PC callbacks into an 8-bit edge-counter array that the target
 # registers with atheris's libFuzzer, so the fuzzer is guided by coverage inside the
 # Cython code. Set FASTFAX_FUZZ_PLAIN=1 to fuzz the installed build instead. See
@@ -21,6 +21,8 @@ mkdir -p "$build" "$corpus" "$artifacts"
 # ASan hides libFuzzer's coverage hooks from atheris (its Python coverage is lost), so it
 # is on by default only for the codec target, whose logic is native.
 asan=${FASTFAX_FUZZ_ASAN:-$([[ $target == codec ]] && echo 1 || echo 0)}
+# With ASan comes UBSan (shifts past 63 bits, signed overflow), stopping at the first report.
+sanitizers="-fsanitize=address,undefined -fno-sanitize-recover=undefined"
 if [[ -z "${FASTFAX_FUZZ_PLAIN:-}" ]]; then
     # The extension source: the committed one (FASTFAX_FUZZ_REV, default HEAD), so a run
     # is reproducible while others edit the working tree; FASTFAX_FUZZ_REV=worktree uses
@@ -36,7 +38,7 @@ if [[ -z "${FASTFAX_FUZZ_PLAIN:-}" ]]; then
         git -C "$root" show "$rev:src/fastfax/_codec.pyx" > "$src.new"
     fi
     suffix=$(python -c "import sysconfig; print(sysconfig.get_config_var('EXT_SUFFIX'))")
-    tag=$( (cat "$src.new" "$0"; echo "asan=$asan") | sha1sum | cut -c1-12)
+    tag=$( (cat "$src.new" "$0"; echo "asan=$asan $sanitizers") | sha1sum | cut -c1-12)
     so="$build/$tag/_codec$suffix"
     if [[ ! -f "$so" ]]; then
         mkdir -p "$build/$tag"
@@ -55,7 +57,7 @@ __attribute__((visibility("hidden"))) void __sanitizer_cov_trace_pc(void) {
     ff_prev = h >> 1;
 }
 SHIM
-        sanitize=$([[ $asan == 1 ]] && echo "-fsanitize=address" || true)
+        sanitize=$([[ $asan == 1 ]] && echo "$sanitizers" || true)
         inc=$(python -c "import sysconfig; print(sysconfig.get_paths()['include'])")
         cython -3 --module-name fastfax._codec "$build/$tag/_codec.pyx" -o "$build/$tag/_codec.c"
         gcc -O1 -g -fPIC $sanitize -fsanitize-coverage=trace-pc -I"$inc" \
@@ -68,8 +70,13 @@ SHIM
     export FASTFAX_FUZZ_EXT="$so"
     if [[ $asan == 1 ]]; then
         # libstdc++ too: ASan must see __cxa_throw, which atheris uses to report an exception.
-        export LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libstdc++.so.6)"
+        preload=""
+        for lib in libasan.so libubsan.so libstdc++.so.6; do
+            preload="$preload $(gcc -print-file-name=$lib)"
+        done
+        export LD_PRELOAD="${preload# }"
         export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:allocator_may_return_null=1}
+        export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
     fi
 fi
 
