@@ -10,7 +10,14 @@ import pytest
 
 from fastfax import samples, tiff
 from fastfax.page import Page
-from fastfax.t30.events import FrameNote, FrameReceived, Negotiated, PageReceived, PageSent
+from fastfax.t30.events import (
+    FrameNote,
+    FrameReceived,
+    Negotiated,
+    PageReceived,
+    PageSent,
+    StartTimer,
+)
 from fastfax.t30.frames import FCF, Nsf, Pps
 from fastfax.t30.result import Cause
 from fastfax.t30.session import create
@@ -322,3 +329,20 @@ def test_spandsp_modem_limits_both_ways(peer_built, tmp_path, modems, rate):
     finally:
         peer.close()
     assert rx.ok and rx.rate == rate and all_same(src, rx.pages)
+
+
+class _Stuck:
+    """A broken engine: never hangs up (``forever``: keeps a timer going)."""
+
+    def __init__(self, forever: bool):
+        self.forever = forever
+
+    def handle(self, event):
+        return [StartTimer("T1", 10)] if self.forever else []
+
+
+@pytest.mark.parametrize("forever", [False, True])
+def test_a_runaway_engine_is_reported_not_looped(forever):
+    line = Line(_Stuck(forever), create(calling=False), max_events=5000)
+    with pytest.raises(LoopbackError):
+        line.run()
