@@ -16,8 +16,10 @@ Events (transport -> engine):
     ``ReceiveFrames`` is active, at high speed while a ``ReceiveEcmFrames`` is.
 ``CarrierUp()`` / ``CarrierDown()``
     The carrier being received appeared / dropped (Class 1 ``CONNECT`` / ``NO
-    CARRIER``). ``CarrierDown`` ends TCF, page data and ECM bursts; after V.21 frames it
-    lets the engine answer a garbled command (CRP) without waiting for a timer.
+    CARRIER``). ``CarrierUp`` stops T2 while a long ECM burst or page comes in.
+    ``CarrierDown`` ends TCF, page data and ECM bursts; after V.21 frames that lacked
+    their final frame or had a bad FCS it lets the engine answer (CRP, or its command
+    again) without waiting for a timer. After a good final frame it is optional.
 ``WrongCarrier()``
     A high-speed receive heard V.21 instead (Class 1 ``+FCERROR``).
 ``DataReceived(data)``
@@ -53,9 +55,11 @@ Notes (engine -> application, through the transport): ``Negotiated``, ``PageSent
 ``PageReceived``, ``FrameNote``.
 
 A transmit action is always answered by exactly one ``SendComplete``; the engine sends
-nothing else until it arrives. A receive action stays in force until the next I/O
-action. Events that do not fit the current state are ignored (a stray frame, a late
-timer), as T.30 asks.
+nothing else, and ignores received signals, until it arrives (the line is half duplex).
+A receive action stays in force until the next I/O action. Events that do not fit the
+current state are ignored (a stray frame, a late timer), as T.30 asks.
+:meth:`Session.cancel` ends a session from outside (DCN, then ``Hangup``);
+:attr:`Session.result` fills in as the call goes.
 
 Roles: the calling station sends, the answering station receives (polling, where the
 caller receives, is not implemented).
