@@ -134,12 +134,12 @@ class Sender(Session):
             self._end(Cause.TX_GOTDCN if state in ("wait_dis", "wait_cfr") else Cause.TX_BADPG)
         elif state == "wait_dis":
             if fcf == FCF.DIS:
-                self._stop("T1")
-                self._note_identity(burst)
                 try:
                     self._remote = Dis.parse(burst[-1].fif)
                 except T30FrameError:
-                    return
+                    return  # wait for the DIS to come again (within T1)
+                self._stop("T1")
+                self._note_identity(burst)
                 self._phase_b()
         elif fcf == FCF.CRP:
             self._stop("T4")
