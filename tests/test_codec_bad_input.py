@@ -260,3 +260,59 @@ def test_zeros_are_not_mmr_or_rle(scheme: str) -> None:
     with pytest.raises(CodecError):
         for _ in range(100):
             dec.feed(bytes(65536))
+
+
+# -- one coder, two threads ------------------------------------------------------------
+
+SHARED = """
+    import threading
+    import numpy as np
+    from fastfax import FaxError, Page, codec
+
+    page = Page.from_array(np.random.default_rng(0).random((3000, 1728)) < 0.05)
+    data = codec.encode(page, "mh", rtc=False)
+
+    def feed(coder, method, blob, step):
+        try:
+            for i in range(0, len(blob), step):
+                getattr(coder, method)(blob[i : i + step])
+        except FaxError:
+            pass
+
+    for trial in range(TRIALS):
+        coder = MAKE
+        steps = (len(BLOB) // 3 // 216 * 216, 216 * 3)
+        threads = [
+            threading.Thread(target=feed, args=(coder, METHOD, BLOB, s)) for s in steps
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    print("ok")
+"""
+
+
+@pytest.mark.parametrize(
+    ("make", "method", "blob"),
+    [
+        ('codec.Decoder(1728, "mh", max_rows=10**6, errors="repair")', "feed", "data"),
+        ('codec.Encoder(1728, "mh")', "encode", "page.data"),
+    ],
+    ids=["decoder", "encoder"],
+)
+def test_one_coder_fed_from_two_threads_does_not_crash(make: str, method: str, blob: str) -> None:
+    """Misuse, but from Python: it may raise a FaxError or give garbage, never crash.
+
+    Known bug: ``feed`` / ``encode`` release the GIL while they grow (realloc) and read
+    the coder's buffers, so a second thread in the same coder reads freed memory
+    (heap-use-after-free under ASan; a segmentation fault in the plain build). A flag
+    or lock taken with the GIL held on entry would turn that into an error.
+    """
+    code = SHARED.replace("MAKE", make).replace("METHOD", repr(method))
+    code = code.replace("BLOB", blob).replace("TRIALS", "40")
+    result = run_child(code)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", (
+        result.returncode,
+        result.stderr[-1000:],
+    )
