@@ -100,6 +100,9 @@ class Hooks(Protocol):
         """The line's state changed; ``fields``: job_id, current_page, total_pages,
         remote_id, caller_id, number."""
 
+    def find_line(self, number: str, kind: str) -> str | None:
+        """The id of the service's line of device kind ``kind`` whose number is ``number``."""
+
     def received(self, line_id: str, result: Any, caller_id: str) -> None:
         """A fax arrived on the line (``result.pages`` are its pages): spool and route it."""
 
@@ -140,13 +143,15 @@ def _progress(
 
 class LoopbackPair:
     """Two virtual lines joined in memory: a fax sent on either is received on the other.
+    Every loopback line of a service hangs on one virtual exchange, so a line may also
+    dial the number of a line of another pair.
 
     Options: ``numbers`` (the two lines' numbers, default ``["1", "2"]``); ``errors``
     (bit error rate on the simulated line, 0.0-0.5); ``seed``; ``ecm`` / ``max_rate``
     (what the receiving end offers); ``page_delay`` (wall-clock seconds each confirmed
-    page is held: the in-memory line otherwise runs far faster than real time). Dialling a number other than the far line's is a
-    bad address; a far line not set to receive does not answer; a far line already in a
-    call is busy.
+    page is held: the in-memory line otherwise runs far faster than real time).
+    Dialling a number no loopback line has is a bad address; a far line not set to
+    receive does not answer; a far line already in a call is busy.
     """
 
     def __init__(self, name: str, options: dict[str, Any]) -> None:
@@ -179,10 +184,12 @@ class LoopbackPair:
     def send(self, line_id: str, call: Call, hooks: Hooks) -> Outcome:
         from ..transport import loopback  # the fax layer, loaded when first used
 
-        here, there = self.lines if line_id == self.lines[0].id else self.lines[::-1]
+        here = self.lines[0] if line_id == self.lines[0].id else self.lines[1]
         hooks.status(here.id, DeviceState.DIALING, job_id=call.job_id, number=call.number)
-        if call.number != there.number:
+        far_id = hooks.find_line(call.number, "loopback-pair")
+        if far_id is None or far_id == here.id:
             return Outcome(DeviceState.BAD_ADDRESS, f"no line has the number {call.number!r}")
+        there = Line(far_id, far_id, "loopback-pair", call.number)
         far = hooks.settings(there.id)
         if not far["receive"]:
             return Outcome(DeviceState.NO_ANSWER, "the far line does not answer")

@@ -16,6 +16,7 @@ from .. import tiff
 from ..branding import DEFAULT_HEADER
 from ..convert import Options, render_document
 from ..cover import CoverInfo
+from ..layout import FAX_WIDTHS
 from ..page import Page
 from .config import Configuration
 from .errors import BadNumber, ConfigError, RequestError
@@ -25,6 +26,7 @@ __all__ = ["JobParams", "check_number", "complete_params", "render", "write_page
 _DIAL = re.compile(r"^\+?[0-9*#,]{1,40}$")
 _COVER_FIELDS = {f.name for f in dataclasses.fields(CoverInfo)} - {"pages", "time_sent"}
 _RENDER_FIELDS = ("page_size", "resolution", "mode")
+_FAX_WIDTHS = {w for widths in FAX_WIDTHS.values() for w in widths}
 
 
 def check_number(number: Any) -> str:
@@ -114,6 +116,10 @@ def render(path: str, params: JobParams, config: Configuration) -> list[Page]:
         )
     except TypeError as exc:
         raise ConfigError(f"bad render options: {exc}") from None
+    if cover is None and options.header is None and not params.render:
+        pages = render_document(path, options, as_is=True)  # a fax TIFF goes out unchanged
+        if all(p.width in _FAX_WIDTHS for p in pages):
+            return pages
     return render_document(path, options)
 
 

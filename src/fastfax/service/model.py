@@ -113,8 +113,8 @@ class JobInfo:
 
     ``schedule``: the earliest time it may start; ``discount``: it waits for the discount
     period; ``attempts``: calls made so far; ``fallback``: how far the next attempt
-    falls back (see :data:`fastfax.service.scheduler.FALLBACK`); ``pages``: pages in the fax (the cover
-    included); ``current_page``: the page on the line now (0 when not sending).
+    falls back (see :data:`fastfax.service.scheduler.FALLBACK`); ``pages``: pages in
+    the fax (the cover included); ``current_page``: the page on the line now (0 when not sending).
     """
 
     id: int

@@ -97,6 +97,12 @@ class _Hooks:
             data = {"page": status.current_page} if state is DeviceState.SENDING else {}
             self.svc.bus.publish(kind, job_id=status.job_id, port=line_id, **data)
 
+    def find_line(self, number: str, kind: str) -> str | None:
+        for line, _ in self.svc.lines.values():
+            if line.kind == kind and line.number == number:
+                return line.id
+        return None
+
     def received(self, line_id: str, result: Any, caller_id: str) -> None:
         pages = list(result.pages)
         path = write_pages(os.path.join(self.svc.spool, "in"), pages)
