@@ -1,0 +1,109 @@
+"""Pieces of the fax service on their own: safe routing file names, the TOML file,
+the wire format, the spool lock, plug-in device kinds."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+from importlib.metadata import EntryPoint
+
+import pytest
+from test_service_support import make_spool, text_pages
+
+from fastfax import tiff
+from fastfax.client import connect
+from fastfax.service import devices
+from fastfax.service.config import in_window, load_toml
+from fastfax.service.errors import ConfigError, RequestError, SpoolBusy
+from fastfax.service.routing import PrintMethod, ReceivedFax, StoreMethod, safe_name
+from fastfax.service.server import Service
+from fastfax.service.wire import decode, encode
+
+
+def _fax(tmp_path, remote_id: str) -> ReceivedFax:
+    path = tmp_path / "in.tif"
+    tiff.write(path, text_pages(1), "g4")
+    return ReceivedFax(7, str(path), 1, "lp/2", remote_id, "100", time.time())
+
+
+@pytest.mark.parametrize("remote_id", ["../../etc/passwd", "/abs", "a\0b", "..", "x" * 300, ""])
+def test_store_never_writes_outside_its_folder(tmp_path, remote_id):
+    folder = tmp_path / "faxes"
+    fax = _fax(tmp_path, remote_id)
+    name = safe_name(fax, ".tif")
+    assert set(name) <= set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+    written = StoreMethod().route(fax, {"folder": str(folder), "format": "pdf"})
+    assert os.path.dirname(written) == str(folder) and written.endswith(".pdf")
+    assert sorted(os.listdir(tmp_path)) == ["faxes", "in.tif"]  # nothing else appeared
+    assert os.listdir(folder) == [os.path.basename(written)]
+
+
+def test_routing_data_is_checked():
+    with pytest.raises(ConfigError):
+        StoreMethod().check({"folder": "relative"})
+    with pytest.raises(ConfigError):
+        StoreMethod().check({"folder": "/tmp", "format": "gif"})
+    with pytest.raises(ConfigError):
+        PrintMethod().check({"printer": "x; rm -rf /"})
+    with pytest.raises(ConfigError):
+        PrintMethod({"command": []})
+
+
+def test_print_failure_raises(tmp_path):
+    method = PrintMethod({"command": ["false"]})
+    with pytest.raises(OSError, match="status 1"):
+        method.route(_fax(tmp_path, "x"), {"printer": "p"})
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[http]\nport = 70000\n", "port"),
+        ("[bogus]\n", "unknown section"),
+        ("[configuration]\nretries = -1\n", "retries"),
+        ("[[devices]]\nname = 'x'\n", "kind and a name"),
+        ("not toml ===\n", "not valid TOML"),
+    ],
+)
+def test_bad_toml(tmp_path, text, message):
+    path = tmp_path / "f.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_toml(path)
+
+
+def test_discount_window_wraps_midnight():
+    at = dt.datetime(2024, 1, 1, 23, 30)
+    assert in_window("20:00", "07:00", at)
+    assert in_window("20:00", "07:00", at.replace(hour=3))
+    assert not in_window("20:00", "07:00", at.replace(hour=12))
+    assert in_window("09:00", "17:00", at.replace(hour=9, minute=0))
+    assert not in_window("09:00", "17:00", at.replace(hour=17, minute=0))
+
+
+def test_wire_roundtrip_and_bad_base64():
+    value = {"a": [b"\x00\xff", {"b": b""}], "c": "text"}
+    assert decode(encode(value)) == value
+    with pytest.raises(RequestError):
+        decode({"$bytes": "not base64!"})
+
+
+def test_spool_is_locked_against_a_second_service(tmp_path):
+    spool = make_spool(str(tmp_path))
+    with connect(spool=spool) as first, connect(spool=spool) as second:
+        assert first._backend.service is second._backend.service  # shared in-process
+        with pytest.raises(SpoolBusy):
+            Service(spool)
+
+
+def test_device_kind_from_an_entry_point(tmp_path, monkeypatch):
+    class Fake(devices.LoopbackPair):
+        """A third-party kind: here, a loopback pair under another name."""
+
+    ep = EntryPoint("test-kind", f"{__name__}:Fake", "fastfax.devices")
+    monkeypatch.setattr(devices, "entry_points", lambda group: [ep] if group == ep.group else [])
+    monkeypatch.setitem(globals(), "Fake", Fake)
+    assert devices.device_factory("test-kind") is Fake
+    with pytest.raises(ConfigError, match="test-kind"):
+        devices.device_factory("nope")
