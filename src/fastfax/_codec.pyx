@@ -210,6 +210,17 @@ _build_tables()
 # ---------------------------------------------------------------------------------------
 # Shared helpers.
 
+cdef int _enter(int* busy, str what) except -1:
+    """Mark a coder busy (under the GIL, so the test and the set are one step): its calls
+    release the GIL, and a second thread must not run one at the same time."""
+    if busy[0]:
+        raise CodecError(
+            f"this {what} is in use by another thread: give each thread its own {what}"
+        )
+    busy[0] = 1
+    return 0
+
+
 cdef void reverse_bytes(uint8_t* p, size_t n) noexcept nogil:
     """Reverse the bit order of every byte, 8 bytes at a time (swaps of 1, 2, 4 bits)."""
     cdef size_t i = 0
@@ -465,6 +476,7 @@ cdef class _Encoder:
     """Encode packed rows of one page; see :class:`fastfax.codec.Encoder`."""
 
     cdef int width, stride, scheme, k, kpos, eol, eol_align, rtc, msb_first, finished
+    cdef int busy               # a call is under way (the GIL is released inside it)
     cdef int64_t min_row_bits
     cdef int32_t* cur
     cdef int32_t* ref
@@ -561,6 +573,13 @@ cdef class _Encoder:
 
     def encode(self, const uint8_t[::1] rows not None):
         """Code whole packed rows; return the coded bytes completed so far."""
+        _enter(&self.busy, "encoder")
+        try:
+            return self._encode(rows)
+        finally:
+            self.busy = 0
+
+    cdef object _encode(self, const uint8_t[::1] rows):
         cdef long nrows
         cdef int rc
         if self.finished:
@@ -579,6 +598,13 @@ cdef class _Encoder:
 
     def finish(self):
         """End the page: RTC or EOFB if asked for, pad the last byte with zero bits."""
+        _enter(&self.busy, "encoder")
+        try:
+            return self._finish()
+        finally:
+            self.busy = 0
+
+    cdef object _finish(self):
         cdef int i
         if self.finished:
             return b""
@@ -660,6 +686,7 @@ cdef class _Decoder:
     """Decode one page from chunks of coded data; see :class:`fastfax.codec.Decoder`."""
 
     cdef int width, stride, scheme, msb_first, repair, state, eol_mode, two_d
+    cdef int busy               # a call is under way (the GIL is released inside it)
     cdef long height, max_rows
     cdef uint8_t* buf
     cdef size_t nbytes, cap
@@ -952,7 +979,7 @@ cdef class _Decoder:
         """Decode the next row (with the EOLs before it) at self.pos."""
         cdef uint64_t pos = self.pos
         cdef uint64_t nbits = <uint64_t>self.nbytes * 8
-        cdef int rc, two_d = 0
+        cdef int rc, eols, two_d = 0
         if self.scheme == SCHEME_RLE:
             pos = (pos + 7) & ~(<uint64_t>7)
             if pos >= nbits:
@@ -994,14 +1021,20 @@ cdef class _Decoder:
                 return R_ERR
             if rc == 1:
                 self.eol_mode = 1
-                if self.scheme == SCHEME_MR:
-                    if pos >= nbits:
-                        return R_END if final else R_NEED
-                    two_d = (peek(self.buf, pos) >> 63) == 0
-                    pos += 1
-                rc = self._skip_eol(&pos)
-                if rc == 1:
-                    return R_END            # EOL EOL: the RTC
+                # RTC is consecutive EOLs: two end the page in strict mode; in repair mode
+                # (data off the line) it takes four, so that a damaged row that happens
+                # to look like an EOL does not end the page; fewer are skipped as fill.
+                eols = 0
+                while rc == 1:
+                    eols += 1
+                    if eols >= (4 if self.repair else 2):
+                        return R_END
+                    if self.scheme == SCHEME_MR:
+                        if pos >= nbits:
+                            return R_END if final else R_NEED
+                        two_d = (peek(self.buf, pos) >> 63) == 0
+                        pos += 1
+                    rc = self._skip_eol(&pos)
                 if rc == -1:
                     # Zeros to the end after an EOL: only another EOL (the RTC) may follow.
                     return R_END if final or nbits - pos >= 11 else R_NEED
@@ -1176,6 +1209,21 @@ cdef class _Decoder:
 
     def feed(self, const uint8_t[::1] data not None):
         """Add coded bytes; return the packed rows completed by them (possibly none)."""
+        _enter(&self.busy, "decoder")
+        try:
+            return self._feed(data)
+        finally:
+            self.busy = 0
+
+    def finish(self):
+        """No more data: decode what is left and return its rows; raise if truncated."""
+        _enter(&self.busy, "decoder")
+        try:
+            return self._finish()
+        finally:
+            self.busy = 0
+
+    cdef object _feed(self, const uint8_t[::1] data):
         cdef int rc = 0
         cdef size_t n = data.shape[0]
         if self.state == S_DONE or n == 0:
@@ -1186,8 +1234,7 @@ cdef class _Decoder:
             raise MemoryError()
         return self._result(self._decode(0))
 
-    def finish(self):
-        """No more data: decode what is left and return its rows; raise if truncated."""
+    cdef object _finish(self):
         cdef int rc = 0
         if self.state != S_DONE:
             rc = self._decode(1)
