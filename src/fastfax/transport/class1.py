@@ -22,7 +22,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable
-from enum import Enum
+from enum import StrEnum
 
 from ..hdlc import Decoder, Encoder
 from ..t30.dis import Rate
@@ -80,7 +80,7 @@ CHUNK = 2048
 DATA_IDLE_S = 5.0
 
 
-class CallCause(str, Enum):
+class CallCause(StrEnum):
     """Why a call ended before T.30 began (phase A), or a modem failed during it. Like
     :class:`fastfax.t30.result.Cause`, the value is a sentence for people."""
 
@@ -91,7 +91,7 @@ class CallCause(str, Enum):
     MODEM_ERROR = "the modem refused a command or stopped answering during the call"
 
     def __str__(self) -> str:
-        return self.name
+        return self.name  # as Cause does; the value stays the sentence
 
 
 _DIAL_CAUSES = {
