@@ -361,6 +361,26 @@ def test_processes_give_the_same_bytes_as_one(tmp_path):
     assert (tmp_path / "one.tif").read_bytes() == (tmp_path / "two.tif").read_bytes()
 
 
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_g4_tiff_and_pdf_are_written_from_pages_coded_once(tmp_path, monkeypatch, jobs):
+    """Pages for G4 TIFF and PDF are T.6 coded where they are rendered and written as they
+    are: the files are those of the pixel pages, and the writer codes nothing."""
+    pdf = _text_pdf(tmp_path / "p.pdf", pages=5)
+    pages = render_document(pdf)
+    save(pages, tmp_path / "ref.tif")
+    save(pages, tmp_path / "ref.pdf", title="p.pdf")
+    save(pages, tmp_path / "ref.pbm")
+
+    def no_coding(*args, **kwargs):
+        raise AssertionError("the TIFF writer coded a page")
+
+    monkeypatch.setattr(tiff, "encode", no_coding)
+    results = convert([(pdf, tmp_path / f"out.{ext}") for ext in ("tif", "pdf", "pbm")], jobs=jobs)
+    assert [r.error for r in results] == [None, None, None]
+    for ext in ("tif", "pdf", "pbm"):
+        assert (tmp_path / f"out.{ext}").read_bytes() == (tmp_path / f"ref.{ext}").read_bytes()
+
+
 def test_progress_reports_every_page(tmp_path):
     pdf = _text_pdf(tmp_path / "p.pdf", pages=12)
     seen = []

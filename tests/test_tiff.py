@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from PIL import Image, ImageDraw
 
 from fastfax import Page, TiffError, codec, tiff
+from fastfax.coded import CodedPage
 
 TOOLS = ("tiffinfo", "tiffcp", "fax2tiff")
 needs_libtiff = pytest.mark.skipif(
@@ -142,6 +143,62 @@ def test_libtiff_and_pillow_read_ours(tmp_path, pages, compression, fill_order, 
     assert_pixels(pillow_pages(flat), pages)  # libtiff decoded, Pillow only unpacks
     assert_pixels(pillow_pages(path), pages)  # Pillow through its libtiff codec
     assert tiff.read(path) == pages
+
+
+@needs_libtiff
+@pytest.mark.parametrize(("compression", "fill_order", "photometric"), WRITE_CASES)
+def test_coded_pages_write_as_their_pixels(tmp_path, pages, compression, fill_order, photometric):
+    """T.6 coded pages (what convert's workers hand over) make the same file as the pixels,
+    alone or mixed with pixel pages, and libtiff decodes it to the same pixels."""
+    coded = [CodedPage.of(p) for p in pages]
+    options = {"fill_order": fill_order, "photometric": photometric}
+    want = tiff.dumps(pages, compression, **options)
+    assert tiff.dumps(coded, compression, **options) == want
+    path = tmp_path / "mixed.tif"
+    tiff.write(path, [pages[0], *coded[1:]], compression, **options)
+    assert path.read_bytes() == want
+    flat = tmp_path / "flat.tif"
+    run("tiffcp", "-c", "none", "-f", "msb2lsb", path, flat)
+    assert_pixels(pillow_pages(flat), pages)
+    assert_pixels(pillow_pages(path), pages)
+
+
+@needs_libtiff
+@pytest.mark.parametrize("fill_order", [1, 2])
+def test_coded_g4_pages_are_stored_without_coding(tmp_path, pages, monkeypatch, fill_order):
+    coded = [CodedPage.of(p) for p in pages]
+
+    def no_coding(*args, **kwargs):
+        raise AssertionError("a coded page was coded again")
+
+    monkeypatch.setattr(tiff, "encode", no_coding)
+    path = tmp_path / "g4.tif"
+    tiff.write(path, coded, "g4", fill_order=fill_order)
+    data = path.read_bytes()
+    for c in coded:
+        assert (c.g4 if fill_order == 1 else codec.reverse_bits(c.g4)) in data
+    info = run("tiffinfo", "-D", path)
+    assert info.stderr == "" and info.stdout.count("CCITT Group 4") == len(pages)
+    assert_pixels(pillow_pages(path), pages)
+
+
+def test_coded_page_keeps_geometry_and_repair_counts():
+    page = Page.from_array(text_page(301, 60, yres=98).to_array(), 204, 98)
+    page.bad_rows, page.consecutive_bad_rows = 5, 2
+    coded = CodedPage.of(page)
+    assert coded.to_page() == page
+    (back,) = tiff.loads(tiff.dumps(coded))
+    assert back == page and (back.xres, back.yres) == (204, 98)
+    assert (back.bad_rows, back.consecutive_bad_rows) == (5, 2)
+
+
+def test_coded_page_that_does_not_decode_raises_tiff_error(pages):
+    good = CodedPage.of(pages[0])
+    bad = CodedPage(good.g4[: len(good.g4) // 3], good.width, good.height, 204, 196)
+    with pytest.raises(TiffError, match="page 1: its G4 data does not decode"):
+        tiff.dumps([good, bad], "g3")
+    with pytest.raises(TiffError, match="not a fastfax.Page or CodedPage"):
+        tiff.dumps([good, b"\0" * 10])  # type: ignore[list-item]
 
 
 @needs_libtiff

@@ -285,7 +285,7 @@ def _build(
         if isinstance(page, CodedPage) and as_is:
             coded = page.g4 if fill_order == 1 else reverse_bits(page.g4)
         else:
-            pixels = page.to_page() if isinstance(page, CodedPage) else page
+            pixels = _pixels(page, index)
             if photometric == "min-is-black":  # code the inverted pixels: 0 bits are black
                 pixels = Page(
                     pixels.data.translate(_INVERT), page.width, page.height, page.xres, page.yres
@@ -312,6 +312,15 @@ def _build(
         parts += [_ifd(entries, offset, 0 if last else end), coded, b"\0" * pad]
         offset = end
     return parts
+
+
+def _pixels(page: Page | CodedPage, index: int) -> Page:
+    if isinstance(page, Page):
+        return page
+    try:
+        return page.to_page()
+    except CodecError as exc:
+        raise TiffError(f"page {index}: its G4 data does not decode: {exc}") from exc
 
 
 # ------------------------------------------------------------------------------------------
