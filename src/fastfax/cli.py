@@ -6,7 +6,10 @@
 ``fastfax info FILE``
     pages, size, resolution and compression of a fax or document file.
 ``fastfax demo [DIR]``
-    make a sample PDF and walk it through conversion and back.
+    make a sample PDF, walk it through conversion and back, and fax it through the
+    embedded fax service over a loopback pair of lines.
+``fastfax serve [--config FILE] [--spool DIR] [--host H] [--port P]``
+    run the fax service as a daemon (see ``fastfax serve --help``).
 
 Exit status: 0 when everything converted, 1 when some input failed (each failure is
 reported on stderr naming the file and page), 2 for a usage error.
@@ -94,9 +97,13 @@ def _parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="describe a fax or document file")
     info.add_argument("files", nargs="+", metavar="FILE")
 
-    demo = sub.add_parser("demo", help="make a sample PDF and convert it to a fax and back")
+    demo = sub.add_parser(
+        "demo", help="make a sample PDF, convert it to a fax and back, fax it through the service"
+    )
     demo.add_argument("folder", nargs="?", default="fastfax-demo", metavar="DIR")
     demo.add_argument("--jobs", "-j", type=int)
+
+    sub.add_parser("serve", help="run the fax service daemon (fastfax serve --help)")
     return top
 
 
@@ -297,6 +304,11 @@ def _demo(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; returns the exit status (0 ok, 1 some input failed, 2 usage)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["serve"]:
+        from .service.http import serve_main
+
+        return serve_main(argv[1:])
     args = _parser().parse_args(argv)
     try:
         if args.command == "convert":
