@@ -24,7 +24,7 @@ import pytest
 from test_modem import Scripted, ok_except
 
 from fastfax import Page, tiff
-from fastfax.class1 import CallCause, ModemError, receive_fax, send_fax
+from fastfax.class1 import ModemError, receive_fax, send_fax
 from fastfax.samples import text_page
 from fastfax.t30.events import Negotiated, PageReceived
 from fastfax.t30.frames import FCF, Frame, encode_ident
@@ -297,7 +297,7 @@ def test_no_answer(tmp_path: Path) -> None:
         result = send_fax(line.port_a, "5551234", pages_of("standard", 1), dial_timeout=4)
         with Modem.open(line.port_a) as again:
             assert again.command("AT") == []
-    assert result.cause is CallCause.NO_ANSWER and not result.ok
+    assert result.cause is Cause.NO_ANSWER and not result.ok
 
 
 def test_busy(tmp_path: Path) -> None:
@@ -314,7 +314,7 @@ def test_busy(tmp_path: Path) -> None:
             dialled.result(timeout=30)
             assert b.hangup()
         result = send_fax(line.port_a, "5551234", pages_of("standard", 1))
-    assert result.cause is CallCause.BUSY
+    assert result.cause is Cause.BUSY
 
 
 def test_junk_from_the_modem_after_connect() -> None:
@@ -337,7 +337,7 @@ def test_junk_from_the_modem_after_connect() -> None:
         took = time.monotonic() - start
     finally:
         fake.close()
-    assert result.cause in (Cause.T1_EXPIRED, CallCause.MODEM_ERROR), result
+    assert result.cause in (Cause.T1_EXPIRED, Cause.MODEM_ERROR), result
     assert took < 30
     assert "ATH" in fake.lines  # hung up
 
@@ -355,4 +355,4 @@ def test_modem_answering_error() -> None:
         result = send_fax(fake.path, "5551234", pages_of("standard", 1))
     finally:
         fake.close()
-    assert result.cause is CallCause.MODEM_ERROR
+    assert result.cause is Cause.MODEM_ERROR

@@ -6,7 +6,7 @@
 
 Both calls return a :class:`fastfax.t30.result.Result` whatever the far end did:
 ``.ok``, ``.cause`` (a :class:`~fastfax.t30.result.Cause`, or a
-:class:`~fastfax.transport.class1.CallCause` when the call never reached T.30: busy,
+:class:`~fastfax.t30.result.Cause` when the call never reached T.30: busy,
 no answer, no dial tone, no call, or a modem that failed mid-call), ``.pages``,
 ``.rate``, ``.ecm``, ``.remote_id``. A port that cannot be opened, or a modem that is
 not a Class 1 fax modem, raises :class:`~fastfax.transport.modem.ModemError`; bad pages
@@ -22,12 +22,12 @@ from typing import Any
 
 from .page import Page
 from .t30.events import Note
-from .t30.result import Result, SessionError
+from .t30.result import Cause, Result, SessionError
 from .t30.session import create, load_pages
-from .transport.class1 import CallCause, Class1Call, modems_of, place_call, take_call
+from .transport.class1 import Class1Call, modems_of, place_call, take_call
 from .transport.modem import Modem, ModemError, ModemTimeout
 
-__all__ = ["send_fax", "receive_fax", "CallCause", "ModemError", "ModemTimeout", "Result"]
+__all__ = ["send_fax", "receive_fax", "Cause", "ModemError", "ModemTimeout", "Result"]
 
 _ALL_MODEMS = ("v17", "v29", "v27ter")
 
@@ -117,7 +117,7 @@ def receive_fax(
     a fax; return the :class:`Result` (its ``pages`` are the pages received).
 
     ``ring_timeout``: seconds to wait for the rings (None: as long as it takes; then
-    the cause is ``CallCause.NO_CALL``). ``ecm``: offer error correction. ``ident``: our
+    the cause is ``Cause.NO_CALL``). ``ecm``: offer error correction. ``ident``: our
     CSI. ``on_event``: called with each progress note (``PageReceived`` carries each
     page as it is accepted). Other ``options`` as for :func:`send_fax`, plus
     ``rnr_count``.

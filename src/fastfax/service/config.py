@@ -30,10 +30,9 @@ import datetime as _dt
 import logging
 import os
 import re
+import tomllib
 from dataclasses import dataclass, field
 from typing import Any
-
-import tomllib
 
 from .errors import ConfigError
 

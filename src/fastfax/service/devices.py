@@ -22,8 +22,12 @@ from typing import Any, Protocol
 
 from ..page import Page
 from ..t30.events import PageReceived, PageSent
+from ..t30.result import Cause
 from .errors import ConfigError
 from .model import DeviceState
+
+#: How a modem call that did not reach T.30 shows in the device state (FPS_*).
+_CALL_STATES = {Cause.BUSY: DeviceState.BUSY, Cause.NO_ANSWER: DeviceState.NO_ANSWER}
 
 __all__ = [
     "Line",
@@ -307,11 +311,8 @@ class Class1Modem:
                 return Outcome(DeviceState.ABORTING, "aborted by a user")
         if result.ok:
             return Outcome(DeviceState.COMPLETED, "", result)
-        cause = str(result.cause)
-        for state in (DeviceState.BUSY, DeviceState.NO_ANSWER):
-            if state.value.replace("_", "") in cause.lower().replace("_", "").replace(" ", ""):
-                return Outcome(state, cause, result)
-        return Outcome(DeviceState.FATAL_ERROR, cause, result)
+        state = _CALL_STATES.get(result.cause, DeviceState.FATAL_ERROR)
+        return Outcome(state, str(result.cause), result)
 
     def close(self) -> None:
         self._stop.set()

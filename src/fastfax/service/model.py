@@ -27,7 +27,7 @@ __all__ = [
 ]
 
 
-class JobState(str, enum.Enum):
+class JobState(enum.StrEnum):
     """Queue states of a job (the Windows JS_* values, plus the final ones)."""
 
     PENDING = "pending"  #: JS_PENDING: waiting for its time, a free port or the discount period
@@ -49,14 +49,14 @@ class JobState(str, enum.Enum):
 _FINAL = {JobState.RETRIES_EXCEEDED, JobState.FAILED, JobState.COMPLETED, JobState.CANCELED}
 
 
-class JobType(str, enum.Enum):
+class JobType(enum.StrEnum):
     """JT_SEND (an outgoing fax) or JT_ROUTING (a received fax being routed)."""
 
     SEND = "send"
     RECEIVE = "receive"
 
 
-class DeviceState(str, enum.Enum):
+class DeviceState(enum.StrEnum):
     """What a port is doing (the Windows FPS_* values)."""
 
     AVAILABLE = "available"  #: FPS_AVAILABLE: idle, ready to send or answer
@@ -75,7 +75,7 @@ class DeviceState(str, enum.Enum):
     ROUTING = "routing"  #: FPS_ROUTING: a received fax is being routed
 
 
-class EventKind(str, enum.Enum):
+class EventKind(enum.StrEnum):
     """Kinds of service events (the Windows FEI_* events)."""
 
     SERVICE_STARTED = "service_started"

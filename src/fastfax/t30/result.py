@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 from ..errors import FaxError
 from ..page import Page
@@ -16,7 +16,7 @@ class SessionError(FaxError, ValueError):
     an event it cannot take (e.g. after it ended)."""
 
 
-class Cause(str, Enum):
+class Cause(StrEnum):
     """Why a session ended. The names follow SpanDSP's ``T30_ERR_*`` completion codes
     (``T30_ERR_TX_PHBDEAD`` is ``TX_PHBDEAD``); the value is a sentence for people."""
 
@@ -50,6 +50,12 @@ class Cause(str, Enum):
     RETRYDCN = "gave up after the permitted retries"
     CALLDROPPED = "the call dropped"
     CANCELLED = "cancelled locally"
+    # Call set-up (phase A) and the modem, which T.30 has no codes for:
+    NO_ANSWER = "the far end did not answer"
+    BUSY = "the number was busy"
+    NO_DIALTONE = "no dial tone"
+    NO_CALL = "no call came in"
+    MODEM_ERROR = "the modem refused a command or stopped answering during the call"
 
     def __str__(self) -> str:
         return self.name

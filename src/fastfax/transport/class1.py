@@ -13,8 +13,8 @@ into events, one blocking step at a time and without threads:
   that outlives the earliest one is aborted and ``TimerExpired`` fed.
 
 Call set-up (phase A) is the modem's: :func:`place_call` dials, :func:`take_call` waits
-for rings and answers. Their failures, which T.30 has no names for, end with a
-:class:`CallCause` in ``Result.cause``.
+for rings and answers. Their failures end with the phase A members of
+:class:`fastfax.t30.result.Cause` (``NO_ANSWER``, ``BUSY``, ...).
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable
-from enum import StrEnum
 
 from ..hdlc import Decoder, Encoder
 from ..t30.dis import Rate
@@ -56,7 +55,7 @@ from ..t30.result import Cause, Result
 from ..t30.session import Session
 from .modem import Capabilities, Code, Modem, ModemError
 
-__all__ = ["CallCause", "Class1Call", "modulation", "modems_of", "place_call", "take_call"]
+__all__ = ["Class1Call", "modulation", "modems_of", "place_call", "take_call"]
 
 #: T.31 modulation codes of each rate (long training; V.17 short training is one more).
 MODULATIONS = {
@@ -80,24 +79,10 @@ CHUNK = 2048
 DATA_IDLE_S = 5.0
 
 
-class CallCause(StrEnum):
-    """Why a call ended before T.30 began (phase A), or a modem failed during it. Like
-    :class:`fastfax.t30.result.Cause`, the value is a sentence for people."""
-
-    NO_ANSWER = "the far end did not answer"
-    BUSY = "the number was busy"
-    NO_DIALTONE = "no dial tone"
-    NO_CALL = "no call came in"
-    MODEM_ERROR = "the modem refused a command or stopped answering during the call"
-
-    def __str__(self) -> str:
-        return self.name  # as Cause does; the value stays the sentence
-
-
 _DIAL_CAUSES = {
-    Code.BUSY: CallCause.BUSY,
-    Code.NO_DIALTONE: CallCause.NO_DIALTONE,
-    Code.ERROR: CallCause.MODEM_ERROR,
+    Code.BUSY: Cause.BUSY,
+    Code.NO_DIALTONE: Cause.NO_DIALTONE,
+    Code.ERROR: Cause.MODEM_ERROR,
 }
 
 
@@ -123,19 +108,19 @@ def place_call(modem: Modem, number: str, timeout: float) -> Result | None:
     if code is Code.CONNECT:
         return None
     modem.hangup()
-    return Result(cause=_DIAL_CAUSES.get(code, CallCause.NO_ANSWER), sending=True)  # type: ignore[arg-type]
+    return Result(cause=_DIAL_CAUSES.get(code, Cause.NO_ANSWER), sending=True)
 
 
 def take_call(modem: Modem, rings: int, timeout: float | None) -> Result | None:
     """Wait for ``rings`` rings and answer; None once answered, else the Result."""
     if not modem.wait_ring(rings, timeout):
-        return Result(cause=CallCause.NO_CALL, sending=False, calling=False)  # type: ignore[arg-type]
+        return Result(cause=Cause.NO_CALL, sending=False, calling=False)
     code = modem.answer()
     if code is Code.CONNECT:
         return None
     modem.hangup()
-    cause = CallCause.MODEM_ERROR if code is Code.ERROR else Cause.CALLDROPPED
-    return Result(cause=cause, sending=False, calling=False)  # type: ignore[arg-type]
+    cause = Cause.MODEM_ERROR if code is Code.ERROR else Cause.CALLDROPPED
+    return Result(cause=cause, sending=False, calling=False)
 
 
 class Class1Call:
@@ -190,7 +175,7 @@ class Class1Call:
             while self._result is None and self._actions:
                 self._do(self._actions.popleft())
             result = self._result or self.session.result
-            result.cause = CallCause.MODEM_ERROR  # type: ignore[assignment]
+            result.cause = Cause.MODEM_ERROR
             self._result = result
         self.modem.hangup()
         return self._result
