@@ -12,9 +12,7 @@ def _extensions() -> list[Extension]:
     exts = []
     for pyx in sorted(SRC.glob("fastfax/**/_*.pyx")):
         module = ".".join(pyx.relative_to(SRC).with_suffix("").parts)
-        exts.append(
-            Extension(module, [str(pyx)], extra_compile_args=["-O3"])
-        )
+        exts.append(Extension(module, [str(pyx)], extra_compile_args=["-O3"]))
     return exts
 
 
