@@ -75,12 +75,7 @@ class EcmSender:
 
     def _frames(self, block: int, numbers: Iterable[int]) -> list[bytes]:
         chunks = self._block(block)
-        out = []
-        for n in numbers:
-            if n >= len(chunks):
-                raise EcmError(f"block {block} has {len(chunks)} frames; no frame {n}")
-            out.append(fcd(n, chunks[n]))
-        return out + [rcp()] * RCP_COUNT
+        return [fcd(n, chunks[n]) for n in numbers] + [rcp()] * RCP_COUNT
 
     def _block(self, block: int) -> list[bytes]:
         if not 0 <= block < len(self.blocks):
@@ -101,11 +96,12 @@ class EcmSender:
 
     def answer_ppr(self, block: int, ppr: bytes) -> list[bytes]:
         """The frames a PPR asks for again (``ppr`` is the PPR frame or its 32-octet FIF),
-        then the RCPs. Counts the PPR; see :meth:`must_ctc_or_eor`."""
+        then the RCPs. Frame numbers past the block's end are ignored (SpanDSP marks them
+        too). Counts the PPR; see :meth:`must_ctc_or_eor`."""
         fif = Frame.parse(ppr).fif if len(ppr) == 35 else bytes(ppr)
-        self._block(block)
+        count = len(self._block(block))
         self.ppr_count[block] += 1
-        return self._frames(block, ppr_frames(fif))
+        return self._frames(block, [n for n in ppr_frames(fif) if n < count])
 
     def must_ctc_or_eor(self, block: int) -> bool:
         """True after the fourth PPR for ``block``: send CTC (and go on) or EOR."""
@@ -163,7 +159,9 @@ class EcmReceiver:
         if f.fcf != FCF.PPS:
             raise EcmError(f"{f.name} where PPS was expected")
         self._pps = Pps.parse(f.fif)
-        self.expected = self._pps.frames
+        # After frames were sent again, SpanDSP's PPS counts only those: the block still
+        # has as many frames as its first PPS said.
+        self.expected = max(self._pps.frames, self.expected or 0)
         return self._answer()
 
     def on_rr(self) -> tuple[FCF, bytes | None]:
@@ -189,7 +187,7 @@ class EcmReceiver:
         gaps = self.missing()
         if gaps:
             return FCF.PPR, ppr_map(gaps)
-        block = b"".join(self._frames[n] for n in range(info.frames))
+        block = b"".join(self._frames[n] for n in range(self.expected or 0))
         if len(self._page) + len(block) > self.max_page:
             raise EcmError(f"page data over max_page={self.max_page} octets")
         self._page += block

@@ -385,12 +385,6 @@ class Receiver(Session):
                     # Our MCF was lost: the sender repeats the PPS of an acknowledged block.
                     self._answer(self._last_answer, self._resume_after_answer)
                     return
-                last = self._last_pps
-                if last is not None and (last.page, last.block) == (pps.page, pps.block):
-                    # A PPS after frames sent again: SpanDSP counts only those frames;
-                    # the block still has as many as its first PPS said.
-                    pps = dataclasses.replace(pps, frames=max(pps.frames, last.frames))
-                    frame = Frame(FCF.PPS, pps.encode(x=frame.x), frame.x)
                 ecm.ready = self._ready()
                 self._last_pps = pps
                 answer, fif = ecm.on_pps(frame.encode())

@@ -22,7 +22,7 @@ from .events import (
     SendTcf,
     Silence,
 )
-from .frames import FCF, Frame, T30FrameError, ppr_frames, ppr_map
+from .frames import FCF, Frame, T30FrameError
 from .result import Cause, SessionError
 from .session import Session
 from .timers import MAX_RTN, MAX_TRIES, SIGNAL_GAP_MS
@@ -383,10 +383,7 @@ class Sender(Session):
                 self._page_done(FCF.MCF)
             return
         try:
-            # SpanDSP marks the frame numbers past the block's end too: ask only for real ones.
-            count = len(ecm.blocks[self._block])
-            wanted = ppr_map([n for n in ppr_frames(frame.fif) if n < count])
-            self._pending = ecm.answer_ppr(self._block, wanted)
+            self._pending = ecm.answer_ppr(self._block, frame.fif)
         except (T30FrameError, EcmError):
             return
         if not ecm.must_ctc_or_eor(self._block):
