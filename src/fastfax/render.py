@@ -31,7 +31,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from . import _raster
-from .layout import ConvertError, Layout, layout_for
+from .layout import ConvertError, Layout, Placement, layout_for
 from .page import Page
 
 __all__ = ["Mode", "MODES", "Source", "open_source", "font", "Canvas", "binarize"]
@@ -181,6 +181,15 @@ class PdfSource(Source):
     def render(
         self, index: int, layout: Layout, mode: str = "text", threshold: int = DEFAULT_THRESHOLD
     ) -> Page:
+        grey, place = self.draw(index, layout, mode)
+        return binarize(grey, layout, place.x, place.y, place.width, place.height, mode, threshold)[
+            0
+        ]
+
+    def draw(self, index: int, layout: Layout, mode: str = "text") -> tuple[np.ndarray, Placement]:
+        """Page ``index`` drawn by PDFium in 8-bit grey (0 = black) at the size it takes on
+        ``layout``, and where it goes there. The array is a view of a buffer the next
+        call draws over."""
         self._check_index(index)
         raw = self._raw
         page = raw.FPDF_LoadPage(self._doc.raw, index)
@@ -219,16 +228,7 @@ class PdfSource(Source):
                 raw.FPDFBitmap_Destroy(bitmap)
         finally:
             raw.FPDF_ClosePage(page)
-        return binarize(
-            grey[:, : place.width],
-            layout,
-            place.x,
-            place.y,
-            place.width,
-            place.height,
-            mode,
-            threshold,
-        )[0]
+        return grey[:, : place.width], place
 
     def _flags(self, mode: str) -> int:
         """PDFium render flags: grey, annotations drawn; text not anti-aliased unless
