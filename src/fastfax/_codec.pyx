@@ -900,6 +900,8 @@ cdef class _Decoder:
                 # A run of V0 codes (one bit each) copies reference elements b1, b1 + 1,
                 # ...; the first V0 past the last element ends the row at the width.
                 k = ff_clz64(~b.bb)
+                if k > b.avail:
+                    k = b.avail     # ones past the valid bits are counted after a refill
                 if k > m - ib:
                     k = m - ib if m > ib else 0
                     skip(&b, k + 1)
