@@ -381,6 +381,34 @@ def test_g4_tiff_and_pdf_are_written_from_pages_coded_once(tmp_path, monkeypatch
         assert (tmp_path / f"out.{ext}").read_bytes() == (tmp_path / f"ref.{ext}").read_bytes()
 
 
+def test_a_worker_that_dies_fails_its_document_and_the_batch_goes_on(tmp_path, monkeypatch):
+    """A worker killed mid-page (a crash in PDFium, say) fails the documents in flight;
+    the rest of the batch is rendered by a new pool."""
+    from fastfax import convert as convert_module
+
+    render = convert_module._render_pages
+
+    def crash_on_doomed(path, *args):
+        if "doomed" in path:
+            os._exit(3)  # the forked worker dies as a crash would kill it
+        return render(path, *args)
+
+    monkeypatch.setattr(convert_module, "_render_pages", crash_on_doomed)
+    good = _text_pdf(tmp_path / "good.pdf", pages=4)
+    doomed = _text_pdf(tmp_path / "doomed.pdf", pages=3)
+    pairs = [(doomed, tmp_path / "d.tif")] + [(good, tmp_path / f"g{i}.tif") for i in range(4)]
+    results = convert(pairs, jobs=2)
+    assert not results[0].ok and "worker process died" in str(results[0].error)
+    assert not (tmp_path / "d.tif").exists()
+    finished = [r for r in results[1:] if r.ok]
+    assert len(finished) >= 3  # at most the one document in flight beside it fails too
+    for r in results[1:]:
+        if r.ok:
+            assert len(tiff.read(r.target)) == 4
+        else:
+            assert "worker process died" in str(r.error)
+
+
 def test_progress_reports_every_page(tmp_path):
     pdf = _text_pdf(tmp_path / "p.pdf", pages=12)
     seen = []

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from . import pdfout, tiff
+from .affinity import Planner
 from .branding import apply_header, header_text
 from .coded import CodedPage
 from .cover import CoverInfo, load_template, render_cover
@@ -360,6 +361,7 @@ class _Doc:
     fmt: Format
     pages: int = 0
     offset: int = 0
+    chunks: list[list[int]] = field(default_factory=list)
     chunks_left: int = 0
     got: dict[int, list[Page | CodedPage]] = field(default_factory=dict)
     started: float = 0.0
@@ -412,6 +414,7 @@ def _plan(doc: _Doc, options: Options, layout: Layout, keep: bool) -> list[list[
     doc.offset = 1 if options.cover else 0
     size = max(1, min(8, doc.pages // 8 or 1))
     chunks = [list(range(i, min(doc.pages, i + size))) for i in range(0, doc.pages, size)]
+    doc.chunks = chunks
     doc.chunks_left = len(chunks)
     doc.started = time.perf_counter()
     return chunks
@@ -496,6 +499,19 @@ def _run_here(
         _drop_cache()
 
 
+def _render_chunk(
+    path: str,
+    indices: Sequence[int],
+    options: Options,
+    layout: Layout,
+    first: int,
+    total: int,
+    coded: bool,
+) -> tuple[int, list[Page | CodedPage]]:
+    """:func:`_render_pages` in a worker; with the worker's process id."""
+    return os.getpid(), _render_pages(path, indices, options, layout, first, total, coded)
+
+
 def _run_pool(
     docs: list[_Doc],
     options: Options,
@@ -504,62 +520,85 @@ def _run_pool(
     progress: Callable[[int, int], None] | None,
     jobs: int,
 ) -> None:
-    todo = [d for d in docs if not d.result.error]
-    pending: dict[Future, tuple[_Doc, int, int]] = {}
-    queue: list[tuple[_Doc, int, list[int]]] = []
+    """One chunk in flight per worker, the next one chosen by :class:`Planner` for the
+    worker that finished (so it stays on the pages whose fonts it has loaded)."""
+    todo = [i for i, d in enumerate(docs) if not d.result.error]
+    todo.reverse()
+    planner = Planner()
+    pending: dict[Future, tuple[int, int, int]] = {}
     done = known = 0
-    pool = _pool(jobs)
-    try:
-        while todo or queue or pending:
-            while len(queue) < 2 * jobs and todo:  # plan documents ahead of the workers
-                doc = todo.pop(0)
+
+    def submit(worker: int | None) -> None:
+        nonlocal known
+        while True:
+            while todo and not planner.has_fresh():  # plan documents as workers need them
+                key = todo.pop()
+                doc = docs[key]
                 if _as_is(doc):
                     continue
                 try:
-                    queue += [(doc, n, c) for n, c in enumerate(_plan(doc, options, layout, False))]
+                    planner.add(key, len(_plan(doc, options, layout, False)))
                     known += doc.pages
                 except FaxError as exc:
                     _fail(doc, exc)
-            while queue and len(pending) < 3 * jobs:
-                doc, n, chunk = queue.pop(0)
-                if doc.result.error:
-                    continue
-                future = pool.submit(
-                    _render_pages,
-                    doc.result.source,
-                    chunk,
-                    options,
-                    layout,
-                    1 + doc.offset,
-                    doc.pages + doc.offset,
-                    _coded(doc.fmt, compression),
-                )
-                pending[future] = (doc, n, len(chunk))
-            if not pending:
+            pick = planner.next(worker)
+            if pick is None:
+                return
+            key, n = pick
+            doc = docs[key]
+            if doc.result.error:
                 continue
+            future = pool.submit(
+                _render_chunk,
+                doc.result.source,
+                doc.chunks[n],
+                options,
+                layout,
+                1 + doc.offset,
+                doc.pages + doc.offset,
+                _coded(doc.fmt, compression),
+            )
+            pending[future] = (key, n, len(doc.chunks[n]))
+            return
+
+    pool = _pool(jobs)
+    try:
+        for _ in range(jobs):
+            submit(None)
+        while pending:
             finished, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in finished:
-                doc, n, count = pending.pop(future)
+                key, n, count = pending.pop(future)
+                doc = docs[key]
                 try:
-                    pages = future.result()
+                    worker, pages = future.result()
                 except BrokenProcessPool:
                     # A worker died (a crash in PDFium, or killed): every document in
                     # flight fails, the others go on in a new pool.
-                    for other, _, _ in [(doc, n, count), *pending.values()]:
+                    for other in {key, *(k for k, _, _ in pending.values())}:
+                        planner.drop(other)
                         _fail(
-                            other,
+                            docs[other],
                             ConvertError(
-                                "a worker process died while rendering it", path=other.result.source
+                                "a worker process died while rendering it",
+                                path=docs[other].result.source,
                             ),
                         )
                     pending.clear()
                     pool.shutdown(cancel_futures=True)
                     pool = _pool(jobs)
+                    planner.forget_workers()
+                    for _ in range(jobs):
+                        submit(None)
                     break
                 except BaseException as exc:  # a worker's exception, pickled back
+                    planner.drop(key)
                     if not doc.result.error:
                         _fail(doc, exc)
+                    submit(None)
                     continue
+                planner.finished(worker, key, n)
+                submit(worker)
                 done += count
                 if progress:
                     progress(done, known)
