@@ -14,15 +14,19 @@ service gives it (status changes, faxes received).
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, Protocol
 
+from ..errors import FaxError
 from ..page import Page
-from ..t30.events import PageReceived, PageSent
+from ..t30.events import Negotiated, PageReceived, PageSent
 from ..t30.result import Cause
+from .config import LOG_CATEGORIES
 from .errors import ConfigError
 from .model import DeviceState
 
@@ -239,21 +243,51 @@ class Class1Modem:
     """A Class 1 fax modem on a pyserial URL (a device path, ``socket://``, ...).
 
     Options: ``url`` (required), ``number`` (its own number, informative),
-    ``options`` (a table passed to :func:`fastfax.class1.send_fax`),
-    ``receive_options`` (passed to :func:`fastfax.class1.receive_fax`, which the
-    answering thread calls in a loop while the port is set to receive). The modem does
-    one call at a time: a send waits while the answering thread is in a call.
+    ``options`` (a table passed to :func:`fastfax.class1.send_fax`, e.g.
+    ``dial_timeout`` in seconds), ``receive_options`` (``ecm``, ``baudrate``,
+    ``rtscts``, ``init`` and T.30 options, as for :func:`fastfax.class1.receive_fax`).
+
+    The modem does one call at a time and sends come first. While its port is set to
+    receive, an answering thread keeps the modem open and looks for ``RING`` every
+    :data:`POLL` seconds; it answers after the port's number of rings. A send waits for
+    the modem at most one poll: the answering thread then closes the port and listens
+    again once the send is over. Rings counted stop counting after :data:`RING_GAP`
+    seconds without one (the caller gave up).
     """
 
+    #: Seconds between looks for RING (and at most what a send waits for the modem).
+    POLL = 0.1
+    #: Seconds without a RING after which a ring count starts again.
+    RING_GAP = 10.0
+
     def __init__(self, name: str, options: dict[str, Any]) -> None:
+        from ..t30.result import SessionError
+        from ..t30.session import create
+
         url = options.get("url")
         if not isinstance(url, str) or not url:
             raise ConfigError(f"class1 device {name!r} needs url, a pyserial URL or device path")
+        unknown = set(options) - {"url", "number", "options", "receive_options"}
+        if unknown:
+            raise ConfigError(f"class1 device {name!r}: unknown option(s) {sorted(unknown)}")
         self.url = url
         self.send_options = dict(options.get("options", {}))
-        self.receive_options = dict(options.get("receive_options", {}))
+        receive = dict(options.get("receive_options", {}))
+        self._serial = (
+            int(receive.pop("baudrate", 115200)),
+            bool(receive.pop("rtscts", False)),
+            list(receive.pop("init", [])),
+        )
+        self._ecm = receive.pop("ecm", True)
+        try:
+            create(calling=False, ecm=self._ecm, **receive)
+        except (SessionError, TypeError) as exc:
+            raise ConfigError(f"class1 device {name!r}: bad receive_options: {exc}") from None
+        self.receive_options = receive
         self.lines = [Line(f"{name}/1", name, "class1", str(options.get("number", "")))]
-        self._modem = threading.Lock()
+        self._modem = threading.Lock()  # held by whoever uses the modem
+        self._senders = 0  # sends waiting for the modem or using it
+        self._count = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -266,49 +300,131 @@ class Class1Modem:
         )
         self._thread.start()
 
-    def _answer(self, hooks: Hooks) -> None:
-        from .. import class1
-
+    # -- answering ----------------------------------------------------------------------
+    def _give_way(self, hooks: Hooks) -> bool:
+        """True when the answering thread must let go of the modem."""
         line = self.lines[0].id
-        while not self._stop.wait(0.2):
-            settings = hooks.settings(line)
-            if not settings["receive"]:
+        return self._stop.is_set() or self._senders > 0 or not hooks.settings(line)["receive"]
+
+    def _answer(self, hooks: Hooks) -> None:
+        log = logging.getLogger(LOG_CATEGORIES["inbound"])
+        while not self._stop.wait(self.POLL):
+            if self._give_way(hooks):
                 continue
             with self._modem:
-                if not hooks.claim(line):
-                    continue
                 try:
-                    result = class1.receive_fax(
-                        self.url,
-                        rings=max(1, settings["rings"]),
-                        ident=settings["csid"],
-                        **self.receive_options,
-                    )
-                    if result.ok and result.pages:
-                        hooks.received(line, result, getattr(result, "caller_id", "") or "")
-                finally:
-                    hooks.release(line)
+                    self._listen(hooks)
+                except Exception as exc:  # a modem that fails is tried again a moment later
+                    log.error("%s: the modem failed: %s", self.lines[0].id, exc,
+                              exc_info=not isinstance(exc, FaxError))  # fmt: skip
+                    hooks.status(self.lines[0].id, DeviceState.UNAVAILABLE)
+                    self._stop.wait(5.0)
+                    hooks.status(self.lines[0].id, DeviceState.AVAILABLE)
 
+    def _listen(self, hooks: Hooks) -> None:
+        """Open the modem, wait for the port's rings while nothing else wants it, then
+        answer and receive (under the modem lock)."""
+        from ..class1 import _limit, _open
+        from ..t30.session import create
+        from ..transport.class1 import Class1Call, take_call
+
+        line = self.lines[0].id
+        modem, caps = _open(self.url, *self._serial)
+        try:
+            last_ring, seen = time.monotonic(), modem.rings
+            while True:
+                if self._give_way(hooks):
+                    return
+                rings = max(1, hooks.settings(line)["rings"])
+                if modem.wait_ring(rings, self.POLL):
+                    break
+                if modem.rings != seen:
+                    last_ring, seen = time.monotonic(), modem.rings
+                    hooks.status(line, DeviceState.RINGING)
+                elif seen and time.monotonic() - last_ring > self.RING_GAP:
+                    modem.rings = seen = 0
+                    hooks.status(line, DeviceState.AVAILABLE)
+            if not hooks.claim(line):  # a send was given the port meanwhile: let it go
+                return
+            try:
+                settings = hooks.settings(line)
+                hooks.status(line, DeviceState.RINGING)
+                hooks.status(line, DeviceState.ANSWERED)
+                options = _limit(dict(self.receive_options), caps)
+                session = create(calling=False, ecm=self._ecm, ident=settings["csid"], **options)
+                result = take_call(modem, 1, 0)
+                if result is None:
+                    hooks.status(line, DeviceState.RECEIVING)
+                    result = Class1Call(modem, session, on_event=self._receiving(hooks)).run()
+                if result.ok and result.pages:
+                    hooks.received(line, result, "")
+            except CallAborted:
+                modem.hangup()
+            except BaseException:
+                modem.hangup()
+                raise
+            finally:
+                hooks.release(line)
+        finally:
+            modem.close()
+
+    def _receiving(self, hooks: Hooks) -> Callable:
+        line = self.lines[0].id
+
+        def on_event(event: Any) -> None:
+            if self._stop.is_set():
+                raise CallAborted("the service is stopping")
+            if isinstance(event, Negotiated):
+                hooks.status(line, DeviceState.RECEIVING, remote_id=event.remote_id)
+            elif isinstance(event, PageReceived):
+                hooks.status(line, DeviceState.RECEIVING, current_page=event.number)
+
+        return on_event
+
+    # -- sending ------------------------------------------------------------------------
     def send(self, line_id: str, call: Call, hooks: Hooks) -> Outcome:
         from .. import class1
 
-        with self._modem:
-            hooks.status(line_id, DeviceState.DIALING, job_id=call.job_id, number=call.number)
-            options = dict(self.send_options)
-            if call.max_rate:
-                options["max_rate"] = call.max_rate
+        with self._count:
+            self._senders += 1
+        try:
+            while not self._modem.acquire(timeout=self.POLL):
+                if call.abort.is_set():
+                    return Outcome(DeviceState.ABORTING, "aborted by a user")
             try:
-                result = class1.send_fax(
-                    self.url,
-                    call.number,
-                    call.pages,
-                    ecm=call.ecm,
-                    ident=call.tsid,
-                    on_event=_progress(call, hooks, line_id),
-                    **options,
-                )
-            except CallAborted:
-                return Outcome(DeviceState.ABORTING, "aborted by a user")
+                hooks.status(line_id, DeviceState.DIALING, job_id=call.job_id, number=call.number)
+                options = dict(self.send_options)
+                if call.max_rate:
+                    options["max_rate"] = min(call.max_rate, options.get("max_rate", 14400))
+                progress = _progress(call, hooks, line_id)
+
+                def on_event(event: Any) -> None:
+                    if isinstance(event, Negotiated):
+                        hooks.status(
+                            line_id,
+                            DeviceState.SENDING,
+                            total_pages=len(call.pages),
+                            remote_id=event.remote_id,
+                        )
+                    progress(event)
+
+                try:
+                    result = class1.send_fax(
+                        self.url,
+                        call.number,
+                        call.pages,
+                        ecm=call.ecm,
+                        ident=call.tsid,
+                        on_event=on_event,
+                        **options,
+                    )
+                except CallAborted:
+                    return Outcome(DeviceState.ABORTING, "aborted by a user")
+            finally:
+                self._modem.release()
+        finally:
+            with self._count:
+                self._senders -= 1
         if result.ok:
             return Outcome(DeviceState.COMPLETED, "", result)
         state = _CALL_STATES.get(result.cause, DeviceState.FATAL_ERROR)

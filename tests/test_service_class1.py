@@ -1,0 +1,175 @@
+"""The fax service over Class 1 modems: SpanDSP's emulated modems on the two ends of a
+simulated telephone line (tests/peers/faxline.c), each declared as a ``class1`` port.
+
+Port ``a`` sends, port ``b`` answers and stores what it receives in a folder; the fax
+stored is compared pixel for pixel with the pages sent. Busy and no answer come from
+the line itself (faxline answers BUSY to a call to a modem whose last call ended; a
+modem nobody answers only rings). The line runs faster than real time.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from test_service_support import text_pages
+
+from fastfax import connect, tiff
+from fastfax.client import FaxServer
+from fastfax.service.model import DeviceState, EventKind, JobState, JobType
+
+sys.path.insert(0, str(Path(__file__).parent / "peers"))
+from faxline import FaxLine, PeerUnavailable, build  # noqa: E402
+
+T = 60  # seconds a job may take before a test fails
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _binary() -> None:
+    try:
+        build()
+    except PeerUnavailable as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(autouse=True)
+def _no_thread_left() -> object:
+    before = set(threading.enumerate())
+    yield
+    deadline = time.monotonic() + 5
+    while set(threading.enumerate()) - before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not set(threading.enumerate()) - before, "a thread was left behind"
+
+
+def spool_for(tmp: Path, ports: dict[str, str], dial_timeout: float = 20) -> str:
+    """A spool whose TOML declares a class1 port per ``ports`` entry (name -> pty); port
+    ``b`` stores what it receives in ``tmp/inbox``. One retry, 0.2 s apart."""
+    lines = ["[configuration]", "retries = 1", "retry_delay = 0.2", "branding = false"]
+    for n, (name, url) in enumerate(ports.items()):
+        lines += [
+            "[[devices]]",
+            'kind = "class1"',
+            f'name = "{name}"',
+            f'url = "{url}"',
+            f'number = "{100 * (n + 1)}"',
+            f"options = {{ dial_timeout = {dial_timeout} }}",
+        ]
+        if name == "b":
+            lines.append(f"store = {str(tmp / 'inbox')!r}")
+    spool = tmp / "spool"
+    spool.mkdir()
+    (spool / "fastfax.toml").write_text("\n".join(lines) + "\n")
+    return str(spool)
+
+
+def roles(server: FaxServer) -> None:
+    """``a`` sends and answers (its answering gives way to its sends), ``b`` only
+    answers, after one ring."""
+    for port in server.ports():
+        with server.port(port.id, modify=True) as handle:
+            handle.update(send=port.id == "a/1", receive=True, rings=1)
+
+
+def received(server: FaxServer, count: int) -> list:
+    deadline = time.monotonic() + T
+    while time.monotonic() < deadline:
+        got = [j for j in server.jobs() if j.type is JobType.RECEIVE]
+        if len(got) >= count and all(j.state.final for j in got[:count]):
+            return got[:count]
+        time.sleep(0.05)
+    raise AssertionError(f"{count} fax(es) not received and routed in {T} s")
+
+
+def drain(stream, until: EventKind, job_id: int | None = None) -> list:
+    """Events up to and including the first ``until`` (of ``job_id`` when given)."""
+    out = []
+    deadline = time.monotonic() + T
+    while time.monotonic() < deadline:
+        event = stream.get(timeout=0.5)
+        if event is None:
+            continue
+        out.append(event)
+        if event.kind is until and (job_id is None or event.job_id == job_id):
+            return out
+    raise AssertionError(f"no {until} event in {T} s: {[e.kind.value for e in out]}")
+
+
+def test_send_receive_route_then_busy(tmp_path: Path) -> None:
+    pages = text_pages(2)
+    with FaxLine(speed=8, linger=30, log_path=tmp_path / "line.log") as line:
+        assert line.port_b is not None
+        spool = spool_for(tmp_path, {"a": line.port_a, "b": line.port_b})
+        with connect(spool=spool) as server, server.events() as stream:
+            roles(server)
+            job = server.send(pages, to="200")
+            info = job.wait(timeout=T)
+            assert info.state is JobState.COMPLETED, f"{info}\n{line.log()[-3000:]}"
+            assert info.port == "a/1" and info.attempts == 1 and info.remote_id == "200"
+            (rx,) = received(server, 1)
+            assert rx.state is JobState.COMPLETED and rx.port == "b/1" and rx.pages == 2
+            assert rx.remote_id == "100"
+            events = drain(stream, EventKind.COMPLETED, job.id)
+            kinds = [(e.kind, e.port) for e in events if e.job_id == job.id]
+            assert (EventKind.DIALING, "a/1") in kinds
+            assert [e.data["page"] for e in events if e.kind is EventKind.SENDING] == [0, 1, 2]
+            assert any(e.kind is EventKind.RINGING and e.port == "b/1" for e in events)
+            assert any(e.kind is EventKind.RECEIVING and e.port == "b/1" for e in events)
+
+            # The far modem's last call ended: faxline answers BUSY. One retry, then done.
+            again = server.send(pages[:1], to="200")
+            info = again.wait(timeout=T)
+            assert info.state is JobState.RETRIES_EXCEEDED and info.attempts == 2
+            assert info.cause == "BUSY"
+            for _ in range(2):  # one BUSY a call
+                assert drain(stream, EventKind.BUSY, again.id)[-1].port == "a/1"
+            assert server.port("a/1").status().state is DeviceState.AVAILABLE
+    (stored,) = [f for f in os.listdir(tmp_path / "inbox") if f.endswith(".tif")]
+    got = tiff.read(tmp_path / "inbox" / stored)
+    assert got == pages  # pixel for pixel, resolution included
+
+
+def test_no_answer_is_retried(tmp_path: Path) -> None:
+    with FaxLine(speed=8, linger=30, max_rings=2, ring_interval_ms=300,
+                 log_path=tmp_path / "line.log") as line:  # fmt: skip
+        spool = spool_for(tmp_path, {"a": line.port_a}, dial_timeout=2)
+        with connect(spool=spool) as server, server.events() as stream:
+            roles(server)
+            job = server.send(text_pages(1), to="200")
+            info = job.wait(timeout=T)
+            assert info.state is JobState.RETRIES_EXCEEDED, f"{info}\n{line.log()[-3000:]}"
+            assert info.attempts == 2 and info.cause == "NO_ANSWER"
+            for _ in range(2):  # one NO_ANSWER a call
+                assert drain(stream, EventKind.NO_ANSWER, job.id)[-1].port == "a/1"
+
+
+def test_abort_hangs_up_and_the_port_stays_usable(tmp_path: Path) -> None:
+    pages = text_pages(4)
+    with FaxLine(speed=4, linger=30, log_path=tmp_path / "line.log") as line:
+        assert line.port_b is not None
+        spool = spool_for(tmp_path, {"a": line.port_a, "b": line.port_b})
+        with connect(spool=spool) as server, server.events() as stream:
+            roles(server)
+            job = server.send(pages, to="200")
+            while True:
+                event = drain(stream, EventKind.SENDING, job.id)[-1]
+                if event.data["page"] == 1:
+                    break
+            job.abort()
+            info = job.wait(timeout=T)
+            assert info.state is JobState.CANCELED and info.cause == "aborted"
+            assert server.port("a/1").status().state is DeviceState.AVAILABLE
+            while (event := drain(stream, EventKind.LINE_RELEASED)[-1]).port != "b/1":
+                pass  # the far end gave up on the call too
+            assert not [j for j in server.jobs() if j.type is JobType.RECEIVE]
+            # The modem is back in command mode: it dials again (faxline says BUSY now).
+            server.set_configuration(retries=0)
+            again = server.send(pages[:1], to="200").wait(timeout=T)
+            assert again.state is JobState.RETRIES_EXCEEDED and again.cause == "BUSY"
+        line.stop()
+    log = line.log()
+    assert 0 < log.find("A: on hook") < log.find("B: on hook"), log[-3000:]  # we hung up
