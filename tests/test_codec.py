@@ -587,3 +587,33 @@ def test_long_runs_of_v0_codes(width: int) -> None:
         data = codec.encode(page, scheme)
         assert codec.decode(data, width, scheme) == page
         assert stream_decode(data, width, scheme, [1, 7, 3]) == list(page.rows())
+
+
+@pytest.mark.parametrize("scheme", ["mh", "mr"])
+def test_a_wiped_row_does_not_end_a_streamed_page_in_repair_mode(scheme: str) -> None:
+    """A row lost to a dropout (its code bits all zero: EOL, zeros, EOL) must not end the
+    page in repair mode, however the data is chunked.
+
+    Known bug (found by the fuzzer's streaming-vs-one-shot oracle): one-shot decoding
+    keeps the rows after the wiped one, but a Decoder whose chunk ends in the zeros after
+    an EOL takes them for RTC and ends the page. Smallest input: MR, width 23,
+    ``bytes.fromhex("00006000b8")`` in chunks of 4 and 1 bytes.
+    """
+    page = text_like(64, 10, 18)
+    bits = to_bits(codec.encode(page, scheme, k=2, rtc=True) if scheme == "mr" else
+                   codec.encode(page, scheme, rtc=True))  # fmt: skip
+    ends = eol_ends(bits)
+    start = ends[5] + (1 if scheme == "mr" else 0)
+    stop = ends[6] - 12
+    data = from_bits(bits[:start] + "0" * (stop - start) + bits[stop:])
+    whole = codec.decode(data, 64, scheme, errors="repair")
+    rows = list(whole.rows())
+    assert rows[:5] == list(page.rows())[:5] and rows[-4:] == list(page.rows())[-4:]
+    for cut in range(1, len(data)):
+        dec = codec.Decoder(64, scheme, errors="repair")
+        streamed = dec.feed(data[:cut]) + dec.feed(data[cut:]) + dec.finish()
+        assert (streamed, dec.bad_rows) == (rows, whole.bad_rows), f"cut after {cut} bytes"
+    tiny = bytes.fromhex("00006000b8")
+    dec = codec.Decoder(23, "mr", errors="repair")
+    streamed = dec.feed(tiny[:4]) + dec.feed(tiny[4:]) + dec.finish()
+    assert streamed == list(codec.decode(tiny, 23, "mr", errors="repair").rows())
