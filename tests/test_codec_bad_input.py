@@ -239,6 +239,21 @@ def test_endless_fill_keeps_memory_bounded(scheme: str, errors: str) -> None:
 
 
 @pytest.mark.parametrize("scheme", ["mh", "mr"])
+@pytest.mark.parametrize("errors", ["strict", "repair"])
+def test_endless_zeros_after_an_eol_keep_memory_bounded(scheme: str, errors: str) -> None:
+    """An EOL (and MR tag bit), then 50 MB of zeros: RTC or not, nothing may pile up."""
+    chunk = bytes(65536)
+    dec = codec.Decoder(1728, scheme, errors=errors)
+    before = rss_mb()
+    dec.feed(b"\x00\x18" if scheme == "mr" else b"\x00\x10")  # fill, EOL (+ tag 1)
+    for _ in range(800):
+        assert dec.feed_packed(chunk) == b""
+    assert rss_mb() - before < 16
+    rows = dec.finish()
+    assert len(rows) == dec.bad_rows <= 1
+
+
+@pytest.mark.parametrize("scheme", ["mh", "mr"])
 @pytest.mark.parametrize("pattern", [b"\x80", b"\x55", b"\xaa\x81"])
 def test_endless_garbage_without_eols_keeps_memory_bounded(scheme: str, pattern: bytes) -> None:
     """Repair mode after a damaged row hunts for the next EOL; 5 MB without one must not
