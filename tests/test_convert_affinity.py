@@ -1,97 +1,112 @@
-"""fastfax.affinity.Planner: which worker renders which chunk of a batch."""
+"""fastfax.affinity.Planner: which worker renders which pages of a batch."""
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fastfax.affinity import Planner
+from fastfax.affinity import MAX_TASK, Planner
+
+Task = tuple[int, int, int]  # document, first page, pages
 
 
-def _run(planner: Planner, workers: int, order: list[int]) -> dict[int, list[tuple[int, int]]]:
-    """Hand out every chunk; ``order`` says which busy worker finishes next (cycled)."""
-    got: dict[int, list[tuple[int, int]]] = {w: [] for w in range(workers)}
-    busy: dict[int, tuple[int, int]] = {}
+def _run(planner: Planner, workers: int, order: list[int]) -> dict[int, list[Task]]:
+    """Hand out every page; ``order`` says which busy worker finishes next (cycled)."""
+    got: dict[int, list[Task]] = {w: [] for w in range(workers)}
+    busy: dict[int, Task] = {}
     for w in range(workers):
-        pick = planner.next(None)
-        if pick is not None:
-            busy[w] = pick
-            got[w].append(pick)
+        task = planner.next(None)
+        if task is not None:
+            busy[w] = task
+            got[w].append(task)
     step = 0
     while busy:
         w = sorted(busy)[order[step % len(order)] % len(busy)]
         step += 1
-        planner.finished(w, *busy.pop(w))
-        pick = planner.next(w)
-        if pick is not None:
-            busy[w] = pick
-            got[w].append(pick)
+        key, start, count = busy.pop(w)
+        planner.finished(w, key, start + count - 1)
+        task = planner.next(w)
+        if task is not None:
+            busy[w] = task
+            got[w].append(task)
     return got
 
 
-def test_two_workers_split_one_document_in_halves():
-    planner = Planner()
-    planner.add(7, 20)
+def _pages(tasks: list[Task]) -> list[tuple[int, int]]:
+    return [(key, page) for key, start, count in tasks for page in range(start, start + count)]
+
+
+def test_two_workers_split_one_document_in_halves_with_shrinking_tasks():
+    planner = Planner(2)
+    planner.add(7, 200)
     got = _run(planner, 2, [0, 1])
-    assert [c for _, c in got[0]] == list(range(10))
-    assert [c for _, c in got[1]] == list(range(10, 20))
-    assert {k for picks in got.values() for k, _ in picks} == {7}
+    first, second = _pages(got[0]), _pages(got[1])
+    assert first == [(7, p) for p in range(len(first))]  # worker 0 from the start ...
+    assert second[0] == (7, 108)  # ... worker 1 from the middle of 16..199, left after it
+    assert sorted(first + second) == [(7, p) for p in range(200)]
+    sizes = [count for _, _, count in got[0]]
+    assert sizes[0] == MAX_TASK and sizes[-1] == 1  # long tasks first, single pages last
+    assert sizes == sorted(sizes, reverse=True)
 
 
 def test_a_worker_that_runs_out_takes_the_back_half_of_what_is_left():
-    planner = Planner()
-    planner.add(0, 20)
-    assert [planner.next(None), planner.next(None)] == [(0, 0), (0, 10)]
-    for chunk in range(9):  # worker 1 renders chunks 0 to 9 while worker 2 is on 10
-        planner.finished(1, 0, chunk)
-        assert planner.next(1) == (0, chunk + 1)
+    planner = Planner(2)
+    planner.add(0, 40)
+    assert planner.next(None) == (0, 0, 10)  # 40 pages left: a quarter
+    assert planner.next(None) == (0, 25, 4)  # the middle of 10..39, a quarter of 25..39
     planner.finished(1, 0, 9)
-    assert planner.next(1) == (0, 15)  # chunks 11 to 19 are left: it takes 15 to 19
-    planner.finished(2, 0, 10)
-    assert planner.next(2) == (0, 11)
+    assert planner.next(1) == (0, 10, 4)  # on from page 10: a quarter of 10..24
+    planner.finished(1, 0, 13)
+    assert planner.next(1) == (0, 14, 3)  # a quarter of 14..24, rounded up
+    planner.finished(2, 0, 28)
+    assert planner.next(2) == (0, 29, 3)
+    # Left: 17..24 and 32..39. A third worker takes from the back half of the first.
+    assert planner.next(None) == (0, 21, 1)
 
 
 def test_workers_start_their_own_documents_before_sharing_one():
-    planner = Planner()
-    for key, chunks in ((0, 3), (1, 3), (2, 1)):
-        planner.add(key, chunks)
+    planner = Planner(2)
+    for key, pages in ((0, 3), (1, 3), (2, 1)):
+        planner.add(key, pages)
     got = _run(planner, 2, [0, 1])
-    assert got[0] == [(0, 0), (0, 1), (0, 2), (2, 0)]
-    assert got[1] == [(1, 0), (1, 1), (1, 2)]
+    assert _pages(got[0]) == [(0, 0), (0, 1), (0, 2), (2, 0)]
+    assert _pages(got[1]) == [(1, 0), (1, 1), (1, 2)]
     assert planner.next(0) is None and not planner.has_fresh()
 
 
 def test_dropped_document_hands_out_nothing_more():
-    planner = Planner()
+    planner = Planner(1)
     planner.add(0, 4)
     planner.add(1, 2)
-    assert planner.next(None) == (0, 0)
-    planner.finished(5, 0, 0)
+    assert planner.next(None) == (0, 0, 2)
+    planner.finished(5, 0, 1)
     planner.drop(0)
-    assert planner.next(5) == (1, 0)
-    assert planner.next(5) == (1, 1)
+    assert planner.next(5) == (1, 0, 1)
+    planner.finished(5, 1, 0)
+    assert planner.next(5) == (1, 1, 1)
     assert planner.next(5) is None
     planner.add(2, 0)  # an empty document adds nothing
     assert not planner.has_fresh() and planner.next(None) is None
 
 
 def test_forgotten_workers_start_over():
-    planner = Planner()
+    planner = Planner(1)
     planner.add(0, 6)
-    assert planner.next(None) == (0, 0)
-    planner.finished(1, 0, 0)
+    assert planner.next(None) == (0, 0, 3)
+    planner.finished(1, 0, 2)
     planner.forget_workers()
-    assert planner.next(1) == (0, 3)  # not chunk 1: the new worker has nothing cached
+    assert planner.next(1) == (0, 4, 1)  # not page 3: the new worker has nothing cached
 
 
 @settings(max_examples=200, deadline=None)
 @given(
-    sizes=st.lists(st.integers(0, 12), min_size=1, max_size=6),
+    sizes=st.lists(st.integers(0, 60), min_size=1, max_size=6),
     workers=st.integers(1, 4),
     order=st.lists(st.integers(0, 3), min_size=1, max_size=8),
 )
-def test_every_chunk_is_handed_out_once(sizes, workers, order):
-    planner = Planner()
-    for key, chunks in enumerate(sizes):
-        planner.add(key, chunks)
+def test_every_page_is_handed_out_once(sizes, workers, order):
+    planner = Planner(workers)
+    for key, pages in enumerate(sizes):
+        planner.add(key, pages)
     got = _run(planner, workers, order)
-    picks = [p for ps in got.values() for p in ps]
-    assert sorted(picks) == [(k, c) for k, n in enumerate(sizes) for c in range(n)]
+    tasks = [t for ts in got.values() for t in ts]
+    assert all(1 <= count <= MAX_TASK for _, _, count in tasks)
+    assert sorted(_pages(tasks)) == [(k, p) for k, n in enumerate(sizes) for p in range(n)]

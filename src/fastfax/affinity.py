@@ -1,38 +1,45 @@
 """Which worker process renders which pages of a batch.
 
-Each document is cut into chunks of consecutive pages. A worker that has rendered some
-pages of a document has its fonts loaded and its glyphs drawn and cached; taking the
-next chunk of the same document keeps that work useful, while any other chunk makes the
-worker load and draw them again. So :class:`Planner` hands a worker, in this order:
+A worker that has rendered some pages of a document has its fonts loaded and its glyphs
+drawn and cached; going on with the next pages of the same document keeps that work
+useful, while pages anywhere else make the worker load and draw them again. So
+:class:`Planner` hands a worker, in this order:
 
-1. the chunk after the one it finished, if no one has it yet;
-2. the first chunk of a document no one has started;
-3. the middle chunk of the longest run of chunks no one has (two workers on one document
-   split it in halves, and a worker that runs out takes the back half of what another
-   has left), or nothing when every chunk is handed out.
+1. the pages after the ones it finished, if no one has them yet;
+2. the first pages of a document no one has started;
+3. pages from the middle of the longest run of pages no one has (two workers on one
+   document split it in halves, and a worker that runs out takes the back half of what
+   another has left); or nothing when every page is handed out.
 
+A task is a run of consecutive pages, long while much is left and shorter towards the
+end (guided self-scheduling: a ``2 * workers``-th of the run it comes from, 1 to
+:data:`MAX_TASK` pages), so workers seldom wait for the next task and finish together.
 The planner only decides; it starts no processes and does no I/O.
 """
 
 from __future__ import annotations
 
-__all__ = ["Planner"]
+__all__ = ["Planner", "MAX_TASK"]
+
+#: The most pages in one task.
+MAX_TASK = 16
 
 
 class Planner:
-    """Chunks of documents (known by integer keys) handed out to workers (known by
-    integer ids, such as process ids)."""
+    """Pages of documents (known by integer keys) handed out as tasks to ``workers``
+    workers (known by integer ids, such as process ids)."""
 
-    def __init__(self) -> None:
-        # Documents with chunks still to hand out: key -> one "taken" flag per chunk.
+    def __init__(self, workers: int) -> None:
+        self._split = 2 * max(1, workers)
+        # Documents with pages still to hand out: key -> one "taken" flag per page.
         self._open: dict[int, list[bool]] = {}
-        self._fresh: list[int] = []  # keys of open documents no chunk of which is taken
-        self._at: dict[int, tuple[int, int]] = {}  # worker -> (document, chunk) it did last
+        self._fresh: list[int] = []  # keys of open documents no page of which is taken
+        self._at: dict[int, tuple[int, int]] = {}  # worker -> (document, last page it did)
 
-    def add(self, key: int, chunks: int) -> None:
-        """A document of ``chunks`` chunks (0 adds nothing)."""
-        if chunks > 0:
-            self._open[key] = [False] * chunks
+    def add(self, key: int, pages: int) -> None:
+        """A document of ``pages`` pages (0 adds nothing)."""
+        if pages > 0:
+            self._open[key] = [False] * pages
             self._fresh.append(key)
 
     def drop(self, key: int) -> None:
@@ -45,26 +52,26 @@ class Planner:
         """Whether a document no one has started is waiting."""
         return bool(self._fresh)
 
-    def finished(self, worker: int, key: int, chunk: int) -> None:
-        """``worker`` has rendered ``chunk`` of document ``key``."""
-        self._at[worker] = (key, chunk)
+    def finished(self, worker: int, key: int, last: int) -> None:
+        """``worker`` has rendered a task of document ``key`` ending with page ``last``."""
+        self._at[worker] = (key, last)
 
     def forget_workers(self) -> None:
         """The workers are gone (a new pool): none has anything cached."""
         self._at.clear()
 
-    def next(self, worker: int | None) -> tuple[int, int] | None:
-        """The (document, chunk) for ``worker`` (None: a worker with nothing cached), or
-        None when every chunk is handed out."""
-        last = self._at.get(worker) if worker is not None else None
-        if last is not None:
-            key, chunk = last
+    def next(self, worker: int | None) -> tuple[int, int, int] | None:
+        """The task (document, first page, pages) for ``worker`` (None: a worker with
+        nothing cached), or None when every page is handed out."""
+        at = self._at.get(worker) if worker is not None else None
+        if at is not None:
+            key, last = at
             taken = self._open.get(key)
-            if taken is not None and chunk + 1 < len(taken) and not taken[chunk + 1]:
-                return self._take(key, chunk + 1)
+            if taken is not None and last + 1 < len(taken) and not taken[last + 1]:
+                return self._take(key, last + 1)
         if self._fresh:
             return self._take(self._fresh[0], 0)
-        best: tuple[int, int, int] | None = None  # (run length, key, first chunk of run)
+        best: tuple[int, int, int] | None = None  # (run length, key, first page of run)
         for key, taken in self._open.items():
             start = 0
             while start < len(taken):
@@ -82,11 +89,15 @@ class Planner:
         length, key, start = best
         return self._take(key, start + length // 2)
 
-    def _take(self, key: int, chunk: int) -> tuple[int, int]:
+    def _take(self, key: int, start: int) -> tuple[int, int, int]:
         taken = self._open[key]
-        taken[chunk] = True
+        end = start
+        while end < len(taken) and not taken[end]:
+            end += 1
+        count = max(1, min(MAX_TASK, -(-(end - start) // self._split)))
+        taken[start : start + count] = [True] * count
         if key in self._fresh:
             self._fresh.remove(key)
         if all(taken):
             del self._open[key]
-        return key, chunk
+        return key, start, count

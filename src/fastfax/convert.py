@@ -361,10 +361,13 @@ class _Doc:
     fmt: Format
     pages: int = 0
     offset: int = 0
-    chunks: list[list[int]] = field(default_factory=list)
-    chunks_left: int = 0
+    pages_left: int = 0
     got: dict[int, list[Page | CodedPage]] = field(default_factory=dict)
     started: float = 0.0
+
+
+#: Pages rendered between progress reports when working in this process.
+_CHUNK = 8
 
 
 def _pool(jobs: int) -> ProcessPoolExecutor:
@@ -408,16 +411,12 @@ def convert(
     return [d.result for d in docs]
 
 
-def _plan(doc: _Doc, options: Options, layout: Layout, keep: bool) -> list[list[int]]:
-    """Count the document's pages; return its page indices cut into chunks."""
-    doc.pages = _count(doc.result.source, layout, options, keep)
+def _plan(doc: _Doc, options: Options, layout: Layout, keep: bool) -> int:
+    """Count the document's pages (and return the count)."""
+    doc.pages = doc.pages_left = _count(doc.result.source, layout, options, keep)
     doc.offset = 1 if options.cover else 0
-    size = max(1, min(8, doc.pages // 8 or 1))
-    chunks = [list(range(i, min(doc.pages, i + size))) for i in range(0, doc.pages, size)]
-    doc.chunks = chunks
-    doc.chunks_left = len(chunks)
     doc.started = time.perf_counter()
-    return chunks
+    return doc.pages
 
 
 def _as_is(doc: _Doc) -> bool:
@@ -473,10 +472,11 @@ def _run_here(
             if doc.result.error or _as_is(doc):
                 continue
             try:
-                chunks = _plan(doc, options, layout, keep=True)
-                known += doc.pages
-                total = doc.pages + doc.offset
-                for n, chunk in enumerate(chunks):
+                pages = _plan(doc, options, layout, keep=True)
+                known += pages
+                total = pages + doc.offset
+                for n in range(0, pages, _CHUNK):
+                    chunk = range(n, min(pages, n + _CHUNK))
                     doc.got[n] = _render_pages(
                         doc.result.source,
                         chunk,
@@ -520,11 +520,11 @@ def _run_pool(
     progress: Callable[[int, int], None] | None,
     jobs: int,
 ) -> None:
-    """One chunk in flight per worker, the next one chosen by :class:`Planner` for the
+    """One task in flight per worker, the next one chosen by :class:`Planner` for the
     worker that finished (so it stays on the pages whose fonts it has loaded)."""
     todo = [i for i, d in enumerate(docs) if not d.result.error]
     todo.reverse()
-    planner = Planner()
+    planner = Planner(jobs)
     pending: dict[Future, tuple[int, int, int]] = {}
     done = known = 0
 
@@ -537,28 +537,28 @@ def _run_pool(
                 if _as_is(doc):
                     continue
                 try:
-                    planner.add(key, len(_plan(doc, options, layout, False)))
+                    planner.add(key, _plan(doc, options, layout, False))
                     known += doc.pages
                 except FaxError as exc:
                     _fail(doc, exc)
             pick = planner.next(worker)
             if pick is None:
                 return
-            key, n = pick
+            key, start, count = pick
             doc = docs[key]
             if doc.result.error:
                 continue
             future = pool.submit(
                 _render_chunk,
                 doc.result.source,
-                doc.chunks[n],
+                range(start, start + count),
                 options,
                 layout,
                 1 + doc.offset,
                 doc.pages + doc.offset,
                 _coded(doc.fmt, compression),
             )
-            pending[future] = (key, n, len(doc.chunks[n]))
+            pending[future] = (key, start, count)
             return
 
     pool = _pool(jobs)
@@ -568,7 +568,7 @@ def _run_pool(
         while pending:
             finished, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in finished:
-                key, n, count = pending.pop(future)
+                key, start, count = pending.pop(future)
                 doc = docs[key]
                 try:
                     worker, pages = future.result()
@@ -597,16 +597,16 @@ def _run_pool(
                         _fail(doc, exc)
                     submit(None)
                     continue
-                planner.finished(worker, key, n)
+                planner.finished(worker, key, start + count - 1)
                 submit(worker)
                 done += count
                 if progress:
                     progress(done, known)
                 if doc.result.error:
                     continue
-                doc.got[n] = pages
-                doc.chunks_left -= 1
-                if doc.chunks_left == 0:
+                doc.got[start] = pages
+                doc.pages_left -= count
+                if doc.pages_left == 0:
                     _finish(doc, doc.got, options, compression, doc.offset)
     finally:
         pool.shutdown(cancel_futures=True)
