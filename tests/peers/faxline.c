@@ -37,6 +37,7 @@ enum call_state { IDLE, RINGING, IN_CALL, ENDED };
 
 struct modem {
     char name;
+    char tag[8];
     t31_state_t *t31;
     int master;
     int slave;
@@ -54,12 +55,21 @@ struct modem {
     struct modem *other;
 };
 
+/* One direction of the line.  Each sample in the delay line carries a flag saying whether
+   the sending side was transmitting when it went in; noise is added only to those samples
+   (see line_carry). */
 struct delay_line {
     int16_t *buf;
+    uint8_t *sending;
     int len;
     int pos;
+    int quiet;          /* zero samples in a row from the sending side */
     awgn_state_t *noise;
 };
+
+/* A signal's own zero crossings give runs of a few exact zeros; a run this long (2 ms)
+   means the sending side has stopped. */
+#define QUIET_SAMPLES 16
 
 static struct {
     int terminal;           /* side B is a fax terminal */
@@ -338,8 +348,6 @@ static void open_pty(struct modem *m)
 
 static void init_modem(struct modem *m, char name)
 {
-    char tag[16];
-
     m->name = name;
     open_pty(m);
     m->t31 = t31_init(NULL, at_tx, m, modem_control, m, NULL, NULL);
@@ -347,9 +355,10 @@ static void init_modem(struct modem *m, char name)
         fprintf(stderr, "faxline: t31_init failed\n");
         exit(2);
     }
-    snprintf(tag, sizeof(tag), "%c.T31", name);
-    set_log(t31_get_logging_state(m->t31), tag);
-    set_log(&m->t31->at_state.logging, tag);
+    /* span_log_set_tag keeps the pointer, so the tag lives as long as the modem. */
+    snprintf(m->tag, sizeof(m->tag), "%c.T31", name);
+    set_log(t31_get_logging_state(m->t31), m->tag);
+    set_log(&m->t31->at_state.logging, m->tag);
 }
 
 static void init_terminal(void)
@@ -385,25 +394,49 @@ static void init_line(struct delay_line *l)
 {
     l->len = opt.delay_ms * SAMPLE_RATE / 1000;
     l->buf = calloc(l->len > 0 ? l->len : 1, sizeof(int16_t));
+    l->sending = calloc(l->len > 0 ? l->len : 1, 1);
+    if (l->buf == NULL || l->sending == NULL) {
+        perror("faxline: calloc");
+        exit(2);
+    }
+    l->quiet = QUIET_SAMPLES;
     if (opt.noise_on)
         l->noise = awgn_init_dbm0(NULL, opt.seed++, (float) opt.noise_dbm0);
 }
 
+/* Carry one block through this direction of the line: delay it, and add white noise to
+   the samples the sending side transmitted: from its first non-zero sample until
+   QUIET_SAMPLES zeros in a row (silence is exact zeros, from the modems' idle output or
+   our padding).
+
+   Noise rides on the far end's signal, not on an idle line: SpanDSP's V.21 and
+   high-speed receivers switch their carrier detect on above about -43 dBm0 and off below
+   about -48 dBm0 (the V.21 limits), measured after a first-difference filter that lifts
+   white noise by 3 dB.  Continuous white noise at -47 dBm0 or louder therefore reads as a
+   carrier that never drops; T.30 waits for the carrier to drop before it answers, so every
+   call stalled in phase B whatever the signal-to-noise ratio.  Noise that starts before
+   the signal also makes carrier detect fire early, and V.17 short training then fails. */
 static void line_carry(struct delay_line *l, int16_t *amp)
 {
     int i;
     int16_t x;
+    uint8_t sending;
     int v;
 
     for (i = 0; i < BLOCK; i++) {
+        l->quiet = amp[i] != 0 ? 0 : l->quiet + (l->quiet < QUIET_SAMPLES);
+        sending = l->quiet < QUIET_SAMPLES;
         if (l->len > 0) {
             x = l->buf[l->pos];
             l->buf[l->pos] = amp[i];
+            v = l->sending[l->pos];
+            l->sending[l->pos] = sending;
+            sending = (uint8_t) v;
             l->pos = (l->pos + 1) % l->len;
         } else {
             x = amp[i];
         }
-        if (l->noise) {
+        if (l->noise && sending) {
             v = x + awgn(l->noise);
             x = (int16_t) (v > 32767 ? 32767 : (v < -32768 ? -32768 : v));
         }
