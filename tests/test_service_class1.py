@@ -20,6 +20,8 @@ from test_service_support import text_pages
 
 from fastfax import connect, tiff
 from fastfax.client import FaxServer
+from fastfax.service.devices import Class1Modem
+from fastfax.service.errors import ConfigError
 from fastfax.service.model import DeviceState, EventKind, JobState, JobType
 
 sys.path.insert(0, str(Path(__file__).parent / "peers"))
@@ -173,3 +175,61 @@ def test_abort_hangs_up_and_the_port_stays_usable(tmp_path: Path) -> None:
         line.stop()
     log = line.log()
     assert 0 < log.find("A: on hook") < log.find("B: on hook"), log[-3000:]  # we hung up
+
+
+def test_close_mid_call_puts_the_job_back(tmp_path: Path) -> None:
+    pages = text_pages(4)
+    with FaxLine(speed=4, linger=30, log_path=tmp_path / "line.log") as line:
+        assert line.port_b is not None
+        spool = spool_for(tmp_path, {"a": line.port_a, "b": line.port_b})
+        with connect(spool=spool) as server, server.events() as stream:
+            roles(server)
+            job = server.send(pages, to="200")
+            while drain(stream, EventKind.SENDING, job.id)[-1].data["page"] != 1:
+                pass
+            server.set_configuration(pause_queue=True)  # nothing is sent after the restart
+        with connect(spool=spool) as server:
+            info = server.job(job.id).info()
+            assert info.state is JobState.PENDING and info.attempts == 0
+            assert info.cause.startswith("interrupted")
+            assert not [j for j in server.jobs() if j.type is JobType.RECEIVE]
+        line.stop()
+    log = line.log()
+    assert 0 < log.find("A: on hook"), log[-3000:]
+
+
+def test_abort_while_dialling(tmp_path: Path) -> None:
+    """The far end only rings, the dial timeout is long: an abort must not wait for it."""
+    with FaxLine(speed=8, linger=30, max_rings=100, log_path=tmp_path / "line.log") as line:
+        spool = spool_for(tmp_path, {"a": line.port_a}, dial_timeout=120)
+        with connect(spool=spool) as server, server.events() as stream:
+            roles(server)
+            job = server.send(text_pages(1), to="200")
+            drain(stream, EventKind.DIALING, job.id)
+            deadline = time.monotonic() + T
+            while "A: dialling" not in line.log() and time.monotonic() < deadline:
+                time.sleep(0.05)  # the modem has dialled: the far end rings
+            job.abort()
+            info = job.wait(timeout=20)  # far below the dial timeout
+            assert info.state is JobState.CANCELED and info.attempts == 1
+            assert drain(stream, EventKind.ABORTING, job.id)[-1].port == "a/1"
+        line.stop()
+    assert "A: on hook" in line.log()
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"url": "/dev/null", "speed": 1},
+        {"url": "/dev/null", "options": {"max_rate": 1}},
+        {"url": "/dev/null", "options": {"ecm": False}},
+        {"url": "/dev/null", "receive_options": {"timers": {"T9": 1}}},
+        {"url": "/dev/null", "init": "ATZ"},
+        {"url": "/dev/null", "baudrate": "fast"},
+        {"url": "/dev/null", "options": {"dial_timeout": "long"}},
+    ],
+)
+def test_bad_device_options(options: dict) -> None:
+    with pytest.raises(ConfigError, match="class1 device 'm'"):
+        Class1Modem("m", options)
