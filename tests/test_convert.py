@@ -381,6 +381,24 @@ def test_g4_tiff_and_pdf_are_written_from_pages_coded_once(tmp_path, monkeypatch
         assert (tmp_path / f"out.{ext}").read_bytes() == (tmp_path / f"ref.{ext}").read_bytes()
 
 
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_cover_page_goes_first_among_coded_pages(tmp_path, jobs):
+    import datetime
+
+    from fastfax.cover import CoverInfo
+
+    pdf = _text_pdf(tmp_path / "p.pdf", pages=3)
+    options = Options(
+        cover=CoverInfo(recipient_name="Ada"),
+        header="{page}/{pages}",
+        when=datetime.datetime(2024, 5, 6, 7, 8, 9),
+    )
+    save(render_document(pdf, options), tmp_path / "ref.tif")
+    (result,) = convert([(pdf, tmp_path / "out.tif")], options, jobs=jobs)
+    assert result.ok and result.pages == 4
+    assert (tmp_path / "out.tif").read_bytes() == (tmp_path / "ref.tif").read_bytes()
+
+
 def test_a_worker_that_dies_fails_its_document_and_the_batch_goes_on(tmp_path, monkeypatch):
     """A worker killed mid-page (a crash in PDFium, say) fails the documents in flight;
     the rest of the batch is rendered by a new pool."""
