@@ -17,6 +17,7 @@ from PIL import Image, ImageDraw
 
 from fastfax import Page, TiffError, codec, tiff
 from fastfax.coded import CodedPage
+from fastfax.errors import PageError
 
 TOOLS = ("tiffinfo", "tiffcp", "fax2tiff")
 needs_libtiff = pytest.mark.skipif(
@@ -190,6 +191,17 @@ def test_coded_page_keeps_geometry_and_repair_counts():
     (back,) = tiff.loads(tiff.dumps(coded))
     assert back == page and (back.xres, back.yres) == (204, 98)
     assert (back.bad_rows, back.consecutive_bad_rows) == (5, 2)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("g4", "text"), ("width", 0), ("width", 70000), ("height", -1), ("xres", 0), ("yres", "x")],
+)
+def test_coded_page_geometry_is_checked(pages, field, value):
+    good = CodedPage.of(pages[2])
+    fields = {f: getattr(good, f) for f in ("g4", "width", "height", "xres", "yres")}
+    with pytest.raises(PageError, match=field if field != "g4" else "bytes"):
+        CodedPage(**{**fields, field: value})
 
 
 def test_coded_page_that_does_not_decode_raises_tiff_error(pages):

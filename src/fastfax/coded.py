@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import codec
-from .page import Page
+from .errors import PageError
+from .page import MAX_WIDTH, Page
 
 __all__ = ["CodedPage"]
 
@@ -22,7 +23,8 @@ class CodedPage:
     ``width`` x ``height`` pixels at ``xres`` x ``yres`` dots per inch.
 
     ``bad_rows`` and ``consecutive_bad_rows`` carry a received page's repair counts as
-    :class:`fastfax.Page` does. The data is trusted: :meth:`of` is the way to make one.
+    :class:`fastfax.Page` does. The geometry is checked (:class:`fastfax.errors.PageError`)
+    but the coded data is trusted: :meth:`of` is the way to make one.
     """
 
     g4: bytes
@@ -32,6 +34,18 @@ class CodedPage:
     yres: float
     bad_rows: int = 0
     consecutive_bad_rows: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.g4, bytes):
+            raise PageError(f"coded data must be bytes, got {type(self.g4).__name__}")
+        for name, low, high in (("width", 1, MAX_WIDTH), ("height", 0, None)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < low or (high and value > high):
+                raise PageError(f"page {name} out of range: {value!r}")
+        for name in ("xres", "yres"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not 0 < value < 1e6:
+                raise PageError(f"{name} must be a positive number of dots per inch, got {value!r}")
 
     @classmethod
     def of(cls, page: Page) -> CodedPage:
