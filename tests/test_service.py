@@ -497,6 +497,26 @@ def test_every_call_refused_without_its_right(env, call):
     use(env.user(needed), env)  # and allowed with it
 
 
+def test_own_jobs_managed_with_submit_others_with_manage(env):
+    env.server.set_configuration(pause_queue=True)
+    alice = env.user(Right.JOB_SUBMIT | Right.JOB_QUERY)
+    bob = env.user(Right.JOB_SUBMIT | Right.JOB_QUERY)
+    boss = env.user(Right.JOB_MANAGE | Right.JOB_QUERY)
+    reader = env.user(Right.JOB_QUERY)
+    mine = alice.send(text_pages(1), to="200")
+    theirs = bob.send(text_pages(1), to="200")
+    assert mine.pause().state is JobState.PAUSED and mine.resume().state is JobState.PENDING
+    for who, job in ((bob, mine), (alice, theirs), (reader, mine)):
+        for action in ("pause", "cancel", "restart"):
+            with pytest.raises(AccessDenied, match="job_manage"):
+                getattr(who.job(job.id), action)()
+    assert mine.status is JobState.PENDING and theirs.status is JobState.PENDING
+    assert boss.job(mine.id).pause().state is JobState.PAUSED
+    assert boss.job(theirs.id).cancel().state is JobState.CANCELED
+    assert mine.cancel().state is JobState.CANCELED
+    assert mine.restart().state is JobState.PENDING
+
+
 def test_access_check(env):
     conn = env.user(Right.JOB_SUBMIT | Right.JOB_QUERY)
     assert conn.has_access(Right.JOB_SUBMIT)

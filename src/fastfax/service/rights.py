@@ -19,7 +19,7 @@ __all__ = ["Right", "ALL_RIGHTS", "parse_rights", "new_token", "token_digest", "
 class Right(enum.Flag):
     """One access right (FAX_JOB_SUBMIT ... FAX_JOB_MANAGE); combine with ``|``."""
 
-    JOB_SUBMIT = 1  #: send faxes
+    JOB_SUBMIT = 1  #: send faxes, and pause, resume, cancel, restart, abort one's own
     JOB_QUERY = 2  #: see jobs and their first pages
     CONFIG_QUERY = 4  #: read the configuration and logging categories
     CONFIG_SET = 8  #: change the configuration, logging categories, routing priorities

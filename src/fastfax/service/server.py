@@ -668,11 +668,16 @@ class Service:
         with open(os.path.join(self.spool, row["file"]), "rb") as fh:
             return fh.read()
 
-    @api(Right.JOB_MANAGE)
+    @api(Right(0))
     def job_control(self, session: Session, job_id: int, action: str) -> dict[str, Any]:
         """``action``: pause, resume, cancel, restart or abort (cancel of a job on the line
-        aborts it)."""
+        aborts it). Any job with the job manage right; a user's own jobs with the job
+        submit right (as the Windows fax service lets a user cancel their own fax)."""
+        if not session.rights & (Right.JOB_SUBMIT | Right.JOB_MANAGE):
+            require(session.user, session.rights, Right.JOB_MANAGE, "job_control")
         row = self.job_row(job_id)
+        if row["owner"] != session.user or Right.JOB_SUBMIT not in session.rights:
+            require(session.user, session.rights, Right.JOB_MANAGE, f"job_control({action})")
         state = JobState(row["state"])
         waiting = (JobState.PENDING, JobState.RETRYING, JobState.NOLINE)
         if action == "pause":
