@@ -8,6 +8,8 @@ import datetime as dt
 import io
 import logging
 import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -18,12 +20,14 @@ from test_service_support import (
     SmtpSink,
     free_port,
     make_pdf,
+    make_spool,
     only_sender,
     start_env,
     text_pages,
 )
 
 from fastfax import tiff
+from fastfax.client import connect
 from fastfax.service.errors import (
     AccessDenied,
     BadNumber,
@@ -34,8 +38,10 @@ from fastfax.service.errors import (
     PortNotFound,
     RequestError,
 )
+from fastfax.service.http import HttpService
 from fastfax.service.model import DeviceState, EventKind, JobState
 from fastfax.service.rights import ALL_RIGHTS, Right
+from fastfax.service.server import Service
 
 T = 30  # seconds any job may take before a test fails (they take well under one)
 
@@ -152,6 +158,41 @@ def test_port_modify_released_by_close(env):
         env.server.port("lp/1", modify=True)
     other.close()
     env.server.port("lp/1", modify=True).close()
+
+
+def test_port_of_a_client_that_died_is_released_after_its_lease(tmp_path):
+    """A client process opens a port for modify and dies (``os._exit``) without closing:
+    the port is free once the session's lease ran out; a live client keeps its own."""
+    service = Service(make_spool(str(tmp_path)))
+    service.session_lease = 1.0
+    http = HttpService(service)
+    owner = service.open_session(local=True)
+    token = service.call(owner, "add_user", {"name": "admin", "rights": ALL_RIGHTS.value})
+    service.close_session(owner)
+    dies = (
+        "import os, sys; from fastfax import connect;"
+        "connect(sys.argv[1], token=sys.argv[2]).port('lp/2', modify=True); os._exit(0)"
+    )
+    try:
+        with connect(http.url, token=token) as live, connect(http.url, token=token) as other:
+            held = live.port("lp/1", modify=True)
+            subprocess.run([sys.executable, "-c", dies, http.url, token], check=True, timeout=T)
+            with pytest.raises(PortBusy):
+                other.port("lp/2", modify=True)
+            deadline = time.monotonic() + T
+            while True:
+                try:
+                    other.port("lp/2", modify=True).update(rings=5)
+                    break
+                except PortBusy:
+                    assert time.monotonic() < deadline, "the dead client's port stayed held"
+                    time.sleep(0.1)
+            with pytest.raises(PortBusy):  # live renewed its lease all along
+                other.port("lp/1", modify=True)
+            assert held.update(rings=7).rings == 7
+    finally:
+        http.close()
+        service.close()
 
 
 # -- sending, receiving, routing ---------------------------------------------------------

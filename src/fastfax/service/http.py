@@ -91,7 +91,11 @@ class _Handler(BaseHTTPRequestHandler):
         svc.close_session(fresh)
         session = svc.sessions.get(self.headers.get(SESSION_HEADER, ""))
         if session is None or session.user != fresh.user:
-            raise RequestError(f"open a session first (POST /api/session, then {SESSION_HEADER})")
+            raise RequestError(
+                f"no such session (closed, or expired after {svc.session_lease:g} s without a"
+                f" request): open one (POST /api/session, then {SESSION_HEADER})"
+            )
+        svc.touch(session)
         return session
 
     def _discard(self, length: int) -> None:
@@ -130,8 +134,10 @@ class _Handler(BaseHTTPRequestHandler):
                 raise NotFoundPath(f"no such endpoint {self.path!r}")
             if name == "session":
                 self._body()
-                session = self.server.service.open_session(self._token())
-                self._reply(200, {"result": {"session": session.id, "user": session.user}})
+                svc = self.server.service
+                session = svc.open_session(self._token())
+                reply = {"session": session.id, "user": session.user, "lease": svc.session_lease}
+                self._reply(200, {"result": reply})
                 return
             session = self._session()
             args = self._body()
@@ -153,7 +159,8 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if self.path != "/api/events":
                 raise NotFoundPath(f"no such endpoint {self.path!r}")
-            sub = self.server.service.subscribe(self._session())
+            session = self._session()
+            sub = self.server.service.subscribe(session)
         except Exception as exc:
             self._error(exc)
             return
@@ -168,6 +175,7 @@ class _Handler(BaseHTTPRequestHandler):
                     event = sub.get(timeout=1.0)
                 except ServiceClosed:
                     break
+                self.server.service.touch(session)  # an open stream keeps its session
                 line = b"\n" if event is None else json.dumps(to_wire(event)).encode() + b"\n"
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
                 self.wfile.flush()

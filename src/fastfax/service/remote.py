@@ -2,7 +2,10 @@
 :class:`fastfax.client.FaxServer` sent to a ``fastfax serve`` daemon.
 
 Each call is one HTTP request on a fresh connection (never repeated, so a send is never
-submitted twice by a retry); errors come back as the server's own exception classes.
+submitted twice by a retry); errors come back as the server's own exception classes. A
+thread renews the session every third of its lease (``POST /api/renew``) until
+:meth:`RemoteBackend.close`: the server keeps this client's ports opened for modify while
+it lives, and frees them one lease after it dies.
 """
 
 from __future__ import annotations
@@ -38,6 +41,20 @@ class RemoteBackend:
         opened = self._request("POST", "/api/session", {})
         self._headers[SESSION_HEADER] = opened["session"]
         self.user = opened["user"]
+        self._closing = threading.Event()
+        self._keeper = threading.Thread(
+            target=self._keep, args=(float(opened["lease"]) / 3,), name="fastfax-lease", daemon=True
+        )
+        self._keeper.start()
+
+    def _keep(self, interval: float) -> None:
+        """Renew the session every third of its lease until closed, so that the server
+        keeps this connection's ports while this process lives."""
+        while not self._closing.wait(interval):
+            try:
+                self._request("POST", "/api/renew", {})
+            except ServiceError:
+                pass  # the server is away for now: the next renewal may reach it
 
     def _connection(self, timeout: float | None) -> http.client.HTTPConnection:
         return http.client.HTTPConnection(self.host, self.port, timeout=timeout)
@@ -110,6 +127,8 @@ class RemoteBackend:
         return sub
 
     def close(self) -> None:
+        self._closing.set()
+        self._keeper.join()
         try:
             self._request("DELETE", "/api/session", {})
         except ServiceError:

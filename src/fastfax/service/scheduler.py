@@ -214,6 +214,7 @@ class Scheduler:
     def _tick(self) -> float:
         svc = self.svc
         now = time.time()
+        svc.expire_sessions()
         self._cleanup(now)
         self._start_routing(now)
         if svc.config.pause_queue:

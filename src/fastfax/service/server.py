@@ -66,7 +66,7 @@ from .routing import load_methods
 from .scheduler import Scheduler
 from .store import Store
 
-__all__ = ["Service", "Session", "default_spool", "SPOOL_TOML"]
+__all__ = ["Service", "Session", "default_spool", "SPOOL_TOML", "SESSION_LEASE"]
 
 log = logging.getLogger(LOG_CATEGORIES["init_term"])
 #: The spool's own TOML file, read by the embedded service and the daemon alike.
@@ -93,22 +93,35 @@ def default_spool() -> str:
     return os.path.join(base, "fastfax", "spool")
 
 
+#: Seconds a remote session lives without a request (its client renews it meanwhile).
+SESSION_LEASE = 60.0
+
+
 @dataclass
 class Session:
     """One client connection: its user, rights, whether it is in this process
-    (``local``: it may name files on this machine), and the ports it holds for modify."""
+    (``local``: it may name files on this machine), and the ports it holds for modify.
+    ``expires``: when a remote session ends unless renewed (:func:`time.monotonic`
+    seconds; None for a local one, which lives until closed)."""
 
     user: str
     rights: Right
     local: bool
     id: str = field(default_factory=lambda: secrets.token_hex(8))
     ports: set[str] = field(default_factory=set)
+    expires: float | None = None
 
 
 class Service:
     """A running fax service on ``spool``. ``settings``: a parsed TOML file (default: the
     spool's ``fastfax.toml`` if present). Raises :class:`SpoolBusy` if another process
-    runs a service on the same spool."""
+    runs a service on the same spool.
+
+    A remote session (and the ports it holds for modify) ends :attr:`session_lease`
+    seconds after its last request: a client that dies without closing frees its ports
+    then. Live remote clients renew their sessions (:meth:`renew`)."""
+
+    session_lease: float = SESSION_LEASE
 
     def __init__(self, spool: str | os.PathLike[str], settings: DaemonConfig | None = None) -> None:
         self.spool = os.path.abspath(os.fspath(spool))
@@ -209,9 +222,25 @@ class Service:
                     else "the token is not valid"
                 )
             session = Session(row["name"], Right(row["rights"]), local)
+            if not local:
+                session.expires = time.monotonic() + self.session_lease
         with self._lock:
             self.sessions[session.id] = session
         return session
+
+    def touch(self, session: Session) -> None:
+        """Renew a remote session's lease (each of its requests does)."""
+        if session.expires is not None:
+            session.expires = time.monotonic() + self.session_lease
+
+    def expire_sessions(self) -> None:
+        """End the remote sessions whose lease ran out, releasing their ports."""
+        now = time.monotonic()
+        with self._lock:
+            gone = [s for s in self.sessions.values() if s.expires is not None and s.expires < now]
+        for session in gone:
+            log.info("session of %r expired; ports released: %s", session.user, session.ports)
+            self.close_session(session)
 
     def close_session(self, session: Session) -> None:
         """Forget a session and release the ports it opened for modify."""
@@ -228,6 +257,7 @@ class Service:
         if name not in _API or name.startswith("_"):
             raise RequestError(f"unknown call {name!r}")
         right, fn = _API[name]
+        self.touch(session)
         require(session.user, session.rights, right, name)
         if not isinstance(args, dict) or not all(isinstance(k, str) for k in args):
             raise RequestError(f"{name}: arguments must be an object of named values")
@@ -249,6 +279,11 @@ class Service:
         self._check_open()
         require(session.user, session.rights, Right.JOB_QUERY, "events")
         return self.bus.subscribe()
+
+    @api(Right(0))
+    def renew(self, session: Session) -> float:
+        """Keep the session (every call does); returns the lease in seconds."""
+        return self.session_lease
 
     # -- configuration --------------------------------------------------------------
     @api(Right(0))

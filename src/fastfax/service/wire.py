@@ -4,8 +4,10 @@ A call is ``POST /api/<name>`` with a JSON object of named arguments; the answer
 ``{"result": ...}`` or ``{"error": {"type": <class name>, "message": ...}}``. Bytes
 travel as ``{"$bytes": "<base64>"}``. ``GET /api/events`` streams one JSON event per
 line (an empty line every second keeps the connection checked). Requests carry
-``Authorization: Bearer <token>`` and, after ``POST /api/session``, the session id in
-``X-Fastfax-Session``.
+``Authorization: Bearer <token>`` and, after ``POST /api/session`` (which answers
+``{"session", "user", "lease"}``), the session id in ``X-Fastfax-Session``. A session
+ends ``lease`` seconds after its last request (an open event stream counts); clients
+renew it with ``POST /api/renew``.
 """
 
 from __future__ import annotations
