@@ -11,9 +11,11 @@ useful, while pages anywhere else make the worker load and draw them again. So
    document split it in halves, and a worker that runs out takes the back half of what
    another has left); or nothing when every page is handed out.
 
-A task is a run of consecutive pages, long while much is left and shorter towards the
-end (guided self-scheduling: a ``2 * workers``-th of the run it comes from, 1 to
-:data:`MAX_TASK` pages), so workers seldom wait for the next task and finish together.
+A task is a run of consecutive pages (at most :data:`MAX_TASK`): the whole run while
+documents no one has started are waiting for the other workers, else a
+``2 * workers``-th of the run it comes from, so tasks are long while much is left and
+shorter towards the end (guided self-scheduling): workers seldom wait for their next
+task, and finish together.
 The planner only decides; it starts no processes and does no I/O.
 """
 
@@ -94,10 +96,11 @@ class Planner:
         end = start
         while end < len(taken) and not taken[end]:
             end += 1
-        count = max(1, min(MAX_TASK, -(-(end - start) // self._split)))
-        taken[start : start + count] = [True] * count
         if key in self._fresh:
             self._fresh.remove(key)
+        share = 1 if self._fresh else self._split
+        count = max(1, min(MAX_TASK, -(-(end - start) // share)))
+        taken[start : start + count] = [True] * count
         if all(taken):
             del self._open[key]
         return key, start, count
