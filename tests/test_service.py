@@ -4,6 +4,7 @@ tests against the embedded service and against its HTTP server."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime as dt
 import io
 import logging
@@ -441,6 +442,54 @@ def _drain(events, job_id, last_kind):
             out.append(event)
             if event.kind is last_kind:
                 return out
+    raise AssertionError("the stream ended early")
+
+
+def test_events_since_replay_what_a_client_missed(env):
+    with env.server.events() as live:
+        job = env.server.send(text_pages(1), to="200")
+        seen = [e for e in _drain(live, job.id, EventKind.COMPLETED)]
+        again = env.server.send(text_pages(1), to="200")
+        after = _drain(live, again.id, EventKind.COMPLETED)
+    # A client that saw up to the first job's JOB_QUEUED comes back: it gets the rest,
+    # in order, nothing twice, then what happens next.
+    mark = seen[0].seq
+    with env.server.events(since=mark) as back:
+        replay = _drain(back, job.id, EventKind.COMPLETED)
+        assert [(e.seq, e.kind) for e in replay] == [(e.seq, e.kind) for e in seen[1:]]
+        assert [e.seq for e in _drain(back, again.id, EventKind.COMPLETED)] == [
+            e.seq for e in after
+        ]
+        third = env.server.send(text_pages(1), to="200")
+        assert _drain(back, third.id, EventKind.COMPLETED)[0].kind is EventKind.JOB_QUEUED
+        assert "lost" not in replay[0].data
+    # What the bus no longer keeps is counted as lost.
+    env.service.bus._log = collections.deque(list(env.service.bus._log)[-3:], maxlen=3)
+    with env.server.events(since=mark) as late:
+        first = late.get(timeout=T)
+        assert first is not None and first.data["lost"] == first.seq - mark - 1 > 0
+    with pytest.raises(RequestError):
+        env.server.events(since=10**15)
+
+
+def test_event_numbers_grow_across_restarts(tmp_path):
+    spool = make_spool(str(tmp_path))
+    with connect(spool=spool) as server, server.events() as stream:
+        server.set_configuration(retries=4)
+        last = drain_one(stream, EventKind.CONFIG_CHANGED).seq
+    with connect(spool=spool) as server:
+        with server.events(since=last) as stream:
+            first = stream.get(timeout=T)
+        assert first is not None and first.seq > last and first.data["lost"] == -1
+        with server.events() as stream:
+            server.set_configuration(retries=5)
+            assert drain_one(stream, EventKind.CONFIG_CHANGED).seq > first.seq
+
+
+def drain_one(stream, kind):
+    for event in stream:
+        if event.kind is kind:
+            return event
     raise AssertionError("the stream ended early")
 
 

@@ -66,8 +66,8 @@ class _Local:
     def call(self, name: str, /, **args: Any) -> Any:
         return self.service.call(self.session, name, args)
 
-    def events(self) -> Subscription:
-        return self.service.subscribe(self.session)
+    def events(self, since: int | None = None) -> Subscription:
+        return self.service.subscribe(self.session, since)
 
     def _release(self) -> None:
         with self._lock:
@@ -274,10 +274,13 @@ class FaxServer:
         self._call("job", job_id=job_id)
         return Job(self, job_id)
 
-    def events(self) -> Subscription:
+    def events(self, since: int | None = None) -> Subscription:
         """A stream of :class:`~fastfax.service.model.Event` (FaxInitializeEventQueue):
-        iterate it, or ``async for`` it; closed with the connection."""
-        stream = self._backend.events()
+        iterate it, or ``async for`` it; closed with the connection. ``since``: the
+        ``seq`` of the last event seen before (on an earlier connection): the server's
+        kept events after it come first, so a client that reconnects misses nothing
+        (or learns how much it missed: ``Event.data["lost"]``)."""
+        stream = self._backend.events(since)
         self._streams.append(stream)
         return stream
 

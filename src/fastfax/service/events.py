@@ -4,6 +4,14 @@ order they were published, as an iterator or an async iterator.
 A subscriber that falls more than :data:`MAX_BACKLOG` events behind loses the oldest
 and gets one ``overflow`` note in their place (``Event.data["lost"]``), so a forgotten
 subscription cannot grow without bound.
+
+The bus keeps the last :data:`LOG_SIZE` events: a client that was away (a remote client
+whose connection dropped) subscribes again with ``since`` set to the last ``seq`` it saw
+and gets what it missed first, then what happens next, with nothing twice and nothing
+left out. Sequence numbers keep growing across restarts of a spool's service (each run
+starts at ``run << 32``): when what a client missed is no longer kept, or happened
+before a restart, its first event says so in ``Event.data["lost"]`` (how many events
+it missed, or -1 when that is not known).
 """
 
 from __future__ import annotations
@@ -15,13 +23,15 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
-from .errors import ServiceClosed
+from .errors import RequestError, ServiceClosed
 from .model import Event, EventKind
 
-__all__ = ["EventBus", "Subscription", "MAX_BACKLOG"]
+__all__ = ["EventBus", "Subscription", "MAX_BACKLOG", "LOG_SIZE"]
 
 #: Events a subscription holds before it starts dropping the oldest.
 MAX_BACKLOG = 10000
+#: Events the bus keeps for subscribers that come back (``since``).
+LOG_SIZE = 10000
 
 
 class Subscription:
@@ -40,7 +50,8 @@ class Subscription:
         with self._cond:
             if len(self._queue) >= MAX_BACKLOG:
                 self._queue.popleft()
-                self._lost += 1
+                if self._lost >= 0:
+                    self._lost += 1
             self._queue.append(event)
             self._cond.notify_all()
 
@@ -108,16 +119,34 @@ class Subscription:
 
 
 class EventBus:
-    """Numbers events and hands each to every open subscription."""
+    """Numbers events, keeps the last ``log_size`` and hands each to every open
+    subscription. ``run``: this service run's number (its events are numbered from
+    ``run << 32`` on)."""
 
-    def __init__(self) -> None:
+    def __init__(self, run: int = 0, log_size: int = LOG_SIZE) -> None:
         self._lock = threading.Lock()
         self._subs: list[Subscription] = []
-        self._seq = 0
+        self._base = self._seq = run << 32
+        self._log: collections.deque[Event] = collections.deque(maxlen=log_size)
 
-    def subscribe(self) -> Subscription:
+    def subscribe(self, since: int | None = None) -> Subscription:
+        """A new subscription; with ``since`` (a ``seq`` seen before), first every kept
+        event after it. Raises :class:`RequestError` for a ``since`` not yet reached."""
+        if since is not None and (not isinstance(since, int) or isinstance(since, bool)):
+            raise RequestError(f"since is an event sequence number, got {since!r}")
         sub = Subscription(self._drop)
         with self._lock:
+            if since is not None:
+                if since > self._seq:
+                    raise RequestError(f"no event {since} yet: the last is {self._seq}")
+                missed = [e for e in self._log if e.seq > since]
+                first = missed[0].seq if missed else self._seq + 1
+                if since < self._base:
+                    sub._lost = -1  # from an earlier run: how many is not known
+                elif first > since + 1:
+                    sub._lost = first - since - 1
+                for event in missed:
+                    sub.put(event)
             self._subs.append(sub)
         return sub
 
@@ -137,6 +166,7 @@ class EventBus:
         with self._lock:
             self._seq += 1
             event = Event(self._seq, kind, time.time(), job_id, port, data)
+            self._log.append(event)
             for sub in self._subs:
                 sub.put(event)
         return event

@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import threading
+import urllib.parse
 from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -157,10 +158,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802
         try:
-            if self.path != "/api/events":
+            url = urllib.parse.urlsplit(self.path)
+            query = urllib.parse.parse_qs(url.query)
+            if url.path != "/api/events" or set(query) - {"since"}:
                 raise NotFoundPath(f"no such endpoint {self.path!r}")
+            since = query.get("since", [None])[-1]
+            if since is not None and not since.isdigit():
+                raise RequestError(f"since is an event sequence number, got {since!r}")
             session = self._session()
-            sub = self.server.service.subscribe(session)
+            sub = self.server.service.subscribe(session, None if since is None else int(since))
         except Exception as exc:
             self._error(exc)
             return

@@ -86,11 +86,12 @@ class RemoteBackend:
     def call(self, name: str, /, **args: Any) -> Any:
         return self._request("POST", f"/api/{name}", args)
 
-    def events(self) -> Subscription:
-        """A subscription fed by a reader thread from ``GET /api/events``."""
+    def events(self, since: int | None = None) -> Subscription:
+        """A subscription fed by a reader thread from ``GET /api/events[?since=N]``."""
         conn = self._connection(None)
+        path = "/api/events" if since is None else f"/api/events?since={int(since)}"
         try:
-            conn.request("GET", "/api/events", headers=self._headers)
+            conn.request("GET", path, headers=self._headers)
             resp = conn.getresponse()
         except (OSError, http.client.HTTPException) as exc:
             conn.close()

@@ -138,9 +138,11 @@ class Service:
         self._closed = False
         self._lock = threading.RLock()
         self.changed = threading.Condition(self._lock)
-        self.bus = EventBus()
         self.store = Store(self.spool)
         try:
+            run = int(self.store.setting("run", 0)) + 1  # numbers this run's events
+            self.store.set_setting("run", run)
+            self.bus = EventBus(run)
             self._start(settings)
         except BaseException:
             self.store.close()
@@ -274,11 +276,12 @@ class Service:
         if self._closed:
             raise ServiceClosed("the fax service is closed")
 
-    def subscribe(self, session: Session) -> Subscription:
-        """An event subscription (needs the job query right)."""
+    def subscribe(self, session: Session, since: int | None = None) -> Subscription:
+        """An event subscription (needs the job query right); with ``since``, the kept
+        events after that sequence number come first (see :mod:`.events`)."""
         self._check_open()
         require(session.user, session.rights, Right.JOB_QUERY, "events")
-        return self.bus.subscribe()
+        return self.bus.subscribe(since)
 
     @api(Right(0))
     def renew(self, session: Session) -> float:

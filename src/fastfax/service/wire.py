@@ -2,7 +2,7 @@
 
 A call is ``POST /api/<name>`` with a JSON object of named arguments; the answer is
 ``{"result": ...}`` or ``{"error": {"type": <class name>, "message": ...}}``. Bytes
-travel as ``{"$bytes": "<base64>"}``. ``GET /api/events`` streams one JSON event per
+travel as ``{"$bytes": "<base64>"}``. ``GET /api/events[?since=N]`` streams one JSON event per
 line (an empty line every second keeps the connection checked). Requests carry
 ``Authorization: Bearer <token>`` and, after ``POST /api/session`` (which answers
 ``{"session", "user", "lease"}``), the session id in ``X-Fastfax-Session``. A session
