@@ -112,7 +112,8 @@ class Hooks(Protocol):
         """The id of the service's line of device kind ``kind`` whose number is ``number``."""
 
     def received(self, line_id: str, result: Any, caller_id: str) -> None:
-        """A fax arrived on the line (``result.pages`` are its pages): spool and route it."""
+        """A fax arrived on the line (``result.pages`` are its pages): spool and route it.
+        ``result.ok`` False: the call failed after those pages (a partial fax)."""
 
 
 class Device(Protocol):
@@ -423,7 +424,7 @@ class Class1Modem:
                     result = Class1Call(modem, session, on_event=self._receiving(hooks)).run()
                 if self._stop.is_set():  # the session ended on the port failing: hang up
                     _hang_up(modem)
-                elif result.ok and result.pages:
+                if result.pages:  # a call that failed after some pages keeps them
                     hooks.received(line, result, "")
             except BaseException:
                 _hang_up(modem)

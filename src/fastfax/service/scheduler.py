@@ -114,6 +114,8 @@ class _Hooks:
             "caller_id": caller_id,
             "routed": {},
         }
+        if not result.ok:  # the call failed after these pages: keep them, say so
+            info["partial"] = f"partial: the call ended early ({result.cause})"
         job_id = self.svc.store.add_job(
             {
                 "type": JobType.RECEIVE.value,
@@ -125,6 +127,7 @@ class _Hooks:
                 "port": line_id,
                 "file": os.path.relpath(path, self.svc.spool),
                 "info": info,
+                "cause": info.get("partial", ""),
             }
         )
         in_log.info(
@@ -141,6 +144,7 @@ class _Hooks:
             direction="receive",
             pages=len(pages),
             remote_id=info["remote_id"],
+            **({"partial": True} if "partial" in info else {}),
         )
         self.sched.wake()
 
@@ -450,7 +454,8 @@ class Scheduler:
         now = time.time()
         inprogress = JobState.INPROGRESS.value
         if not failed:
-            self._set(job_id, inprogress, JobState.COMPLETED, finished=now, cause="")
+            cause = info.get("partial", "")
+            self._set(job_id, inprogress, JobState.COMPLETED, finished=now, cause=cause)
         elif row["attempts"] + 1 <= svc.config.retries:
             self._set(
                 job_id,
