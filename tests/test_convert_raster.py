@@ -37,6 +37,31 @@ def test_threshold_matches_numpy_at_every_offset():
         assert mode == _raster.MODE_TEXT
 
 
+def _coverage(src: int, dst: int) -> np.ndarray:
+    """Area-average weights, ``dst`` x ``src``: the share of each destination pixel's
+    extent that each source pixel covers."""
+    edges_s = np.arange(src + 1) * dst  # on an axis of length src * dst
+    edges_d = np.arange(dst + 1) * src
+    lo = np.maximum(edges_d[:-1, None], edges_s[None, :-1])
+    hi = np.minimum(edges_d[1:, None], edges_s[None, 1:])
+    return np.clip(hi - lo, 0, None) / src
+
+
+def test_area_average_matches_a_float64_reference_at_any_factor():
+    rng = np.random.default_rng(5)
+    for _ in range(60):
+        sh, sw = (int(v) for v in rng.integers(1, 150, 2))
+        dh, dw = (int(v) for v in rng.integers(1, 150, 2))
+        grey = rng.integers(0, 256, (sh, sw), dtype=np.uint8)
+        t = int(rng.integers(1, 256))
+        data, _ = _raster.binarize(grey, dw, dh, 0, 0, dw, dh, _raster.MODE_TEXT, t)
+        ours = np.unpackbits(np.frombuffer(data, np.uint8).reshape(dh, -1), axis=1)[:, :dw]
+        exact = _coverage(sh, dh) @ grey.astype(np.float64) @ _coverage(sw, dw).T + 0.5
+        sure = np.abs(exact - t) > 0.01  # float32 sums may round the other way only here
+        assert sure.mean() > 0.95
+        assert np.array_equal(ours[sure], (np.floor(exact) < t)[sure])
+
+
 def test_area_average_integer_factor_is_the_block_mean():
     rng = np.random.default_rng(3)
     grey = rng.integers(0, 256, (60, 96), dtype=np.uint8)

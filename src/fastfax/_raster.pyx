@@ -184,19 +184,57 @@ cdef int axis_build(Axis* a, int src, int dst) noexcept nogil:
     return 0
 
 
+cdef int dense_axis(Axis* a, int src, int dst, int* taps, int** first,
+                    float** weight) noexcept nogil:
+    """The coverage of ``a`` as ``taps`` weights for every destination pixel j, for source
+    pixels ``first[j]`` on, zeros where it covers fewer: a loop of fixed length, without
+    branches the CPU could mispredict. A run that would pass the source's end starts
+    earlier, behind zero weights, so every pixel read exists. Returns 0 or -1."""
+    cdef int j, i, n = 1, shift
+    for j in range(dst):
+        if a.count[j] > n:
+            n = a.count[j]
+    if n > src:
+        n = src
+    taps[0] = n
+    first[0] = <int*>malloc(dst * sizeof(int))
+    weight[0] = <float*>calloc(<size_t>dst * n, sizeof(float))
+    if first[0] == NULL or weight[0] == NULL:
+        return -1
+    for j in range(dst):
+        shift = a.first[j] + n - src
+        if shift < 0:
+            shift = 0
+        first[0][j] = a.first[j] - shift
+        for i in range(a.count[j]):
+            weight[0][<Py_ssize_t>j * n + shift + i] = a.weight[a.wstart[j] + i]
+    return 0
+
+
 cdef int area_resample(const uint8_t* src, Py_ssize_t sstride, int sw, int sh,
                        uint8_t* dst, int dw, int dh) noexcept nogil:
-    """Area-average ``sw`` x ``sh`` grey into ``dw`` x ``dh`` grey. Returns 0 or -1."""
+    """Area-average ``sw`` x ``sh`` grey into ``dw`` x ``dh`` grey. Returns 0 or -1.
+
+    Each destination pixel is the sum, in source order, of its source pixels times their
+    weights, first along rows (a fixed number of taps, see :func:`dense_axis`; the
+    extra taps add exact zeros) then down the columns."""
     cdef Axis ax, ay
     cdef float* hrow = NULL
     cdef float* acc = NULL
+    cdef int* hfirst = NULL
+    cdef float* hw = NULL
+    cdef int taps = 0
     cdef int cached = -1
-    cdef int x, y, k, r, i, i0, base, rc = 0
+    cdef int x, y, k, r, i, rc = 0
     cdef float wy, s
     cdef const uint8_t* srow
+    cdef const uint8_t* p
+    cdef const float* w
     memset(&ax, 0, sizeof(Axis))
     memset(&ay, 0, sizeof(Axis))
     if axis_build(&ax, sw, dw) < 0 or axis_build(&ay, sh, dh) < 0:
+        rc = -1
+    elif dense_axis(&ax, sw, dw, &taps, &hfirst, &hw) < 0:
         rc = -1
     hrow = <float*>malloc(dw * sizeof(float))
     acc = <float*>malloc(dw * sizeof(float))
@@ -211,13 +249,19 @@ cdef int area_resample(const uint8_t* src, Py_ssize_t sstride, int sw, int sh,
                 wy = ay.weight[ay.wstart[y] + k]
                 if r != cached:
                     srow = src + r * sstride
-                    for x in range(dw):
-                        i0 = ax.first[x]
-                        base = ax.wstart[x]
-                        s = 0
-                        for i in range(ax.count[x]):
-                            s = s + srow[i0 + i] * ax.weight[base + i]
-                        hrow[x] = s
+                    if taps == 2:
+                        for x in range(dw):
+                            p = srow + hfirst[x]
+                            w = hw + 2 * x
+                            hrow[x] = <float>(p[0] * w[0]) + <float>(p[1] * w[1])
+                    else:
+                        for x in range(dw):
+                            p = srow + hfirst[x]
+                            w = hw + <Py_ssize_t>taps * x
+                            s = 0
+                            for i in range(taps):
+                                s = s + p[i] * w[i]
+                            hrow[x] = s
                     cached = r
                 for x in range(dw):
                     acc[x] = acc[x] + hrow[x] * wy
@@ -226,6 +270,8 @@ cdef int area_resample(const uint8_t* src, Py_ssize_t sstride, int sw, int sh,
                 dst[<Py_ssize_t>y * dw + x] = <uint8_t>(255 if s >= 255 else (0 if s < 0 else s))
     axis_free(&ax)
     axis_free(&ay)
+    free(hfirst)
+    free(hw)
     free(hrow)
     free(acc)
     return rc
