@@ -15,7 +15,9 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 from test_service_support import text_pages
 
 from fastfax import connect, tiff
@@ -133,6 +135,10 @@ def test_send_receive_route_then_busy(tmp_path: Path) -> None:
     (stored,) = [f for f in os.listdir(tmp_path / "inbox") if f.endswith(".tif")]
     got = tiff.read(tmp_path / "inbox" / stored)
     assert got == pages  # pixel for pixel, resolution included
+    with Image.open(tmp_path / "inbox" / stored) as im:  # and as libtiff reads it
+        for n, page in enumerate(pages):
+            im.seek(n)
+            assert np.array_equal(~np.array(im.convert("1"), dtype=bool), page.to_array())
 
 
 def test_no_answer_is_retried(tmp_path: Path) -> None:
