@@ -351,6 +351,22 @@ def test_batch_goes_on_past_bad_files_and_leaves_no_partial_output(tmp_path):
             os.unlink(out / name)
 
 
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_damaged_image_in_a_batch_fails_alone(tmp_path, jobs):
+    """A worker's parent counts an image's pages from its header only; damaged pixel data
+    fails when the page is rendered, naming the file, and the rest is written."""
+    good = tmp_path / "good.png"
+    _quadrant_image().save(good)
+    cut = tmp_path / "cut.png"
+    cut.write_bytes(good.read_bytes()[:600])
+    pairs = [(cut, tmp_path / "cut.tif"), (good, tmp_path / "good.tif")]
+    results = convert(pairs, jobs=jobs)
+    assert isinstance(results[0].error, ConvertError) and "cut.png" in str(results[0].error)
+    assert "image" in str(results[0].error)
+    assert results[1].ok and len(tiff.read(tmp_path / "good.tif")) == 1
+    assert sorted(os.listdir(tmp_path)) == ["cut.png", "good.png", "good.tif"]
+
+
 def test_processes_give_the_same_bytes_as_one(tmp_path):
     pdf = tmp_path / "long.pdf"
     make_pdf(pdf, [[Line(f"page {n} " * 8, 12)] for n in range(20)])

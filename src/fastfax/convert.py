@@ -210,7 +210,9 @@ def _cover_page(options: Options, layout: Layout, total: int) -> Page:
 
 
 def _count(path: str, layout: Layout, options: Options, keep: bool) -> int:
-    src = open_source(path, layout, password=options.password)
+    """The document's page count; its source kept open for this process when ``keep``
+    (else only counted: an image is not decoded)."""
+    src = open_source(path, layout, password=options.password, decode=keep)
     if keep:
         _drop_cache()
         _cached[path] = src

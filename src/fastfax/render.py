@@ -249,17 +249,19 @@ class PdfSource(Source):
 
 
 class ImageSource(Source):
-    """A raster image (multi-frame for TIFF, GIF, WebP) read by Pillow."""
+    """A raster image (multi-frame for TIFF, GIF, WebP) read by Pillow; with ``decode``
+    False only its header is read until a page is rendered."""
 
     kind = "image"
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, decode: bool = True) -> None:
         super().__init__(path)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
                 self._image = Image.open(path)
-                self._image.load()
+                if decode:
+                    self._image.load()
         except Exception as exc:  # Pillow raises many types for corrupt files
             raise self._error(f"cannot read the image: {exc}") from None
         self.pages = getattr(self._image, "n_frames", 1)
@@ -380,12 +382,18 @@ def _looks_like_text(head: bytes) -> bool:
 
 
 def open_source(
-    path: str | os.PathLike[str], layout: Layout | None = None, *, password: str | None = None
+    path: str | os.PathLike[str],
+    layout: Layout | None = None,
+    *,
+    password: str | None = None,
+    decode: bool = True,
 ) -> Source:
     """Open a document for rendering; the kind is sniffed from its first bytes.
 
     ``layout`` is the page plain text is laid out on to count its pages (A4 fine when
-    not given; rendering on another layout lays the text out again).
+    not given; rendering on another layout lays the text out again). ``decode`` False
+    reads only an image's header (enough to count its pages): damaged pixel data then
+    raises when a page is rendered instead of here.
 
     Raises :class:`fastfax.layout.ConvertError` naming the file when it is missing,
     empty, corrupt, encrypted without its ``password``, or of no kind read here.
@@ -405,7 +413,7 @@ def open_source(
     except Exception:
         pass
     else:
-        return ImageSource(path)
+        return ImageSource(path, decode=decode)
     if _looks_like_text(head):
         if os.path.getsize(path) > MAX_TEXT_BYTES:
             raise ConvertError(f"a text file over {MAX_TEXT_BYTES} bytes is too long", path=path)
