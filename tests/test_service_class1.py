@@ -64,7 +64,7 @@ def spool_for(tmp: Path, ports: dict[str, str], dial_timeout: float = 20) -> str
             f"options = {{ dial_timeout = {dial_timeout} }}",
         ]
         if name == "b":
-            lines.append(f"store = {str(tmp / 'inbox')!r}")
+            lines += [f"store = {str(tmp / 'inbox')!r}", "send = false", "rings = 2"]
     spool = tmp / "spool"
     spool.mkdir()
     (spool / "fastfax.toml").write_text("\n".join(lines) + "\n")
@@ -109,6 +109,8 @@ def test_send_receive_route_then_busy(tmp_path: Path) -> None:
         assert line.port_b is not None
         spool = spool_for(tmp_path, {"a": line.port_a, "b": line.port_b})
         with connect(spool=spool) as server, server.events() as stream:
+            b = server.port("b/1").info  # as the TOML file set it up
+            assert (b.send, b.receive, b.rings, b.number) == (False, True, 2, "200")
             roles(server)
             job = server.send(pages, to="200")
             info = job.wait(timeout=T)

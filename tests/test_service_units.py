@@ -107,3 +107,24 @@ def test_device_kind_from_an_entry_point(tmp_path, monkeypatch):
     assert devices.device_factory("test-kind") is Fake
     with pytest.raises(ConfigError, match="test-kind"):
         devices.device_factory("nope")
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [("rings = 100", "rings must be"), ('tsid = "é"', "tsid must be"), ("send = 1", "send must")],
+)
+def test_initial_port_settings_from_toml(tmp_path, setting, message):
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    toml = '[[devices]]\nkind = "loopback-pair"\nname = "lp"\nreceive = false\npriority = 7\n'
+    (spool / "fastfax.toml").write_text(toml)
+    with connect(spool=str(spool)) as server:
+        ports = {p.id: p for p in server.ports()}
+        assert {(p.receive, p.send, p.priority) for p in ports.values()} == {(False, True, 7)}
+        server.port("lp/1", modify=True).update(receive=True)
+    with connect(spool=str(spool)) as server:  # initial values only: the change stays
+        assert server.port("lp/1").info.receive and not server.port("lp/2").info.receive
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "fastfax.toml").write_text(toml + setting + "\n")
+    with pytest.raises(ConfigError, match=f"device 'lp': {message}"):
+        Service(str(tmp_path / "bad"))

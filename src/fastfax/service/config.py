@@ -19,6 +19,13 @@ The TOML file (``fastfax.toml`` in the spool directory, or the file ``fastfax se
     numbers = ["1001", "1002"]
     store = "/home/me/faxes"    # the second line stores what it receives here
 
+    [[devices]]
+    kind = "class1"             # a Class 1 fax modem
+    name = "modem"
+    url = "/dev/ttyUSB0"
+    send = false                # initial port settings (send, receive, rings, priority,
+    rings = 2                   # tsid, csid), applied when the spool first sees the port
+
     [routing.print]             # settings of a routing method
     command = ["lp", "-d", "{printer}"]
 """

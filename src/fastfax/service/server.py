@@ -184,7 +184,9 @@ class Service:
         self.bus.publish(EventKind.SERVICE_STARTED, ports=len(self.lines))
 
     def _add_device(self, spec: dict[str, Any]) -> None:
-        options = {k: v for k, v in spec.items() if k not in ("kind", "name", "store")}
+        own = ("kind", "name", "store", *PORT_SETTINGS)
+        options = {k: v for k, v in spec.items() if k not in own}
+        initial = {k: v for k, v in spec.items() if k in PORT_SETTINGS}
         device = device_factory(spec["kind"])(spec["name"], options)
         self.devices.append(device)
         for n, line in enumerate(device.lines):
@@ -193,17 +195,18 @@ class Service:
             self.lines[line.id] = (line, device)
             self.status[line.id] = PortStatus(line.id)
             if self.store.port(line.id) is None:
-                self.store.save_port(
-                    line.id,
-                    {
-                        "send": int(line.can_send),
-                        "receive": int(line.can_receive),
-                        "rings": 1,
-                        "priority": len(self.lines),
-                        "tsid": line.number,
-                        "csid": line.number,
-                    },
-                )
+                default = {
+                    "send": line.can_send,
+                    "receive": line.can_receive,
+                    "rings": 1,
+                    "priority": len(self.lines),
+                    "tsid": line.number,
+                    "csid": line.number,
+                }
+                try:
+                    self.store.save_port(line.id, _port_settings(line, default, initial))
+                except ConfigError as exc:
+                    raise ConfigError(f"device {spec['name']!r}: {exc}") from None
             if "store" in spec and n == len(device.lines) - 1:
                 data = self.methods["store"].check({"folder": spec["store"]})
                 self.store.set_routing(line.id, "store", True, data)
@@ -385,41 +388,8 @@ class Service:
     @api(Right.PORT_SET)
     def update_port(self, session: Session, port: str, changes: dict[str, Any]) -> dict[str, Any]:
         self._modifying(session, port, "update_port")
-        line = self._line(port)
-        if not isinstance(changes, dict):
-            raise ConfigError("port changes must be an object")
-        new = {**self.port_settings(port), **changes}
-        unknown = set(changes) - {"send", "receive", "rings", "priority", "tsid", "csid"}
-        if unknown:
-            raise ConfigError(f"unknown port setting(s) {sorted(unknown)}")
-        for key in ("send", "receive"):
-            if not isinstance(new[key], bool):
-                raise ConfigError(f"{key} must be true or false, got {new[key]!r}")
-        if new["send"] and not line.can_send or new["receive"] and not line.can_receive:
-            raise ConfigError(
-                f"port {port!r} cannot do that (send: {line.can_send}, receive: {line.can_receive})"
-            )
-        if (
-            not isinstance(new["rings"], int)
-            or isinstance(new["rings"], bool)
-            or not 0 <= new["rings"] <= 99
-        ):
-            raise ConfigError(f"rings must be an integer 0-99, got {new['rings']!r}")
-        if (
-            not isinstance(new["priority"], int)
-            or isinstance(new["priority"], bool)
-            or not 1 <= new["priority"] <= 9999
-        ):
-            raise ConfigError(f"priority must be an integer 1-9999, got {new['priority']!r}")
-        for key in ("tsid", "csid"):
-            value = new[key]
-            if not isinstance(value, str) or len(value) > 20 or not set(value) <= _PRINTABLE:
-                raise ConfigError(
-                    f"{key} must be up to 20 printable ASCII characters, got {value!r}"
-                )
-        self.store.save_port(
-            port, {k: int(v) if isinstance(v, bool) else v for k, v in new.items()}
-        )
+        new = _port_settings(self._line(port), self.port_settings(port), changes)
+        self.store.save_port(port, new)
         self.bus.publish(EventKind.PORT_CHANGED, port=port, fields=sorted(changes))
         self.scheduler.wake()
         return self._port_info(port)
@@ -791,6 +761,38 @@ class Service:
         folder = self.config.archive_folder
         os.makedirs(folder, exist_ok=True)
         shutil.copyfile(os.path.join(self.spool, relative), os.path.join(folder, name))
+
+
+#: A port's settings (FAX_PORT_INFO): what ``update_port`` changes and what a device's
+#: TOML table may set as the initial values of its ports.
+PORT_SETTINGS = ("send", "receive", "rings", "priority", "tsid", "csid")
+
+
+def _port_settings(line: Line, old: dict[str, Any], changes: Any) -> dict[str, Any]:
+    """``old`` port settings with ``changes``, checked, as the store keeps them (booleans
+    as 0/1). Raises :class:`ConfigError` naming the first bad value."""
+    if not isinstance(changes, dict):
+        raise ConfigError("port changes must be an object")
+    unknown = set(changes) - set(PORT_SETTINGS)
+    if unknown:
+        raise ConfigError(f"unknown port setting(s) {sorted(unknown)}")
+    new = {**old, **changes}
+    for key in ("send", "receive"):
+        if not isinstance(new[key], bool):
+            raise ConfigError(f"{key} must be true or false, got {new[key]!r}")
+    if new["send"] and not line.can_send or new["receive"] and not line.can_receive:
+        raise ConfigError(
+            f"port {line.id!r} cannot do that (send: {line.can_send}, receive: {line.can_receive})"
+        )
+    for key, top in (("rings", 99), ("priority", 9999)):
+        value, low = new[key], int(key == "priority")
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= top:
+            raise ConfigError(f"{key} must be an integer {low}-{top}, got {value!r}")
+    for key in ("tsid", "csid"):
+        value = new[key]
+        if not isinstance(value, str) or len(value) > 20 or not set(value) <= _PRINTABLE:
+            raise ConfigError(f"{key} must be up to 20 printable ASCII characters, got {value!r}")
+    return {k: int(v) if isinstance(v, bool) else v for k, v in new.items()}
 
 
 def _schedule(schedule: Any) -> tuple[float, bool]:
