@@ -521,6 +521,7 @@ def test_events_async_iterator(env):
 
 
 def test_close_ends_streams_and_releases(env):
+    before = set(threading.enumerate())
     conn = env.connect(env.server.add_user("short", ALL_RIGHTS))
     events = conn.events()
     conn.port("lp/1", modify=True)
@@ -530,6 +531,8 @@ def test_close_ends_streams_and_releases(env):
     conn.close()
     reader.join(T)
     assert not reader.is_alive()
+    left = {t for t in set(threading.enumerate()) - before if t.name.startswith("fastfax-")}
+    assert not left  # the client left no event reader, no lease keeper
     env.server.port("lp/1", modify=True).close()
     conn.close()  # twice is fine
 
