@@ -64,6 +64,9 @@ struct delay_line {
     int len;
     int pos;
     int quiet;          /* zero samples in a row from the sending side */
+    int was_sending;    /* the last sample out of the line was under a signal */
+    int seed;           /* this direction's noise seed; each burst adds its number */
+    int bursts;         /* signal bursts out of the line so far */
     awgn_state_t *noise;
 };
 
@@ -400,8 +403,10 @@ static void init_line(struct delay_line *l)
         exit(2);
     }
     l->quiet = QUIET_SAMPLES;
+    l->seed = opt.seed;
+    opt.seed += 1000003;
     if (opt.noise_on)
-        l->noise = awgn_init_dbm0(NULL, opt.seed++, (float) opt.noise_dbm0);
+        l->noise = awgn_init_dbm0(NULL, l->seed, (float) opt.noise_dbm0);
 }
 
 /* Carry one block through this direction of the line: delay it, and add white noise to
@@ -415,7 +420,8 @@ static void init_line(struct delay_line *l)
    white noise by 3 dB.  Continuous white noise at -47 dBm0 or louder therefore reads as a
    carrier that never drops; T.30 waits for the carrier to drop before it answers, so every
    call stalled in phase B whatever the signal-to-noise ratio.  Noise that starts before
-   the signal also makes carrier detect fire early, and V.17 short training then fails. */
+   the signal also makes carrier detect fire early, and V.17 short training then fails.
+   Each burst's noise restarts from the seed and the burst's number (see below). */
 static void line_carry(struct delay_line *l, int16_t *amp)
 {
     int i;
@@ -436,6 +442,14 @@ static void line_carry(struct delay_line *l, int16_t *amp)
         } else {
             x = amp[i];
         }
+        if (l->noise && sending && !l->was_sending) {
+            /* Each burst gets noise of its own from the seed, whatever the DTEs' timing
+               made of the bursts before it: a call that takes the same course meets the
+               same noise. */
+            l->bursts++;
+            awgn_init_dbm0(l->noise, l->seed + l->bursts, (float) opt.noise_dbm0);
+        }
+        l->was_sending = sending;
         if (l->noise && sending) {
             v = x + awgn(l->noise);
             x = (int16_t) (v > 32767 ? 32767 : (v < -32768 ? -32768 : v));

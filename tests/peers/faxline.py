@@ -104,8 +104,8 @@ class FaxLine:
 
     Line options: ``speed`` (1 = real time; N = N times real time; 0 = unpaced; time
     always runs at real time while a DTE has the turn), ``delay_ms`` (one-way line delay),
-    ``noise_dbm0`` (white noise level added to both directions, e.g. -30), ``seed``
-    (noise seed), ``timeout`` (wall seconds after which the peer gives up), ``linger``
+    ``noise_dbm0`` (white noise level added under each side's signal, e.g. -30), ``seed``
+    (noise seed; one seed, one noise for calls that take the same course), ``timeout`` (wall seconds after which the peer gives up), ``linger``
     (wall seconds of DTE silence after the call before the peer exits), ``max_rings``,
     ``ring_interval_ms``, ``answer_delay_ms``, ``trace`` (log every byte to and from
     the DTEs), ``log_level`` (SpanDSP's, 0-10; 5 = flow).
