@@ -1038,8 +1038,16 @@ cdef class _Decoder:
                         pos += 1
                     rc = self._skip_eol(&pos)
                 if rc == -1:
-                    # Zeros to the end after an EOL: only another EOL (the RTC) may follow.
-                    return R_END if final or nbits - pos >= 11 else R_NEED
+                    # Zeros to the end after an EOL: only another EOL may follow. Strict:
+                    # it is the RTC. Repair: it may be a wiped row, so keep the EOL as
+                    # taken (the zeros are fill before the next one) and wait for data.
+                    if final:
+                        return R_END
+                    if not self.repair:
+                        return R_END if nbits - pos >= 11 else R_NEED
+                    if nbits - pos >= 8:    # 8 real zeros: fill, no row code starts so
+                        self.pos = pos
+                    return R_NEED
                 if rc == -2:
                     self.err = E_BADFILL
                     self.err_pos = pos
