@@ -22,9 +22,9 @@ from test_service_support import text_pages
 
 from fastfax import connect, tiff
 from fastfax.client import FaxServer
-from fastfax.service.devices import Class1Modem
 from fastfax.service.errors import ConfigError
 from fastfax.service.model import DeviceState, EventKind, JobState, JobType
+from fastfax.service.modem import Class1Modem
 
 sys.path.insert(0, str(Path(__file__).parent / "peers"))
 from faxline import FaxLine, PeerUnavailable, build  # noqa: E402
