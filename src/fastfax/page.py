@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 MAX_WIDTH = 65535
 #: Tallest page accepted by default, in rows (a guard against decompression bombs).
 DEFAULT_MAX_ROWS = 65535
+#: Most pixels one page may hold (256 MiB packed): a guard against absurd geometry.
+MAX_PIXELS = 1 << 31
 
 
 def stride_of(width: int) -> int:
@@ -36,6 +38,10 @@ def _check_geometry(width: int, height: int, xres: float, yres: float) -> None:
         raise PageError(f"page width must be an integer from 1 to {MAX_WIDTH}, got {width!r}")
     if not isinstance(height, int) or height < 0:
         raise PageError(f"page height must be a non-negative integer, got {height!r}")
+    if width * height > MAX_PIXELS:
+        raise PageError(
+            f"a {width} x {height} page has more than {MAX_PIXELS} pixels: not a fax page"
+        )
     for name, value in (("xres", xres), ("yres", yres)):
         if not isinstance(value, (int, float)) or not 0 < value < 1e6:
             raise PageError(f"{name} must be a positive number of dots per inch, got {value!r}")
@@ -139,7 +145,11 @@ class Page:
         cls, source: bytes | str | os.PathLike[str], xres: float = 204, yres: float = 196
     ) -> Page:
         """A page from binary PBM (P4) bytes or a PBM file path. PBM's 1 = black matches ours."""
-        raw = source if isinstance(source, (bytes, bytearray)) else open(source, "rb").read()
+        if isinstance(source, (bytes, bytearray)):
+            raw = bytes(source)
+        else:
+            with open(source, "rb") as fh:
+                raw = fh.read()
         match = _PBM_HEADER.match(raw)
         if not match:
             raise PageError("not a binary PBM (P4) image: bad header")
