@@ -210,6 +210,28 @@ def test_efax_to_efax_through_two_modems(tmp_path: Path) -> None:
     assert_page_with_header(page, source)
 
 
+def test_spandsp_terminal_to_spandsp_terminal(tmp_path: Path) -> None:
+    """--a-send: a terminal on each side, no DTE; the anchor the Class 1 benchmark times."""
+    sources = [make_page(7, 400), make_page(8, 300)]
+    write_g3(sources, tmp_path / "in.tif", 196)
+    received = tmp_path / "rx.tif"
+    line = FaxLine(a_send=tmp_path / "in.tif", receive=received, speed=0, log_path=tmp_path / "l")
+    with line:
+        assert line.port_a == "" and line.port_b is None
+        result = line.wait(timeout=60)
+    rx, tx = result["terminal"], result["terminal_a"]
+    assert result["exit"] == "completed", line.log()[-3000:]
+    assert rx["ok"] and tx["ok"] and rx["pages_rx"] == tx["pages_tx"] == 2
+    assert (rx["remote_ident"].strip(), tx["remote_ident"].strip()) == ("FAXLINE A", "FAXLINE")
+    assert rx["ecm"] and rx["bit_rate"] == 14400
+    assert result["dial_sim_seconds"] == 0.0
+    assert 0 < rx["done_sim_seconds"] <= tx["done_sim_seconds"] <= result["sim_seconds"]
+    pages = read_pages(received)
+    assert len(pages) == 2 and all(map(np.array_equal, pages, sources))
+    with pytest.raises(ValueError, match="a_send"):
+        FaxLine(a_send=tmp_path / "in.tif", send=tmp_path / "in.tif")
+
+
 def test_noise_drowns_the_line(tmp_path: Path) -> None:
     """With noise louder than the signal no frame gets through: both ends give up."""
     write_for_efax(make_page(5, 100), tmp_path / "in.tif", 98)

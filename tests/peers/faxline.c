@@ -1,13 +1,14 @@
 /*
  * faxline - a simulated telephone line for fax tests, built on libspandsp.
  *
- * Side A is always an emulated Class 1 fax modem (SpanDSP t31) presented to a
- * DTE on a pseudo-terminal.  Side B is either a SpanDSP audio fax terminal
+ * Side A is an emulated Class 1 fax modem (SpanDSP t31) presented to a
+ * DTE on a pseudo-terminal, or (--a-send) a SpanDSP audio fax terminal that
+ * calls and sends a TIFF file.  Side B is either a SpanDSP audio fax terminal
  * (fax.h, sending or receiving a TIFF file) or a second emulated Class 1 modem
  * on a second pseudo-terminal.  The two sides exchange 8000 samples/s audio in
  * blocks of 160 samples (20 ms), through a delay line and optional white noise.
  *
- * Stdout protocol (one line each): "PTY A <path>", ["PTY B <path>"], "READY",
+ * Stdout protocol (one line each): ["PTY A <path>"], ["PTY B <path>"], "READY",
  * and at exit "RESULT <json>".  Logs go to stderr.  See README.md.
  */
 #define _GNU_SOURCE
@@ -30,6 +31,7 @@
 #define SAMPLE_RATE 8000
 #define BLOCK 160
 #define MAX_OUT (16 * 1024 * 1024)
+#define A_IDENT "FAXLINE A"
 #define DLE 0x10
 #define ETX 0x03
 
@@ -76,6 +78,7 @@ struct delay_line {
 
 static struct {
     int terminal;           /* side B is a fax terminal */
+    const char *a_file;     /* side A is a fax terminal sending this file (--a-send) */
     int term_sends;
     int term_calls;
     const char *file;
@@ -118,18 +121,29 @@ static struct {
 
 static struct modem modem_a;
 static struct modem modem_b;
-static fax_state_t *fax;
+/* A SpanDSP audio fax terminal: side B (--send/--receive), or side A (--a-send). */
+struct terminal {
+    const char *tag;
+    fax_state_t *fax;
+    int running;            /* off hook */
+    int done;               /* phase E reached */
+    int completion;
+    int64_t done_at;        /* samples */
+    double done_wall;       /* wall seconds since start */
+    t30_stats_t stats;
+    char remote_ident[64];
+    int phase_b;
+    int phase_d;
+};
+
+static struct terminal term = {.tag = "FAX", .completion = -1};
+static struct terminal term_a = {.tag = "FAX-A", .completion = -1};
+static int64_t dial_at = -1;        /* when side A dialled, in samples */
+static double dial_wall;            /* and in wall seconds since start */
+static double start_wall;
 static int64_t now;                 /* simulated time, in samples */
 static int64_t realtime_samples;    /* simulated time spent paced at real time */
 static int64_t term_start_at = -1;  /* when the terminal goes off hook, in samples */
-static int term_running;
-static int term_done;
-static int term_completion = -1;
-static int64_t term_done_at;
-static t30_stats_t term_stats;
-static char term_remote_ident[64];
-static int term_phase_b;
-static int term_phase_d;
 static volatile sig_atomic_t got_signal;
 static double last_input_wall;       /* when a DTE last sent something, wall clock */
 
@@ -253,6 +267,10 @@ static int modem_control(t31_state_t *s, void *user_data, int op, const char *nu
         }
         m->call = IN_CALL;
         m->pending_event = AT_CALL_EVENT_CONNECTED;
+        if (dial_at < 0) {
+            dial_at = now;
+            dial_wall = wall_now() - start_wall;
+        }
         if (opt.terminal) {
             if (!opt.term_calls && term_start_at < 0)
                 terminal_answer_or_dial_scheduled();
@@ -267,7 +285,7 @@ static int modem_control(t31_state_t *s, void *user_data, int op, const char *nu
         fprintf(stderr, "%10.3f %c: answering\n", sim_seconds(), m->name);
         m->call = IN_CALL;
         m->pending_event = AT_CALL_EVENT_ANSWERED;
-        if (opt.terminal && opt.term_calls && !term_running)
+        if (opt.terminal && opt.term_calls && !term.running)
             term_start_at = now;
         break;
     case AT_MODEM_CONTROL_HANGUP:
@@ -287,34 +305,39 @@ static int modem_control(t31_state_t *s, void *user_data, int op, const char *nu
 
 static int phase_b_handler(t30_state_t *s, void *user_data, int result)
 {
+    struct terminal *t = user_data;
+
     (void) s;
-    (void) user_data;
-    term_phase_b++;
-    fprintf(stderr, "%10.3f FAX: phase B (0x%X) %s\n", sim_seconds(), result, t30_frametype(result));
+    t->phase_b++;
+    fprintf(stderr, "%10.3f %s: phase B (0x%X) %s\n", sim_seconds(), t->tag, result,
+            t30_frametype(result));
     return T30_ERR_OK;
 }
 
 static int phase_d_handler(t30_state_t *s, void *user_data, int result)
 {
+    struct terminal *t = user_data;
+
     (void) s;
-    (void) user_data;
-    term_phase_d++;
-    fprintf(stderr, "%10.3f FAX: phase D (0x%X) %s\n", sim_seconds(), result, t30_frametype(result));
+    t->phase_d++;
+    fprintf(stderr, "%10.3f %s: phase D (0x%X) %s\n", sim_seconds(), t->tag, result,
+            t30_frametype(result));
     return T30_ERR_OK;
 }
 
 static void phase_e_handler(t30_state_t *s, void *user_data, int completion_code)
 {
+    struct terminal *t = user_data;
     const char *id;
 
-    (void) user_data;
-    term_done = 1;
-    term_done_at = now;
-    term_completion = completion_code;
-    t30_get_transfer_statistics(s, &term_stats);
+    t->done = 1;
+    t->done_at = now;
+    t->done_wall = wall_now() - start_wall;
+    t->completion = completion_code;
+    t30_get_transfer_statistics(s, &t->stats);
     id = t30_get_rx_ident(s);
-    snprintf(term_remote_ident, sizeof(term_remote_ident), "%s", id ? id : "");
-    fprintf(stderr, "%10.3f FAX: phase E %d %s\n", sim_seconds(), completion_code,
+    snprintf(t->remote_ident, sizeof(t->remote_ident), "%s", id ? id : "");
+    fprintf(stderr, "%10.3f %s: phase E %d %s\n", sim_seconds(), t->tag, completion_code,
             t30_completion_code_to_str(completion_code));
 }
 
@@ -364,33 +387,34 @@ static void init_modem(struct modem *m, char name)
     set_log(&m->t31->at_state.logging, m->tag);
 }
 
-static void init_terminal(void)
+static void init_terminal(struct terminal *t, int calls, int sends, const char *file,
+                          const char *ident)
 {
     t30_state_t *t30;
 
-    fax = fax_init(NULL, opt.term_calls);
-    if (fax == NULL) {
+    t->fax = fax_init(NULL, calls);
+    if (t->fax == NULL) {
         fprintf(stderr, "faxline: fax_init failed\n");
         exit(2);
     }
-    t30 = fax_get_t30_state(fax);
-    t30_set_tx_ident(t30, opt.ident);
+    t30 = fax_get_t30_state(t->fax);
+    t30_set_tx_ident(t30, ident);
     if (opt.header)
         t30_set_tx_page_header_info(t30, opt.header);
-    if (opt.term_sends)
-        t30_set_tx_file(t30, opt.file, -1, -1);
+    if (sends)
+        t30_set_tx_file(t30, file, -1, -1);
     else
-        t30_set_rx_file(t30, opt.file, -1);
+        t30_set_rx_file(t30, file, -1);
     t30_set_ecm_capability(t30, opt.ecm);
     t30_set_supported_modems(t30, opt.modems);
     t30_set_supported_resolutions(t30, opt.resolutions);
     t30_set_supported_compressions(t30, opt.compressions);
-    t30_set_phase_b_handler(t30, phase_b_handler, NULL);
-    t30_set_phase_d_handler(t30, phase_d_handler, NULL);
-    t30_set_phase_e_handler(t30, phase_e_handler, NULL);
-    fax_set_transmit_on_idle(fax, 1);
-    set_log(fax_get_logging_state(fax), "FAX");
-    set_log(t30_get_logging_state(t30), "FAX");
+    t30_set_phase_b_handler(t30, phase_b_handler, t);
+    t30_set_phase_d_handler(t30, phase_d_handler, t);
+    t30_set_phase_e_handler(t30, phase_e_handler, t);
+    fax_set_transmit_on_idle(t->fax, 1);
+    set_log(fax_get_logging_state(t->fax), t->tag);
+    set_log(t30_get_logging_state(t30), t->tag);
 }
 
 static void init_line(struct delay_line *l)
@@ -633,61 +657,82 @@ static void tick(void)
     }
     ring_and_events(&modem_a);
     ring_and_events(&modem_b);
+    /* A terminal on side A dials at once; the one on side B answers after the delay. */
+    if (opt.a_file && !term_a.running) {
+        term_a.running = 1;
+        modem_a.call = IN_CALL;
+        dial_at = now;
+        dial_wall = wall_now() - start_wall;
+        terminal_answer_or_dial_scheduled();
+        fprintf(stderr, "%10.3f FAX-A: off hook, dialling\n", sim_seconds());
+    }
+    if (opt.a_file && term_a.done && modem_a.call == IN_CALL)
+        modem_a.call = ENDED;
     /* A calling terminal rings modem A once its DTE has put it in fax class. */
-    if (opt.terminal && opt.term_calls && !term_running && modem_a.call == IDLE
+    if (opt.terminal && opt.term_calls && !term.running && modem_a.call == IDLE
         && modem_a.t31->at_state.fclass_mode != 0 && modem_a.rings == 0 && term_start_at < 0) {
         modem_a.call = RINGING;
         modem_a.next_ring = now + (int64_t) opt.answer_delay_ms * SAMPLE_RATE / 1000;
     }
-    if (opt.terminal && !term_running && term_start_at >= 0 && now >= term_start_at
+    if (opt.terminal && !term.running && term_start_at >= 0 && now >= term_start_at
         && (opt.term_calls ? modem_a.call == IN_CALL : 1)) {
-        term_running = 1;
+        term.running = 1;
         fprintf(stderr, "%10.3f FAX: off hook\n", sim_seconds());
     }
 
-    n = t31_tx(modem_a.t31, a_amp, BLOCK);
+    if (opt.a_file)
+        n = (term_a.running && !term_a.done) ? fax_tx(term_a.fax, a_amp, BLOCK) : 0;
+    else
+        n = t31_tx(modem_a.t31, a_amp, BLOCK);
     if (n < BLOCK)
         memset(a_amp + n, 0, (BLOCK - n) * sizeof(int16_t));
     if (opt.terminal) {
-        n = (term_running && !term_done) ? fax_tx(fax, b_amp, BLOCK) : 0;
+        n = (term.running && !term.done) ? fax_tx(term.fax, b_amp, BLOCK) : 0;
     } else {
         n = t31_tx(modem_b.t31, b_amp, BLOCK);
     }
     if (n < BLOCK)
         memset(b_amp + n, 0, (BLOCK - n) * sizeof(int16_t));
     /* Until both ends are off hook, and once either hangs up, the line carries nothing. */
-    if (modem_a.call != IN_CALL || (opt.terminal ? !term_running : modem_b.call != IN_CALL)) {
+    if (modem_a.call != IN_CALL || (opt.terminal ? !term.running : modem_b.call != IN_CALL)) {
         memset(a_amp, 0, sizeof(a_amp));
         memset(b_amp, 0, sizeof(b_amp));
     } else {
         line_carry(&a_to_b, a_amp);
         line_carry(&b_to_a, b_amp);
     }
-    t31_rx(modem_a.t31, b_amp, BLOCK);
+    if (opt.a_file) {
+        if (term_a.running && !term_a.done)
+            fax_rx(term_a.fax, b_amp, BLOCK);
+        span_log_bump_samples(fax_get_logging_state(term_a.fax), BLOCK);
+        span_log_bump_samples(t30_get_logging_state(fax_get_t30_state(term_a.fax)), BLOCK);
+    } else {
+        t31_rx(modem_a.t31, b_amp, BLOCK);
+        span_log_bump_samples(t31_get_logging_state(modem_a.t31), BLOCK);
+        span_log_bump_samples(&modem_a.t31->at_state.logging, BLOCK);
+    }
     if (opt.terminal) {
-        if (term_running && !term_done)
-            fax_rx(fax, a_amp, BLOCK);
-        span_log_bump_samples(fax_get_logging_state(fax), BLOCK);
-        span_log_bump_samples(t30_get_logging_state(fax_get_t30_state(fax)), BLOCK);
+        if (term.running && !term.done)
+            fax_rx(term.fax, a_amp, BLOCK);
+        span_log_bump_samples(fax_get_logging_state(term.fax), BLOCK);
+        span_log_bump_samples(t30_get_logging_state(fax_get_t30_state(term.fax)), BLOCK);
     } else {
         t31_rx(modem_b.t31, a_amp, BLOCK);
         span_log_bump_samples(t31_get_logging_state(modem_b.t31), BLOCK);
         span_log_bump_samples(&modem_b.t31->at_state.logging, BLOCK);
     }
-    span_log_bump_samples(t31_get_logging_state(modem_a.t31), BLOCK);
-    span_log_bump_samples(&modem_a.t31->at_state.logging, BLOCK);
     now += BLOCK;
 }
 
 static const char *finished(void)
 {
     if (opt.terminal) {
-        if (term_done && (modem_a.call == ENDED || modem_a.call == IDLE)
-            && now - term_done_at > SAMPLE_RATE / 5)
+        if (term.done && (modem_a.call == ENDED || modem_a.call == IDLE)
+            && now - term.done_at > SAMPLE_RATE / 5)
             return "completed";
-        if (term_done && now - term_done_at > 10 * SAMPLE_RATE)
+        if (term.done && now - term.done_at > 10 * SAMPLE_RATE)
             return "completed";
-        if (opt.term_calls && !term_running && modem_a.rings >= opt.max_rings
+        if (opt.term_calls && !term.running && modem_a.rings >= opt.max_rings
             && modem_a.call == IDLE)
             return "no_answer";
         return NULL;
@@ -714,6 +759,35 @@ static void json_string(FILE *f, const char *s)
     fputc('"', f);
 }
 
+static void print_terminal(FILE *f, const char *name, const struct terminal *t, int sends,
+                           int calls, const char *ident)
+{
+    const t30_stats_t *st = &t->stats;
+
+    fprintf(f, ", \"%s\": {\"role\": \"%s\", \"calling\": %s, \"done\": %s", name,
+            sends ? "send" : "receive", calls ? "true" : "false", t->done ? "true" : "false");
+    if (t->done)
+        fprintf(f, ", \"done_sim_seconds\": %.3f, \"done_wall_seconds\": %.3f",
+                (double) t->done_at / SAMPLE_RATE, t->done_wall);
+    fprintf(f, ", \"completion_code\": %d, \"completion\": ", t->completion);
+    json_string(f, t->completion >= 0 ? t30_completion_code_to_str(t->completion)
+                                      : "not finished");
+    fprintf(f, ", \"ok\": %s", t->completion == T30_ERR_OK ? "true" : "false");
+    fprintf(f, ", \"pages_tx\": %d, \"pages_rx\": %d, \"bit_rate\": %d, \"ecm\": %s",
+            st->pages_tx, st->pages_rx, st->bit_rate, st->error_correcting_mode ? "true" : "false");
+    fprintf(f, ", \"x_resolution\": %d, \"y_resolution\": %d, \"width\": %d, \"length\": %d",
+            st->x_resolution, st->y_resolution, st->width, st->length);
+    fprintf(f, ", \"encoding\": %d, \"bad_rows\": %d, \"longest_bad_row_run\": %d",
+            st->encoding, st->bad_rows, st->longest_bad_row_run);
+    fprintf(f, ", \"ecm_retries\": %d, \"phase_b\": %d, \"phase_d\": %d",
+            st->error_correcting_mode_retries, t->phase_b, t->phase_d);
+    fprintf(f, ", \"remote_ident\": ");
+    json_string(f, t->remote_ident);
+    fprintf(f, ", \"local_ident\": ");
+    json_string(f, ident);
+    fprintf(f, "}");
+}
+
 static void print_result(const char *reason, double wall)
 {
     FILE *f = stdout;
@@ -722,30 +796,13 @@ static void print_result(const char *reason, double wall)
     json_string(f, reason);
     fprintf(f, ", \"sim_seconds\": %.3f, \"realtime_seconds\": %.3f, \"wall_seconds\": %.3f",
             sim_seconds(), (double) realtime_samples / SAMPLE_RATE, wall);
-    if (opt.terminal) {
-        fprintf(f, ", \"terminal\": {\"role\": \"%s\", \"calling\": %s, \"done\": %s",
-                opt.term_sends ? "send" : "receive", opt.term_calls ? "true" : "false",
-                term_done ? "true" : "false");
-        fprintf(f, ", \"completion_code\": %d, \"completion\": ", term_completion);
-        json_string(f, term_completion >= 0 ? t30_completion_code_to_str(term_completion)
-                                            : "not finished");
-        fprintf(f, ", \"ok\": %s", term_completion == T30_ERR_OK ? "true" : "false");
-        fprintf(f, ", \"pages_tx\": %d, \"pages_rx\": %d, \"bit_rate\": %d, \"ecm\": %s",
-                term_stats.pages_tx, term_stats.pages_rx, term_stats.bit_rate,
-                term_stats.error_correcting_mode ? "true" : "false");
-        fprintf(f, ", \"x_resolution\": %d, \"y_resolution\": %d, \"width\": %d, \"length\": %d",
-                term_stats.x_resolution, term_stats.y_resolution, term_stats.width,
-                term_stats.length);
-        fprintf(f, ", \"encoding\": %d, \"bad_rows\": %d, \"longest_bad_row_run\": %d",
-                term_stats.encoding, term_stats.bad_rows, term_stats.longest_bad_row_run);
-        fprintf(f, ", \"ecm_retries\": %d, \"phase_b\": %d, \"phase_d\": %d",
-                term_stats.error_correcting_mode_retries, term_phase_b, term_phase_d);
-        fprintf(f, ", \"remote_ident\": ");
-        json_string(f, term_remote_ident);
-        fprintf(f, ", \"local_ident\": ");
-        json_string(f, opt.ident);
-        fprintf(f, "}");
-    }
+    if (dial_at >= 0)
+        fprintf(f, ", \"dial_sim_seconds\": %.3f, \"dial_wall_seconds\": %.3f",
+                (double) dial_at / SAMPLE_RATE, dial_wall);
+    if (opt.terminal)
+        print_terminal(f, "terminal", &term, opt.term_sends, opt.term_calls, opt.ident);
+    if (opt.a_file)
+        print_terminal(f, "terminal_a", &term_a, 1, 1, A_IDENT);
     fprintf(f, ", \"modem_a\": {\"state\": %d, \"rings\": %d}", modem_a.call, modem_a.rings);
     if (!opt.terminal)
         fprintf(f, ", \"modem_b\": {\"state\": %d, \"rings\": %d}", modem_b.call, modem_b.rings);
@@ -780,6 +837,7 @@ static void usage(void)
 {
     fprintf(stderr,
             "usage: faxline [--peer terminal|modem] [--send FILE | --receive FILE] [--calling]\n"
+            "               [--a-send FILE]\n"
             "               [--ecm 0|1] [--ident ID] [--header TEXT] [--modems v27,v29,v17]\n"
             "               [--resolutions standard,fine,superfine] [--compressions mh,mr,mmr]\n"
             "               [--speed F] [--delay MS] [--noise DBM0] [--seed N] [--timeout S]\n"
@@ -803,6 +861,7 @@ static void parse_args(int argc, char **argv)
         {"peer", required_argument, NULL, 'p'},
         {"send", required_argument, NULL, 's'},
         {"receive", required_argument, NULL, 'r'},
+        {"a-send", required_argument, NULL, 'A'},
         {"calling", no_argument, NULL, 'c'},
         {"ecm", required_argument, NULL, 'e'},
         {"ident", required_argument, NULL, 'i'},
@@ -844,6 +903,7 @@ static void parse_args(int argc, char **argv)
             opt.term_sends = 0;
             opt.file = optarg;
             break;
+        case 'A': opt.a_file = optarg; break;
         case 'c': opt.term_calls = 1; break;
         case 'e': opt.ecm = atoi(optarg) != 0; break;
         case 'i': opt.ident = optarg; break;
@@ -866,7 +926,8 @@ static void parse_args(int argc, char **argv)
         }
     }
     if (optind != argc || opt.speed < 0 || opt.delay_ms < 0 || opt.delay_ms > 2000
-        || opt.timeout <= 0 || (opt.terminal && opt.file == NULL))
+        || opt.timeout <= 0 || (opt.terminal && opt.file == NULL)
+        || (opt.a_file && (!opt.terminal || opt.term_sends || opt.term_calls)))
         usage();
 }
 
@@ -894,24 +955,31 @@ int main(int argc, char **argv)
     signal(SIGINT, on_signal);
     signal(SIGPIPE, SIG_IGN);
 
-    init_modem(&modem_a, 'A');
+    modem_a.name = 'A';
+    if (opt.a_file)
+        init_terminal(&term_a, 1, 1, opt.a_file, A_IDENT);
+    else
+        init_modem(&modem_a, 'A');
     if (opt.terminal) {
-        init_terminal();
+        init_terminal(&term, opt.term_calls, opt.term_sends, opt.file, opt.ident);
     } else {
         init_modem(&modem_b, 'B');
         modem_a.other = &modem_b;
         modem_b.other = &modem_a;
     }
-    printf("PTY A %s\n", modem_a.path);
+    if (!opt.a_file)
+        printf("PTY A %s\n", modem_a.path);
     if (!opt.terminal)
         printf("PTY B %s\n", modem_b.path);
     printf("READY\n");
     fflush(stdout);
 
     start = wall_now();
+    start_wall = start;
     next = start;
     nfds = 0;
-    fds[nfds++].fd = modem_a.master;
+    if (!opt.a_file)
+        fds[nfds++].fd = modem_a.master;
     if (!opt.terminal)
         fds[nfds++].fd = modem_b.master;
     while (reason == NULL) {
@@ -935,7 +1003,7 @@ int main(int argc, char **argv)
                 fds[i].events = POLLIN;
                 fds[i].revents = 0;
             }
-            if (modem_a.out_len)
+            if (!opt.a_file && modem_a.out_len)
                 fds[0].events |= POLLOUT;
             if (!opt.terminal && modem_b.out_len)
                 fds[1].events |= POLLOUT;

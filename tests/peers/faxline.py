@@ -1,8 +1,9 @@
 """Build and drive ``faxline``, the simulated telephone line in ``faxline.c``.
 
 ``faxline`` is a C program linking Debian's libspandsp.  Side A is an emulated Class 1
-fax modem (SpanDSP T.31) on a pseudo-terminal; side B is either a SpanDSP audio fax
-terminal that sends or receives a TIFF file, or a second emulated modem on a second
+fax modem (SpanDSP T.31) on a pseudo-terminal, or (``a_send``) a SpanDSP audio fax
+terminal that calls and sends a TIFF file; side B is either a SpanDSP audio fax terminal
+that sends or receives a TIFF file, or a second emulated modem on a second
 pseudo-terminal.  See README.md in this directory for the command line and protocol.
 
 Typical use::
@@ -94,7 +95,11 @@ class FaxLine:
     """A running ``faxline`` process: one simulated call on one simulated line.
 
     Side B is a SpanDSP fax terminal when ``send`` or ``receive`` is given (a TIFF path),
-    otherwise a second emulated modem (``port_b``).
+    otherwise a second emulated modem (``port_b``). Side A is an emulated modem
+    (``port_a``) unless ``a_send`` names a TIFF: then it is a SpanDSP fax terminal that
+    dials at once and sends it to side B's terminal, which must ``receive`` (no ports;
+    the same line, terminal options and timing, so SpanDSP -> SpanDSP can be timed
+    against a DTE -> SpanDSP call).
 
     Terminal options: ``send``/``receive`` (TIFF-F path), ``calling`` (the terminal dials
     modem A, which then rings its DTE; by default the DTE dials and the terminal answers),
@@ -105,8 +110,9 @@ class FaxLine:
     Line options: ``speed`` (1 = real time; N = N times real time; 0 = unpaced; time
     always runs at real time while a DTE has the turn), ``delay_ms`` (one-way line delay),
     ``noise_dbm0`` (white noise level added under each side's signal, e.g. -30), ``seed``
-    (noise seed; one seed, one noise for calls that take the same course), ``timeout`` (wall seconds after which the peer gives up), ``linger``
-    (wall seconds of DTE silence after the call before the peer exits), ``max_rings``,
+    (noise seed; one seed, one noise for calls that take the same course), ``timeout``
+    (wall seconds after which the peer gives up), ``linger`` (wall seconds of DTE
+    silence after the call before the peer exits), ``max_rings``,
     ``ring_interval_ms``, ``answer_delay_ms``, ``trace`` (log every byte to and from
     the DTEs), ``log_level`` (SpanDSP's, 0-10; 5 = flow).
     """
@@ -117,6 +123,7 @@ class FaxLine:
         send: str | os.PathLike[str] | None = None,
         receive: str | os.PathLike[str] | None = None,
         calling: bool = False,
+        a_send: str | os.PathLike[str] | None = None,
         ecm: bool = True,
         ident: str = "FAXLINE",
         header: str | None = None,
@@ -138,12 +145,15 @@ class FaxLine:
     ) -> None:
         if send is not None and receive is not None:
             raise ValueError("give send or receive, not both")
+        if a_send is not None and (receive is None or calling):
+            raise ValueError("a_send needs a receiving, answering terminal on side B")
         args: list[str] = []
         terminal = send is not None or receive is not None
         if terminal:
             args += ["--send", os.fspath(send)] if send is not None else []
             args += ["--receive", os.fspath(receive)] if receive is not None else []
             args += ["--calling"] if calling else []
+            args += ["--a-send", os.fspath(a_send)] if a_send is not None else []
         else:
             args += ["--peer", "modem"]
         options: dict[str, Any] = {
