@@ -493,6 +493,33 @@ def drain_one(stream, kind):
     raise AssertionError("the stream ended early")
 
 
+def test_remote_event_stream_resumes_after_a_drop(tmp_path):
+    """The HTTP server goes away and comes back (same service): the client's stream
+    opens again from the last event it had and delivers what happened meanwhile."""
+    service = Service(make_spool(str(tmp_path)))
+    http = HttpService(service)
+    port = int(http.url.rsplit(":", 1)[1])
+    owner = service.open_session(local=True)
+    token = service.call(owner, "add_user", {"name": "admin", "rights": ALL_RIGHTS.value})
+    try:
+        with connect(http.url, token=token) as client, client.events() as stream:
+            only_sender(client, "lp/1")
+            job = client.send(text_pages(1), to="200")
+            before = _drain(stream, job.id, EventKind.COMPLETED)
+            http.close()  # the stream drops; a fax goes out meanwhile
+            document = tiff.dumps(text_pages(1), "g4")
+            (missed,) = service.call(owner, "send", {"document": document, "to": "200"})
+            assert service.call(owner, "wait_job", {"job_id": missed})["state"] == "completed"
+            http = HttpService(service, port=port)
+            after = _drain(stream, missed, EventKind.COMPLETED)
+            assert after[0].kind is EventKind.JOB_QUEUED and after[0].seq > before[-1].seq
+            assert client.job(missed).status is JobState.COMPLETED
+    finally:
+        http.close()
+        service.close_session(owner)
+        service.close()
+
+
 def test_events_in_order_for_a_job(env):
     events = env.server.events()
     job = env.server.send(text_pages(2), to="200")

@@ -65,6 +65,11 @@ class RequestTooLarge(RequestError):
     """The request body is larger than the server accepts (``[http] max_upload``)."""
 
 
+class SessionGone(RequestError):
+    """The request names a session the server no longer has (closed, expired after its
+    lease, or the server restarted); nothing was done. Open a new session."""
+
+
 class RemoteError(ServiceError, ConnectionError):
     """The remote server could not be reached or answered something unreadable."""
 
@@ -91,6 +96,7 @@ ERRORS: dict[str, type[ServiceError]] = {
         SpoolBusy,
         RequestError,
         RequestTooLarge,
+        SessionGone,
         RemoteError,
         ServiceClosed,
     )

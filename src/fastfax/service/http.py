@@ -31,6 +31,7 @@ from .errors import (
     RequestError,
     RequestTooLarge,
     ServiceClosed,
+    SessionGone,
 )
 from .model import to_wire
 from .rights import ALL_RIGHTS, new_token, token_digest
@@ -92,7 +93,7 @@ class _Handler(BaseHTTPRequestHandler):
         svc.close_session(fresh)
         session = svc.sessions.get(self.headers.get(SESSION_HEADER, ""))
         if session is None or session.user != fresh.user:
-            raise RequestError(
+            raise SessionGone(
                 f"no such session (closed, or expired after {svc.session_lease:g} s without a"
                 f" request): open one (POST /api/session, then {SESSION_HEADER})"
             )

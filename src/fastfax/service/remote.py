@@ -2,10 +2,12 @@
 :class:`fastfax.client.FaxServer` sent to a ``fastfax serve`` daemon.
 
 Each call is one HTTP request on a fresh connection (never repeated, so a send is never
-submitted twice by a retry); errors come back as the server's own exception classes. A
-thread renews the session every third of its lease (``POST /api/renew``) until
-:meth:`RemoteBackend.close`: the server keeps this client's ports opened for modify while
-it lives, and frees them one lease after it dies.
+submitted twice by a retry; only a call refused with :class:`SessionGone`, before the
+server did anything, is asked again on a new session); errors come back as the server's
+own exception classes. A thread renews the session every third of its lease (``POST
+/api/renew``) until :meth:`RemoteBackend.close`: the server keeps this client's ports
+opened for modify while it lives, and frees them one lease after it dies. An event
+stream that drops is opened again from the last event it delivered.
 """
 
 from __future__ import annotations
@@ -14,15 +16,19 @@ import http.client
 import json
 import socket
 import threading
+import time
 import urllib.parse
 from typing import Any
 
-from .errors import ERRORS, RemoteError, ServiceError
+from .errors import ERRORS, RemoteError, ServiceError, SessionGone
 from .events import Subscription
-from .model import Event, from_wire
+from .model import Event, EventKind, from_wire
 from .wire import SESSION_HEADER, decode, encode
 
-__all__ = ["RemoteBackend"]
+__all__ = ["RemoteBackend", "RESUME_EVERY"]
+
+#: Seconds between attempts to open a dropped event stream again.
+RESUME_EVERY = 0.2
 
 
 class RemoteBackend:
@@ -38,9 +44,7 @@ class RemoteBackend:
         self._headers = {"Content-Type": "application/json"}
         if token:
             self._headers["Authorization"] = f"Bearer {token}"
-        opened = self._request("POST", "/api/session", {})
-        self._headers[SESSION_HEADER] = opened["session"]
-        self.user = opened["user"]
+        opened = self._open_session()
         self._closing = threading.Event()
         self._keeper = threading.Thread(
             target=self._keep, args=(float(opened["lease"]) / 3,), name="fastfax-lease", daemon=True
@@ -52,7 +56,7 @@ class RemoteBackend:
         keeps this connection's ports while this process lives."""
         while not self._closing.wait(interval):
             try:
-                self._request("POST", "/api/renew", {})
+                self.call("renew")
             except ServiceError:
                 pass  # the server is away for now: the next renewal may reach it
 
@@ -83,11 +87,21 @@ class RemoteBackend:
             raise ERRORS.get(err.get("type"), ServiceError)(err.get("message", "unknown error"))
         return decode(answer.get("result"))
 
-    def call(self, name: str, /, **args: Any) -> Any:
-        return self._request("POST", f"/api/{name}", args)
+    def _open_session(self) -> dict[str, Any]:
+        opened = self._request("POST", "/api/session", {})
+        self._headers[SESSION_HEADER] = opened["session"]
+        self.user = opened["user"]
+        return opened
 
-    def events(self, since: int | None = None) -> Subscription:
-        """A subscription fed by a reader thread from ``GET /api/events[?since=N]``."""
+    def call(self, name: str, /, **args: Any) -> Any:
+        try:
+            return self._request("POST", f"/api/{name}", args)
+        except SessionGone:  # refused before anything was done: a new session, once
+            self._open_session()
+            return self._request("POST", f"/api/{name}", args)
+
+    def _stream(self, since: int | None) -> tuple[http.client.HTTPConnection, Any]:
+        """Open ``GET /api/events[?since=N]``: the connection and its response."""
         conn = self._connection(None)
         path = "/api/events" if since is None else f"/api/events?since={int(since)}"
         try:
@@ -101,26 +115,64 @@ class RemoteBackend:
             conn.close()
             err = json.loads(raw).get("error", {})
             raise ERRORS.get(err.get("type"), ServiceError)(err.get("message", "refused"))
+        return conn, resp
+
+    def _resume(self, since: int | None, stop: threading.Event) -> tuple[Any, Any] | None:
+        """The stream opened again after it dropped, from event ``since`` on; None when
+        stopped or after :attr:`timeout` seconds of trying."""
+        deadline = time.monotonic() + self.timeout
+        while not stop.is_set() and time.monotonic() < deadline:
+            try:
+                return self._stream(since)
+            except SessionGone:
+                try:
+                    self._open_session()  # the server restarted: a new session
+                except ServiceError:
+                    pass
+            except ServiceError:
+                stop.wait(RESUME_EVERY)
+        return None
+
+    def events(self, since: int | None = None) -> Subscription:
+        """A subscription fed by a reader thread from ``GET /api/events[?since=N]``. If
+        the stream drops (the network, a restarted server), the reader opens it again
+        from the last event it had, so nothing is missed that the server still keeps."""
+        current = list(self._stream(since))
+        stopped = threading.Event()
 
         def stop(_: Subscription) -> None:
+            stopped.set()
             try:
-                if conn.sock is not None:
-                    conn.sock.shutdown(socket.SHUT_RDWR)
+                if current[0].sock is not None:
+                    current[0].sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
             if reader.is_alive() and reader is not threading.current_thread():
                 reader.join()
-            conn.close()
+            current[0].close()
 
         sub = Subscription(stop)
 
         def read() -> None:
-            try:
-                for line in resp:
-                    if line.strip():
-                        sub.put(from_wire(Event, json.loads(line)))
-            except (OSError, ValueError, http.client.HTTPException):
-                pass
+            last, ended = since, False
+            while not stopped.is_set() and not ended:
+                try:
+                    for line in current[1]:
+                        if stopped.is_set():
+                            break
+                        if line.strip():
+                            event = from_wire(Event, json.loads(line))
+                            last, ended = event.seq, event.kind is EventKind.SERVICE_ENDED
+                            sub.put(event)
+                except (OSError, ValueError, http.client.HTTPException):
+                    pass
+                current[0].close()
+                if stopped.is_set() or ended:
+                    break
+                again = self._resume(last, stopped)
+                if again is None:
+                    break
+                current[:] = again
             sub.end()
 
         reader = threading.Thread(target=read, name="fastfax-events", daemon=True)
