@@ -239,6 +239,7 @@ def test_abort_while_dialling(tmp_path: Path) -> None:
         {"url": "/dev/null", "init": "ATZ"},
         {"url": "/dev/null", "baudrate": "fast"},
         {"url": "/dev/null", "options": {"dial_timeout": "long"}},
+        {"url": "/dev/null", "receive_options": "fast"},
     ],
 )
 def test_bad_device_options(options: dict) -> None:

@@ -106,6 +106,9 @@ class Class1Modem:
             raise ConfigError(f"class1 device {name!r}: baudrate is a number, rtscts true/false")
         if not isinstance(self.init, list) or not all(isinstance(c, str) for c in self.init):
             raise ConfigError(f"class1 device {name!r}: init is a list of AT commands")
+        for table in ("options", "receive_options"):
+            if not isinstance(options.get(table, {}), dict):
+                raise ConfigError(f"class1 device {name!r}: {table} is a table")
         self.send_options = dict(options.get("options", {}))
         dial = self.send_options.pop("dial_timeout", 60.0)
         if not isinstance(dial, (int, float)) or isinstance(dial, bool) or not 1 <= dial <= 600:
