@@ -87,6 +87,26 @@ def test_dropped_document_hands_out_nothing_more():
     assert not planner.has_fresh() and planner.next(None) is None
 
 
+def test_pages_given_back_are_handed_out_again():
+    planner = Planner(1)
+    planner.add(0, 2)
+    planner.add(1, 4)
+    assert planner.next(None) == (0, 0, 2)
+    planner.give_back(0, 0, 2)  # the whole document: it is fresh again, and first
+    assert planner.has_fresh() and planner.next(None) == (0, 0, 2)
+    assert planner.next(None) == (1, 0, 2)
+    planner.give_back(1, 0, 1)
+    assert planner.next(None) == (1, 3, 1)  # the back half of 2..3, the longest run left
+    assert [planner.next(None), planner.next(None), planner.next(None)] == [
+        (1, 0, 1),
+        (1, 2, 1),
+        None,
+    ]
+    planner.drop(1)
+    planner.give_back(1, 0, 4)  # a dropped document stays dropped
+    assert planner.next(None) is None
+
+
 def test_forgotten_workers_start_over():
     planner = Planner(1)
     planner.add(0, 6)

@@ -33,22 +33,33 @@ class Planner:
 
     def __init__(self, workers: int) -> None:
         self._split = 2 * max(1, workers)
-        # Documents with pages still to hand out: key -> one "taken" flag per page.
-        self._open: dict[int, list[bool]] = {}
+        self._all: dict[int, list[bool]] = {}  # key -> one "taken" flag per page
+        self._open: dict[int, list[bool]] = {}  # the documents with pages still to hand out
         self._fresh: list[int] = []  # keys of open documents no page of which is taken
         self._at: dict[int, tuple[int, int]] = {}  # worker -> (document, last page it did)
 
     def add(self, key: int, pages: int) -> None:
         """A document of ``pages`` pages (0 adds nothing)."""
         if pages > 0:
-            self._open[key] = [False] * pages
+            self._all[key] = self._open[key] = [False] * pages
             self._fresh.append(key)
 
     def drop(self, key: int) -> None:
         """Hand out nothing more of document ``key`` (it failed)."""
+        self._all.pop(key, None)
         self._open.pop(key, None)
         if key in self._fresh:
             self._fresh.remove(key)
+
+    def give_back(self, key: int, start: int, count: int) -> None:
+        """Pages handed out that no worker will render (it could not be given them)."""
+        taken = self._all.get(key)
+        if taken is None:
+            return
+        taken[start : start + count] = [False] * count
+        self._open[key] = taken
+        if not any(taken):
+            self._fresh.insert(0, key)
 
     def has_fresh(self) -> bool:
         """Whether a document no one has started is waiting."""

@@ -550,18 +550,39 @@ def _run_pool(
             doc = docs[key]
             if doc.result.error:
                 continue
-            future = pool.submit(
-                _render_chunk,
-                doc.result.source,
-                range(start, start + count),
-                options,
-                layout,
-                1 + doc.offset,
-                doc.pages + doc.offset,
-                _coded(doc.fmt, compression),
-            )
+            try:
+                future = pool.submit(
+                    _render_chunk,
+                    doc.result.source,
+                    range(start, start + count),
+                    options,
+                    layout,
+                    1 + doc.offset,
+                    doc.pages + doc.offset,
+                    _coded(doc.fmt, compression),
+                )
+            except BrokenProcessPool:  # a worker died since the last look
+                planner.give_back(key, start, count)
+                restart(set())
+                return
             pending[future] = (key, start, count)
             return
+
+    def restart(crashed: set[int]) -> None:
+        """A worker died (a crash in PDFium, or killed): every document in flight fails,
+        the others go on in a new pool."""
+        nonlocal pool
+        for key in crashed | {k for k, _, _ in pending.values()}:
+            planner.drop(key)
+            doc = docs[key]
+            died = ConvertError("a worker process died while rendering it", path=doc.result.source)
+            _fail(doc, died)
+        pending.clear()
+        pool.shutdown(cancel_futures=True)
+        pool = _pool(jobs)
+        planner.forget_workers()
+        for _ in range(jobs):
+            submit(None)
 
     pool = _pool(jobs)
     try:
@@ -570,29 +591,15 @@ def _run_pool(
         while pending:
             finished, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in finished:
+                if future not in pending:  # in flight when the pool was restarted
+                    continue
                 key, start, count = pending.pop(future)
                 doc = docs[key]
                 try:
                     worker, pages = future.result()
                 except BrokenProcessPool:
-                    # A worker died (a crash in PDFium, or killed): every document in
-                    # flight fails, the others go on in a new pool.
-                    for other in {key, *(k for k, _, _ in pending.values())}:
-                        planner.drop(other)
-                        _fail(
-                            docs[other],
-                            ConvertError(
-                                "a worker process died while rendering it",
-                                path=docs[other].result.source,
-                            ),
-                        )
-                    pending.clear()
-                    pool.shutdown(cancel_futures=True)
-                    pool = _pool(jobs)
-                    planner.forget_workers()
-                    for _ in range(jobs):
-                        submit(None)
-                    break
+                    restart({key})
+                    continue
                 except BaseException as exc:  # a worker's exception, pickled back
                     planner.drop(key)
                     if not doc.result.error:
