@@ -419,15 +419,16 @@ class Modem:
         """Hang up and leave the modem in command mode: end any transmit (DLE ETX) or
         receive, ``ATH``; if that gets no OK, drop DTR for half a second and try again.
         True when the modem confirmed. Never raises for a modem that is gone."""
-        in_data = self._last is Code.CONNECT
         self._connected = None
         for drop_dtr in (False, True):
             try:
                 if drop_dtr:
                     self._drop_dtr()
-                if in_data or drop_dtr:
-                    self._write(dle.escape(b"") + b"\x18\r")
-                    self._code(time.monotonic() + 0.3)
+                # End a transmit, a receive or a dial first and take its result code:
+                # otherwise ATH's first character ends the dial and the dial's own result
+                # would be read as ATH's OK, leaving the modem off hook.
+                self._write(dle.escape(b"") + b"\x18\r")
+                self._code(time.monotonic() + 0.3)
                 if self.send_command("ATH", 2.0)[0] is Code.OK:
                     return True
             except ModemError:
