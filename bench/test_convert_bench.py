@@ -103,7 +103,8 @@ def _pdfium_only(pdf):
     src = open_source(pdf, layout)
     try:
         for index in range(src.pages):
-            src.draw(index, layout, "text")
+            for _ in src.bands(index, layout, "text"):
+                pass
     finally:
         src.close()
 

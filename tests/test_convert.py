@@ -11,7 +11,7 @@ import subprocess
 import numpy as np
 import pypdfium2 as pdfium
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from fastfax import codec, tiff
 from fastfax.convert import ConvertError, Options, convert, render_document, save
@@ -127,6 +127,35 @@ def test_pdf_pages_and_landscape_rotation(tmp_path):
     # Turned a quarter clockwise: the top-left text runs down the right-hand side.
     assert cols.mean() > page.width * 0.75
     assert rows.max() - rows.min() > 4 * (cols.max() - cols.min())
+
+
+def test_pdf_drawn_in_bands_is_the_whole_page_thresholded(tmp_path, monkeypatch):
+    """Text mode draws a PDF page a band of rows at a time; the page is the one drawn
+    whole and thresholded: text, anti-aliased paths, images, a landscape page."""
+    from fastfax.render import PdfSource, binarize
+
+    rng = np.random.default_rng(3)
+    images = []
+    for rotate in (False, True):
+        img = Image.fromarray((rng.random((700, 500)) * 255).astype(np.uint8)).convert("RGB")
+        ImageDraw.Draw(img).ellipse((40, 60, 460, 640), outline=(0, 0, 0), width=5)
+        images.append(img.rotate(90, expand=True) if rotate else img)
+    pictures = tmp_path / "pictures.pdf"
+    images[0].save(pictures, save_all=True, append_images=images[1:], resolution=72)
+    text = _text_pdf(tmp_path / "text.pdf", pages=1)
+    wide = _text_pdf(tmp_path / "wide.pdf", pages=1, size=(841.89, 595.28))
+    monkeypatch.setattr(PdfSource, "BAND_BYTES", 37 * 1728)  # 37-row bands, the last short
+    for path in (text, wide, str(pictures)):
+        src = open_source(path, A4)
+        for index in range(src.pages):
+            banded = src.render(index, A4, "text", 150)
+            bands = src.bands(index, A4, "text", whole=True)
+            grey, place, _ = next(bands)
+            whole = binarize(grey, A4, place.x, place.y, place.width, place.height, "text", 150)
+            bands.close()
+            assert banded == whole[0]
+            assert 0 < np.mean(banded.to_array()) < 0.9  # neither blank nor black
+        src.close()
 
 
 @pytest.mark.parametrize("size", ["a4", "letter", "legal", "b4", "a3"])

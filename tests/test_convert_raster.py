@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from fastfax import _raster
+from fastfax.errors import FaxError
 from fastfax.layout import PAPER_SIZES, RESOLUTIONS, LayoutError, layout_for
 from fastfax.render import binarize
 
@@ -35,6 +36,38 @@ def test_threshold_matches_numpy_at_every_offset():
         data, mode = _raster.binarize(grey, pw, ph, x0, y0, w, h, _raster.MODE_TEXT, t)
         assert data == _reference(grey, pw, ph, x0, y0, t)
         assert mode == _raster.MODE_TEXT
+
+
+def test_text_page_built_in_bands_matches_numpy():
+    rng = np.random.default_rng(9)
+    for _ in range(100):
+        pw, ph = int(rng.integers(1, 90)), int(rng.integers(1, 40))
+        w, h = int(rng.integers(0, pw + 1)), int(rng.integers(0, ph + 1))
+        x0, y0 = int(rng.integers(0, pw - w + 1)), int(rng.integers(0, ph - h + 1))
+        t = int(rng.integers(1, 256))
+        grey = rng.integers(0, 256, (h, w), dtype=np.uint8)
+        built = _raster.TextPage(pw, ph)
+        step = int(rng.integers(1, 8))
+        for top in range(0, h, step):
+            built.threshold(grey[top : top + step], x0, y0 + top, t)
+        assert built.take() == _reference(grey, pw, ph, x0, y0, t)
+
+
+def test_text_page_refuses_bad_bands():
+    built = _raster.TextPage(16, 4)
+    with pytest.raises(FaxError, match="outside the page"):
+        built.threshold(np.zeros((2, 10), np.uint8), 8, 0)
+    with pytest.raises(FaxError, match="outside the page"):
+        built.threshold(np.zeros((2, 4), np.uint8), 0, 3)
+    with pytest.raises(FaxError, match="threshold"):
+        built.threshold(np.zeros((1, 4), np.uint8), 0, 0, 0)
+    with pytest.raises(FaxError, match="contiguous"):
+        built.threshold(np.zeros((2, 8), np.uint8)[:, ::2], 0, 0)
+    assert built.take() == bytes(8)
+    with pytest.raises(FaxError, match="already taken"):
+        built.take()
+    with pytest.raises(FaxError, match="cannot be built"):
+        _raster.TextPage(0, 4)
 
 
 def _coverage(src: int, dst: int) -> np.ndarray:

@@ -407,3 +407,66 @@ def binarize(const uint8_t[:, :] src not None, int page_w, int page_h, int x0, i
     if rc < 0:
         raise MemoryError("out of memory while binarising a page")
     return out, used
+
+
+cdef class TextPage:
+    """A white packed ``page_w`` x ``page_h`` page filled band by band with thresholded
+    grey rows (text mode, no resampling), so that the grey source can be drawn a band at
+    a time into a buffer small enough to stay in the CPU's cache.
+
+    The page's bytes are private to the builder until :meth:`take` hands them out.
+    """
+
+    cdef object _data
+    cdef uint8_t* _out
+    cdef uint8_t* _tmp
+    cdef int _w, _h, _stride
+
+    def __cinit__(self, int page_w, int page_h):
+        if page_w <= 0 or page_h < 0:
+            raise FaxError(f"a page of {page_w} x {page_h} pixels cannot be built")
+        self._w = page_w
+        self._h = page_h
+        self._stride = (page_w + 7) >> 3
+        self._data = PyBytes_FromStringAndSize(NULL, <Py_ssize_t>self._stride * page_h)
+        self._out = <uint8_t*>PyBytes_AS_STRING(self._data)
+        memset(self._out, 0, <Py_ssize_t>self._stride * page_h)
+        self._tmp = <uint8_t*>malloc(self._stride + 1)
+        if self._tmp == NULL:
+            raise MemoryError("out of memory while building a page")
+
+    def __dealloc__(self):
+        free(self._tmp)
+
+    def threshold(self, const uint8_t[:, :] grey not None, int x0, int y0,
+                  int threshold=128):
+        """Make black the pixels of ``grey`` (rows, columns; 0 = black) below
+        ``threshold``, its top left pixel at ``(x0, y0)`` of the page."""
+        cdef int rows = grey.shape[0]
+        cdef int cols = grey.shape[1]
+        cdef int y
+        if self._out == NULL:
+            raise FaxError("the page was already taken")
+        if cols and grey.strides[1] != 1:
+            raise FaxError("grey source rows must be contiguous")
+        if not (0 <= x0 and 0 <= y0 and x0 + cols <= self._w and y0 + rows <= self._h):
+            raise FaxError("the grey band lies outside the page")
+        if not 1 <= threshold <= 255:
+            raise FaxError(f"threshold must be from 1 to 255, got {threshold}")
+        if rows == 0 or cols == 0:
+            return
+        with nogil:
+            for y in range(rows):
+                ff_threshold_row(&grey[y, 0], cols, threshold,
+                                 self._out + <Py_ssize_t>(y0 + y) * self._stride,
+                                 x0, self._stride, self._tmp)
+
+    def take(self) -> bytes:
+        """The packed page (rows of ``(page_w + 7) // 8`` bytes, the first pixel in the
+        top bit, 1 = black); the builder is done with."""
+        if self._out == NULL:
+            raise FaxError("the page was already taken")
+        data = self._data
+        self._data = None
+        self._out = NULL
+        return data

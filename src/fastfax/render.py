@@ -9,7 +9,9 @@ scaled to fit keeping its aspect ratio and centred, then binarised by
 
 - PDF: rendered by PDFium (pypdfium2) straight at the fax resolution, in 8-bit grey;
   paths and images anti-aliased (each pixel the ink coverage of its area), text drawn
-  as hinted bilevel glyphs except in photo mode. PDFium is not
+  as hinted bilevel glyphs except in photo mode. In text mode a page is drawn and
+  thresholded a band of rows at a time, so the grey stays in the CPU's cache (the
+  bands are pixel for pixel the whole page's). PDFium is not
   thread-safe: use one process per concurrent renderer (:mod:`fastfax.convert` does).
 - Images (PNG, JPEG, GIF, BMP, WebP, PBM/PGM, multi-page TIFF of any compression), by
   Pillow: EXIF orientation applied, transparency flattened on white, sized from the
@@ -20,9 +22,11 @@ scaled to fit keeping its aspect ratio and centred, then binarised by
 
 from __future__ import annotations
 
-import ctypes
 import os
 import warnings
+from collections.abc import Iterator
+from contextlib import closing
+from ctypes import c_void_p
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
@@ -178,18 +182,31 @@ class PdfSource(Source):
             self.close()
             raise self._error("the PDF has no pages")
 
+    #: Bytes of grey PDFium draws at a time in text mode: a band this size stays in one
+    #: core's cache while it is drawn and thresholded.
+    BAND_BYTES = 512 << 10
+
     def render(
         self, index: int, layout: Layout, mode: str = "text", threshold: int = DEFAULT_THRESHOLD
     ) -> Page:
-        grey, place = self.draw(index, layout, mode)
-        return binarize(grey, layout, place.x, place.y, place.width, place.height, mode, threshold)[
-            0
-        ]
+        if mode != "text":  # error diffusion and the choice of mode see the whole page
+            with closing(self.bands(index, layout, mode, whole=True)) as bands:
+                grey, place, _ = next(bands)
+                return binarize(
+                    grey, layout, place.x, place.y, place.width, place.height, mode, threshold
+                )[0]
+        built = _raster.TextPage(layout.width, layout.height)
+        for grey, place, top in self.bands(index, layout, mode):
+            built.threshold(grey, place.x, place.y + top, threshold)
+        return Page(built.take(), layout.width, layout.height, layout.xres, layout.yres)
 
-    def draw(self, index: int, layout: Layout, mode: str = "text") -> tuple[np.ndarray, Placement]:
-        """Page ``index`` drawn by PDFium in 8-bit grey (0 = black) at the size it takes on
-        ``layout``, and where it goes there. The array is a view of a buffer the next
-        call draws over."""
+    def bands(
+        self, index: int, layout: Layout, mode: str = "text", *, whole: bool = False
+    ) -> Iterator[tuple[np.ndarray, Placement, int]]:
+        """Page ``index`` drawn by PDFium in 8-bit grey (0 = black) at the size it takes
+        on ``layout``, a band of rows at a time from the top (one band with ``whole``):
+        each band's grey rows, the page's placement on ``layout`` and the band's first
+        row. A band is a view of a buffer the next one is drawn over."""
         self._check_index(index)
         raw = self._raw
         page = raw.FPDF_LoadPage(self._doc.raw, index)
@@ -202,33 +219,35 @@ class PdfSource(Source):
                 raise self._error(f"the page is {width_pt} x {height_pt} points", index)
             place = layout.fit(width_pt / 72, height_pt / 72)
             stride = (place.width + 3) & ~3
-            grey = self._buffer(place.height * stride).reshape(place.height, stride)
-            grey.fill(255)
-            bitmap = raw.FPDFBitmap_CreateEx(
-                place.width,
-                place.height,
-                raw.FPDFBitmap_Gray,
-                grey.ctypes.data_as(ctypes.c_void_p),
-                stride,
-            )
-            if not bitmap:
-                raise self._error("PDFium cannot allocate the page bitmap", index)
-            try:
-                raw.FPDF_RenderPageBitmap(
-                    bitmap,
-                    page,
-                    0,
-                    0,
-                    place.width,
-                    place.height,
-                    place.rotate // 90,
-                    self._flags(mode),
+            step = place.height if whole else max(16, self.BAND_BYTES // stride)
+            flags = self._flags(mode)
+            for top in range(0, place.height, step):
+                rows = min(step, place.height - top)
+                grey = self._buffer(rows * stride).reshape(rows, stride)
+                grey.fill(255)
+                bitmap = raw.FPDFBitmap_CreateEx(
+                    place.width, rows, raw.FPDFBitmap_Gray, grey.ctypes.data_as(c_void_p), stride
                 )
-            finally:
-                raw.FPDFBitmap_Destroy(bitmap)
+                if not bitmap:
+                    raise self._error("PDFium cannot allocate the page bitmap", index)
+                try:
+                    # The whole page moved up by ``top`` rows: PDFium draws what falls
+                    # inside the band.
+                    raw.FPDF_RenderPageBitmap(
+                        bitmap,
+                        page,
+                        0,
+                        -top,
+                        place.width,
+                        place.height,
+                        place.rotate // 90,
+                        flags,
+                    )
+                finally:
+                    raw.FPDFBitmap_Destroy(bitmap)
+                yield grey[:, : place.width], place, top
         finally:
             raw.FPDF_ClosePage(page)
-        return grey[:, : place.width], place
 
     def _flags(self, mode: str) -> int:
         """PDFium render flags: grey, annotations drawn; text not anti-aliased unless
