@@ -97,8 +97,9 @@ def _fastfax(pdf, target, jobs):
 
 
 def _pdfium_only(pdf):
-    """PDFium's part of fastfax's work alone: every page loaded and drawn into the grey
-    buffer at fax size, nothing binarised, coded or written (the ceiling for one core)."""
+    """PDFium's part of fastfax's work alone: every page loaded and drawn in grey at fax
+    size, in the bands text mode uses; nothing thresholded, coded or written (the
+    ceiling for one core)."""
     layout = layout_for("a4", "fine")
     src = open_source(pdf, layout)
     try:
