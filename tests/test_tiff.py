@@ -639,3 +639,16 @@ def test_random_damage_never_crashes():
             except TiffError:
                 continue
             assert all(isinstance(p, Page) for p in got)
+
+
+def test_image_length_zero_is_refused() -> None:
+    """A file whose ImageLength is 0 is no fax page (libtiff and Pillow reject it)."""
+    data = bytearray(tiff.dumps([Page.blank(64, 1)]))
+    ifd = int.from_bytes(data[4:8], "little")
+    count = int.from_bytes(data[ifd : ifd + 2], "little")
+    for n in range(count):
+        entry = ifd + 2 + 12 * n
+        if int.from_bytes(data[entry : entry + 2], "little") == 257:  # ImageLength
+            data[entry + 8 : entry + 12] = bytes(4)
+    with pytest.raises(TiffError, match="ImageLength is 0"):
+        tiff.loads(bytes(data))

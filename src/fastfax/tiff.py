@@ -510,6 +510,8 @@ def _page(
         )
     if not 1 <= width <= MAX_WIDTH:
         raise TiffError(f"ImageWidth {width} is out of range (1 to {MAX_WIDTH} pixels)")
+    if height == 0:
+        raise TiffError("ImageLength is 0: an image with no rows (libtiff rejects it too)")
     if width * height > MAX_PIXELS:
         raise TiffError(f"a {width} x {height} page is over the limit of {MAX_PIXELS} pixels")
     if height > max_rows:
