@@ -118,11 +118,6 @@ def test_non_ecm_ours_to_ours_through_noise(tmp_path: Path) -> None:
     assert_honest(got)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="MR repair: a 2-D row decoded against a repaired (copied) reference row comes "
-    "out wrong but is not counted in bad_rows (fastfax.codec Decoder, errors='repair')",
-)
 def test_non_ecm_mr_counts_rows_decoded_from_a_repaired_row(tmp_path: Path) -> None:
     result = spandsp_sends(tmp_path, False, "mr", -30, seed=5)
     assert result.ok and result.coding == "mr", result

@@ -685,7 +685,9 @@ cdef inline void push_change(int32_t* c, int* n, int p) noexcept nogil:
 cdef class _Decoder:
     """Decode one page from chunks of coded data; see :class:`fastfax.codec.Decoder`."""
 
-    cdef int width, stride, scheme, msb_first, repair, state, eol_mode, two_d
+    cdef int width, stride, scheme, msb_first, repair, state, eol_mode
+    cdef int two_d              # the last row decoded was 2-D (MR)
+    cdef int tainted            # a row was repaired since the last 1-D row (MR)
     cdef int busy               # a call is under way (the GIL is released inside it)
     cdef long height, max_rows
     cdef uint8_t* buf
@@ -1060,6 +1062,7 @@ cdef class _Decoder:
                 self.err = E_NOEOL
                 self.err_pos = pos
                 return R_ERR
+            self.two_d = two_d
             rc = self._decode_2d(&pos) if two_d else self._decode_1d(&pos)
             if rc == R_OK and self.eol_mode:
                 # In data with EOLs a row must be followed by fill, an EOL or the end:
@@ -1109,6 +1112,12 @@ cdef class _Decoder:
             self.pos = nbits - 12
         return 0
 
+    cdef void _count_bad(self) noexcept nogil:
+        self.bad_rows += 1
+        self.bad_run += 1
+        if self.bad_run > self.max_bad_run:
+            self.max_bad_run = self.bad_run
+
     cdef int _run(self, bint final) noexcept nogil:
         """Decode as many rows as the buffered data holds. 0 ok, -1 error (self.err)."""
         cdef int rc
@@ -1131,10 +1140,18 @@ cdef class _Decoder:
             if rc == R_END:
                 self.state = S_DONE
                 break
+            if rc == R_OK and self.tainted and self.two_d:
+                # A 2-D row decoded against a repaired row is wrong too: repair and count
+                # it, up to the next 1-D row. The reference stays the last good row.
+                if self._emit(1) < 0:
+                    return -1
+                self._count_bad()
+                continue
             if rc == R_OK:
                 if self._emit(0) < 0:
                     return -1
                 self.bad_run = 0
+                self.tainted = 0
                 tmp = self.ref
                 self.ref = self.cur
                 self.cur = tmp
@@ -1151,10 +1168,8 @@ cdef class _Decoder:
                 self.nref = 0
                 if self._emit(0) < 0:
                     return -1
-            self.bad_rows += 1
-            self.bad_run += 1
-            if self.bad_run > self.max_bad_run:
-                self.max_bad_run = self.bad_run
+            self._count_bad()
+            self.tainted = 1
             self.err = E_NONE
             self.pos = self.err_pos if self.err_pos > self.pos else self.pos + 1
             self.state = S_RESYNC
