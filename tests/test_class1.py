@@ -14,7 +14,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -33,27 +32,12 @@ from fastfax.t30.session import local_dis
 from fastfax.transport.modem import Code, Modem
 
 sys.path.insert(0, str(Path(__file__).parent / "peers"))
-from faxline import FaxLine, PeerUnavailable, build  # noqa: E402
+from faxline import FaxLine  # noqa: E402
 
 COMPRESSION = {"mh": "g3", "mr": "g3-2d", "mmr": "g4"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _binary() -> None:
-    try:
-        build()
-    except PeerUnavailable as exc:
-        pytest.skip(str(exc))
-
-
-@pytest.fixture(autouse=True)
-def _no_thread_left() -> object:
-    before = set(threading.enumerate())
-    yield
-    deadline = time.monotonic() + 5
-    while set(threading.enumerate()) - before and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not set(threading.enumerate()) - before, "a thread was left behind"
+pytestmark = pytest.mark.usefixtures("faxline_built", "no_thread_left")
 
 
 def pages_of(resolution: str, count: int, height: int = 700) -> list[Page]:

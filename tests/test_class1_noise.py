@@ -25,18 +25,13 @@ from fastfax.class1 import Cause, Result, receive_fax, send_fax
 from fastfax.samples import text_page
 
 sys.path.insert(0, str(Path(__file__).parent / "peers"))
-from faxline import FaxLine, PeerUnavailable, build  # noqa: E402
+from faxline import FaxLine  # noqa: E402
 
 PAGES = [text_page(resolution="fine", seed=0, height=1100)]
 TIFF_CODING = {"mh": "g3", "mr": "g3-2d", "mmr": "g4"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _binary() -> None:
-    try:
-        build()
-    except PeerUnavailable as exc:
-        pytest.skip(str(exc))
+pytestmark = pytest.mark.usefixtures("faxline_built")
 
 
 def unexplained_rows(received: Page, source: Page) -> int:

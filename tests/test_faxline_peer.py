@@ -18,23 +18,18 @@ import pytest
 from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).parent / "peers"))
-from faxline import FaxLine, PeerUnavailable, build  # noqa: E402
+from faxline import FaxLine  # noqa: E402
 
 EFAX_TIMEOUT = 90
 WIDTH = 1728
 
-pytestmark = pytest.mark.skipif(
-    any(shutil.which(tool) is None for tool in ("efax", "efix", "ppm2tiff", "tiffcp")),
-    reason="needs efax and libtiff-tools",
-)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _binary() -> None:
-    try:
-        build()
-    except PeerUnavailable as exc:
-        pytest.skip(str(exc))
+pytestmark = [
+    pytest.mark.usefixtures("faxline_built"),
+    pytest.mark.skipif(
+        any(shutil.which(tool) is None for tool in ("efax", "efix", "ppm2tiff", "tiffcp")),
+        reason="needs efax and libtiff-tools",
+    ),
+]
 
 
 def make_page(seed: int, rows: int) -> np.ndarray:

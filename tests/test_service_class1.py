@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -27,27 +26,12 @@ from fastfax.service.model import DeviceState, EventKind, JobState, JobType
 from fastfax.service.modem import Class1Modem
 
 sys.path.insert(0, str(Path(__file__).parent / "peers"))
-from faxline import FaxLine, PeerUnavailable, build  # noqa: E402
+from faxline import FaxLine  # noqa: E402
 
 T = 60  # seconds a job may take before a test fails
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _binary() -> None:
-    try:
-        build()
-    except PeerUnavailable as exc:
-        pytest.skip(str(exc))
-
-
-@pytest.fixture(autouse=True)
-def _no_thread_left() -> object:
-    before = set(threading.enumerate())
-    yield
-    deadline = time.monotonic() + 5
-    while set(threading.enumerate()) - before and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not set(threading.enumerate()) - before, "a thread was left behind"
+pytestmark = pytest.mark.usefixtures("faxline_built", "no_thread_left")
 
 
 def spool_for(tmp: Path, ports: dict[str, str], dial_timeout: float = 20) -> str:
