@@ -14,7 +14,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, _PyByte
 from cpython.ref cimport Py_DECREF, Py_INCREF, PyObject
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
-from libc.string cimport memcpy, memmove, memset
+from libc.string cimport memcmp, memcpy, memmove, memset
 
 from .errors import CodecError, LimitError
 
@@ -37,10 +37,23 @@ cdef extern from *:
         memcpy(p, &v, 8);
     }
     static inline int ff_clz64(uint64_t v) { return v ? __builtin_clzll(v) : 64; }
+    static inline int ff_ctz64(uint64_t v) { return v ? __builtin_ctzll(v) : 64; }
+    static inline int ff_popcount64(uint64_t v) {
+    #if defined(__POPCNT__)
+        return __builtin_popcountll(v);
+    #else  /* the x86-64 baseline has no popcnt: SWAR, not a call into libgcc */
+        v = v - ((v >> 1) & 0x5555555555555555ULL);
+        v = (v & 0x3333333333333333ULL) + ((v >> 2) & 0x3333333333333333ULL);
+        v = (v + (v >> 4)) & 0x0F0F0F0F0F0F0F0FULL;
+        return (int)((v * 0x0101010101010101ULL) >> 56);
+    #endif
+    }
     """
     uint64_t ff_load_be64(const uint8_t *p) nogil
     void ff_store_be64(uint8_t *p, uint64_t v) nogil
     int ff_clz64(uint64_t v) nogil
+    int ff_ctz64(uint64_t v) nogil
+    int ff_popcount64(uint64_t v) nogil
 
 
 cdef enum:
@@ -242,24 +255,31 @@ cdef int row_changes(const uint8_t* row, int width, int32_t* out) noexcept nogil
 
     Writes the positions where the colour changes (the first a change to black) and
     returns their count. Bits at or past ``width`` are ignored.
+
+    Each 64-pixel word becomes a word of transitions (a pixel XOR the one to its left);
+    its set bits are taken lowest first (``t & (t - 1)``, a one-cycle chain) and stored
+    from the back of the word's share of ``out``, whose size a popcount gives.
     """
     cdef int nwords = (width + 63) >> 6
-    cdef int w, lz, p, n = 0
-    cdef uint64_t word, invert = 0
+    cdef int w, j, k, base, n = 0
+    cdef uint64_t word, t, left = 0
+    cdef uint64_t last = (~(<uint64_t>0)) << ((nwords << 6) - width)
     for w in range(nwords):
-        word = ff_load_be64(row + (w << 3)) ^ invert
-        while word:
-            lz = ff_clz64(word)
-            p = (w << 6) + lz
-            if p >= width:
-                return n
-            out[n] = p
-            n += 1
-            invert = ~invert
-            if lz == 63:
-                word = 0
-            else:
-                word = (~word) & ((~(<uint64_t>0)) >> (lz + 1))
+        word = ff_load_be64(row + (w << 3))
+        t = word ^ ((word >> 1) | left)
+        left = word << 63
+        if w == nwords - 1:
+            t &= last
+        if t == 0:
+            continue
+        k = ff_popcount64(t)
+        base = (w << 6) + 63
+        j = n + k
+        n = j
+        while t:
+            j -= 1
+            out[j] = base - ff_ctz64(t)
+            t &= t - 1
     return n
 
 
@@ -324,20 +344,21 @@ cdef struct Writer:
     size_t len
     size_t cap
     uint64_t acc      # pending bits, left-justified
-    int nbits         # how many of them (< 32 between puts)
+    int nbits         # how many of them (< 8 between puts)
 
 
 cdef inline void put(Writer* w, uint32_t code, int n) noexcept nogil:
+    """Append the ``n`` low bits of ``code`` (1 <= n <= 24). The pending bits are
+    stored as a whole big-endian word each time and the whole bytes among them kept:
+    no branch on how many have gathered (the buffer has 8 bytes of slack)."""
+    cdef int k
     w.acc |= (<uint64_t>code) << (64 - w.nbits - n)
     w.nbits += n
-    if w.nbits >= 32:
-        w.buf[w.len] = <uint8_t>(w.acc >> 56)
-        w.buf[w.len + 1] = <uint8_t>(w.acc >> 48)
-        w.buf[w.len + 2] = <uint8_t>(w.acc >> 40)
-        w.buf[w.len + 3] = <uint8_t>(w.acc >> 32)
-        w.len += 4
-        w.acc <<= 32
-        w.nbits -= 32
+    ff_store_be64(w.buf + w.len, w.acc)
+    k = w.nbits >> 3
+    w.len += k
+    w.acc <<= k << 3
+    w.nbits &= 7
 
 
 cdef inline void put_code(Writer* w, uint32_t entry) noexcept nogil:
@@ -350,6 +371,13 @@ cdef inline void put_zeros(Writer* w, int64_t n) noexcept nogil:
         n -= 24
     if n > 0:
         put(w, 0, <int>n)
+
+
+cdef inline void put_ones(Writer* w, int64_t n) noexcept nogil:
+    while n > 24:
+        put(w, 0xFFFFFF, 24)
+        n -= 24
+    put(w, (1 << n) - 1, <int>n)
 
 
 cdef inline int64_t bits_written(Writer* w) noexcept nogil:
@@ -405,11 +433,9 @@ cdef void encode_1d(Writer* out, const int32_t* c, int n, int width) noexcept no
     out[0] = lw
 
 
-# Vertical mode codes for a1 - b1 = -3..3.
-cdef uint8_t V_CODE[7]
-cdef uint8_t V_LEN[7]
-V_CODE[:] = [0x02, 0x02, 0x02, 0x1, 0x3, 0x3, 0x3]
-V_LEN[:] = [7, 6, 3, 1, 3, 6, 7]
+# Vertical mode codes for a1 - b1 = -3..3, as (code << 8) | length.
+cdef uint32_t V_ENTRY[7]
+V_ENTRY[:] = [0x0207, 0x0206, 0x0203, 0x0101, 0x0303, 0x0306, 0x0307]
 
 
 cdef void encode_2d(Writer* out, int32_t* c, int n, int32_t* r, int m, int width) noexcept nogil:
@@ -418,12 +444,13 @@ cdef void encode_2d(Writer* out, int32_t* c, int n, int32_t* r, int m, int width
 
     ``ib`` indexes b1 and keeps the parity of a0's colour: even indices are changes to
     black (the first change of a row is to black). After a vertical mode the colour
-    flips and ``ib`` steps back one; the scan then moves in steps of two.
+    flips and ``ib`` steps back one; the scan then moves in steps of two. Vertical
+    modes, most of a page's codes, take one path with no branch on the offset.
     """
     cdef Writer lw = out[0]      # a local copy stays in registers (see encode_1d)
     cdef Writer* w = &lw
     cdef int a0 = -1, colour = 0, ia = 0, ib = 0
-    cdef int a1, a2, b1, b2, d, k, start
+    cdef int a1, a2, b1, b2, d, start
     c[n] = width
     c[n + 1] = width
     r[m] = width
@@ -432,43 +459,29 @@ cdef void encode_2d(Writer* out, int32_t* c, int n, int32_t* r, int m, int width
     while a0 < width:
         while r[ib] <= a0:
             ib += 2
-        if c[ia] == r[ib]:
-            # A run of V0 codes: elements equal to the reference's, one bit each.
-            k = 1
-            while c[ia + k] == r[ib + k] and c[ia + k] < width:
-                k += 1
-            a0 = c[ia + k - 1]
-            ia += k
-            ib += k
-            colour ^= k & 1
-            while k > 24:
-                put(w, 0xFFFFFF, 24)
-                k -= 24
-            put(w, (1 << k) - 1, k)
-            continue
         b1 = r[ib]
-        b2 = r[ib + 1]
         a1 = c[ia]
+        d = a1 - b1
+        if <unsigned int>(d + 3) <= 6 and r[ib + 1] >= a1:
+            put_code(w, V_ENTRY[d + 3])
+            a0 = a1
+            colour ^= 1
+            ia += 1
+            ib = ib + 1 if r[ib - 1] <= a1 else ib - 1
+            continue
+        b2 = r[ib + 1]
         if b2 < a1:
             put(w, 0x1, 4)                      # pass
             a0 = b2
             ib += 2
         else:
-            d = a1 - b1
-            if -3 <= d <= 3:
-                put(w, V_CODE[d + 3], V_LEN[d + 3])
-                a0 = a1
-                colour ^= 1
-                ia += 1
-                ib = ib + 1 if r[ib - 1] <= a1 else ib - 1
-            else:
-                a2 = c[ia + 1]
-                start = a0 if a0 > 0 else 0
-                put(w, 0x1, 3)                  # horizontal
-                put_run(w, a1 - start, colour)
-                put_run(w, a2 - a1, colour ^ 1)
-                a0 = a2
-                ia += 2
+            a2 = c[ia + 1]
+            start = a0 if a0 > 0 else 0
+            put(w, 0x1, 3)                      # horizontal
+            put_run(w, a1 - start, colour)
+            put_run(w, a2 - a1, colour ^ 1)
+            a0 = a2
+            ia += 2
     out[0] = lw
 
 
@@ -524,30 +537,43 @@ cdef class _Encoder:
         cdef size_t per_row = (<size_t>(self.width + 2) * MAX_CODE_BITS + self.min_row_bits + 96) // 8
         cdef size_t window = <size_t>((self.width + 63) >> 6) * 8   # bytes row_changes reads
         cdef const uint8_t* row
+        cdef bint same
         for i in range(nrows):
             if reserve(&self.w, per_row) < 0:
                 return -1
             row = data + i * self.stride
-            if window > <size_t>(nrows - i) * self.stride:
-                # Near the end of the buffer: scan a zero-padded copy instead. (Bits past
-                # the width need no masking: row_changes ignores them.)
-                memcpy(self.scratch, row, self.stride)
-                row = self.scratch
-            n = row_changes(row, self.width, self.cur)
+            # A row the same as the one before (blank rows of text, mostly) has the
+            # reference's changing elements, and 2-D codes as one V0 each plus one for
+            # the row's end.
+            same = i > 0 and memcmp(row, row - self.stride, self.stride) == 0
+            if same:
+                n = self.nref
+            else:
+                if window > <size_t>(nrows - i) * self.stride:
+                    # Near the end of the buffer: scan a zero-padded copy instead. (Bits
+                    # past the width need no masking: row_changes ignores them.)
+                    memcpy(self.scratch, row, self.stride)
+                    row = self.scratch
+                n = row_changes(row, self.width, self.cur)
             self._align_eol()
             row_start = bits_written(&self.w)   # a row: its EOL, its codes, its fill
             if self.scheme == SCHEME_MMR:
-                encode_2d(&self.w, self.cur, n, self.ref, self.nref, self.width)
+                if same:
+                    put_ones(&self.w, n + 1)
+                else:
+                    encode_2d(&self.w, self.cur, n, self.ref, self.nref, self.width)
             else:
                 two_d = self.scheme == SCHEME_MR and self.kpos != 0
                 if self.eol:
                     put(&self.w, 0x1, 12)
                     if self.scheme == SCHEME_MR:
                         put(&self.w, 0 if two_d else 1, 1)
-                if two_d:
+                if two_d and same:
+                    put_ones(&self.w, n + 1)
+                elif two_d:
                     encode_2d(&self.w, self.cur, n, self.ref, self.nref, self.width)
                 else:
-                    encode_1d(&self.w, self.cur, n, self.width)
+                    encode_1d(&self.w, self.ref if same else self.cur, n, self.width)
                 if self.scheme == SCHEME_MR:
                     self.kpos = (self.kpos + 1) % self.k
                 used = bits_written(&self.w) - row_start
@@ -555,10 +581,11 @@ cdef class _Encoder:
                     put_zeros(&self.w, self.min_row_bits - used)
                 if self.scheme == SCHEME_RLE:
                     put_zeros(&self.w, (8 - bits_written(&self.w)) & 7)
-            tmp = self.ref
-            self.ref = self.cur
-            self.cur = tmp
-            self.nref = n
+            if not same:
+                tmp = self.ref
+                self.ref = self.cur
+                self.cur = tmp
+                self.nref = n
             self.rows += 1
         return 0
 
