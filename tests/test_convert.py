@@ -445,18 +445,18 @@ def test_cover_page_goes_first_among_coded_pages(tmp_path, jobs):
 
 
 def test_a_worker_that_dies_fails_its_document_and_the_batch_goes_on(tmp_path, monkeypatch):
-    """A worker killed mid-page (a crash in PDFium, say) fails the documents in flight;
-    the rest of the batch is rendered by a new pool."""
+    """A worker killed mid-page (a crash in PDFium, say) fails the documents it held;
+    a new worker takes its place and the rest of the batch is rendered."""
     from fastfax import convert as convert_module
 
-    render = convert_module._render_pages
+    source = convert_module._source
 
     def crash_on_doomed(path, *args):
         if "doomed" in path:
             os._exit(3)  # the forked worker dies as a crash would kill it
-        return render(path, *args)
+        return source(path, *args)
 
-    monkeypatch.setattr(convert_module, "_render_pages", crash_on_doomed)
+    monkeypatch.setattr(convert_module, "_source", crash_on_doomed)
     good = _text_pdf(tmp_path / "good.pdf", pages=4)
     doomed = _text_pdf(tmp_path / "doomed.pdf", pages=3)
     pairs = [(doomed, tmp_path / "d.tif")] + [(good, tmp_path / f"g{i}.tif") for i in range(4)]

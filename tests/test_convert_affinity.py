@@ -22,7 +22,7 @@ def _run(planner: Planner, workers: int, order: list[int]) -> dict[int, list[Tas
         w = sorted(busy)[order[step % len(order)] % len(busy)]
         step += 1
         key, start, count = busy.pop(w)
-        planner.finished(w, key, start + count - 1)
+        planner.handed(w, key, start + count - 1)
         task = planner.next(w)
         if task is not None:
             busy[w] = task
@@ -52,11 +52,11 @@ def test_a_worker_that_runs_out_takes_the_back_half_of_what_is_left():
     planner.add(0, 40)
     assert planner.next(None) == (0, 0, 10)  # 40 pages left: a quarter
     assert planner.next(None) == (0, 25, 4)  # the middle of 10..39, a quarter of 25..39
-    planner.finished(1, 0, 9)
+    planner.handed(1, 0, 9)
     assert planner.next(1) == (0, 10, 4)  # on from page 10: a quarter of 10..24
-    planner.finished(1, 0, 13)
+    planner.handed(1, 0, 13)
     assert planner.next(1) == (0, 14, 3)  # a quarter of 14..24, rounded up
-    planner.finished(2, 0, 28)
+    planner.handed(2, 0, 28)
     assert planner.next(2) == (0, 29, 3)
     # Left: 17..24 and 32..39. A third worker takes from the back half of the first.
     assert planner.next(None) == (0, 21, 1)
@@ -77,42 +77,22 @@ def test_dropped_document_hands_out_nothing_more():
     planner.add(0, 4)
     planner.add(1, 2)
     assert planner.next(None) == (0, 0, 4)  # all of it: another document is waiting
-    planner.finished(5, 0, 3)
+    planner.handed(5, 0, 3)
     planner.drop(0)
     assert planner.next(5) == (1, 0, 1)
-    planner.finished(5, 1, 0)
+    planner.handed(5, 1, 0)
     assert planner.next(5) == (1, 1, 1)
     assert planner.next(5) is None
     planner.add(2, 0)  # an empty document adds nothing
     assert not planner.has_fresh() and planner.next(None) is None
 
 
-def test_pages_given_back_are_handed_out_again():
-    planner = Planner(1)
-    planner.add(0, 2)
-    planner.add(1, 4)
-    assert planner.next(None) == (0, 0, 2)
-    planner.give_back(0, 0, 2)  # the whole document: it is fresh again, and first
-    assert planner.has_fresh() and planner.next(None) == (0, 0, 2)
-    assert planner.next(None) == (1, 0, 2)
-    planner.give_back(1, 0, 1)
-    assert planner.next(None) == (1, 3, 1)  # the back half of 2..3, the longest run left
-    assert [planner.next(None), planner.next(None), planner.next(None)] == [
-        (1, 0, 1),
-        (1, 2, 1),
-        None,
-    ]
-    planner.drop(1)
-    planner.give_back(1, 0, 4)  # a dropped document stays dropped
-    assert planner.next(None) is None
-
-
 def test_forgotten_workers_start_over():
     planner = Planner(1)
     planner.add(0, 6)
     assert planner.next(None) == (0, 0, 3)
-    planner.finished(1, 0, 2)
-    planner.forget_workers()
+    planner.handed(1, 0, 2)
+    planner.forget(1)
     assert planner.next(1) == (0, 4, 1)  # not page 3: the new worker has nothing cached
 
 

@@ -5,7 +5,7 @@ drawn and cached; going on with the next pages of the same document keeps that w
 useful, while pages anywhere else make the worker load and draw them again. So
 :class:`Planner` hands a worker, in this order:
 
-1. the pages after the ones it finished, if no one has them yet;
+1. the pages after the last ones it was handed, if no one has them yet;
 2. the first pages of a document no one has started;
 3. pages from the middle of the longest run of pages no one has (two workers on one
    document split it in halves, and a worker that runs out takes the back half of what
@@ -51,27 +51,18 @@ class Planner:
         if key in self._fresh:
             self._fresh.remove(key)
 
-    def give_back(self, key: int, start: int, count: int) -> None:
-        """Pages handed out that no worker will render (it could not be given them)."""
-        taken = self._all.get(key)
-        if taken is None:
-            return
-        taken[start : start + count] = [False] * count
-        self._open[key] = taken
-        if not any(taken):
-            self._fresh.insert(0, key)
-
     def has_fresh(self) -> bool:
         """Whether a document no one has started is waiting."""
         return bool(self._fresh)
 
-    def finished(self, worker: int, key: int, last: int) -> None:
-        """``worker`` has rendered a task of document ``key`` ending with page ``last``."""
+    def handed(self, worker: int, key: int, last: int) -> None:
+        """``worker`` has been handed a task of document ``key`` ending with page
+        ``last`` (its next task goes on from there)."""
         self._at[worker] = (key, last)
 
-    def forget_workers(self) -> None:
-        """The workers are gone (a new pool): none has anything cached."""
-        self._at.clear()
+    def forget(self, worker: int) -> None:
+        """``worker`` was replaced by a new process: it has nothing cached."""
+        self._at.pop(worker, None)
 
     def next(self, worker: int | None) -> tuple[int, int, int] | None:
         """The task (document, first page, pages) for ``worker`` (None: a worker with

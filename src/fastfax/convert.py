@@ -22,13 +22,10 @@ are: the reverse direction, for viewing.
 from __future__ import annotations
 
 import datetime as _dt
-import multiprocessing
 import os
 import secrets
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -41,6 +38,7 @@ from .errors import FaxError, TiffError
 from .layout import ConvertError, Layout, layout_for
 from .page import Page
 from .render import DEFAULT_THRESHOLD, MODES, Source, open_source
+from .workers import WorkerDied, Workers
 
 __all__ = [
     "ConvertError",
@@ -52,6 +50,7 @@ __all__ = [
     "save",
     "output_paths",
     "convert",
+    "start_workers",
 ]
 
 Format = Literal["tiff", "pdf", "png", "pbm"]
@@ -372,12 +371,6 @@ class _Doc:
 _CHUNK = 8
 
 
-def _pool(jobs: int) -> ProcessPoolExecutor:
-    methods = multiprocessing.get_all_start_methods()
-    ctx = multiprocessing.get_context("fork" if "fork" in methods else None)
-    return ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_forget_cache)
-
-
 def convert(
     jobs_list: Iterable[tuple[str | os.PathLike[str], str | os.PathLike[str]]],
     options: Options | None = None,
@@ -385,13 +378,17 @@ def convert(
     fmt: Format | None = None,
     compression: str = "g4",
     jobs: int | None = None,
+    workers: Workers | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[Result]:
     """Convert each (source, target) pair; return a :class:`Result` per pair, in order.
 
-    ``jobs``: worker processes (default: one per core; 1 works in this process).
-    ``progress(pages_done, pages_known)`` is called as pages complete. A document that
-    fails does not stop the others; its target is not written.
+    ``jobs``: worker processes started for this call (default: one per core; 1 works in
+    this process). ``workers``: use these already started instead (see
+    :class:`fastfax.workers.Workers`; ``jobs`` is then ignored), for many calls without
+    starting processes each time. ``progress(pages_done, pages_known)`` is called as
+    pages complete. A document that fails does not stop the others; its target is not
+    written.
     """
     options = (options or Options()).check()
     layout = options.layout()
@@ -406,11 +403,32 @@ def convert(
             result.error = exc
             kind = "tiff"
         docs.append(_Doc(result, kind))
-    if jobs == 1:
+    if workers is not None:
+        try:
+            _run_pool(docs, options, layout, compression, progress, workers)
+        finally:
+            _settle(workers)
+    elif jobs == 1:
         _run_here(docs, options, layout, compression, progress)
     else:
-        _run_pool(docs, options, layout, compression, progress, jobs)
+        with Workers(jobs, _forget_cache) as own:
+            _run_pool(docs, options, layout, compression, progress, own)
     return [d.result for d in docs]
+
+
+def start_workers(jobs: int | None = None) -> Workers:
+    """Worker processes for :func:`convert` (default: one per core), to pass as its
+    ``workers`` for many calls; close them (or use them as a context manager) when
+    done."""
+    return Workers(max(1, jobs or os.cpu_count() or 1), _forget_cache)
+
+
+def _settle(workers: Workers) -> None:
+    """After a call on lent workers: wait out what they still hold (a call cut short
+    leaves tasks behind) and let them close the documents they have open."""
+    while workers.busy():
+        workers.wait()
+    workers.broadcast(_drop_cache)
 
 
 def _plan(doc: _Doc, options: Options, layout: Layout, keep: bool) -> int:
@@ -501,17 +519,9 @@ def _run_here(
         _drop_cache()
 
 
-def _render_chunk(
-    path: str,
-    indices: Sequence[int],
-    options: Options,
-    layout: Layout,
-    first: int,
-    total: int,
-    coded: bool,
-) -> tuple[int, list[Page | CodedPage]]:
-    """:func:`_render_pages` in a worker; with the worker's process id."""
-    return os.getpid(), _render_pages(path, indices, options, layout, first, total, coded)
+#: Tasks queued on one worker at a time: it starts the next while the parent reads
+#: the result of the one before.
+_DEPTH = 2
 
 
 def _run_pool(
@@ -520,19 +530,20 @@ def _run_pool(
     layout: Layout,
     compression: str,
     progress: Callable[[int, int], None] | None,
-    jobs: int,
+    workers: Workers,
 ) -> None:
-    """One task in flight per worker, the next one chosen by :class:`Planner` for the
-    worker that finished (so it stays on the pages whose fonts it has loaded)."""
+    """Each worker is kept :data:`_DEPTH` tasks ahead, the next one chosen by
+    :class:`Planner` (so it stays on the pages whose fonts it has loaded). A worker that
+    dies fails the documents it held tasks of; a new one takes its place."""
     todo = [i for i, d in enumerate(docs) if not d.result.error]
     todo.reverse()
-    planner = Planner(jobs)
-    pending: dict[Future, tuple[int, int, int]] = {}
+    planner = Planner(workers.count)
+    tasks: dict[int, tuple[int, int, int]] = {}  # task -> (document, first page, pages)
     done = known = 0
 
-    def submit(worker: int | None) -> None:
+    def feed(worker: int) -> None:
         nonlocal known
-        while True:
+        while workers.pending(worker) < _DEPTH:
             while todo and not planner.has_fresh():  # plan documents as workers need them
                 key = todo.pop()
                 doc = docs[key]
@@ -550,72 +561,44 @@ def _run_pool(
             doc = docs[key]
             if doc.result.error:
                 continue
-            try:
-                future = pool.submit(
-                    _render_chunk,
-                    doc.result.source,
-                    range(start, start + count),
-                    options,
-                    layout,
-                    1 + doc.offset,
-                    doc.pages + doc.offset,
-                    _coded(doc.fmt, compression),
-                )
-            except BrokenProcessPool:  # a worker died since the last look
-                planner.give_back(key, start, count)
-                restart(set())
-                return
-            pending[future] = (key, start, count)
-            return
+            task = workers.submit(
+                worker,
+                _render_pages,
+                doc.result.source,
+                range(start, start + count),
+                options,
+                layout,
+                1 + doc.offset,
+                doc.pages + doc.offset,
+                _coded(doc.fmt, compression),
+            )
+            planner.handed(worker, key, start + count - 1)
+            tasks[task] = (key, start, count)
 
-    def restart(crashed: set[int]) -> None:
-        """A worker died (a crash in PDFium, or killed): every document in flight fails,
-        the others go on in a new pool."""
-        nonlocal pool
-        for key in crashed | {k for k, _, _ in pending.values()}:
-            planner.drop(key)
+    for worker in range(workers.count):
+        feed(worker)
+    while tasks:
+        for item in workers.wait():
+            key, start, count = tasks.pop(item.task)
             doc = docs[key]
-            died = ConvertError("a worker process died while rendering it", path=doc.result.source)
-            _fail(doc, died)
-        pending.clear()
-        pool.shutdown(cancel_futures=True)
-        pool = _pool(jobs)
-        planner.forget_workers()
-        for _ in range(jobs):
-            submit(None)
-
-    pool = _pool(jobs)
-    try:
-        for _ in range(jobs):
-            submit(None)
-        while pending:
-            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for future in finished:
-                if future not in pending:  # in flight when the pool was restarted
-                    continue
-                key, start, count = pending.pop(future)
-                doc = docs[key]
-                try:
-                    worker, pages = future.result()
-                except BrokenProcessPool:
-                    restart({key})
-                    continue
-                except BaseException as exc:  # a worker's exception, pickled back
-                    planner.drop(key)
-                    if not doc.result.error:
-                        _fail(doc, exc)
-                    submit(None)
-                    continue
-                planner.finished(worker, key, start + count - 1)
-                submit(worker)
+            if item.error is not None:
+                planner.drop(key)
+                if isinstance(item.error, WorkerDied):
+                    planner.forget(item.worker)
+                    error: BaseException = ConvertError(
+                        "a worker process died while rendering it", path=doc.result.source
+                    )
+                else:
+                    error = item.error
+                if not doc.result.error:
+                    _fail(doc, error)
+            else:
                 done += count
                 if progress:
                     progress(done, known)
-                if doc.result.error:
-                    continue
-                doc.got[start] = pages
-                doc.pages_left -= count
-                if doc.pages_left == 0:
-                    _finish(doc, doc.got, options, compression, doc.offset)
-    finally:
-        pool.shutdown(cancel_futures=True)
+                if not doc.result.error:
+                    doc.got[start] = item.value
+                    doc.pages_left -= count
+                    if doc.pages_left == 0:
+                        _finish(doc, doc.got, options, compression, doc.offset)
+            feed(item.worker)
