@@ -98,6 +98,11 @@ class Workers:
     def count(self) -> int:
         return len(self._procs)
 
+    @property
+    def pids(self) -> list[int]:
+        """The workers' process ids, in worker order."""
+        return [p.process.pid for p in self._procs]
+
     def pending(self, worker: int) -> int:
         """Tasks sent to ``worker`` and not answered yet."""
         return len(self._procs[worker].tasks)
