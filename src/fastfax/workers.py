@@ -15,6 +15,7 @@ start once, and each batch's ``release`` call lets them drop what they hold open
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import pickle
 from collections.abc import Callable
@@ -67,7 +68,14 @@ class _Proc:
     def __init__(self, ctx: Any, initializer: Callable[[], None] | None) -> None:
         self.conn, child = ctx.Pipe()
         self.process = ctx.Process(target=_serve, args=(child, initializer), daemon=True)
-        self.process.start()
+        # A forked child's garbage collector would walk every object it inherited,
+        # writing to their pages (copies of the parent's memory, one fault each): frozen
+        # at the fork, they stay out of its collections. The parent's are thawed at once.
+        gc.freeze()
+        try:
+            self.process.start()
+        finally:
+            gc.unfreeze()
         child.close()
         self.tasks: list[int] = []  # sent and not yet answered, oldest first
 
