@@ -313,8 +313,23 @@ def test_received_fax_tiff_to_pdf_keeps_pages_as_they_are(tmp_path):
     doc = pdfium.PdfDocument(str(tmp_path / "rx.pdf"))
     assert abs(doc[0].get_size()[1] - 1143 / 98 * 72) < 0.01
     doc.close()
-    with Image.open(results[1].outputs[1]) as img:
-        assert np.array_equal(~np.asarray(img).astype(bool), pages[1].to_array())
+    with Image.open(results[1].outputs[1]) as img:  # standard rows shown twice: square pixels
+        assert img.size == (1728, 2 * 1143)
+        assert np.array_equal(~np.asarray(img).astype(bool), np.repeat(pages[1].to_array(), 2, 0))
+        assert [round(d) for d in img.info["dpi"]] == [204, 196]
+
+
+def test_png_of_superfine_and_square_pages_has_square_pixels(tmp_path):
+    rng = np.random.default_rng(2)
+    superfine = Page.from_array(rng.random((40, 64)) < 0.3, 204, 391)
+    square = Page.from_array(rng.random((40, 64)) < 0.3, 300, 300)
+    (a,) = save([superfine], tmp_path / "sf.png")
+    (b,) = save([square], tmp_path / "sq.png")
+    with Image.open(a) as img:
+        assert img.size == (128, 40)
+        assert np.array_equal(~np.asarray(img).astype(bool), np.repeat(superfine.to_array(), 2, 1))
+    with Image.open(b) as img:
+        assert np.array_equal(~np.asarray(img).astype(bool), square.to_array())
 
 
 def _encrypted_pdf(tmp_path):

@@ -29,6 +29,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
+import numpy as np
+
 from . import pdfout, tiff
 from .affinity import Planner
 from .branding import apply_header, header_text
@@ -346,10 +348,23 @@ def _coded(fmt: Format, compression: str) -> bool:
 
 
 def _png(page: Page) -> bytes:
+    """A PNG of the page with square pixels, as viewers show pixels: a page whose
+    resolutions differ by a factor of 1.5 or more (standard 204 x 98, superfine
+    204 x 391) has its rows (or columns) repeated that factor (rounded) times."""
     import io
 
+    xres, yres = page.xres, page.yres
+    if xres >= 1.5 * yres or yres >= 1.5 * xres:
+        rows = page.to_array()
+        if xres > yres:
+            factor = round(xres / yres)
+            rows, yres = np.repeat(rows, factor, axis=0), yres * factor
+        else:
+            factor = round(yres / xres)
+            rows, xres = np.repeat(rows, factor, axis=1), xres * factor
+        page = Page.from_array(rows, xres, yres)
     buf = io.BytesIO()
-    page.to_image().save(buf, "PNG", dpi=(page.xres, page.yres), optimize=False)
+    page.to_image().save(buf, "PNG", dpi=(xres, yres), optimize=False)
     return buf.getvalue()
 
 
