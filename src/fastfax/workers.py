@@ -41,9 +41,16 @@ class Done:
     error: BaseException | None = None
 
 
-def _serve(conn: Connection, initializer: Callable[[], None] | None) -> None:
+def _serve(
+    conn: Connection, inherited: list[Connection], initializer: Callable[[], None] | None
+) -> None:
     """A worker's loop: run each ``(task, function, args)`` received and send back
-    ``(task, ok, value or exception)``; stop at ``None`` or when the pipe closes."""
+    ``(task, ok, pickled value or exception)``; stop at ``None`` or when the pipe closes.
+
+    ``inherited``: the parent's ends of the pipes (this worker's and those of workers
+    started before it), closed first so that the pipe closes when the parent dies."""
+    for end in inherited:
+        end.close()
     if initializer is not None:
         initializer()
     while True:
@@ -59,15 +66,21 @@ def _serve(conn: Connection, initializer: Callable[[], None] | None) -> None:
         except BaseException as exc:  # everything goes back to the parent
             reply = (task, False, exc)
         try:
-            conn.send(reply)
-        except (pickle.PicklingError, TypeError, AttributeError) as exc:
-            conn.send((task, False, RuntimeError(f"cannot send the result back: {exc!r}")))
+            payload = pickle.dumps(reply[2], pickle.HIGHEST_PROTOCOL)
+        except BaseException as exc:  # any error pickling the value fails the task only
+            reply = (task, False, None)
+            payload = pickle.dumps(RuntimeError(f"cannot send the result back: {exc!r}"))
+        conn.send((task, reply[1], payload))
 
 
 class _Proc:
-    def __init__(self, ctx: Any, initializer: Callable[[], None] | None) -> None:
+    def __init__(
+        self, ctx: Any, initializer: Callable[[], None] | None, others: list[Connection]
+    ) -> None:
         self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=_serve, args=(child, initializer), daemon=True)
+        self.process = ctx.Process(
+            target=_serve, args=(child, [self.conn, *others], initializer), daemon=True
+        )
         # A forked child's garbage collector would walk every object it inherited,
         # writing to their pages (copies of the parent's memory, one fault each): frozen
         # at the fork, they stay out of its collections. The parent's are thawed at once.
@@ -97,7 +110,7 @@ class Workers:
         self._procs: list[_Proc] = []
         try:
             for _ in range(count):
-                self._procs.append(_Proc(self._ctx, initializer))
+                self._procs.append(_Proc(self._ctx, initializer, self._ends()))
         except BaseException:
             self.close()
             raise
@@ -163,8 +176,12 @@ class Workers:
         proc = self._procs[worker]
         try:
             while proc.tasks and proc.conn.poll():
-                task, ok, value = proc.conn.recv()
+                task, ok, payload = proc.conn.recv()
                 proc.tasks.remove(task)
+                try:
+                    value = pickle.loads(payload)
+                except Exception as exc:  # e.g. an exception class that cannot be rebuilt
+                    ok, value = False, RuntimeError(f"cannot read the result back: {exc!r}")
                 done.append(Done(worker, task, value if ok else None, None if ok else value))
         except (EOFError, OSError):
             return False
@@ -176,7 +193,11 @@ class Workers:
         if old.process.is_alive():
             old.process.kill()
         old.process.join()
-        self._procs[worker] = _Proc(self._ctx, self._initializer)
+        self._procs[worker] = _Proc(self._ctx, self._initializer, self._ends(worker))
+
+    def _ends(self, leaving_out: int | None = None) -> list[Connection]:
+        """The parent's ends of the other workers' pipes."""
+        return [p.conn for i, p in enumerate(self._procs) if i != leaving_out]
 
     def broadcast(self, function: Callable[..., Any], *args: Any) -> None:
         """Run ``function(*args)`` on every idle worker and wait for them all (values
