@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-import numpy as np
+from PIL.Image import Resampling
 
 from . import pdfout, tiff
 from .affinity import Planner
@@ -353,18 +353,18 @@ def _png(page: Page) -> bytes:
     204 x 391) has its rows (or columns) repeated that factor (rounded) times."""
     import io
 
+    image = page.to_image()
     xres, yres = page.xres, page.yres
-    if xres >= 1.5 * yres or yres >= 1.5 * xres:
-        rows = page.to_array()
-        if xres > yres:
-            factor = round(xres / yres)
-            rows, yres = np.repeat(rows, factor, axis=0), yres * factor
-        else:
-            factor = round(yres / xres)
-            rows, xres = np.repeat(rows, factor, axis=1), xres * factor
-        page = Page.from_array(rows, xres, yres)
+    if xres >= 1.5 * yres:
+        factor = round(xres / yres)
+        image = image.resize((page.width, page.height * factor), Resampling.NEAREST)
+        yres *= factor
+    elif yres >= 1.5 * xres:
+        factor = round(yres / xres)
+        image = image.resize((page.width * factor, page.height), Resampling.NEAREST)
+        xres *= factor
     buf = io.BytesIO()
-    page.to_image().save(buf, "PNG", dpi=(xres, yres), optimize=False)
+    image.save(buf, "PNG", dpi=(xres, yres), optimize=False)
     return buf.getvalue()
 
 
@@ -407,7 +407,6 @@ def convert(
     """
     options = (options or Options()).check()
     layout = options.layout()
-    jobs = max(1, jobs or os.cpu_count() or 1)
     docs = []
     for source, target in jobs_list:
         source, target = os.fspath(source), os.fspath(target)
@@ -423,10 +422,10 @@ def convert(
             _run_pool(docs, options, layout, compression, progress, workers)
         finally:
             _settle(workers)
-    elif jobs == 1:
+    elif _jobs(jobs) == 1:
         _run_here(docs, options, layout, compression, progress)
     else:
-        with Workers(jobs, _forget_cache) as own:
+        with start_workers(jobs) as own:
             _run_pool(docs, options, layout, compression, progress, own)
     return [d.result for d in docs]
 
@@ -435,7 +434,12 @@ def start_workers(jobs: int | None = None) -> Workers:
     """Worker processes for :func:`convert` (default: one per core), to pass as its
     ``workers`` for many calls; close them (or use them as a context manager) when
     done."""
-    return Workers(max(1, jobs or os.cpu_count() or 1), _forget_cache)
+    return Workers(_jobs(jobs), _forget_cache)
+
+
+def _jobs(jobs: int | None) -> int:
+    """How many processes ``jobs`` asks for (None or 0: one per core)."""
+    return max(1, jobs or os.cpu_count() or 1)
 
 
 def _settle(workers: Workers) -> None:

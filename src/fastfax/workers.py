@@ -62,15 +62,15 @@ def _serve(
             return
         task, function, args = message
         try:
-            reply = (task, True, function(*args))
+            ok, value = True, function(*args)
         except BaseException as exc:  # everything goes back to the parent
-            reply = (task, False, exc)
+            ok, value = False, exc
         try:
-            payload = pickle.dumps(reply[2], pickle.HIGHEST_PROTOCOL)
+            payload = pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
         except BaseException as exc:  # any error pickling the value fails the task only
-            reply = (task, False, None)
+            ok = False
             payload = pickle.dumps(RuntimeError(f"cannot send the result back: {exc!r}"))
-        conn.send((task, reply[1], payload))
+        conn.send((task, ok, payload))
 
 
 class _Proc:
