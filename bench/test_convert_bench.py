@@ -8,7 +8,7 @@ pages; on a machine without any, a generated 150-page text PDF. Each contender r
 best round counts. Targets: fastfax on one core >= 1.5 x ghostscript, on two >= 2.5 x.
 "fastfax 2 cores" starts its two worker processes in each round, as a lone ``fastfax
 convert --jobs 2`` does; "2 warm workers" reuses two started before the rounds
-(:func:`fastfax.convert.start_workers`), as a gateway or a batch of many documents does
+(:func:`fastfax.document.convert.start_workers`), as a gateway or a batch of many documents does
 (each round still opens the PDF afresh: the workers close it when a call ends).
 
 Besides pages per second the run reports, for a machine shared with other work: the CPU
@@ -30,10 +30,10 @@ import time
 
 import pytest
 
-from fastfax.convert import Options, convert, start_workers
 from fastfax.demo import Line, make_pdf
-from fastfax.layout import layout_for
-from fastfax.render import open_source
+from fastfax.document.convert import Options, convert, start_workers
+from fastfax.document.layout import layout_for
+from fastfax.document.render import open_source
 
 ROUNDS = 5
 MIN_PAGES = 150
@@ -96,7 +96,9 @@ def _gs(pdf, target):
 
 
 def _fastfax(pdf, target, jobs=None, workers=None):
-    (result,) = convert([(pdf, target)], Options(resolution="fine"), jobs=jobs, workers=workers)
+    (result,) = convert(
+        [(pdf, target)], Options(resolution="fine"), processes=jobs, workers=workers
+    )
     if result.error:
         raise result.error
 

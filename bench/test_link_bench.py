@@ -20,9 +20,9 @@ from functools import cache
 import pytest
 import spandsp_link_peer
 
-from fastfax import dle
 from fastfax.codec import reverse_bits
-from fastfax.hdlc import Decoder, Encoder, fcs16, fcs32
+from fastfax.link import dle
+from fastfax.link.hdlc import Decoder, Encoder, fcs16, fcs32
 
 SIZES = (64, 256)
 FCS = (16, 32)

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from fastfax import samples
-from fastfax.t30.session import create
+from fastfax.t30.station import create
 from fastfax.transport.loopback import Line
 
 PAGES = [samples.text_page(resolution="fine", seed=s) for s in range(3)]

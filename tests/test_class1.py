@@ -28,8 +28,8 @@ from fastfax.samples import text_page
 from fastfax.t30.events import Negotiated, PageReceived
 from fastfax.t30.frames import FCF, Frame, encode_ident
 from fastfax.t30.result import Cause
-from fastfax.t30.session import local_dis
-from fastfax.transport.modem import Code, Modem
+from fastfax.t30.station import local_dis
+from fastfax.transport.at import Code, Modem
 
 sys.path.insert(0, str(Path(__file__).parent / "peers"))
 from faxline import FaxLine  # noqa: E402

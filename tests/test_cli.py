@@ -10,7 +10,7 @@ from PIL import Image
 from fastfax import tiff
 from fastfax.cli import main
 from fastfax.demo import Line, make_pdf
-from fastfax.layout import layout_for
+from fastfax.document.layout import layout_for
 
 
 def _pdf(path, pages=2):

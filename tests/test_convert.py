@@ -14,11 +14,11 @@ import pytest
 from PIL import Image, ImageDraw
 
 from fastfax import codec, tiff
-from fastfax.convert import ConvertError, Options, convert, render_document, save
 from fastfax.demo import Line, make_pdf
-from fastfax.layout import layout_for
+from fastfax.document.convert import ConvertError, Options, convert, render_document, save
+from fastfax.document.layout import layout_for
+from fastfax.document.render import open_source
 from fastfax.page import Page
-from fastfax.render import open_source
 
 A4 = layout_for("a4", "fine")
 
@@ -132,7 +132,7 @@ def test_pdf_pages_and_landscape_rotation(tmp_path):
 def test_pdf_drawn_in_bands_is_the_whole_page_thresholded(tmp_path, monkeypatch):
     """Text mode draws a PDF page a band of rows at a time; the page is the one drawn
     whole and thresholded: text, anti-aliased paths, images, a landscape page."""
-    from fastfax.render import PdfSource, binarize
+    from fastfax.document.render import PdfSource, binarize
 
     rng = np.random.default_rng(3)
     images = []
@@ -163,7 +163,7 @@ def test_pdf_drawn_in_bands_is_the_whole_page_thresholded(tmp_path, monkeypatch)
 def test_output_dimensions_for_every_size_and_resolution(tmp_path, size, resolution):
     pdf = _text_pdf(tmp_path / "d.pdf", pages=1)
     options = Options(page_size=size, resolution=resolution)
-    (result,) = convert([(pdf, tmp_path / "d.tif")], options, jobs=1)
+    (result,) = convert([(pdf, tmp_path / "d.tif")], options, processes=1)
     assert result.ok, result.error
     (page,) = tiff.read(tmp_path / "d.tif")
     layout = options.layout()
@@ -219,7 +219,7 @@ def test_header_changes_only_the_top_band(tmp_path):
 
 
 def test_cover_page_is_first_and_legible(tmp_path):
-    from fastfax.cover import CoverInfo
+    from fastfax.document.cover import CoverInfo
 
     pdf = _text_pdf(tmp_path / "c.pdf", pages=2)
     info = CoverInfo(recipient_name="Margaret Hamilton", subject="Apollo guidance listing")
@@ -307,7 +307,7 @@ def test_received_fax_tiff_to_pdf_keeps_pages_as_they_are(tmp_path):
     tiff.write(tmp_path / "rx.tif", pages)
     results = convert(
         [(tmp_path / "rx.tif", tmp_path / "rx.pdf"), (tmp_path / "rx.tif", tmp_path / "rx.png")],
-        jobs=1,
+        processes=1,
     )
     assert all(r.ok for r in results) and results[0].pages == 2
     doc = pdfium.PdfDocument(str(tmp_path / "rx.pdf"))
@@ -386,7 +386,7 @@ def test_batch_goes_on_past_bad_files_and_leaves_no_partial_output(tmp_path):
     out.mkdir()
     pairs = [(good, out / "a.tif"), (tmp_path / "bad.pdf", out / "b.tif"), (good, out / "c.pdf")]
     for jobs in (1, 2):
-        results = convert(pairs, jobs=jobs)
+        results = convert(pairs, processes=jobs)
         assert [r.ok for r in results] == [True, False, True]
         assert "bad.pdf" in str(results[1].error)
         assert sorted(os.listdir(out)) == ["a.tif", "c.pdf"]  # no temporary files left
@@ -404,7 +404,7 @@ def test_damaged_image_in_a_batch_fails_alone(tmp_path, jobs):
     cut = tmp_path / "cut.png"
     cut.write_bytes(good.read_bytes()[:600])
     pairs = [(cut, tmp_path / "cut.tif"), (good, tmp_path / "good.tif")]
-    results = convert(pairs, jobs=jobs)
+    results = convert(pairs, processes=jobs)
     assert isinstance(results[0].error, ConvertError) and "cut.png" in str(results[0].error)
     assert "image" in str(results[0].error)
     assert results[1].ok and len(tiff.read(tmp_path / "good.tif")) == 1
@@ -415,8 +415,8 @@ def test_processes_give_the_same_bytes_as_one(tmp_path):
     pdf = tmp_path / "long.pdf"
     make_pdf(pdf, [[Line(f"page {n} " * 8, 12)] for n in range(20)])
     options = Options(header="{page}/{pages}")
-    one = convert([(pdf, tmp_path / "one.tif")], options, jobs=1)
-    two = convert([(pdf, tmp_path / "two.tif")], options, jobs=2)
+    one = convert([(pdf, tmp_path / "one.tif")], options, processes=1)
+    two = convert([(pdf, tmp_path / "two.tif")], options, processes=2)
     assert one[0].ok and two[0].ok
     assert (tmp_path / "one.tif").read_bytes() == (tmp_path / "two.tif").read_bytes()
 
@@ -435,7 +435,8 @@ def test_g4_tiff_and_pdf_are_written_from_pages_coded_once(tmp_path, monkeypatch
         raise AssertionError("the TIFF writer coded a page")
 
     monkeypatch.setattr(tiff, "encode", no_coding)
-    results = convert([(pdf, tmp_path / f"out.{ext}") for ext in ("tif", "pdf", "pbm")], jobs=jobs)
+    targets = [(pdf, tmp_path / f"out.{ext}") for ext in ("tif", "pdf", "pbm")]
+    results = convert(targets, processes=jobs)
     assert [r.error for r in results] == [None, None, None]
     for ext in ("tif", "pdf", "pbm"):
         assert (tmp_path / f"out.{ext}").read_bytes() == (tmp_path / f"ref.{ext}").read_bytes()
@@ -445,7 +446,7 @@ def test_g4_tiff_and_pdf_are_written_from_pages_coded_once(tmp_path, monkeypatch
 def test_cover_page_goes_first_among_coded_pages(tmp_path, jobs):
     import datetime
 
-    from fastfax.cover import CoverInfo
+    from fastfax.document.cover import CoverInfo
 
     pdf = _text_pdf(tmp_path / "p.pdf", pages=3)
     options = Options(
@@ -454,7 +455,7 @@ def test_cover_page_goes_first_among_coded_pages(tmp_path, jobs):
         when=datetime.datetime(2024, 5, 6, 7, 8, 9),
     )
     save(render_document(pdf, options), tmp_path / "ref.tif")
-    (result,) = convert([(pdf, tmp_path / "out.tif")], options, jobs=jobs)
+    (result,) = convert([(pdf, tmp_path / "out.tif")], options, processes=jobs)
     assert result.ok and result.pages == 4
     assert (tmp_path / "out.tif").read_bytes() == (tmp_path / "ref.tif").read_bytes()
 
@@ -462,7 +463,7 @@ def test_cover_page_goes_first_among_coded_pages(tmp_path, jobs):
 def test_a_worker_that_dies_fails_its_document_and_the_batch_goes_on(tmp_path, monkeypatch):
     """A worker killed mid-page (a crash in PDFium, say) fails the documents it held;
     a new worker takes its place and the rest of the batch is rendered."""
-    from fastfax import convert as convert_module
+    from fastfax.document import convert as convert_module
 
     source = convert_module._source
 
@@ -475,7 +476,7 @@ def test_a_worker_that_dies_fails_its_document_and_the_batch_goes_on(tmp_path, m
     good = _text_pdf(tmp_path / "good.pdf", pages=4)
     doomed = _text_pdf(tmp_path / "doomed.pdf", pages=3)
     pairs = [(doomed, tmp_path / "d.tif")] + [(good, tmp_path / f"g{i}.tif") for i in range(4)]
-    results = convert(pairs, jobs=2)
+    results = convert(pairs, processes=2)
     assert not results[0].ok and "worker process died" in str(results[0].error)
     assert not (tmp_path / "d.tif").exists()
     finished = [r for r in results[1:] if r.ok]
@@ -490,13 +491,13 @@ def test_a_worker_that_dies_fails_its_document_and_the_batch_goes_on(tmp_path, m
 def test_progress_reports_every_page(tmp_path):
     pdf = _text_pdf(tmp_path / "p.pdf", pages=12)
     seen = []
-    convert([(pdf, tmp_path / "p.tif")], jobs=2, progress=lambda d, k: seen.append((d, k)))
+    convert([(pdf, tmp_path / "p.tif")], processes=2, progress=lambda d, k: seen.append((d, k)))
     assert seen[-1] == (12, 12) and [d for d, _ in seen] == sorted(d for d, _ in seen)
 
 
 def test_unknown_output_format_and_options(tmp_path):
     pdf = _text_pdf(tmp_path / "p.pdf", pages=1)
-    (result,) = convert([(pdf, tmp_path / "x.doc")], jobs=1)
+    (result,) = convert([(pdf, tmp_path / "x.doc")], processes=1)
     assert isinstance(result.error, ConvertError) and "format" in str(result.error)
     with pytest.raises(ConvertError, match="mode"):
         convert([(pdf, tmp_path / "x.tif")], Options(mode="sketch"))

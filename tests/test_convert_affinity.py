@@ -1,9 +1,9 @@
-"""fastfax.affinity.Planner: which worker renders which pages of a batch."""
+"""fastfax.document.affinity.Planner: which worker renders which pages of a batch."""
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fastfax.affinity import MAX_TASK, Planner
+from fastfax.document.affinity import MAX_TASK, Planner
 
 Task = tuple[int, int, int]  # document, first page, pages
 

@@ -5,8 +5,8 @@ import re
 import subprocess
 from collections import Counter
 
-from fastfax.convert import convert
 from fastfax.demo import Line, make_pdf
+from fastfax.document.convert import convert
 
 WORDS = (
     "thank you for your order we are glad to confirm that the parts will leave our "
@@ -49,7 +49,7 @@ def test_word_recall_at_least_ghostscripts(tmp_path):
         check=True,
     )
     ours = tmp_path / "ours.tif"
-    (result,) = convert([(pdf, ours)], jobs=1)
+    (result,) = convert([(pdf, ours)], processes=1)
     assert result.ok, result.error
 
     ours_recall, gs_recall = _recall(ours, truth), _recall(gs_tif, truth)

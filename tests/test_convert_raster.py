@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from fastfax import _raster
-from fastfax.errors import FaxError
-from fastfax.layout import PAPER_SIZES, RESOLUTIONS, LayoutError, layout_for
-from fastfax.render import binarize
+from fastfax.document import _raster
+from fastfax.document.layout import PAPER_SIZES, RESOLUTIONS, layout_for
+from fastfax.document.render import binarize
+from fastfax.errors import FaxError, LayoutError
 
 # T.4 / T.30 scan-line widths by paper class, the specification's numbers.
 SPEC_WIDTHS = {

@@ -1,4 +1,4 @@
-"""fastfax.dle: DLE escaping towards a Class 1 modem and streaming unescaping."""
+"""fastfax.link.dle: DLE escaping towards a Class 1 modem and streaming unescaping."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fastfax import dle
-from fastfax.dle import DLE, ETX, SUB, Unescaper, escape, reverse_bits
+from fastfax.link import dle
+from fastfax.link.dle import DLE, ETX, SUB, Unescaper, escape, reverse_bits
 
 
 def unescape_reference(data: bytes) -> tuple[bytes, list[tuple[int, int]], bool, bytes]:

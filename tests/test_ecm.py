@@ -1,4 +1,4 @@
-"""fastfax.ecm: blocks, PPS, PPR round trips through HDLC with losses, CTC/EOR, RNR/RR."""
+"""fastfax.t30.ecm: blocks, PPS, PPR round trips through HDLC with losses, CTC/EOR, RNR/RR."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from fastfax.ecm import MAX_PPR, EcmError, EcmReceiver, EcmSender
-from fastfax.hdlc import Decoder, Encoder
+from fastfax.link.hdlc import Decoder, Encoder
+from fastfax.t30.ecm import MAX_PPR, EcmError, EcmReceiver, EcmSender
 from fastfax.t30.frames import FCF, Frame, Pps, parse_fcd, ppr_frames
 
 

@@ -1,4 +1,4 @@
-"""fastfax.hdlc on its own: FCS, stuffing, framing, limits, counters, chunking."""
+"""fastfax.link.hdlc on its own: FCS, stuffing, framing, limits, counters, chunking."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fastfax.errors import FaxError
-from fastfax.hdlc import Counters, Decoder, Encoder, Frame, HdlcError, fcs16, fcs32
+from fastfax.link.hdlc import Counters, Decoder, Encoder, Frame, HdlcError, fcs16, fcs32
 
 
 def bits_of(stream: bytes) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""fastfax.hdlc against SpanDSP's hdlc_tx / hdlc_rx / crc, built from tests/peers."""
+"""fastfax.link.hdlc against SpanDSP's hdlc_tx / hdlc_rx / crc, built from tests/peers."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fastfax.hdlc import Decoder, Encoder, fcs16, fcs32
+from fastfax.link.hdlc import Decoder, Encoder, fcs16, fcs32
 from fastfax.t30 import FCF, Dcs, Dis, Frame, choose_dcs
 from fastfax.t30.dis import Length, Rates, Width
 from fastfax.t30.frames import decode_ident

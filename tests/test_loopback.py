@@ -20,7 +20,7 @@ from fastfax.t30.events import (
 )
 from fastfax.t30.frames import FCF, Nsf, Pps
 from fastfax.t30.result import Cause
-from fastfax.t30.session import create
+from fastfax.t30.station import create
 from fastfax.transport.loopback import Line, LoopbackError, call
 
 sys.path.insert(0, str(Path(__file__).parent / "peers"))

@@ -1,4 +1,4 @@
-"""The Class 1 AT command layer (fastfax.transport.modem) against SpanDSP's emulated modems.
+"""The Class 1 AT command layer (fastfax.transport.at) against SpanDSP's emulated modems.
 
 Two SpanDSP T.31 modems on the faxline peer (tests/peers/faxline.c) share a simulated
 line: set-up and capabilities, dialling one rings the other, frames at V.21 byte-exact
@@ -26,8 +26,8 @@ from pathlib import Path
 import pytest
 
 from fastfax import FaxError
-from fastfax.hdlc import fcs16
-from fastfax.transport.modem import Code, Modem, ModemError, ModemTimeout
+from fastfax.link.hdlc import fcs16
+from fastfax.transport.at import Code, Modem, ModemError, ModemTimeout
 
 sys.path.insert(0, str(Path(__file__).parent / "peers"))
 from faxline import FaxLine, PeerUnavailable, build  # noqa: E402

@@ -17,7 +17,7 @@ import time
 import numpy as np
 import pytest
 from PIL import Image
-from test_service_support import (
+from service_helpers import (
     SmtpSink,
     free_port,
     make_pdf,

@@ -17,13 +17,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from test_service_support import text_pages
+from service_helpers import text_pages
 
 from fastfax import connect, tiff
 from fastfax.client import FaxServer
+from fastfax.devices.class1 import Class1Modem
 from fastfax.service.errors import ConfigError
 from fastfax.service.model import DeviceState, EventKind, JobState, JobType
-from fastfax.service.modem import Class1Modem
 
 sys.path.insert(0, str(Path(__file__).parent / "peers"))
 from faxline import FaxLine  # noqa: E402

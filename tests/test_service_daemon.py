@@ -13,7 +13,7 @@ import sys
 import urllib.parse
 
 import pytest
-from test_service_support import make_spool, only_sender, text_pages
+from service_helpers import make_spool, only_sender, text_pages
 
 from fastfax import tiff
 from fastfax.client import connect

@@ -9,10 +9,11 @@ import time
 from importlib.metadata import EntryPoint
 
 import pytest
-from test_service_support import make_spool, text_pages
+from service_helpers import make_spool, text_pages
 
 from fastfax import tiff
 from fastfax.client import connect
+from fastfax.devices.loopback import LoopbackPair
 from fastfax.service import devices
 from fastfax.service.config import in_window, load_toml
 from fastfax.service.errors import ConfigError, RequestError, SpoolBusy
@@ -98,7 +99,7 @@ def test_spool_is_locked_against_a_second_service(tmp_path):
 
 
 def test_device_kind_from_an_entry_point(tmp_path, monkeypatch):
-    class Fake(devices.LoopbackPair):
+    class Fake(LoopbackPair):
         """A third-party kind: here, a loopback pair under another name."""
 
     ep = EntryPoint("test-kind", f"{__name__}:Fake", "fastfax.devices")

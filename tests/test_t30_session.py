@@ -15,9 +15,9 @@ from fastfax.t30.events import (
     CarrierDown,
     Connected,
     DataReceived,
+    EndCall,
     FrameReceived,
-    Hangup,
-    HungUp,
+    LineDropped,
     Note,
     PageSent,
     ReceiveEcmFrames,
@@ -38,7 +38,7 @@ from fastfax.t30.events import (
 from fastfax.t30.frames import FCF, Frame, Pps, encode_ident, ppr_frames, ppr_map
 from fastfax.t30.receiver import tcf_ok
 from fastfax.t30.result import Cause, SessionError
-from fastfax.t30.session import create, local_dis
+from fastfax.t30.station import create, local_dis
 from fastfax.t30.timers import MAX_RTN, TIMERS
 from fastfax.transport.loopback import Line
 
@@ -88,7 +88,7 @@ def timers(actions: list[Action]) -> list[tuple[str, str]]:
 
 
 def hangup(actions: list[Action]):
-    assert isinstance(actions[-1], Hangup), actions
+    assert isinstance(actions[-1], EndCall), actions
     return actions[-1].result
 
 
@@ -518,7 +518,7 @@ def test_receiver_repeats_its_answer_to_a_repeated_command():
 
 
 def ecm_frames(p: Page, coding: str = "mmr") -> list[bytes]:
-    from fastfax.ecm import EcmSender
+    from fastfax.t30.ecm import EcmSender
 
     return EcmSender(codec.encode(p, coding, msb_first=False, rtc=True), page=0).block_frames(0)
 
@@ -619,14 +619,14 @@ def test_receiver_t2_waiting_for_dcn_is_success():
 def test_hang_up_cancel_and_after_the_end():
     s = create(calling=True, pages=[page()])
     s.handle(Connected())
-    assert hangup(s.handle(HungUp())).cause is Cause.CALLDROPPED
+    assert hangup(s.handle(LineDropped())).cause is Cause.CALLDROPPED
     assert s.done and s.handle(Connected()) == [] and s.cancel() == []
     s = create(calling=True, pages=[page()])
     s.handle(Connected())
     out = s.cancel()
     assert sent_fcfs(out) == [FCF.DCN]
     assert hangup(complete(s)).cause is Cause.CANCELLED
-    assert hangup(create(calling=False).handle(HungUp())).cause is Cause.CALLDROPPED
+    assert hangup(create(calling=False).handle(LineDropped())).cause is Cause.CALLDROPPED
 
 
 def test_stale_timer_is_ignored():
@@ -708,9 +708,9 @@ def test_timer_table_and_overrides():
 def test_far_end_hangs_up_mid_page():
     s, dcs, data = to_phase_c(local_dis(receive=True, ecm=False))
     assert isinstance(data, SendPageData)
-    result = hangup(s.handle(HungUp()))
+    result = hangup(s.handle(LineDropped()))
     assert result.cause is Cause.CALLDROPPED and result.pages == []
     r = trained(dcs_for())
     r.handle(page_events(page(), "mh")[0])
-    result = hangup(r.handle(HungUp()))
+    result = hangup(r.handle(LineDropped()))
     assert result.cause is Cause.CALLDROPPED and result.pages == []

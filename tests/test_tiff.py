@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from PIL import Image, ImageDraw
 
 from fastfax import Page, TiffError, codec, tiff
-from fastfax.coded import CodedPage
+from fastfax.codec import CodedPage
 from fastfax.errors import PageError
 
 TOOLS = ("tiffinfo", "tiffcp", "fax2tiff")

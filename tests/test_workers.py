@@ -1,4 +1,4 @@
-"""fastfax.workers: forked worker processes with a pipe each, as convert uses them.
+"""fastfax.document.workers: forked worker processes with a pipe each, as convert uses them.
 
 Tasks are module-level functions of this file (sent by name; the workers are forked,
 so they import it as the parent did). Processes are real: tasks that die, get killed,
@@ -21,10 +21,11 @@ from pathlib import Path
 
 import pytest
 
-import fastfax.convert
-from fastfax.convert import Options, convert, start_workers
+import fastfax.document.convert
+import fastfax.errors
 from fastfax.demo import Line, make_pdf
-from fastfax.workers import Done, WorkerDied, Workers
+from fastfax.document.convert import Options, convert, start_workers
+from fastfax.document.workers import Done, WorkerDied, Workers
 
 pytestmark = pytest.mark.skipif(
     "fork" not in multiprocessing.get_all_start_methods(),
@@ -106,7 +107,7 @@ def _touch(path: str) -> int:
 
 
 def _open_documents() -> int:
-    return len(fastfax.convert._cached)
+    return len(fastfax.document.convert._cached)
 
 
 class _TwoArgError(Exception):
@@ -249,7 +250,7 @@ def test_wait_returns_nothing_when_no_task_finishes_in_time(two, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "kind", [ValueError, KeyError, ZeroDivisionError, fastfax.convert.ConvertError, SystemExit]
+    "kind", [ValueError, KeyError, ZeroDivisionError, fastfax.errors.ConvertError, SystemExit]
 )
 def test_an_exception_comes_back_and_the_worker_carries_on(two, kind):
     pid = _run(two, 0, _pid).value
@@ -283,13 +284,13 @@ def test_submitting_what_cannot_be_pickled_raises_and_leaves_nothing_pending(two
 
 
 def _raise_convert_error():
-    raise fastfax.convert.ConvertError("cannot render", path="doc.pdf", page=3)
+    raise fastfax.document.convert.ConvertError("cannot render", path="doc.pdf", page=3)
 
 
 def test_an_exception_keeps_its_attributes(two):
     """convert's workers raise ConvertError naming file and page: all of it comes back."""
     error = _run(two, 0, _raise_convert_error).error
-    assert type(error) is fastfax.convert.ConvertError
+    assert type(error) is fastfax.document.convert.ConvertError
     assert (error.path, error.page, error.reason) == ("doc.pdf", 3, "cannot render")
     assert str(error) == "doc.pdf, page 3: cannot render"
 
@@ -506,7 +507,7 @@ def test_convert_on_lent_workers_twice_matches_one_process(tmp_path):
     sources = [_pdf(tmp_path / "a.pdf", 3, "alpha page"), _pdf(tmp_path / "b.pdf", 4, "beta")]
     options = Options(header="{page}/{pages}")
     pairs = [(s, tmp_path / f"{Path(s).stem}-one.tif") for s in sources]
-    assert all(r.ok for r in convert(pairs, options, jobs=1))
+    assert all(r.ok for r in convert(pairs, options, processes=1))
     expected = {Path(s).stem: (tmp_path / f"{Path(s).stem}-one.tif").read_bytes() for s in sources}
 
     workers = start_workers(2)
@@ -563,7 +564,7 @@ def test_workers_exit_when_their_parent_dies_without_closing_them():
     script = textwrap.dedent(
         """
         import os
-        from fastfax.workers import Workers
+        from fastfax.document.workers import Workers
         w = Workers(2)
         print(*w.pids, flush=True)
         os._exit(0)

@@ -4,8 +4,7 @@ The public names live in their modules (:mod:`fastfax.codec`, :mod:`fastfax.tiff
 the most used ones are re-exported here.
 """
 
-from .errors import CodecError, FaxError, LimitError, PageError, TiffError
-from .layout import ConvertError
+from .errors import CodecError, ConvertError, FaxError, LimitError, PageError, TiffError
 from .page import Page
 
 __all__ = [

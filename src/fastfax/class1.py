@@ -2,14 +2,14 @@
 
 ``url`` is anything pyserial opens: a device path (``/dev/ttyUSB0``), a pseudo-terminal,
 ``socket://host:port`` or ``rfc2217://host:port``. The modem must do ``AT+FCLASS=1``
-(ITU-T T.31); the T.30 procedure runs in :mod:`fastfax.t30.session`.
+(ITU-T T.31); the T.30 procedure runs in :mod:`fastfax.t30.engine`.
 
 Both calls return a :class:`fastfax.t30.result.Result` whatever the far end did:
 ``.ok``, ``.cause`` (a :class:`~fastfax.t30.result.Cause`, or a
 :class:`~fastfax.t30.result.Cause` when the call never reached T.30: busy,
 no answer, no dial tone, no call, or a modem that failed mid-call), ``.pages``,
 ``.rate``, ``.ecm``, ``.remote_id``. A port that cannot be opened, or a modem that is
-not a Class 1 fax modem, raises :class:`~fastfax.transport.modem.ModemError`; bad pages
+not a Class 1 fax modem, raises :class:`~fastfax.transport.at.ModemError`; bad pages
 or options raise :class:`~fastfax.t30.result.SessionError` (both
 :class:`fastfax.FaxError`) before the modem is touched.
 """
@@ -23,37 +23,11 @@ from typing import Any
 from .page import Page
 from .t30.events import Note
 from .t30.result import Cause, Result, SessionError
-from .t30.session import create, load_pages
-from .transport.class1 import Class1Call, modems_of, place_call, take_call
-from .transport.modem import Modem, ModemError, ModemTimeout
+from .t30.station import create, load_pages
+from .transport.at import ModemError, ModemTimeout
+from .transport.class1 import answer_call, open_modem, send_call
 
 __all__ = ["send_fax", "receive_fax", "Cause", "ModemError", "ModemTimeout", "Result"]
-
-_ALL_MODEMS = ("v17", "v29", "v27ter")
-
-
-def _open(url: str, baudrate: int, rtscts: bool, init: Iterable[str]) -> tuple[Modem, dict]:
-    """Open and set up the modem; the session options its capabilities allow."""
-    modem = Modem.open(url, baudrate=baudrate, rtscts=rtscts)
-    try:
-        modems, max_rate = modems_of(modem.setup(init))
-    except BaseException:
-        modem.close()
-        raise
-    if not modems:
-        modem.close()
-        raise ModemError(f"the modem on {url!r} lists no fax modulation it can send and receive")
-    return modem, {"modems": modems, "max_rate": max_rate}
-
-
-def _limit(options: dict[str, Any], caps: dict[str, Any]) -> dict[str, Any]:
-    """Session options narrowed to what the modem can do."""
-    wanted = set(options.pop("modems", _ALL_MODEMS))
-    modems = [m for m in caps["modems"] if m in wanted]
-    if not modems:
-        raise SessionError(f"the modem can do {caps['modems']}, none of {sorted(wanted)}")
-    rate = min(int(options.pop("max_rate", 14400)), caps["max_rate"])
-    return {**options, "modems": modems, "max_rate": rate}
 
 
 def send_fax(
@@ -78,24 +52,18 @@ def send_fax(
     answer. ``baudrate``/``rtscts``: the serial line (ignored by sockets and ptys).
     ``init``: extra AT commands for set-up (e.g. ``["AT&F"]``). ``on_event``: called
     with each progress note (``Negotiated``, ``PageSent``, ``FrameNote``). Other
-    ``options`` go to :func:`fastfax.t30.session.create`: ``max_rate`` (bit/s),
+    ``options`` go to :func:`fastfax.t30.station.create`: ``max_rate`` (bit/s),
     ``modems``, ``codings``, ``resolutions``, ``nsf``, ``timers`` ({"T1": ms, ...}),
     ``ecm_frame_size``.
     """
     page_list = load_pages(pages)
     create(calling=True, pages=page_list, ecm=ecm, ident=ident, **options)  # check options
-    modem, caps = _open(url, baudrate, rtscts, init)
+    modem, caps = open_modem(url, baudrate=baudrate, rtscts=rtscts, init=init)
     try:
-        session = create(
-            calling=True, pages=page_list, ecm=ecm, ident=ident, **_limit(dict(options), caps)
-        )
-        failed = place_call(modem, number, dial_timeout)
-        if failed is not None:
-            return failed
-        return Class1Call(modem, session, on_event=on_event).run()
-    except BaseException:
-        modem.hangup()
-        raise
+        return send_call(
+            modem, caps, number, page_list, ecm=ecm, ident=ident, dial_timeout=dial_timeout,
+            on_event=on_event, **options,
+        )  # fmt: skip
     finally:
         modem.close()
 
@@ -125,16 +93,12 @@ def receive_fax(
     if not isinstance(rings, int) or not 1 <= rings <= 100:
         raise SessionError(f"rings must be 1 to 100, got {rings!r}")
     create(calling=False, ecm=ecm, ident=ident, **options)  # check options
-    modem, caps = _open(url, baudrate, rtscts, init)
+    modem, caps = open_modem(url, baudrate=baudrate, rtscts=rtscts, init=init)
     try:
-        session = create(calling=False, ecm=ecm, ident=ident, **_limit(dict(options), caps))
         modem.rings = 0
-        failed = take_call(modem, rings, ring_timeout)
-        if failed is not None:
-            return failed
-        return Class1Call(modem, session, on_event=on_event).run()
-    except BaseException:
-        modem.hangup()
-        raise
+        return answer_call(
+            modem, caps, rings=rings, ring_timeout=ring_timeout, ecm=ecm, ident=ident,
+            on_event=on_event, **options,
+        )  # fmt: skip
     finally:
         modem.close()

@@ -24,12 +24,12 @@ import time
 from collections.abc import Sequence
 from typing import TextIO
 
-from .branding import DEFAULT_HEADER
-from .convert import FORMATS, Options, convert
-from .cover import CoverInfo
-from .errors import FaxError
-from .layout import PAPER_SIZES, RESOLUTIONS, ConvertError, layout_for
-from .render import DEFAULT_THRESHOLD, MODES
+from .document.branding import DEFAULT_HEADER
+from .document.convert import FORMATS, Options, convert
+from .document.cover import CoverInfo
+from .document.layout import PAPER_SIZES, RESOLUTIONS, layout_for
+from .document.render import DEFAULT_THRESHOLD, MODES
+from .errors import ConvertError, FaxError
 
 __all__ = ["main"]
 
@@ -214,7 +214,7 @@ def _convert(args: argparse.Namespace) -> int:
         options,
         fmt=fmt,  # type: ignore[arg-type]
         compression=args.compression,
-        jobs=args.jobs,
+        processes=args.jobs,
         progress=bar,
     )
     if bar:
@@ -237,7 +237,7 @@ def describe(path: str) -> list[tuple[str, str]]:
     """What ``fastfax info`` prints for one file, as (key, value) pairs."""
     from PIL import Image
 
-    from .render import open_source
+    from .document.render import open_source
 
     src = open_source(path)
     try:

@@ -20,19 +20,12 @@ from collections.abc import Iterable
 from typing import Any
 
 from . import tiff
-from .cover import CoverInfo
+from .document.cover import CoverInfo
 from .page import Page
 from .service.config import Configuration
 from .service.errors import ServiceError
 from .service.events import Subscription
-from .service.model import (
-    JobInfo,
-    JobState,
-    PortInfo,
-    PortStatus,
-    RoutingMethodInfo,
-    from_wire,
-)
+from .service.model import JobInfo, JobState, PortInfo, PortStatus, RoutingMethodInfo, from_wire
 from .service.rights import Right, parse_rights
 from .service.server import Service, default_spool
 

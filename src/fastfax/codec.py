@@ -26,13 +26,15 @@ different pages run in parallel.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 from . import _codec
-from .errors import CodecError, LimitError
+from .errors import CodecError, LimitError, PageError
 from .page import DEFAULT_MAX_ROWS, MAX_WIDTH, Page, stride_of
 
 __all__ = [
+    "CodedPage",
     "Scheme",
     "SCHEMES",
     "Encoder",
@@ -213,6 +215,20 @@ class Decoder:
         """The longest run of consecutive damaged rows."""
         return self._core.max_bad_run
 
+    def page(self, rows: bytes, xres: float = 204, yres: float = 196) -> Page:
+        """A :class:`Page` of the packed ``rows`` this decoder returned (any beyond
+        :attr:`rows` are dropped), at ``xres`` x ``yres`` dpi, with its repair counts."""
+        size = self.rows * self.stride
+        return Page(
+            rows if len(rows) == size else rows[:size],
+            self.width,
+            self.rows,
+            xres,
+            yres,
+            bad_rows=self.bad_rows,
+            consecutive_bad_rows=self.max_consecutive_bad_rows,
+        )
+
     @property
     def done(self) -> bool:
         """True once the page ended (RTC, EOFB, ``height`` rows, or :meth:`finish`)."""
@@ -272,12 +288,58 @@ def decode(
     rows = decoder.feed_packed(data) + decoder.finish_packed()
     if height is not None and decoder.rows < height:
         raise CodecError(f"data ends after row {decoder.rows} of {height}", row=decoder.rows)
-    return Page(
-        rows,
-        width,
-        decoder.rows,
-        xres,
-        yres,
-        bad_rows=decoder.bad_rows,
-        consecutive_bad_rows=decoder.max_consecutive_bad_rows,
-    )
+    return decoder.page(rows, xres, yres)
+
+
+@dataclass(frozen=True)
+class CodedPage:
+    """A page as T.6 data: ``g4`` coded most significant bit first (TIFF FillOrder 1),
+    1 = black, ending with EOFB and padded with zero bits to a whole byte;
+    ``width`` x ``height`` pixels at ``xres`` x ``yres`` dots per inch.
+
+    ``bad_rows`` and ``consecutive_bad_rows`` carry a received page's repair counts as
+    :class:`fastfax.Page` does. The geometry is checked (:class:`fastfax.errors.PageError`)
+    but the coded data is trusted: :meth:`of` is the way to make one.
+    """
+
+    g4: bytes
+    width: int
+    height: int
+    xres: float
+    yres: float
+    bad_rows: int = 0
+    consecutive_bad_rows: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.g4, bytes):
+            raise PageError(f"coded data must be bytes, got {type(self.g4).__name__}")
+        for name, low, high in (("width", 1, MAX_WIDTH), ("height", 0, None)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < low or (high and value > high):
+                raise PageError(f"page {name} out of range: {value!r}")
+        for name in ("xres", "yres"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not 0 < value < 1e6:
+                raise PageError(f"{name} must be a positive number of dots per inch, got {value!r}")
+
+    @classmethod
+    def of(cls, page: Page) -> CodedPage:
+        """Code ``page`` with T.6."""
+        return cls(
+            encode(page, "mmr"),
+            page.width,
+            page.height,
+            page.xres,
+            page.yres,
+            page.bad_rows,
+            page.consecutive_bad_rows,
+        )
+
+    def to_page(self) -> Page:
+        """The pixels back, as a :class:`fastfax.Page`."""
+        page = decode(
+            self.g4, self.width, "mmr", height=self.height, xres=self.xres, yres=self.yres
+        )
+        page.bad_rows = self.bad_rows
+        page.consecutive_bad_rows = self.consecutive_bad_rows
+        return page

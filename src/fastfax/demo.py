@@ -19,10 +19,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from . import tiff
-from .branding import DEFAULT_HEADER
-from .convert import Options, convert
-from .cover import CoverInfo
-from .layout import ConvertError
+from .document.branding import DEFAULT_HEADER
+from .document.convert import Options, convert
+from .document.cover import CoverInfo
+from .errors import ConvertError
 
 __all__ = ["Line", "make_pdf", "demo_pages", "run_demo"]
 
@@ -164,7 +164,7 @@ def run_demo(folder: str | os.PathLike[str], *, jobs: int | None = None) -> list
     )
     fax = os.path.join(folder, "letter.tif")
     start = time.perf_counter()
-    (result,) = convert([(pdf, fax)], options, jobs=jobs)
+    (result,) = convert([(pdf, fax)], options, processes=jobs)
     seconds = time.perf_counter() - start
     if result.error:
         raise result.error
@@ -182,7 +182,7 @@ def run_demo(folder: str | os.PathLike[str], *, jobs: int | None = None) -> list
     )
     view = os.path.join(folder, "letter-view.pdf")
     png = os.path.join(folder, "letter.png")
-    results = convert([(fax, view), (fax, png)], jobs=1)
+    results = convert([(fax, view), (fax, png)], processes=1)
     for res in results:
         if res.error:
             raise res.error

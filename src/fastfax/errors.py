@@ -30,3 +30,30 @@ class LimitError(CodecError):
 
 class TiffError(FaxError, ValueError):
     """A TIFF file is malformed, or uses a structure or tag value fastfax does not support."""
+
+
+class ConvertError(FaxError, ValueError):
+    """A document could not be converted to or from fax pages.
+
+    ``path`` is the file concerned (or ``None``) and ``page`` the 1-based page number in
+    it (or ``None`` when the error is not tied to a page); both are part of the message.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None, page: int | None = None):
+        where = ", ".join(part for part in (path, None if page is None else f"page {page}") if part)
+        super().__init__(f"{where}: {message}" if where else message)
+        self.path = path
+        self.page = page
+        self.reason = message
+
+
+class LayoutError(ConvertError):
+    """An unknown resolution or paper size, or a width that is not a fax width."""
+
+
+class ConfigError(FaxError, ValueError):
+    """A configuration value, port setting or routing setting is invalid; nothing applied."""
+
+
+class T38Error(FaxError, ValueError):
+    """A T.38 IFP packet, UDPTL datagram or T.38 SDP description is malformed or unsupported."""

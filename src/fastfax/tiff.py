@@ -22,16 +22,15 @@ file.
 from __future__ import annotations
 
 import os
-import secrets
 import struct
 from collections.abc import Iterable
 from fractions import Fraction
 from functools import lru_cache
 from typing import BinaryIO, Literal
 
-from .codec import Decoder, Scheme, encode, reverse_bits
-from .coded import CodedPage
+from .codec import CodedPage, Decoder, Scheme, encode, reverse_bits
 from .errors import CodecError, TiffError
+from .files import write_files
 from .page import DEFAULT_MAX_ROWS, MAX_WIDTH, Page, stride_of
 
 __all__ = ["Compression", "write", "dumps", "read", "loads", "MAX_PAGES", "MAX_PIXELS"]
@@ -200,7 +199,7 @@ def write(
 ) -> None:
     """Write ``pages`` (one :class:`fastfax.Page` or several) as a TIFF Class F file.
 
-    A page may also be a :class:`fastfax.coded.CodedPage`: with ``compression="g4"``
+    A page may also be a :class:`fastfax.codec.CodedPage`: with ``compression="g4"``
     and ``photometric="min-is-white"`` its T.6 data is stored as it is (bit-reversed
     for ``fill_order=2``), with no coding; otherwise it is decoded and coded again.
 
@@ -223,21 +222,7 @@ def write(
     if hasattr(target, "write"):
         target.writelines(parts)  # type: ignore[union-attr]
         return
-    path = os.fspath(target)  # type: ignore[arg-type]
-    tmp = os.path.join(
-        os.path.dirname(path) or ".", f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp"
-    )
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.writelines(parts)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    write_files([(target, parts)])  # type: ignore[list-item]
 
 
 def _build(
@@ -495,18 +480,18 @@ def _page(
     if any(tag in ifd for tag in _TILE_TAGS):
         raise TiffError(
             "the image is tiled: fax TIFFs use strips; convert it with "
-            "'tiffcp -s' or use fastfax.convert / Pillow"
+            "'tiffcp -s' or use fastfax.document.convert / Pillow"
         )
     if samples != 1 or set(bits) != {1}:
         raise TiffError(
             f"{samples} sample(s) of {'/'.join(map(str, bits))} bits per pixel: "
             "fastfax.tiff reads bilevel (1-bit) fax images only; use "
-            "fastfax.convert / Pillow for general images"
+            "fastfax.document.convert / Pillow for general images"
         )
     if compression not in (1, 2, 3, 4):
         raise TiffError(
             f"Compression {compression} is not a fax compression (1, 2, 3 or 4): "
-            "use fastfax.convert / Pillow for general images"
+            "use fastfax.document.convert / Pillow for general images"
         )
     if not 1 <= width <= MAX_WIDTH:
         raise TiffError(f"ImageWidth {width} is out of range (1 to {MAX_WIDTH} pixels)")
@@ -523,7 +508,7 @@ def _page(
     if photometric not in (0, 1):
         raise TiffError(
             f"PhotometricInterpretation {photometric} is not bilevel (0 MinIsWhite "
-            "or 1 MinIsBlack): use fastfax.convert / Pillow for general images"
+            "or 1 MinIsBlack): use fastfax.document.convert / Pillow for general images"
         )
     fill_order = f.ints(ifd, _FILL_ORDER, "FillOrder", 1)[0]
     if fill_order not in (1, 2):

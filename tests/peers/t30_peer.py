@@ -1,6 +1,6 @@
 """Drive ``t30_peer``: SpanDSP's own T.30 engine as one end of a loopback line.
 
-:class:`SpanT30` speaks the event/action vocabulary of :mod:`fastfax.t30.session`, so
+:class:`SpanT30` speaks the event/action vocabulary of :mod:`fastfax.t30.engine`, so
 :class:`fastfax.transport.loopback.Line` can join it to one of our engines: frames, TCF
 and page data pass between SpanDSP's ``t30`` and ours with no modems and no audio, on
 the line's virtual clock (SpanDSP's timers advance by 20 ms ticks of that clock).
@@ -28,10 +28,10 @@ from fastfax.t30.events import (
     CarrierUp,
     Connected,
     DataReceived,
+    EndCall,
     Event,
     FrameReceived,
-    Hangup,
-    HungUp,
+    LineDropped,
     ReceiveEcmFrames,
     ReceiveFrames,
     ReceivePageData,
@@ -230,7 +230,7 @@ class SpanT30:
             self._carrier = False
             self._run("D", out)
             out.append(ReceiveFrames())
-        elif isinstance(event, HungUp):
+        elif isinstance(event, LineDropped):
             # Let a signal in progress (the DCN, the flush pause after it) end first.
             self._hung_up = True
         while self._step_due and not self._done:
@@ -320,4 +320,4 @@ class SpanT30:
         result.rate = self.stats.get("bit_rate", 0)
         result.ecm = bool(self.stats.get("ecm", 0))
         result.remote_id = self.stats.get("remote_ident", "")
-        out.append(Hangup(result))
+        out.append(EndCall(result))

@@ -41,6 +41,7 @@ import tomllib
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..devices.contract import INBOUND_LOGGER
 from .errors import ConfigError
 
 __all__ = [
@@ -136,7 +137,7 @@ def in_window(start: str, end: str, when: _dt.datetime) -> bool:
 LOG_CATEGORIES = {
     "init_term": "fastfax.service.init",
     "outbound": "fastfax.service.outbound",
-    "inbound": "fastfax.service.inbound",
+    "inbound": INBOUND_LOGGER,
     "unknown": "fastfax.service.unknown",
 }
 #: Level name -> the Python logging level a logger is set to (none: nothing logged).

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import tiff
-from ..branding import DEFAULT_HEADER
-from ..convert import Options, render_document
-from ..cover import CoverInfo
-from ..layout import FAX_WIDTHS
+from ..document.branding import DEFAULT_HEADER
+from ..document.convert import Options, render_document
+from ..document.cover import CoverInfo
+from ..document.layout import FAX_WIDTHS
 from ..page import Page
 from .config import Configuration
 from .errors import BadNumber, ConfigError, RequestError

@@ -6,7 +6,7 @@ and :mod:`fastfax.service.remote` raises the class of that name again.
 
 from __future__ import annotations
 
-from ..errors import FaxError
+from ..errors import ConfigError, FaxError
 
 
 class ServiceError(FaxError):
@@ -35,10 +35,6 @@ class PortNotFound(NotFound):
 
 class RoutingMethodNotFound(NotFound):
     """No inbound routing method has this name."""
-
-
-class ConfigError(ServiceError, ValueError):
-    """A configuration value, port setting or routing setting is invalid; nothing applied."""
 
 
 class BadNumber(ServiceError, ValueError):
@@ -79,7 +75,7 @@ class ServiceClosed(ServiceError):
 
 
 #: Every error class a remote server may name, by name.
-ERRORS: dict[str, type[ServiceError]] = {
+ERRORS: dict[str, type[FaxError]] = {
     cls.__name__: cls
     for cls in (
         ServiceError,

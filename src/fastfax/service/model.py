@@ -11,6 +11,8 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from ..devices.contract import DeviceState
+
 __all__ = [
     "JobState",
     "JobType",
@@ -54,25 +56,6 @@ class JobType(enum.StrEnum):
 
     SEND = "send"
     RECEIVE = "receive"
-
-
-class DeviceState(enum.StrEnum):
-    """What a port is doing (the Windows FPS_* values)."""
-
-    AVAILABLE = "available"  #: FPS_AVAILABLE: idle, ready to send or answer
-    DIALING = "dialing"  #: FPS_DIALING: dialling a number
-    SENDING = "sending"  #: FPS_SENDING: sending pages
-    RECEIVING = "receiving"  #: FPS_RECEIVING: receiving pages
-    RINGING = "ringing"  #: FPS_RINGING: an incoming call is ringing
-    ANSWERED = "answered"  #: FPS_ANSWERED: the call was answered
-    COMPLETED = "completed"  #: FPS_COMPLETED: the last call completed
-    BUSY = "busy"  #: FPS_BUSY: the dialled number was busy
-    NO_ANSWER = "no_answer"  #: FPS_NO_ANSWER: nobody answered
-    BAD_ADDRESS = "bad_address"  #: FPS_BAD_ADDRESS: the number does not exist
-    FATAL_ERROR = "fatal_error"  #: FPS_FATAL_ERROR: the call failed (protocol or line)
-    ABORTING = "aborting"  #: FPS_ABORTING: a user aborted the call
-    UNAVAILABLE = "unavailable"  #: FPS_UNAVAILABLE: the device cannot be used
-    ROUTING = "routing"  #: FPS_ROUTING: a received fax is being routed
 
 
 class EventKind(enum.StrEnum):

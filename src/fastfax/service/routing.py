@@ -25,7 +25,8 @@ from email.message import EmailMessage
 from importlib.metadata import entry_points
 from typing import Any, Protocol
 
-from .. import convert, pdfout, tiff
+from .. import tiff
+from ..document import convert, pdfout
 from .errors import ConfigError, RoutingMethodNotFound
 
 __all__ = [

@@ -19,20 +19,20 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
-import os
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 from .. import tiff
-from .config import LOG_CATEGORIES, in_window
-from .devices import Call, Outcome
-from .documents import write_pages
-from .model import DeviceState, EventKind, JobState, JobType, PortStatus
-from .routing import ReceivedFax
-
-if TYPE_CHECKING:
-    from .server import Service
+from ..devices.contract import Call, Outcome
+from .config import LOG_CATEGORIES, Configuration, in_window
+from .events import EventBus
+from .model import DeviceState, EventKind, JobState, JobType
+from .ports import PortTable
+from .routing import ReceivedFax, RoutingMethod
+from .spool import Spool
+from .store import Store
 
 __all__ = ["Scheduler", "FALLBACK"]
 
@@ -59,53 +59,38 @@ _OUTCOME_EVENTS = {
 
 
 class _Hooks:
-    """What devices see of the service (see :class:`fastfax.service.devices.Hooks`)."""
+    """What devices see of the service (see :class:`fastfax.devices.contract.Hooks`)."""
 
     def __init__(self, scheduler: Scheduler) -> None:
         self.sched = scheduler
-        self.svc = scheduler.svc
+        self.ports = scheduler.ports
 
     def settings(self, line_id: str) -> dict[str, Any]:
-        return self.svc.port_settings(line_id)
+        return self.ports.settings(line_id)
 
     def claim(self, line_id: str) -> bool:
-        with self.svc._lock:
-            if line_id in self.svc.busy or self.sched.stopping:
-                return False
-            self.svc.busy.add(line_id)
-            return True
+        with self.ports.lock:
+            return not self.sched.stopping and self.ports.claim(line_id)
 
     def release(self, line_id: str) -> None:
-        with self.svc._lock:
-            self.svc.busy.discard(line_id)
-            self.svc.status[line_id] = PortStatus(line_id)  # available, counters cleared
-        self.svc.bus.publish(EventKind.LINE_RELEASED, port=line_id)
+        self.ports.release(line_id)
+        self.sched.bus.publish(EventKind.LINE_RELEASED, port=line_id)
         self.sched.wake()
 
     def status(self, line_id: str, state: DeviceState, **fields: Any) -> None:
-        with self.svc._lock:
-            status = self.svc.status[line_id]
-            before = (status.state, status.current_page)
-            status.state = state
-            for key, value in fields.items():
-                setattr(status, key, value)
-            if status.started is None:
-                status.started = time.time()
-            changed = before != (status.state, status.current_page)
+        status, changed = self.ports.report(line_id, state, **fields)
         kind = _STATE_EVENTS.get(state)
         if kind is not None and changed:
             data = {"page": status.current_page} if state is DeviceState.SENDING else {}
-            self.svc.bus.publish(kind, job_id=status.job_id, port=line_id, **data)
+            self.sched.bus.publish(kind, job_id=status.job_id, port=line_id, **data)
 
     def find_line(self, number: str, kind: str) -> str | None:
-        for line, _ in self.svc.lines.values():
-            if line.kind == kind and line.number == number:
-                return line.id
-        return None
+        return self.ports.find(number, kind)
 
     def received(self, line_id: str, result: Any, caller_id: str) -> None:
+        sched = self.sched
         pages = list(result.pages)
-        path = write_pages(os.path.join(self.svc.spool, "in"), pages)
+        file = sched.spool.write("in", pages)
         now = time.time()
         info = {
             "remote_id": str(getattr(result, "remote_id", "") or ""),
@@ -116,7 +101,7 @@ class _Hooks:
         }
         if not result.ok:  # the call failed after these pages: keep them, say so
             info["partial"] = f"partial: the call ended early ({result.cause})"
-        job_id = self.svc.store.add_job(
+        job_id = sched.store.add_job(
             {
                 "type": JobType.RECEIVE.value,
                 "state": JobState.PENDING.value,
@@ -125,7 +110,7 @@ class _Hooks:
                 "schedule": now,
                 "pages": len(pages),
                 "port": line_id,
-                "file": os.path.relpath(path, self.svc.spool),
+                "file": file,
                 "info": info,
                 "cause": info.get("partial", ""),
             }
@@ -137,7 +122,7 @@ class _Hooks:
             len(pages),
             info["remote_id"],
         )
-        self.svc.bus.publish(
+        sched.bus.publish(
             EventKind.COMPLETED,
             job_id=job_id,
             port=line_id,
@@ -146,14 +131,33 @@ class _Hooks:
             remote_id=info["remote_id"],
             **({"partial": True} if "partial" in info else {}),
         )
-        self.sched.wake()
+        sched.wake()
 
 
 class Scheduler:
-    """The scheduler thread and its workers for one :class:`Service`."""
+    """The scheduler thread and its workers. It sees of the service only what it is
+    given: the port table, the job store, the event bus, the spool's files, and
+    callables for the live configuration, the routing methods in order (name, method)
+    and the work to do on every tick (``on_tick``: expiring idle client sessions)."""
 
-    def __init__(self, service: Service) -> None:
-        self.svc = service
+    def __init__(
+        self,
+        *,
+        ports: PortTable,
+        store: Store,
+        bus: EventBus,
+        spool: Spool,
+        config: Callable[[], Configuration],
+        routing: Callable[[], list[tuple[str, RoutingMethod]]],
+        on_tick: Callable[[], None],
+    ) -> None:
+        self.ports = ports
+        self.store = store
+        self.bus = bus
+        self.spool = spool
+        self._config = config
+        self._routing_methods = routing
+        self._on_tick = on_tick
         self.hooks = _Hooks(self)
         self.stopping = False
         self._wake = threading.Event()
@@ -165,8 +169,8 @@ class Scheduler:
     # -- life -----------------------------------------------------------------------
     def recover(self) -> None:
         """Put jobs a stopped or killed process left in progress back in the queue."""
-        for row in self.svc.store.jobs("state = ?", (JobState.INPROGRESS.value,)):
-            self.svc.store.update_job(
+        for row in self.store.jobs("state = ?", (JobState.INPROGRESS.value,)):
+            self.store.update_job(
                 row["id"],
                 state=JobState.PENDING.value,
                 schedule=time.time(),
@@ -185,7 +189,7 @@ class Scheduler:
     def stop(self) -> None:
         """Stop dispatching, abort calls in progress (their jobs go back to the queue),
         wait for every thread."""
-        with self.svc._lock:
+        with self.ports.lock:
             self.stopping = True
             for call in self._calls.values():
                 call.abort.set()
@@ -198,7 +202,7 @@ class Scheduler:
 
     def abort(self, job_id: int) -> bool:
         """Abort the call of a job on the line; False if it is not on a line."""
-        with self.svc._lock:
+        with self.ports.lock:
             call = self._calls.get(job_id)
             if call is None:
                 return False
@@ -216,19 +220,19 @@ class Scheduler:
             self._wake.wait(delay)
 
     def _tick(self) -> float:
-        svc = self.svc
+        config = self._config()
         now = time.time()
-        svc.expire_sessions()
+        self._on_tick()
         self._cleanup(now)
         self._start_routing(now)
-        if svc.config.pause_queue:
+        if config.pause_queue:
             return 1.0
-        due = svc.store.jobs(
+        due = self.store.jobs(
             f"type = 'send' AND state IN ({','.join('?' * len(_DUE))})",
             _DUE,
             order="priority DESC, id",
         )
-        cheap = in_window(svc.config.discount_start, svc.config.discount_end, _dt.datetime.now())
+        cheap = in_window(config.discount_start, config.discount_end, _dt.datetime.now())
         next_at = now + 1.0
         ready = []
         for row in due:
@@ -236,12 +240,8 @@ class Scheduler:
                 next_at = min(next_at, row["schedule"])
             elif not row["discount"] or cheap:
                 ready.append(row)
-        with svc._lock:
-            senders = [p for p in svc.lines if svc.port_settings(p)["send"]]
-            free = sorted(
-                (p for p in senders if p not in svc.busy),
-                key=lambda p: (svc.port_settings(p)["priority"], p),
-            )
+        senders = self.ports.senders()
+        free = self.ports.free_senders(senders)
         if not senders:
             for row in ready:
                 if row["state"] != JobState.NOLINE.value:
@@ -252,18 +252,17 @@ class Scheduler:
         return max(0.0, next_at - now)
 
     def _set(self, job_id: int, old: str, new: JobState, **values: Any) -> bool:
-        with self.svc._lock:
-            done = self.svc.store.update_job(job_id, f"state = '{old}'", state=new.value, **values)
-            self.svc.changed.notify_all()
+        with self.ports.lock:
+            done = self.store.update_job(job_id, f"state = '{old}'", state=new.value, **values)
+            self.ports.changed.notify_all()
         return done
 
     # -- sending --------------------------------------------------------------------
     def _dispatch(self, row: dict[str, Any], port: str) -> None:
-        svc = self.svc
-        with svc._lock:
-            if port in svc.busy or self.stopping:
+        config = self._config()
+        with self.ports.lock:
+            if self.stopping or not self.ports.claim(port):
                 return
-            svc.busy.add(port)
             claimed = self._set(
                 row["id"],
                 row["state"],
@@ -273,19 +272,15 @@ class Scheduler:
                 attempts=row["attempts"] + 1,
             )
             if not claimed:  # paused or cancelled meanwhile
-                svc.busy.discard(port)
+                self.ports.release(port)
                 return
             level = min(row["info"].get("fallback", 0), len(FALLBACK) - 1)
             rate, ecm = FALLBACK[level]
-            settings = svc.port_settings(port)
-            tsid = (
-                settings["tsid"]
-                if svc.config.use_device_tsid
-                else row["info"].get("sender_fax", "")
-            )
+            settings = self.ports.settings(port)
+            tsid = settings["tsid"] if config.use_device_tsid else row["info"].get("sender_fax", "")
             call = Call(row["id"], row["number"], [], tsid=tsid, ecm=ecm, max_rate=rate)
             self._calls[row["id"]] = call
-            svc.status[port].job_id = row["id"]
+            self.ports.status(port).job_id = row["id"]
         out_log.info(
             "job %d: calling %s on %s (attempt %d)",
             row["id"],
@@ -300,10 +295,9 @@ class Scheduler:
         worker.start()
 
     def _send(self, row: dict[str, Any], port: str, call: Call) -> None:
-        svc = self.svc
         try:
-            call.pages = tiff.read(svc.spool_path(row["file"]))
-            _, device = svc.lines[port]
+            call.pages = tiff.read(self.spool.path(row["file"]))
+            device = self.ports.device(port)
             outcome = device.send(port, call, self.hooks)
         except Exception as exc:  # a device failing is a failed call, not a dead queue
             out_log.exception("job %d: the device on %s failed", row["id"], port)
@@ -311,13 +305,13 @@ class Scheduler:
         try:
             self._finish(row, port, call, outcome)
         finally:
-            with svc._lock:
+            with self.ports.lock:
                 self._calls.pop(row["id"], None)
             self.hooks.release(port)
             self._workers.discard(threading.current_thread())
 
     def _finish(self, row: dict[str, Any], port: str, call: Call, outcome: Outcome) -> None:
-        svc = self.svc
+        config = self._config()
         job_id = row["id"]
         attempts = row["attempts"] + 1
         now = time.time()
@@ -329,9 +323,10 @@ class Scheduler:
                 "rate": int(getattr(result, "rate", 0) or 0),
                 "ecm": bool(getattr(result, "ecm", False)),
             }
-            if svc.config.archive_outgoing:
+            if config.archive_outgoing:
+                name = f"fax-{job_id:06d}-{row['number']}.tif"
                 try:
-                    svc.archive(row["file"], f"fax-{job_id:06d}-{row['number']}.tif")
+                    self.spool.archive(row["file"], config.archive_folder, name)
                 except OSError as exc:
                     out_log.error("job %d: cannot archive the fax: %s", job_id, exc)
             self._set(job_id, inprogress, JobState.COMPLETED, finished=now, cause="", info=info)
@@ -353,24 +348,9 @@ class Scheduler:
             fallback = row["info"].get("fallback", 0)
             if outcome.state is DeviceState.FATAL_ERROR:
                 fallback += 1
-            if attempts <= svc.config.retries:
-                self._set(
-                    job_id,
-                    inprogress,
-                    JobState.RETRYING,
-                    cause=outcome.cause,
-                    schedule=now + svc.config.retry_delay,
-                    info={"fallback": fallback},
-                )
-            else:
-                self._set(
-                    job_id,
-                    inprogress,
-                    JobState.RETRIES_EXCEEDED,
-                    finished=now,
-                    cause=outcome.cause,
-                    info={"fallback": fallback},
-                )
+            self._retry_or_give_up(
+                job_id, attempts, outcome.cause, outcome.cause, info={"fallback": fallback}
+            )
             out_log.warning(
                 "job %d: %s (%s), attempt %d", job_id, outcome.state.value, outcome.cause, attempts
             )
@@ -378,13 +358,40 @@ class Scheduler:
         data: dict[str, Any] = {"cause": outcome.cause} if outcome.cause else {}
         if outcome.ok:
             data.update(pages=row["pages"], direction="send")
-        svc.bus.publish(_OUTCOME_EVENTS[outcome.state], job_id=job_id, port=port, **data)
+        self.bus.publish(_OUTCOME_EVENTS[outcome.state], job_id=job_id, port=port, **data)
+
+    def _retry_or_give_up(
+        self, job_id: int, attempts: int, cause: str, final_cause: str, **values: Any
+    ) -> None:
+        """A job on the line (or being routed) failed its ``attempts``-th try: RETRYING
+        after the retry delay while retries are left (``cause``), else RETRIES_EXCEEDED
+        (``final_cause``)."""
+        config = self._config()
+        now = time.time()
+        if attempts <= config.retries:
+            self._set(
+                job_id,
+                JobState.INPROGRESS.value,
+                JobState.RETRYING,
+                cause=cause,
+                schedule=now + config.retry_delay,
+                **values,
+            )
+        else:
+            self._set(
+                job_id,
+                JobState.INPROGRESS.value,
+                JobState.RETRIES_EXCEEDED,
+                finished=now,
+                cause=final_cause,
+                **values,
+            )
 
     # -- routing --------------------------------------------------------------------
     def _start_routing(self, now: float) -> None:
         if self._routing is not None and self._routing.is_alive():
             return
-        rows = self.svc.store.jobs(
+        rows = self.store.jobs(
             "type = 'receive' AND state IN (?, ?) AND schedule <= ?",
             (JobState.PENDING.value, JobState.RETRYING.value, now),
         )
@@ -408,12 +415,11 @@ class Scheduler:
                 self._route(row)
 
     def _route(self, row: dict[str, Any]) -> None:
-        svc = self.svc
         job_id, port = row["id"], row["port"]
         info = row["info"]
         fax = ReceivedFax(
             job_id,
-            svc.spool_path(row["file"]),
+            self.spool.path(row["file"]),
             row["pages"],
             port,
             info.get("remote_id", ""),
@@ -421,18 +427,18 @@ class Scheduler:
             row["submitted"],
         )
         routed = dict(info.get("routed", {}))
-        enabled = svc.store.routing(port) if port in svc.lines else {}
+        enabled = self.store.routing(port) if port in self.ports else {}
         failed = []
-        for name in svc.routing_order:
+        for name, method in self._routing_methods():
             on, data = enabled.get(name, (False, {}))
             if not on or name in routed:
                 continue
             try:
-                detail = svc.methods[name].route(fax, data)
+                detail = method.route(fax, data)
             except Exception as exc:  # the fax stays in the spool; the method runs again later
                 failed.append(name)
                 in_log.warning("fax %d: routing method %s failed: %s", job_id, name, exc)
-                svc.bus.publish(
+                self.bus.publish(
                     EventKind.ROUTING,
                     job_id=job_id,
                     port=port,
@@ -442,8 +448,8 @@ class Scheduler:
                 )
                 continue
             routed[name] = str(detail)
-            svc.store.update_job(job_id, info={"routed": routed})
-            svc.bus.publish(
+            self.store.update_job(job_id, info={"routed": routed})
+            self.bus.publish(
                 EventKind.ROUTING,
                 job_id=job_id,
                 port=port,
@@ -456,38 +462,25 @@ class Scheduler:
         if not failed:
             cause = info.get("partial", "")
             self._set(job_id, inprogress, JobState.COMPLETED, finished=now, cause=cause)
-        elif row["attempts"] + 1 <= svc.config.retries:
-            self._set(
-                job_id,
-                inprogress,
-                JobState.RETRYING,
-                schedule=now + svc.config.retry_delay,
-                cause=f"routing failed: {', '.join(failed)}",
-            )
         else:
-            self._set(
-                job_id,
-                inprogress,
-                JobState.RETRIES_EXCEEDED,
-                finished=now,
-                cause=f"routing failed: {', '.join(failed)} (the fax is kept in the spool)",
-            )
+            cause = f"routing failed: {', '.join(failed)}"
+            kept = f"{cause} (the fax is kept in the spool)"
+            self._retry_or_give_up(job_id, row["attempts"] + 1, cause, kept)
         self.wake()
 
     # -- dirty days -----------------------------------------------------------------
     def _cleanup(self, now: float) -> None:
-        svc = self.svc
-        limit = now - svc.config.dirty_days * 86400
+        limit = now - self._config().dirty_days * 86400
         finals = [s.value for s in JobState if s.final]
-        rows = svc.store.jobs(  # a received fax whose routing failed stays until restarted
+        rows = self.store.jobs(  # a received fax whose routing failed stays until restarted
             f"state IN ({','.join('?' * len(finals))}) AND finished IS NOT NULL AND finished <= ?"
             " AND NOT (type = 'receive' AND state = 'retries_exceeded')",
             (*finals, limit),
         )
         for row in rows:
-            svc.store.delete_job(row["id"])
-            svc.remove_file(row["file"])
-            svc.bus.publish(EventKind.DELETED, job_id=row["id"])
+            self.store.delete_job(row["id"])
+            self.spool.remove(row["file"])
+            self.bus.publish(EventKind.DELETED, job_id=row["id"])
         if rows:
-            with svc._lock:
-                svc.changed.notify_all()
+            with self.ports.lock:
+                self.ports.changed.notify_all()

@@ -15,8 +15,6 @@ import fcntl
 import logging
 import os
 import secrets
-import shutil
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,7 +31,7 @@ from .config import (
     load_toml,
 )
 from .devices import Device, Line, device_factory
-from .documents import complete_params, write_pages
+from .documents import complete_params
 from .documents import render as render_pages
 from .errors import (
     AccessDenied,
@@ -43,7 +41,6 @@ from .errors import (
     JobNotFound,
     JobStateError,
     PortBusy,
-    PortNotFound,
     RequestError,
     RoutingMethodNotFound,
     ServiceClosed,
@@ -56,14 +53,15 @@ from .model import (
     JobState,
     JobType,
     PortInfo,
-    PortStatus,
     Priority,
     RoutingMethodInfo,
     to_wire,
 )
+from .ports import PortTable
 from .rights import ALL_RIGHTS, Right, new_token, parse_rights, require, right_names, token_digest
 from .routing import load_methods
 from .scheduler import Scheduler
+from .spool import Spool
 from .store import Store
 
 __all__ = ["Service", "Session", "default_spool", "SPOOL_TOML", "SESSION_LEASE"]
@@ -136,9 +134,11 @@ class Service:
                 "(fastfax.connect('http://...')) instead"
             ) from None
         self._closed = False
-        self._lock = threading.RLock()
-        self.changed = threading.Condition(self._lock)
         self.store = Store(self.spool)
+        self.files = Spool(self.spool)
+        self.ports = PortTable(self.store)
+        self._lock = self.ports.lock
+        self.changed = self.ports.changed
         try:
             run = int(self.store.setting("run", 0)) + 1  # numbers this run's events
             self.store.set_setting("run", run)
@@ -164,9 +164,6 @@ class Service:
         order = [m for m in self.store.setting("routing_order", []) if m in self.methods]
         self.routing_order = order + [m for m in self.methods if m not in order]
         self.devices: list[Device] = []
-        self.lines: dict[str, tuple[Line, Device]] = {}
-        self.status: dict[str, PortStatus] = {}
-        self.busy: set[str] = set()
         self.modifiers: dict[str, str] = {}
         self.sessions: dict[str, Session] = {}
         try:
@@ -175,13 +172,21 @@ class Service:
         except BaseException:
             self._close_devices()
             raise
-        self.scheduler = Scheduler(self)
+        self.scheduler = Scheduler(
+            ports=self.ports,
+            store=self.store,
+            bus=self.bus,
+            spool=self.files,
+            config=lambda: self.config,
+            routing=lambda: [(name, self.methods[name]) for name in self.routing_order],
+            on_tick=self.expire_sessions,
+        )
         self.scheduler.recover()
         self.scheduler.start()
         for device in self.devices:
             device.start(self.scheduler.hooks)
-        log.info("fax service started on %s with %d port(s)", self.spool, len(self.lines))
-        self.bus.publish(EventKind.SERVICE_STARTED, ports=len(self.lines))
+        log.info("fax service started on %s with %d port(s)", self.spool, len(self.ports))
+        self.bus.publish(EventKind.SERVICE_STARTED, ports=len(self.ports))
 
     def _add_device(self, spec: dict[str, Any]) -> None:
         own = ("kind", "name", "store", *PORT_SETTINGS)
@@ -190,16 +195,15 @@ class Service:
         device = device_factory(spec["kind"])(spec["name"], options)
         self.devices.append(device)
         for n, line in enumerate(device.lines):
-            if line.id in self.lines:
+            if line.id in self.ports:
                 raise ConfigError(f"two devices declare the port {line.id!r}")
-            self.lines[line.id] = (line, device)
-            self.status[line.id] = PortStatus(line.id)
+            self.ports.add(line, device)
             if self.store.port(line.id) is None:
                 default = {
                     "send": line.can_send,
                     "receive": line.can_receive,
                     "rings": 1,
-                    "priority": len(self.lines),
+                    "priority": len(self.ports),
                     "tsid": line.number,
                     "csid": line.number,
                 }
@@ -330,35 +334,25 @@ class Service:
         return dict(new)
 
     # -- ports ----------------------------------------------------------------------
-    def _line(self, port: Any) -> Line:
-        if not isinstance(port, str) or port not in self.lines:
-            raise PortNotFound(f"no port {port!r}; ports: {sorted(self.lines)}")
-        return self.lines[port][0]
-
-    def port_settings(self, port: str) -> dict[str, Any]:
-        row = self.store.port(port)
-        assert row is not None
-        return {k: (bool(row[k]) if k in ("send", "receive") else row[k]) for k in row if k != "id"}
-
     def _port_info(self, port: str) -> dict[str, Any]:
-        line = self._line(port)
+        line = self.ports.line(port)
         info = PortInfo(
             id=line.id,
             name=line.name,
             kind=line.kind,
             number=line.number,
-            state=self.status[port].state,
-            **self.port_settings(port),
+            state=self.ports.status(port).state,
+            **self.ports.settings(port),
         )
         return to_wire(info)
 
     @api(Right.PORT_QUERY)
     def ports(self, session: Session) -> list[dict[str, Any]]:
-        return [self._port_info(p) for p in self.lines]
+        return [self._port_info(p) for p in self.ports]
 
     @api(Right.PORT_QUERY)
     def open_port(self, session: Session, port: str, modify: bool = False) -> dict[str, Any]:
-        self._line(port)
+        self.ports.line(port)
         if modify:
             require(session.user, session.rights, Right.PORT_SET, "open_port(modify=True)")
             with self._lock:
@@ -377,7 +371,7 @@ class Service:
             session.ports.discard(port)
 
     def _modifying(self, session: Session, port: str, call: str) -> None:
-        self._line(port)
+        self.ports.line(port)
         if self.modifiers.get(port) != session.id:
             raise AccessDenied(f"{call}: open port {port!r} with modify=True first")
 
@@ -388,7 +382,7 @@ class Service:
     @api(Right.PORT_SET)
     def update_port(self, session: Session, port: str, changes: dict[str, Any]) -> dict[str, Any]:
         self._modifying(session, port, "update_port")
-        new = _port_settings(self._line(port), self.port_settings(port), changes)
+        new = _port_settings(self.ports.line(port), self.ports.settings(port), changes)
         self.store.save_port(port, new)
         self.bus.publish(EventKind.PORT_CHANGED, port=port, fields=sorted(changes))
         self.scheduler.wake()
@@ -396,12 +390,8 @@ class Service:
 
     @api(Right.PORT_QUERY)
     def port_status(self, session: Session, port: str) -> dict[str, Any]:
-        self._line(port)
-        with self._lock:
-            status = dataclasses.replace(self.status[port])
-        if status.started is not None:
-            status.elapsed = time.time() - status.started
-        return to_wire(status)
+        self.ports.line(port)
+        return to_wire(self.ports.snapshot(port))
 
     # -- routing --------------------------------------------------------------------
     def _method(self, method: Any) -> str:
@@ -431,7 +421,7 @@ class Service:
 
     @api(Right.PORT_QUERY)
     def port_routing(self, session: Session, port: str) -> list[dict[str, Any]]:
-        self._line(port)
+        self.ports.line(port)
         stored = self.store.routing(port)
         return [
             {
@@ -543,7 +533,7 @@ class Service:
                 else:
                     pages = render_pages(path, p, self.config)
                     pages_once = pages if p.cover is None else None
-                files.append((write_pages(os.path.join(self.spool, "out"), pages), len(pages)))
+                files.append((self.files.write("out", pages), len(pages)))
         finally:
             if temp:
                 os.unlink(path)
@@ -562,7 +552,7 @@ class Service:
                     "schedule": when,
                     "discount": int(discount),
                     "pages": count,
-                    "file": os.path.relpath(file, self.spool),
+                    "file": file,
                     "info": {
                         "recipient_name": p.recipient_name,
                         "sender_name": p.sender_name,
@@ -607,8 +597,8 @@ class Service:
     def job_info(self, row: dict[str, Any]) -> dict[str, Any]:
         info = row["info"]
         live = None
-        if row["state"] == JobState.INPROGRESS.value and row["port"] in self.status:
-            live = self.status[row["port"]]
+        if row["state"] == JobState.INPROGRESS.value and row["port"] in self.ports:
+            live = self.ports.status(row["port"])
         job = JobInfo(
             id=row["id"],
             type=JobType(row["type"]),
@@ -746,21 +736,6 @@ class Service:
     def _close_devices(self) -> None:
         for device in self.devices:
             device.close()
-
-    def spool_path(self, relative: str) -> str:
-        return os.path.join(self.spool, relative)
-
-    def remove_file(self, relative: str) -> None:
-        if relative:
-            try:
-                os.unlink(os.path.join(self.spool, relative))
-            except FileNotFoundError:
-                pass
-
-    def archive(self, relative: str, name: str) -> None:
-        folder = self.config.archive_folder
-        os.makedirs(folder, exist_ok=True)
-        shutil.copyfile(os.path.join(self.spool, relative), os.path.join(folder, name))
 
 
 #: A port's settings (FAX_PORT_INFO): what ``update_port`` changes and what a device's

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import Literal
 
 from .frames import T30FrameError
 
@@ -364,6 +365,11 @@ class Dcs(
                 fif, name, {"rate": Rate, "width": Width, "length": Length, "scan_time": ScanTime}
             )
         )
+
+    @property
+    def coding(self) -> Literal["mh", "mr", "mmr"]:
+        """The coding selected: "mmr" (T.6), "mr" (T.4 2-D) or "mh" (T.4 1-D)."""
+        return "mmr" if self.t6 else "mr" if self.two_d else "mh"
 
     @property
     def resolution(self) -> str:

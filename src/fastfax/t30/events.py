@@ -1,9 +1,9 @@
-"""Events into and actions out of the T.30 engine (:mod:`fastfax.t30.session`).
+"""Events into and actions out of the T.30 engine (:mod:`fastfax.t30.engine`).
 
 Every type is a small frozen dataclass. *Events* are what a transport saw (a frame, a
 carrier, a timer firing); *actions* are what the engine asks the transport to do (send,
 receive, start a timer, hang up) and *notes* tell the application how the call goes. The
-vocabulary and its rules are described in :mod:`fastfax.t30.session`.
+vocabulary and its rules are described in :mod:`fastfax.t30.engine`.
 
 Frames are HDLC payloads without the FCS: address 0xFF, control 0x03 or 0x13 (final
 frame), FCF and FIF, octets as on the line (see :mod:`fastfax.t30.frames`). Page data is
@@ -32,7 +32,7 @@ __all__ = [
     "DataReceived",
     "SendComplete",
     "TimerExpired",
-    "HungUp",
+    "LineDropped",
     "Action",
     "SendFrames",
     "ReceiveFrames",
@@ -45,7 +45,7 @@ __all__ = [
     "Silence",
     "StartTimer",
     "StopTimer",
-    "Hangup",
+    "EndCall",
     "Note",
     "Negotiated",
     "PageSent",
@@ -124,7 +124,7 @@ class TimerExpired(Event):
 
 
 @dataclass(frozen=True)
-class HungUp(Event):
+class LineDropped(Event):
     """The line dropped (the far end hung up, or the modem lost the call)."""
 
 
@@ -234,7 +234,7 @@ class StopTimer(Action):
 
 
 @dataclass(frozen=True)
-class Hangup(Action):
+class EndCall(Action):
     """The session is over: hang up. ``result`` says how it went."""
 
     result: Result

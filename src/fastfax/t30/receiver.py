@@ -1,16 +1,17 @@
 """The receiving half of the T.30 engine (the answering station): DIS, DCS and the
 training check, non-ECM pages with a copy-quality check, ECM blocks (PPS, PPR, RNR, CTC,
-EOR) and the post-page answers. See :mod:`fastfax.t30.session` for the vocabulary."""
+EOR) and the post-page answers. See :mod:`fastfax.t30.engine` for the vocabulary."""
 
 from __future__ import annotations
 
 import dataclasses
 
 from .. import codec
-from ..ecm import EcmError, EcmReceiver
 from ..errors import CodecError
 from ..page import Page
 from .dis import RESOLUTIONS, Dcs, Dis, Rate
+from .ecm import EcmError, EcmReceiver
+from .engine import Engine
 from .events import (
     CarrierDown,
     CarrierUp,
@@ -26,8 +27,6 @@ from .events import (
 )
 from .frames import FCF, Frame, Pps, T30FrameError
 from .result import Cause, SessionError
-from .sender import coding_of
-from .session import Session
 
 __all__ = ["Receiver", "tcf_ok", "COPY_BAD_PERCENT", "COPY_MAX_RUN_MM"]
 
@@ -63,7 +62,7 @@ def _width_pels(dcs: Dcs) -> int:
     return int(_A4_PELS[dcs.width] * scale)
 
 
-class Receiver(Session):
+class Receiver(Engine):
     """The answering station, receiving a fax."""
 
     def __init__(self, local: Dis, *, rnr_count: int = 0, **common) -> None:
@@ -115,7 +114,7 @@ class Receiver(Session):
             else:
                 self._end(Cause.RX_T2EXP, dcn=True)
 
-    def _on_hung_up(self) -> None:
+    def _on_line_dropped(self) -> None:
         if self.state == "closing":
             self._end(self.result.cause)
         else:
@@ -229,7 +228,7 @@ class Receiver(Session):
                 self._answer([Frame(FCF.FTT)], lambda: self._wait_command("wait_dcs"))
 
     def _accept_mode(self, dcs: Dcs) -> None:
-        coding = coding_of(dcs)
+        coding = dcs.coding
         self._apply_mode(dcs.rate, dcs.resolution, coding, dcs.ecm)
         self._emit(Negotiated(dcs.rate, dcs.resolution, coding, dcs.ecm, self.result.remote_id))
         if dcs.ecm:
@@ -247,7 +246,7 @@ class Receiver(Session):
             return
         self.state = "page"
         self._decoder = codec.Decoder(
-            _width_pels(dcs), coding_of(dcs), errors="repair", msb_first=False
+            _width_pels(dcs), dcs.coding, errors="repair", msb_first=False
         )
         self._rx_failed = False
         self._got_data = False
@@ -307,15 +306,7 @@ class Receiver(Session):
         if decoder.rows == 0:
             return None
         xres, yres = RESOLUTIONS[dcs.resolution]
-        return Page(
-            rows[: decoder.rows * decoder.stride],
-            decoder.width,
-            decoder.rows,
-            xres,
-            yres,
-            bad_rows=decoder.bad_rows,
-            consecutive_bad_rows=decoder.max_consecutive_bad_rows,
-        )
+        return decoder.page(rows, xres, yres)
 
     def _copy_ok(self, page: Page | None) -> bool:
         if page is None or self._rx_failed:
@@ -433,7 +424,7 @@ class Receiver(Session):
         xres, yres = RESOLUTIONS[dcs.resolution]
         try:
             page = codec.decode(
-                data, _width_pels(dcs), coding_of(dcs), msb_first=False, xres=xres, yres=yres
+                data, _width_pels(dcs), dcs.coding, msb_first=False, xres=xres, yres=yres
             )
         except CodecError:
             self._end(Cause.RX_BADPAGE, dcn=True)
@@ -450,7 +441,7 @@ class Receiver(Session):
             except ValueError:
                 rate = dcs.rate
             self._dcs = dataclasses.replace(dcs, rate=rate)
-            self._apply_mode(rate, dcs.resolution, coding_of(dcs), True)
+            self._apply_mode(rate, dcs.resolution, dcs.coding, True)
         assert self._ecm is not None
         self._ecm.on_ctc()
         self._answer([Frame(FCF.CTR)], self._start_page)

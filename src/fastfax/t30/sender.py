@@ -1,16 +1,16 @@
 """The sending half of the T.30 engine (the calling station): phase B (DCS, TCF,
 fallback), phase C (non-ECM pages or ECM blocks) and phase D (MPS/EOM/EOP, PPS, PPR,
-CTC, RNR/RR). See :mod:`fastfax.t30.session` for the event/action vocabulary."""
+CTC, RNR/RR). See :mod:`fastfax.t30.engine` for the event/action vocabulary."""
 
 from __future__ import annotations
 
 import dataclasses
 
 from .. import codec
-from ..codec import Scheme
-from ..ecm import EcmError, EcmSender
 from ..page import Page
 from .dis import RATE_ORDER, RESOLUTIONS, Dcs, Dis, Length, Rate, Width, choose_dcs
+from .ecm import EcmError, EcmSender
+from .engine import Engine
 from .events import (
     CarrierDown,
     Event,
@@ -24,7 +24,6 @@ from .events import (
 )
 from .frames import FCF, Frame, T30FrameError
 from .result import Cause, SessionError
-from .session import Session
 from .timers import MAX_RTN, MAX_TRIES, SIGNAL_GAP_MS
 
 __all__ = ["Sender", "page_mode"]
@@ -63,12 +62,7 @@ def page_mode(page: Page) -> tuple[str, Width, Length]:
     return best, Width(widths.index(page.width)), length
 
 
-def coding_of(dcs: Dcs) -> Scheme:
-    """The coding a DCS selects: "mmr", "mr" or "mh"."""
-    return "mmr" if dcs.t6 else "mr" if dcs.two_d else "mh"
-
-
-class Sender(Session):
+class Sender(Engine):
     """The calling station, sending ``pages``."""
 
     def __init__(
@@ -115,7 +109,7 @@ class Sender(Session):
         elif name == "T5":
             self._end(Cause.TX_T5EXP, dcn=True)
 
-    def _on_hung_up(self) -> None:
+    def _on_line_dropped(self) -> None:
         self._end(self.result.cause if self.state == "closing" else Cause.CALLDROPPED)
 
     def _dispatch(self, event: Event) -> None:
@@ -258,7 +252,7 @@ class Sender(Session):
     def _phase_c(self) -> None:
         dcs = self._dcs
         assert dcs is not None
-        coding = coding_of(dcs)
+        coding = dcs.coding
         self._apply_mode(dcs.rate, dcs.resolution, coding, dcs.ecm)
         self._emit(Negotiated(dcs.rate, dcs.resolution, coding, dcs.ecm, self.result.remote_id))
         self._send_page()
@@ -272,7 +266,7 @@ class Sender(Session):
     def _page_data(self) -> bytes:
         dcs = self._dcs
         assert dcs is not None
-        coding = coding_of(dcs)
+        coding = dcs.coding
         min_bits = 0 if dcs.ecm else dcs.scan_time.ms * dcs.rate.bps // 1000
         key = (self._index, coding, min_bits)
         if key not in self._cache:
@@ -405,7 +399,7 @@ class Sender(Session):
         dcs = self._dcs
         assert dcs is not None
         self._resend, self._dead = self._send_ctc, Cause.TX_PHDDEAD
-        self._apply_mode(dcs.rate, dcs.resolution, coding_of(dcs), True)
+        self._apply_mode(dcs.rate, dcs.resolution, dcs.coding, True)
         fif = bytes([0, dcs.encode()[1]])
         self._frames([Frame(FCF.CTC, fif)], self._await("wait_ctr"))
 

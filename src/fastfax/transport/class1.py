@@ -1,4 +1,4 @@
-"""Runs a T.30 session (:mod:`fastfax.t30.session`) over a Class 1 modem (:mod:`.modem`).
+"""Runs a T.30 session (:mod:`fastfax.t30.engine`) over a Class 1 modem (:mod:`.modem`).
 
 :class:`Class1Call` turns the engine's actions into AT commands and the modem's answers
 into events, one blocking step at a time and without threads:
@@ -7,7 +7,7 @@ into events, one blocking step at a time and without threads:
 - ``SendTcf`` / ``SendPageData`` -> ``AT+FTM``; ``ReceiveTcf`` / ``ReceivePageData`` ->
   ``AT+FRM`` (``CONNECT`` is ``CarrierUp``, ``NO CARRIER`` is ``CarrierDown``,
   ``+FCERROR`` is ``WrongCarrier``);
-- ECM: the DTE does the HDLC framing (:mod:`fastfax.hdlc`, FCS-16) over ``AT+FTM`` /
+- ECM: the DTE does the HDLC framing (:mod:`fastfax.link.hdlc`, FCS-16) over ``AT+FTM`` /
   ``AT+FRM``;
 - ``Silence`` -> ``AT+FTS``; timers are deadlines on the monotonic clock: a receive
   that outlives the earliest one is aborted and ``TimerExpired`` fed.
@@ -19,22 +19,27 @@ for rings and answers. Their failures end with the phase A members of
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
-from ..hdlc import Decoder, Encoder
+from ..link.hdlc import Decoder, Encoder
+from ..page import Page
 from ..t30.dis import Rate
+from ..t30.engine import Engine
 from ..t30.events import (
+    RECEIVE_ACTIONS,
     Action,
     CarrierDown,
     CarrierUp,
     Connected,
     DataReceived,
+    EndCall,
     Event,
     FrameReceived,
-    Hangup,
-    HungUp,
+    LineDropped,
     Note,
     ReceiveEcmFrames,
     ReceiveFrames,
@@ -51,11 +56,22 @@ from ..t30.events import (
     TimerExpired,
     WrongCarrier,
 )
-from ..t30.result import Cause, Result
-from ..t30.session import Session
-from .modem import Capabilities, Code, Modem, ModemError
+from ..t30.result import Cause, Result, SessionError
+from ..t30.station import create
+from .at import Capabilities, Code, Modem, ModemError
 
-__all__ = ["Class1Call", "modulation", "modems_of", "place_call", "take_call"]
+__all__ = [
+    "Class1Call",
+    "modulation",
+    "modems_of",
+    "open_modem",
+    "limit_options",
+    "place_call",
+    "take_call",
+    "send_call",
+    "answer_call",
+    "hang_up",
+]
 
 #: T.31 modulation codes of each rate (long training; V.17 short training is one more).
 MODULATIONS = {
@@ -93,7 +109,7 @@ def modulation(rate: Rate, short_train: bool = False) -> int:
 
 
 def modems_of(caps: Capabilities) -> tuple[list[str], int]:
-    """The modems (as :func:`fastfax.t30.session.create` names them) and the highest bit
+    """The modems (as :func:`fastfax.t30.station.create` names them) and the highest bit
     rate a modem can both send and receive, from its capabilities."""
     both = caps.transmit & caps.receive
     rates = [r for r, code in MODULATIONS.items() if code in both]
@@ -123,6 +139,108 @@ def take_call(modem: Modem, rings: int, timeout: float | None) -> Result | None:
     return Result(cause=cause, sending=False, calling=False)
 
 
+def open_modem(
+    url: str,
+    *,
+    baudrate: int = 115200,
+    rtscts: bool = False,
+    init: Iterable[str] = (),
+    abort: threading.Event | None = None,
+) -> tuple[Modem, dict[str, Any]]:
+    """Open the modem at ``url`` and set it up for fax; return it with the T.30 options
+    its capabilities allow (``modems``, ``max_rate``). ``abort``: see
+    :meth:`fastfax.transport.at.Modem.open`. Raises :class:`ModemError` when the port
+    cannot be opened or the modem can do no fax modulation."""
+    modem = Modem.open(url, baudrate=baudrate, rtscts=rtscts, abort=abort)
+    try:
+        modems, max_rate = modems_of(modem.setup(init))
+        if not modems:
+            raise ModemError(f"the modem on {url!r} lists no fax modulation it can use")
+    except BaseException:
+        modem.close()
+        raise
+    return modem, {"modems": modems, "max_rate": max_rate}
+
+
+def limit_options(options: dict[str, Any], caps: dict[str, Any]) -> dict[str, Any]:
+    """T.30 ``options`` narrowed to the modulations and top rate (bit/s) in ``caps``."""
+    options = dict(options)
+    wanted = set(options.pop("modems", caps["modems"]))
+    modems = [m for m in caps["modems"] if m in wanted]
+    if not modems:
+        raise SessionError(f"the modem can do {caps['modems']}, none of {sorted(wanted)}")
+    rate = min(int(options.pop("max_rate", 14400)), caps["max_rate"])
+    return {**options, "modems": modems, "max_rate": rate}
+
+
+def hang_up(modem: Modem) -> None:
+    """Hang up a modem left in an unknown state by a failed or aborted call. Twice: when
+    the modem was dialling or receiving, the first ``ATH``'s first character only ends
+    that (the modem answers OK to the abort) and the rest of it is lost."""
+    modem.hangup()
+    modem.hangup()
+
+
+def send_call(
+    modem: Modem,
+    caps: dict[str, Any],
+    number: str,
+    pages: Sequence[Page],
+    *,
+    ecm: bool = True,
+    ident: str = "",
+    dial_timeout: float = 60.0,
+    on_event: Callable[[Note], object] | None = None,
+    abort: threading.Event | None = None,
+    **options: Any,
+) -> Result:
+    """Dial ``number`` on an open ``modem`` and send ``pages``: the one Class 1 sending
+    path (:func:`fastfax.class1.send_fax` and the service's ``class1`` device both take
+    it). ``options`` go to :func:`fastfax.t30.station.create`, narrowed to ``caps``. On
+    an exception, or once ``abort`` is set, the modem is hung up; it stays open."""
+    session = create(
+        calling=True, pages=pages, ecm=ecm, ident=ident, **limit_options(options, caps)
+    )
+    try:
+        result = place_call(modem, number, dial_timeout)
+        if result is None:
+            result = Class1Call(modem, session, on_event=on_event).run()
+    except BaseException:
+        hang_up(modem)
+        raise
+    if abort is not None and abort.is_set():  # the session ended on the port failing
+        hang_up(modem)
+    return result
+
+
+def answer_call(
+    modem: Modem,
+    caps: dict[str, Any],
+    *,
+    rings: int = 1,
+    ring_timeout: float | None = None,
+    ecm: bool = True,
+    ident: str = "",
+    on_event: Callable[[Note], object] | None = None,
+    abort: threading.Event | None = None,
+    **options: Any,
+) -> Result:
+    """Wait for ``rings`` rings on an open ``modem`` (``ring_timeout`` seconds, None: as
+    long as it takes), answer and receive: the one Class 1 receiving path. Hang-up as
+    for :func:`send_call`."""
+    session = create(calling=False, ecm=ecm, ident=ident, **limit_options(options, caps))
+    try:
+        result = take_call(modem, rings, ring_timeout)
+        if result is None:
+            result = Class1Call(modem, session, on_event=on_event).run()
+    except BaseException:
+        hang_up(modem)
+        raise
+    if abort is not None and abort.is_set():
+        hang_up(modem)
+    return result
+
+
 class Class1Call:
     """One T.30 ``session`` over ``modem`` once the call is up (after :func:`place_call`
     or :func:`take_call`). :meth:`run` plays it to the end and hangs up.
@@ -135,7 +253,7 @@ class Class1Call:
     def __init__(
         self,
         modem: Modem,
-        session: Session,
+        session: Engine,
         *,
         on_event: Callable[[Note], object] | None = None,
         max_seconds: float = 3600.0,
@@ -171,7 +289,7 @@ class Class1Call:
                     self._wait_for_timer()
         except ModemError:
             self._actions.clear()
-            self._feed(HungUp())
+            self._feed(LineDropped())
             while self._result is None and self._actions:
                 self._do(self._actions.popleft())
             result = self._result or self.session.result
@@ -193,14 +311,14 @@ class Class1Call:
             self._timers[action.name] = time.monotonic() + action.ms / 1000
         elif isinstance(action, StopTimer):
             self._timers.pop(action.name, None)
-        elif isinstance(action, Hangup):
+        elif isinstance(action, EndCall):
             self._result = action.result
-        elif isinstance(action, (ReceiveFrames, ReceiveTcf, ReceivePageData, ReceiveEcmFrames)):
+        elif isinstance(action, RECEIVE_ACTIONS):
             self._mode = action
         else:
             self._mode = None
             ok = self._transmit(action)
-            self._feed(SendComplete() if ok else HungUp())
+            self._feed(SendComplete() if ok else LineDropped())
 
     # -- timers ---------------------------------------------------------------------
     def _deadline(self) -> float:
@@ -276,7 +394,7 @@ class Class1Call:
             self._fire_timers()
         else:  # ERROR or +FCERROR to +FRH=3: the modem lost the call
             self._mode = None
-            self._feed(HungUp())
+            self._feed(LineDropped())
 
     def _receive_data(self, mode: Action, sink: Callable[[bytes], None]) -> None:
         rate: Rate = mode.rate  # type: ignore[attr-defined]
@@ -302,4 +420,4 @@ class Class1Call:
             self._fire_timers()
         else:
             self._mode = None
-            self._feed(HungUp())
+            self._feed(LineDropped())

@@ -1,7 +1,7 @@
 """Two T.30 engines joined in memory: a virtual telephone line with a virtual clock.
 
 :func:`call` runs a whole fax call between a sending and a receiving
-:class:`fastfax.t30.session.Session` in a fraction of real time. The line carries what
+:class:`fastfax.t30.engine.Engine` in a fraction of real time. The line carries what
 each engine sends to the other after a one-way delay, and takes as long in virtual time
 as the real line would (V.21 preamble and 300 bit/s frames, modem training, page data at
 the signalling rate). A signal reaches an engine only if it is listening for that
@@ -12,7 +12,7 @@ Impairments, all seeded and reproducible:
 
 ``errors``
     Bit error rate on the high-speed signals (TCF, page data, ECM frames). ECM frames
-    go through the real HDLC layer (:mod:`fastfax.hdlc`), so a hit frame fails its FCS.
+    go through the real HDLC layer (:mod:`fastfax.link.hdlc`), so a hit frame fails its FCS.
 ``v21_errors``
     Bit error rate on V.21 control frames (also through HDLC).
 ``frame_loss``
@@ -30,20 +30,22 @@ from typing import Any
 import numpy as np
 
 from ..errors import FaxError
-from ..hdlc import Decoder, Encoder
+from ..link.hdlc import Decoder, Encoder
 from ..page import Page
 from ..t30.dis import Rate
+from ..t30.engine import Engine
 from ..t30.events import (
+    RECEIVE_ACTIONS,
     Action,
     CarrierDown,
     CarrierUp,
     Connected,
     DataReceived,
+    EndCall,
     Event,
     FrameNote,
     FrameReceived,
-    Hangup,
-    HungUp,
+    LineDropped,
     Note,
     ReceiveEcmFrames,
     ReceiveFrames,
@@ -61,7 +63,7 @@ from ..t30.events import (
     WrongCarrier,
 )
 from ..t30.result import Result
-from ..t30.session import Session, create
+from ..t30.station import create
 
 __all__ = ["call", "Line", "LoopbackError"]
 
@@ -88,7 +90,7 @@ def _training_s(rate: Rate, short: bool) -> float:
 @dataclass
 class _Side:
     name: str
-    session: Session
+    session: Engine
     mode: Action | None = None
     mode_since: float = 0.0
     timers: dict[str, int] = field(default_factory=dict)
@@ -110,8 +112,8 @@ class Line:
 
     def __init__(
         self,
-        sender: Session,
-        receiver: Session,
+        sender: Engine,
+        receiver: Engine,
         *,
         errors: float = 0.0,
         v21_errors: float = 0.0,
@@ -182,13 +184,13 @@ class Line:
             self._at(now + action.ms / 1000, lambda: self._expire(side, action.name, token))
         elif isinstance(action, StopTimer):
             side.timers.pop(action.name, None)
-        elif isinstance(action, (ReceiveFrames, ReceiveTcf, ReceivePageData, ReceiveEcmFrames)):
+        elif isinstance(action, RECEIVE_ACTIONS):
             side.mode, side.mode_since = action, now
-        elif isinstance(action, Hangup):
+        elif isinstance(action, EndCall):
             side.result = action.result
             side.mode = None
             other = self._other(side)
-            self._at(now + self.delay, lambda: self._feed(other, HungUp()))
+            self._at(now + self.delay, lambda: self._feed(other, LineDropped()))
         else:
             self._transmit(side, action)
 
@@ -312,7 +314,7 @@ def call(
     engine to an answering engine over a virtual line; return both
     :class:`fastfax.t30.result.Result`\\ s (sender's, receiver's).
 
-    ``sender`` / ``receiver`` are options for :func:`fastfax.t30.session.create`
+    ``sender`` / ``receiver`` are options for :func:`fastfax.t30.station.create`
     (``ident``, ``ecm``, ``max_rate``, ``modems``, ``codings``, ``resolutions``,
     ``nsf``, ``timers``; receiver ``rnr_count``; sender ``ecm_frame_size``). ``errors``
     is the bit error rate of the high-speed signals; ``seed`` makes impairments

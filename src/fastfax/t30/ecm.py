@@ -9,16 +9,16 @@ block, or PPR with a 256-bit map of the frames to send again. After the fourth P
 block the sender sends CTC (continue, perhaps at a lower speed) or EOR (give up on it).
 A receiver that is not ready answers RNR; the sender then polls with RR.
 
-Frames here are HDLC payloads as :class:`fastfax.hdlc.Encoder` takes them and
-:class:`fastfax.hdlc.Decoder` hands them out (address, control, FCF, FIF; no FCS).
+Frames here are HDLC payloads as :class:`fastfax.link.hdlc.Encoder` takes them and
+:class:`fastfax.link.hdlc.Decoder` hands them out (address, control, FCF, FIF; no FCS).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .errors import FaxError
-from .t30.frames import FCF, Frame, Pps, fcd, parse_fcd, ppr_frames, ppr_map
+from ..errors import FaxError
+from .frames import FCF, Frame, Pps, fcd, parse_fcd, ppr_frames, ppr_map
 
 __all__ = ["EcmError", "EcmSender", "EcmReceiver", "FRAME_SIZES", "MAX_FRAMES", "MAX_PPR"]
 

@@ -2,9 +2,9 @@
 
 :func:`open_source` sniffs a file's first bytes and returns a :class:`Source`: its page
 count and :meth:`Source.render`, which makes one bilevel :class:`fastfax.Page` laid out
-on a :class:`fastfax.layout.Layout`: a landscape page is turned a quarter clockwise,
+on a :class:`fastfax.document.layout.Layout`: a landscape page is turned a quarter clockwise,
 scaled to fit keeping its aspect ratio and centred, then binarised by
-:mod:`fastfax._raster` ("text": area-average and threshold; "photo": error diffusion;
+:mod:`fastfax.document._raster` ("text": area-average and threshold; "photo": error diffusion;
 "auto": chosen per page).
 
 - PDF: rendered by PDFium (pypdfium2) straight at the fax resolution, in 8-bit grey;
@@ -12,7 +12,7 @@ scaled to fit keeping its aspect ratio and centred, then binarised by
   as hinted bilevel glyphs except in photo mode. In text mode a page is drawn and
   thresholded a band of rows at a time, so the grey stays in the CPU's cache (the
   bands are pixel for pixel the whole page's). PDFium is not
-  thread-safe: use one process per concurrent renderer (:mod:`fastfax.convert` does).
+  thread-safe: use one process per concurrent renderer (:mod:`fastfax.document.convert` does).
 - Images (PNG, JPEG, GIF, BMP, WebP, PBM/PGM, multi-page TIFF of any compression), by
   Pillow: EXIF orientation applied, transparency flattened on white, sized from the
   image's dpi.
@@ -34,9 +34,10 @@ from typing import Literal
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
+from ..errors import ConvertError
+from ..page import Page
 from . import _raster
-from .layout import ConvertError, Layout, Placement, layout_for
-from .page import Page
+from .layout import Layout, Placement, layout_for
 
 __all__ = ["Mode", "MODES", "Source", "open_source", "font", "Canvas", "binarize"]
 
@@ -414,7 +415,7 @@ def open_source(
     reads only an image's header (enough to count its pages): damaged pixel data then
     raises when a page is rendered instead of here.
 
-    Raises :class:`fastfax.layout.ConvertError` naming the file when it is missing,
+    Raises :class:`fastfax.errors.ConvertError` naming the file when it is missing,
     empty, corrupt, encrypted without its ``password``, or of no kind read here.
     """
     path = os.fspath(path)

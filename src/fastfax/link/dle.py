@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..codec import reverse_bits
 from . import _link
-from .codec import reverse_bits
 
 __all__ = ["DLE", "ETX", "SUB", "escape", "Unescaper", "Unescaped", "reverse_bits"]
 

@@ -9,7 +9,7 @@ does the AT command layer and nothing of T.30:
   then ``ATA``), :meth:`Modem.hangup` (``ATH``, DTR drop when that fails);
 - HDLC frames at V.21 (``AT+FTH=3`` / ``AT+FRH=3``), data at any modulation
   (``AT+FTM`` / ``AT+FRM``), silence (``AT+FTS`` / ``AT+FRS``), all DLE framed
-  (:mod:`fastfax.dle`).
+  (:mod:`fastfax.link.dle`).
 
 Modulations are T.31 codes: 3 (V.21 channel 2, 300 bit/s), 24/48 (V.27 ter 2400/4800),
 72/96 (V.29 7200/9600), 73/97/121/145 (V.17 7200-14400 long training; one more for
@@ -29,17 +29,20 @@ from __future__ import annotations
 import logging
 import math
 import re
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 import serial
 
-from .. import dle
 from ..errors import FaxError
+from ..link import dle
 
 __all__ = [
+    "AbortablePort",
     "Code",
     "ModemError",
     "ModemTimeout",
@@ -154,6 +157,39 @@ def _deadline(timeout: float | None, deadline: float | None) -> float:
     return min(limits) if limits else now + 3600.0
 
 
+class AbortablePort:
+    """A pyserial port whose next read or write fails, once, after ``abort`` is set.
+
+    The modem layer polls its port every 50 ms, so a call stops within that time of an
+    abort, in whatever it is doing (dialling, sending page data, waiting for a frame):
+    it takes the path of a port that failed, which ends the T.30 session and hangs the
+    modem up (``ATH``) through the same port, now working again."""
+
+    def __init__(self, port: serial.SerialBase, abort: threading.Event) -> None:
+        object.__setattr__(self, "_port", port)
+        object.__setattr__(self, "_abort", abort)
+        object.__setattr__(self, "_fired", False)
+
+    def _check(self) -> None:
+        if self._abort.is_set() and not self._fired:
+            object.__setattr__(self, "_fired", True)
+            raise serial.SerialException("the call was aborted")
+
+    def read(self, size: int = 1) -> bytes:
+        self._check()
+        return self._port.read(size)
+
+    def write(self, data: bytes) -> int | None:
+        self._check()
+        return self._port.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._port, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._port, name, value)
+
+
 class Modem:
     """A Class 1 fax modem on a pyserial port (see the module docstring).
 
@@ -189,16 +225,20 @@ class Modem:
         baudrate: int = 115200,
         rtscts: bool = False,
         command_timeout: float = 5.0,
+        abort: threading.Event | None = None,
     ) -> Modem:
         """Open ``url`` (device path or pyserial URL) at ``baudrate`` (8N1), with RTS/CTS
-        flow control when ``rtscts``. Raises :class:`ModemError` if it cannot be opened."""
+        flow control when ``rtscts``. Raises :class:`ModemError` if it cannot be opened.
+
+        ``abort``: once set, the port's next read or write fails, once (see
+        :class:`AbortablePort`), so whatever the modem is doing ends within one poll."""
         try:
             port = serial.serial_for_url(
                 url, baudrate=baudrate, rtscts=rtscts, timeout=_POLL, write_timeout=30.0
             )
         except (serial.SerialException, OSError, ValueError) as exc:
             raise ModemError(f"cannot open modem port {url!r}: {exc}") from exc
-        return cls(port, command_timeout=command_timeout)
+        return cls(AbortablePort(port, abort) if abort else port, command_timeout=command_timeout)
 
     def close(self) -> None:
         """Close the port (does not hang up: call :meth:`hangup` first)."""

@@ -15,11 +15,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import FaxError
+from ..errors import LayoutError
 
 __all__ = [
-    "ConvertError",
-    "LayoutError",
     "RESOLUTIONS",
     "PAPER_SIZES",
     "FAX_WIDTHS",
@@ -27,25 +25,6 @@ __all__ = [
     "Placement",
     "layout_for",
 ]
-
-
-class ConvertError(FaxError, ValueError):
-    """A document could not be converted to or from fax pages.
-
-    ``path`` is the file concerned (or ``None``) and ``page`` the 1-based page number in
-    it (or ``None`` when the error is not tied to a page); both are part of the message.
-    """
-
-    def __init__(self, message: str, *, path: str | None = None, page: int | None = None):
-        where = ", ".join(part for part in (path, None if page is None else f"page {page}") if part)
-        super().__init__(f"{where}: {message}" if where else message)
-        self.path = path
-        self.page = page
-        self.reason = message
-
-
-class LayoutError(ConvertError):
-    """An unknown resolution or paper size, or a width that is not a fax width."""
 
 
 #: Resolution names and their (x, y) dots per inch.

@@ -14,54 +14,27 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import FaxError
+from ..errors import ConfigError, FaxError
 from ..page import Page
 from ..t30.events import Negotiated, PageReceived
-from ..t30.result import Cause
-from .config import LOG_CATEGORIES
-from .devices import Call, CallAborted, Hooks, Line, Outcome, _progress
-from .errors import ConfigError
-from .model import DeviceState
+from ..t30.result import Cause, Result, SessionError
+from ..t30.station import create
+from ..transport.class1 import answer_call, open_modem, send_call
+from .contract import (
+    INBOUND_LOGGER,
+    Call,
+    CallAborted,
+    DeviceState,
+    Hooks,
+    Line,
+    Outcome,
+    call_progress,
+)
 
 __all__ = ["Class1Modem"]
 
 #: How a modem call that did not reach T.30 shows in the device state (FPS_*).
 _CALL_STATES = {Cause.BUSY: DeviceState.BUSY, Cause.NO_ANSWER: DeviceState.NO_ANSWER}
-
-
-class _AbortablePort:
-    """A pyserial port whose next read or write fails, once, after ``abort`` is set.
-
-    The modem layer polls its port every 50 ms, so a call stops within that time of an
-    abort, in whatever it is doing (dialling, sending page data, waiting for a frame):
-    it takes the path of a port that failed, which ends the T.30 session and hangs the
-    modem up (``ATH``) through the same port, now working again."""
-
-    def __init__(self, port: Any, abort: threading.Event) -> None:
-        object.__setattr__(self, "_port", port)
-        object.__setattr__(self, "_abort", abort)
-        object.__setattr__(self, "_fired", False)
-
-    def _check(self) -> None:
-        if self._abort.is_set() and not self._fired:
-            object.__setattr__(self, "_fired", True)
-            import serial
-
-            raise serial.SerialException("the call was aborted")
-
-    def read(self, size: int = 1) -> bytes:
-        self._check()
-        return self._port.read(size)
-
-    def write(self, data: bytes) -> int | None:
-        self._check()
-        return self._port.write(data)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._port, name)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        setattr(self._port, name, value)
 
 
 class Class1Modem:
@@ -72,7 +45,7 @@ class Class1Modem:
     Options: ``url`` (required); ``number`` (its own number, informative);
     ``baudrate``, ``rtscts``, ``init`` (the serial line and extra set-up commands);
     ``options`` (for sending: ``dial_timeout`` in seconds, and T.30 options of
-    :func:`fastfax.t30.session.create` such as ``max_rate``, ``modems``, ``timers``);
+    :func:`fastfax.t30.station.create` such as ``max_rate``, ``modems``, ``timers``);
     ``receive_options`` (for answering: ``ecm`` and T.30 options).
 
     The modem does one call at a time and sends come first. While its port is set to
@@ -135,28 +108,10 @@ class Class1Modem:
 
     def _open(self, abort: threading.Event) -> tuple[Any, dict[str, Any]]:
         """The modem, set up for fax, its port failing once ``abort`` is set; and the
-        session options its capabilities allow."""
-        import serial
-
-        from ..transport.class1 import modems_of
-        from ..transport.modem import Modem, ModemError
-
-        try:
-            port = serial.serial_for_url(
-                self.url, baudrate=self.baudrate, rtscts=self.rtscts, timeout=0.05,
-                write_timeout=30.0,
-            )  # fmt: skip
-        except (serial.SerialException, OSError, ValueError) as exc:
-            raise ModemError(f"cannot open modem port {self.url!r}: {exc}") from exc
-        modem = Modem(_AbortablePort(port, abort))
-        try:
-            modems, max_rate = modems_of(modem.setup(self.init))
-            if not modems:
-                raise ModemError(f"the modem on {self.url!r} lists no fax modulation it can use")
-        except BaseException:
-            modem.close()
-            raise
-        return modem, {"modems": modems, "max_rate": max_rate}
+        T.30 options its capabilities allow."""
+        return open_modem(
+            self.url, baudrate=self.baudrate, rtscts=self.rtscts, init=self.init, abort=abort
+        )
 
     # -- answering ----------------------------------------------------------------------
     def _give_way(self, hooks: Hooks) -> bool:
@@ -165,7 +120,7 @@ class Class1Modem:
         return self._stop.is_set() or self._senders > 0 or not hooks.settings(line)["receive"]
 
     def _answer(self, hooks: Hooks) -> None:
-        log = logging.getLogger(LOG_CATEGORIES["inbound"])
+        log = logging.getLogger(INBOUND_LOGGER)
         while not self._stop.wait(self.POLL):
             if self._give_way(hooks):
                 continue
@@ -184,9 +139,6 @@ class Class1Modem:
     def _listen(self, hooks: Hooks) -> None:
         """Open the modem, wait for the port's rings while nothing else wants it, then
         answer and receive (under the modem lock)."""
-        from ..t30.session import create
-        from ..transport.class1 import Class1Call, take_call
-
         line = self.lines[0].id
         modem, caps = self._open(self._stop)
         try:
@@ -208,19 +160,12 @@ class Class1Modem:
                 settings = hooks.settings(line)
                 hooks.status(line, DeviceState.RINGING)
                 hooks.status(line, DeviceState.ANSWERED)
-                options = _limit(self.receive_options, caps)
-                session = create(calling=False, ecm=self.ecm, ident=settings["csid"], **options)
-                result = take_call(modem, 1, 0)
-                if result is None:
-                    hooks.status(line, DeviceState.RECEIVING)
-                    result = Class1Call(modem, session, on_event=self._receiving(hooks)).run()
-                if self._stop.is_set():  # the session ended on the port failing: hang up
-                    _hang_up(modem)
+                result = answer_call(
+                    modem, caps, rings=1, ring_timeout=0, ecm=self.ecm, ident=settings["csid"],
+                    on_event=self._receiving(hooks), abort=self._stop, **self.receive_options,
+                )  # fmt: skip
                 if result.pages:  # a call that failed after some pages keeps them
                     hooks.received(line, result, "")
-            except BaseException:
-                _hang_up(modem)
-                raise
             finally:
                 hooks.release(line)
         finally:
@@ -263,49 +208,32 @@ class Class1Modem:
         state = _CALL_STATES.get(result.cause, DeviceState.FATAL_ERROR)
         return Outcome(state, str(result.cause), result)
 
-    def _send(self, line_id: str, call: Call, hooks: Hooks) -> Any:
+    def _send(self, line_id: str, call: Call, hooks: Hooks) -> Result:
         """Dial and send (under the modem lock); the T.30 Result."""
-        from ..t30.session import create
-        from ..transport.class1 import Class1Call, place_call
-
         hooks.status(line_id, DeviceState.DIALING, job_id=call.job_id, number=call.number)
+        progress = call_progress(call, hooks, line_id)
+
+        def on_event(event: Any) -> None:
+            if isinstance(event, Negotiated):
+                hooks.status(
+                    line_id,
+                    DeviceState.SENDING,
+                    total_pages=len(call.pages),
+                    remote_id=event.remote_id,
+                )
+            progress(event)
+
+        options = dict(self.send_options)
+        if call.max_rate:
+            options["max_rate"] = min(call.max_rate, options.get("max_rate", 14400))
         modem, caps = self._open(call.abort)
         try:
-            options = dict(self.send_options)
-            if call.max_rate:
-                options["max_rate"] = min(call.max_rate, options.get("max_rate", 14400))
-            session = create(
-                calling=True,
-                pages=call.pages,
-                ecm=call.ecm,
-                ident=call.tsid,
-                **_limit(options, caps),
-            )
-            result = place_call(modem, call.number, self.dial_timeout)
-            if result is not None:
-                return result
-            progress = _progress(call, hooks, line_id)
-
-            def on_event(event: Any) -> None:
-                if isinstance(event, Negotiated):
-                    hooks.status(
-                        line_id,
-                        DeviceState.SENDING,
-                        total_pages=len(call.pages),
-                        remote_id=event.remote_id,
-                    )
-                progress(event)
-
-            result = Class1Call(modem, session, on_event=on_event).run()
-        except BaseException:
-            _hang_up(modem)
-            raise
-        else:
-            if call.abort.is_set():  # the session ended on the port failing: hang up too
-                _hang_up(modem)
+            return send_call(
+                modem, caps, call.number, call.pages, ecm=call.ecm, ident=call.tsid,
+                dial_timeout=self.dial_timeout, on_event=on_event, abort=call.abort, **options,
+            )  # fmt: skip
         finally:
             modem.close()
-        return result
 
     def close(self) -> None:
         self._stop.set()
@@ -313,32 +241,8 @@ class Class1Modem:
             self._thread.join()
 
 
-def _hang_up(modem: Any) -> None:
-    """Hang up a modem left in an unknown state by a failed or aborted call. Twice: when
-    the modem was dialling or receiving, the first ``ATH``'s first character only ends
-    that (the modem answers OK to the abort) and the rest of it is lost."""
-    modem.hangup()
-    modem.hangup()
-
-
-def _limit(options: dict[str, Any], caps: dict[str, Any]) -> dict[str, Any]:
-    """T.30 ``options`` narrowed to the modulations and top rate the modem can do."""
-    from ..t30.result import SessionError
-
-    options = dict(options)
-    wanted = set(options.pop("modems", caps["modems"]))
-    modems = [m for m in caps["modems"] if m in wanted]
-    if not modems:
-        raise SessionError(f"the modem can do {caps['modems']}, none of {sorted(wanted)}")
-    rate = min(int(options.pop("max_rate", 14400)), caps["max_rate"])
-    return {**options, "modems": modems, "max_rate": rate}
-
-
 def _check_options(name: str, send: dict[str, Any], receive: dict[str, Any], ecm: Any) -> None:
     """Raise ConfigError unless the T.30 engine takes ``send`` and ``receive``."""
-    from ..t30.result import SessionError
-    from ..t30.session import create
-
     if "ecm" in send or "ident" in send or "ident" in receive:
         raise ConfigError(
             f"class1 device {name!r}: ecm (sending) and ident come from the job and the port"

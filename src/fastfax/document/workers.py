@@ -1,9 +1,9 @@
 """Worker processes for rendering on every core, each with a pipe of its own.
 
-PDFium is not thread-safe, so :mod:`fastfax.convert` renders in processes. A
+PDFium is not thread-safe, so :mod:`fastfax.document.convert` renders in processes. A
 :class:`Workers` starts ``count`` of them (forked where the platform allows) and sends
 each task to a chosen worker, so that a worker keeps to the pages whose fonts it has
-loaded (:mod:`fastfax.affinity` chooses). Several tasks may wait in one worker's pipe:
+loaded (:mod:`fastfax.document.affinity` chooses). Several tasks may wait in one worker's pipe:
 it starts the next as soon as it has sent a result, without waiting for the parent to
 read it.
 

@@ -19,8 +19,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from ..errors import FaxError
 from . import _link
-from .errors import FaxError
 
 __all__ = [
     "fcs16",

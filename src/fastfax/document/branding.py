@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import datetime as _dt
 
-from .layout import ConvertError, Layout
-from .page import Page
+from ..errors import ConvertError
+from ..page import Page
+from .layout import Layout
 from .render import Canvas, font
 
 __all__ = ["DEFAULT_HEADER", "HEADER_MM", "header_text", "apply_header"]

@@ -1,5 +1,5 @@
 # cython: language_level=3
-"""Binarisation hot path behind :mod:`fastfax.render`: grey pages to packed 1-bit pages.
+"""Binarisation hot path behind :mod:`fastfax.document.render`: grey pages to packed 1-bit pages.
 
 Input is 8-bit grey, one byte a pixel, 0 = black, 255 = white, rows top to bottom.
 Output is a packed fax page as :mod:`fastfax.page` defines it: ``(width + 7) // 8``
@@ -21,7 +21,7 @@ from libc.stdint cimport int16_t, int32_t, uint8_t, uint32_t
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memset
 
-from .errors import FaxError
+from ..errors import FaxError
 
 cdef extern from *:
     """

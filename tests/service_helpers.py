@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fastfax import Page, convert
+from fastfax import Page
 from fastfax.client import FaxServer, connect
+from fastfax.document import convert
 from fastfax.service.http import HttpService
 from fastfax.service.rights import ALL_RIGHTS, Right
 from fastfax.service.server import Service

@@ -1,6 +1,6 @@
 # cython: language_level=3
-"""HDLC framing, FCS-16/32 and DLE escaping: the hot loops behind :mod:`fastfax.hdlc`
-and :mod:`fastfax.dle`.
+"""HDLC framing, FCS-16/32 and DLE escaping: the hot loops behind :mod:`fastfax.link.hdlc`
+and :mod:`fastfax.link.dle`.
 
 Bit streams are packed in bytes least significant bit first: bit 0 of byte 0 is the
 first bit on the line. Bit stuffing and destuffing go a byte at a time through lookup
@@ -305,7 +305,7 @@ cdef int finish_bytes(BitWriter* w) noexcept nogil:
 
 
 cdef class HdlcTx:
-    """Stateful HDLC transmitter core; see :class:`fastfax.hdlc.Encoder`."""
+    """Stateful HDLC transmitter core; see :class:`fastfax.link.hdlc.Encoder`."""
 
     cdef int fcs_bytes
     cdef int phase          # bits of a flag already sent at the end of the last output
@@ -621,7 +621,7 @@ cdef class Frame:
 
 
 cdef class HdlcRx:
-    """Streaming HDLC receiver core; see :class:`fastfax.hdlc.Decoder`."""
+    """Streaming HDLC receiver core; see :class:`fastfax.link.hdlc.Decoder`."""
 
     cdef Rx s
 

@@ -27,8 +27,9 @@ from typing import Any
 
 from PIL import ImageDraw, ImageFont
 
-from .layout import ConvertError, Layout
-from .page import Page
+from ..errors import ConvertError
+from ..page import Page
+from .layout import Layout
 from .render import Canvas, font
 
 __all__ = ["CoverInfo", "load_template", "render_cover", "DEFAULT_TEMPLATE"]

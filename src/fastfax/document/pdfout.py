@@ -3,16 +3,16 @@ data as is, decoded by the viewer's CCITTFaxDecode filter (``/K -1``), no re-cod
 
 The PDF page has the fax page's physical size: ``width / xres`` by ``height / yres``
 inches, so a fine-mode A4 fax prints at A4 size. Pages that already are G4 coded can be
-passed with their data (:class:`fastfax.coded.CodedPage`) to skip encoding.
+passed with their data (:class:`fastfax.codec.CodedPage`) to skip encoding.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .coded import CodedPage
-from .layout import ConvertError
-from .page import Page
+from ..codec import CodedPage
+from ..errors import ConvertError
+from ..page import Page
 
 __all__ = ["CodedPage", "dumps"]
 

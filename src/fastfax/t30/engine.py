@@ -1,8 +1,8 @@
 """The T.30 session engine: a sans-I/O state machine for one fax call.
 
 The engine does no I/O and reads no clock (the design of h11). Make one with
-:func:`create`; a transport feeds it :mod:`events <fastfax.t30.events>` with
-:meth:`Session.handle` and carries out the actions it returns, in order.
+:func:`fastfax.t30.station.create`; a transport feeds it :mod:`events <fastfax.t30.events>` with
+:meth:`Engine.handle` and carries out the actions it returns, in order.
 Time reaches it only as ``TimerExpired``.
 
 Vocabulary
@@ -28,11 +28,11 @@ Events (transport -> engine):
     The transmit action in progress finished (one per transmit action).
 ``TimerExpired(name)``
     A timer the engine started ran out.
-``HungUp()``
+``LineDropped()``
     The line dropped.
 
 Actions (engine -> transport); each batch holds at most one *I/O action* (a transmit
-or receive action, or ``Hangup``), always last:
+or receive action, or ``EndCall``), always last:
 
 ``SendFrames(frames)``
     V.21 HDLC frames, FCS excluded, the final bit set on the last.
@@ -48,7 +48,7 @@ or receive action, or ``Hangup``), always last:
     Line silence (Class 1 ``+FTS``), e.g. 75 ms before a change of modulation.
 ``StartTimer(name, ms)`` / ``StopTimer(name)``
     T1 to T5 (see :mod:`fastfax.t30.timers`).
-``Hangup(result)``
+``EndCall(result)``
     The session is over; ``result`` is a :class:`fastfax.t30.result.Result`.
 
 Notes (engine -> application, through the transport): ``Negotiated``, ``PageSent``,
@@ -58,8 +58,8 @@ A transmit action is always answered by exactly one ``SendComplete``; the engine
 nothing else, and ignores received signals, until it arrives (the line is half duplex).
 A receive action stays in force until the next I/O action. Events that do not fit the
 current state are ignored (a stray frame, a late timer), as T.30 asks.
-:meth:`Session.cancel` ends a session from outside (DCN, then ``Hangup``);
-:attr:`Session.result` fills in as the call goes.
+:meth:`Engine.cancel` ends a session from outside (DCN, then ``EndCall``);
+:attr:`Engine.result` fills in as the call goes.
 
 Roles: the calling station sends, the answering station receives (polling, where the
 caller receives, is not implemented).
@@ -67,20 +67,17 @@ caller receives, is not implemented).
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 
-from ..errors import CodecError
-from ..page import Page
-from .dis import Dis, Rate
+from .dis import Rate
 from .events import (
     Action,
     Connected,
+    EndCall,
     Event,
     FrameNote,
     FrameReceived,
-    Hangup,
-    HungUp,
+    LineDropped,
     Note,
     ReceiveFrames,
     SendComplete,
@@ -94,90 +91,15 @@ from .frames import FCF, Frame, Nsf, T30FrameError, decode_ident
 from .result import Cause, Result, SessionError
 from .timers import SIGNAL_GAP_MS, timer_values
 
-__all__ = ["Session", "SessionError", "create", "local_dis", "load_pages"]
-
-_MODEMS = {"v17", "v29", "v27ter"}
-_CODINGS = {"mh", "mr", "mmr"}
-_RESOLUTIONS = (
-    "R8x3.85",
-    "R8x7.7",
-    "R8x15.4",
-    "R16x15.4",
-    "200x100",
-    "200x200",
-    "300x300",
-    "400x400",
-)
+__all__ = ["Engine"]
 
 
-def local_dis(
-    *,
-    receive: bool,
-    ecm: bool = True,
-    modems: Iterable[str] = ("v17", "v29", "v27ter"),
-    max_rate: int = 14400,
-    codings: Iterable[str] = ("mh", "mr", "mmr"),
-    resolutions: Iterable[str] = _RESOLUTIONS,
-) -> Dis:
-    """Our DIS (or, for a sender, the capabilities :func:`choose_dcs` compares with)."""
-    from .dis import Length, Rates, ScanTime, Width
-
-    mods = set(modems)
-    if not mods or mods - _MODEMS:
-        raise SessionError(f"modems must be a non-empty subset of {sorted(_MODEMS)}, got {mods}")
-    if max_rate < 9600:
-        mods -= {"v17", "v29"}
-    elif max_rate < 14400:
-        mods -= {"v17"}
-    cods = set(codings)
-    if "mh" not in cods or cods - _CODINGS:
-        raise SessionError(f"codings must include 'mh' and be among {sorted(_CODINGS)}")
-    res = set(resolutions)
-    if res - set(_RESOLUTIONS):
-        raise SessionError(f"resolutions must be among {_RESOLUTIONS}, got {sorted(res)}")
-    if "v17" in mods:
-        rates = Rates.V27TER_V29_V17
-    elif "v29" in mods:
-        rates = Rates.V27TER_V29 if "v27ter" in mods else Rates.V29
-    else:
-        rates = Rates.V27TER
-    return Dis(
-        can_receive=receive,
-        rate=rates,
-        width=Width.A3,
-        length=Length.UNLIMITED,
-        scan_time=ScanTime.MS0,
-        fine=bool(res & {"R8x7.7", "200x200"}),
-        superfine="R8x15.4" in res,
-        r16=bool(res & {"R16x15.4", "400x400"}),
-        r300="300x300" in res,
-        two_d="mr" in cods,
-        t6=ecm and "mmr" in cods,
-        ecm=ecm,
-    )
-
-
-def load_pages(pages: Sequence[Page] | str | os.PathLike[str]) -> list[Page]:
-    """Pages to send: a sequence of :class:`fastfax.Page`, or a TIFF-F path."""
-    if isinstance(pages, (str, os.PathLike)):
-        from ..tiff import read
-
-        pages = read(pages)
-    out = list(pages)
-    if not out:
-        raise SessionError("nothing to send: no pages")
-    for i, p in enumerate(out):
-        if not isinstance(p, Page):
-            raise SessionError(f"page {i + 1} is a {type(p).__name__}, not a fastfax.Page")
-    return out
-
-
-class Session:
-    """One T.30 session (make one with :func:`create`). Feed events to :meth:`handle`;
-    carry out the actions it returns. :attr:`result` fills in as the call goes and is
-    final once :attr:`done`. Shared machinery of :class:`~fastfax.t30.sender.Sender` and
-    :class:`~fastfax.t30.receiver.Receiver`: actions, transmit continuations, timers,
-    frame bursts."""
+class Engine:
+    """One T.30 session (make one with :func:`fastfax.t30.station.create`). Feed events
+    to :meth:`handle`; carry out the actions it returns. :attr:`result` fills in as the
+    call goes and is final once :attr:`done`. Shared machinery of
+    :class:`~fastfax.t30.sender.Sender` and :class:`~fastfax.t30.receiver.Receiver`:
+    actions, transmit continuations, timers, frame bursts."""
 
     def __init__(
         self,
@@ -210,7 +132,7 @@ class Session:
     # -- public -----------------------------------------------------------------------
     @property
     def done(self) -> bool:
-        """True once the session handed out its :class:`Hangup`."""
+        """True once the session handed out its :class:`EndCall`."""
         return self.state == "done"
 
     def handle(self, event: Event) -> list[Action]:
@@ -224,11 +146,11 @@ class Session:
             if isinstance(event, Connected):
                 self.state = "phase_b"
                 self._on_connected()
-            elif isinstance(event, HungUp):
+            elif isinstance(event, LineDropped):
                 self._end(Cause.CALLDROPPED)
             return self._out
-        if isinstance(event, HungUp):
-            self._on_hung_up()
+        if isinstance(event, LineDropped):
+            self._on_line_dropped()
         elif isinstance(event, SendComplete):
             then, self._after_send = self._after_send, None
             if then is not None:
@@ -304,7 +226,7 @@ class Session:
 
         def hang() -> None:
             self.state = "done"
-            self._out.append(Hangup(self.result))
+            self._out.append(EndCall(self.result))
 
         if dcn:
             self.state = "closing"
@@ -369,57 +291,8 @@ class Session:
     def _on_timer(self, name: str) -> None:
         raise NotImplementedError
 
-    def _on_hung_up(self) -> None:
+    def _on_line_dropped(self) -> None:
         raise NotImplementedError
 
     def _dispatch(self, event: Event) -> None:
         raise NotImplementedError
-
-
-def create(
-    *,
-    calling: bool,
-    pages: Sequence[Page] | str | os.PathLike[str] | None = None,
-    ident: str = "",
-    ecm: bool = True,
-    max_rate: int = 14400,
-    modems: Iterable[str] = ("v17", "v29", "v27ter"),
-    codings: Iterable[str] = ("mh", "mr", "mmr"),
-    resolutions: Iterable[str] = _RESOLUTIONS,
-    nsf: bytes | None = None,
-    timers: dict[str, int] | None = None,
-    rnr_count: int = 0,
-    ecm_frame_size: int | None = None,
-) -> Session:
-    """A new T.30 session. ``calling=True``: the calling station, which sends ``pages`` (a
-    sequence of :class:`fastfax.Page` or a TIFF-F path). ``calling=False``: the
-    answering station, which receives.
-
-    ``ident`` is our TSI/CSI (up to 20 printable characters); ``ecm`` offers/uses error
-    correction; ``max_rate`` caps the signalling rate (bit/s); ``modems``, ``codings``
-    and ``resolutions`` limit what we offer (names as in :mod:`fastfax.t30.dis`);
-    ``nsf`` is an NSF/NSS FIF to send; ``timers`` overrides T1-T5 (ms). Receiver only:
-    ``rnr_count`` answers the first N ECM PPS/RR with RNR (receiver not ready).
-    Sender only: ``ecm_frame_size`` forces 64- or 256-octet ECM frames.
-    """
-    from .receiver import Receiver
-    from .sender import Sender
-
-    common = dict(ident=ident, nsf=nsf, timers=timers)
-    caps = dict(ecm=ecm, modems=modems, max_rate=max_rate, codings=codings, resolutions=resolutions)
-    try:
-        if calling:
-            if pages is None:
-                raise SessionError("polling is not implemented: a calling session sends pages")
-            return Sender(
-                load_pages(pages),
-                local_dis(receive=False, **caps),
-                max_rate=max_rate,
-                frame_size=ecm_frame_size,
-                **common,
-            )
-        if pages is not None:
-            raise SessionError("polling is not implemented: an answering session receives")
-        return Receiver(local_dis(receive=True, **caps), rnr_count=rnr_count, **common)
-    except (T30FrameError, CodecError) as exc:
-        raise SessionError(str(exc)) from exc

@@ -1,18 +1,17 @@
 """Documents to fax pages and back, on every core.
 
 :func:`render_document` turns one document (PDF, image, multi-page TIFF, plain text;
-see :mod:`fastfax.render`) into fax pages on a :class:`fastfax.layout.Layout`, with an
-optional cover page (:mod:`fastfax.cover`) and header line (:mod:`fastfax.branding`).
-:func:`save` writes pages as TIFF Class F (G3 1-D, G3 2-D, G4), PDF (G4 images,
-:mod:`fastfax.pdfout`), PNG (a file a page) or PBM (the pages one after the other), each
-file written under a temporary name and renamed once complete. :func:`convert` does both
-for a batch of documents in parallel and reports each one's outcome; a bad document
-fails alone.
+see :mod:`.render`) into fax pages on a :class:`.layout.Layout`, with an optional cover
+page (:mod:`.cover`) and header line (:mod:`.branding`). :func:`save` writes pages as
+TIFF Class F (G3 1-D, G3 2-D, G4), PDF (G4 images, :mod:`.pdfout`), PNG (a file a page)
+or PBM (the pages one after the other), each file written under a temporary name and
+renamed once complete. :func:`convert` does both for a batch of documents in parallel
+and reports each one's outcome; a bad document fails alone.
 
 PDFium is not thread-safe, so parallel work runs in worker processes (forked where the
 platform allows), each rendering and binarising whole pages. For G4 TIFF and PDF output
 a worker also codes its pages with T.6 and returns the coded data
-(:class:`fastfax.coded.CodedPage`, about a twentieth of the pixels' size), which the
+(:class:`fastfax.codec.CodedPage`, about a twentieth of the pixels' size), which the
 parent writes out as it is.
 
 A bilevel TIFF (a received fax) converted to PDF, PNG or PBM keeps its pages as they
@@ -23,7 +22,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-import secrets
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -31,21 +29,23 @@ from typing import Literal
 
 from PIL.Image import Resampling
 
-from . import pdfout, tiff
+from .. import tiff
+from ..codec import CodedPage
+from ..errors import ConvertError, FaxError, TiffError
+from ..files import write_files
+from ..page import Page
+from . import pdfout
 from .affinity import Planner
 from .branding import apply_header, header_text
-from .coded import CodedPage
 from .cover import CoverInfo, load_template, render_cover
-from .errors import FaxError, TiffError
-from .layout import ConvertError, Layout, layout_for
-from .page import Page
+from .layout import Layout, layout_for
 from .render import DEFAULT_THRESHOLD, MODES, Source, open_source
 from .workers import WorkerDied, Workers
 
 __all__ = [
     "ConvertError",
     "Options",
-    "Result",
+    "Converted",
     "Format",
     "FORMATS",
     "render_document",
@@ -72,10 +72,10 @@ _COMPRESSIONS = ("g4", "g3", "g3-2d")
 class Options:
     """How documents become fax pages.
 
-    ``page_size``, ``resolution``, ``width``: see :func:`fastfax.layout.layout_for`.
+    ``page_size``, ``resolution``, ``width``: see :func:`fastfax.document.layout.layout_for`.
     ``mode``: "text" (threshold), "photo" (error diffusion) or "auto" (chosen per page);
     ``threshold``: the grey level (0-255) below which text mode makes a pixel black.
-    ``header``: a header template (see :mod:`fastfax.branding`) printed on every page,
+    ``header``: a header template (see :mod:`fastfax.document.branding`) printed on every page,
     or None; ``sender``, ``sender_fax`` and ``recipient`` fill its fields.
     ``cover``: the cover page to put first, or None; ``cover_template``: a JSON
     template file (the shipped one when None). ``password``: for encrypted PDFs.
@@ -118,7 +118,7 @@ class Options:
 
 
 @dataclass
-class Result:
+class Converted:
     """The outcome for one document: the ``outputs`` written, the ``pages`` in them,
     or the ``error``; ``seconds`` from its first page rendered to its file written."""
 
@@ -278,31 +278,6 @@ def _format_of(target: str, fmt: str | None) -> Format:
     return fmt  # type: ignore[return-value]
 
 
-def _temp_name(path: str) -> str:
-    folder, name = os.path.split(path)
-    return os.path.join(folder, f".{name}.{secrets.token_hex(6)}.tmp")
-
-
-def _commit(files: list[tuple[str, bytes]]) -> None:
-    """Write every (path, data) under a temporary name, then rename them all."""
-    done: list[tuple[str, str]] = []
-    try:
-        for path, data in files:
-            tmp = _temp_name(path)
-            done.append((tmp, path))
-            with open(tmp, "xb") as fh:
-                fh.write(data)
-        for tmp, path in done:
-            os.replace(tmp, path)
-    except BaseException:
-        for tmp, _ in done:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-        raise
-
-
 def save(
     pages: Sequence[Page | CodedPage],
     target: str | os.PathLike[str],
@@ -313,7 +288,7 @@ def save(
 ) -> list[str]:
     """Write ``pages`` to ``target`` (format from its extension unless ``fmt``);
     ``compression`` applies to TIFF: "g4", "g3" (1-D) or "g3-2d". Pages already coded
-    (:class:`fastfax.coded.CodedPage`) go into G4 TIFF and PDF files as they are.
+    (:class:`fastfax.codec.CodedPage`) go into G4 TIFF and PDF files as they are.
     Returns the files written (see :func:`output_paths`)."""
     target = os.fspath(target)
     kind = _format_of(target, fmt)
@@ -328,11 +303,11 @@ def save(
         if kind == "tiff":
             tiff.write(target, pages, compression)  # type: ignore[arg-type]
         elif kind == "pdf":
-            _commit([(target, pdfout.dumps(pages, title=title))])
+            write_files([(target, [pdfout.dumps(pages, title=title)])])
         elif kind == "pbm":
-            _commit([(target, b"".join(_pixels(p).to_pbm() for p in pages))])
+            write_files([(target, (_pixels(p).to_pbm() for p in pages))])
         else:
-            _commit([(path, _png(_pixels(p))) for path, p in zip(paths, pages, strict=True)])
+            write_files([(path, [_png(_pixels(p))]) for path, p in zip(paths, pages, strict=True)])
     except OSError as exc:
         raise ConvertError(f"cannot write: {exc.strerror or exc}", path=target) from None
     return paths
@@ -373,7 +348,7 @@ def _png(page: Page) -> bytes:
 
 @dataclass
 class _Doc:
-    result: Result
+    result: Converted
     fmt: Format
     pages: int = 0
     offset: int = 0
@@ -387,20 +362,20 @@ _CHUNK = 8
 
 
 def convert(
-    jobs_list: Iterable[tuple[str | os.PathLike[str], str | os.PathLike[str]]],
+    pairs: Iterable[tuple[str | os.PathLike[str], str | os.PathLike[str]]],
     options: Options | None = None,
     *,
     fmt: Format | None = None,
     compression: str = "g4",
-    jobs: int | None = None,
+    processes: int | None = None,
     workers: Workers | None = None,
     progress: Callable[[int, int], None] | None = None,
-) -> list[Result]:
-    """Convert each (source, target) pair; return a :class:`Result` per pair, in order.
+) -> list[Converted]:
+    """Convert each (source, target) pair; return a :class:`Converted` per pair, in order.
 
-    ``jobs``: worker processes started for this call (default: one per core; 1 works in
-    this process). ``workers``: use these already started instead (see
-    :class:`fastfax.workers.Workers`; ``jobs`` is then ignored), for many calls without
+    ``processes``: worker processes started for this call (default: one per core; 1
+    works in this process). ``workers``: use these already started instead (see
+    :class:`.workers.Workers`; ``processes`` is then ignored), for many calls without
     starting processes each time. ``progress(pages_done, pages_known)`` is called as
     pages complete. A document that fails does not stop the others; its target is not
     written.
@@ -408,9 +383,9 @@ def convert(
     options = (options or Options()).check()
     layout = options.layout()
     docs = []
-    for source, target in jobs_list:
+    for source, target in pairs:
         source, target = os.fspath(source), os.fspath(target)
-        result = Result(source, target)
+        result = Converted(source, target)
         try:
             kind = _format_of(target, fmt)
         except ConvertError as exc:
@@ -422,24 +397,24 @@ def convert(
             _run_pool(docs, options, layout, compression, progress, workers)
         finally:
             _settle(workers)
-    elif _jobs(jobs) == 1:
+    elif _processes(processes) == 1:
         _run_here(docs, options, layout, compression, progress)
     else:
-        with start_workers(jobs) as own:
+        with start_workers(processes) as own:
             _run_pool(docs, options, layout, compression, progress, own)
     return [d.result for d in docs]
 
 
-def start_workers(jobs: int | None = None) -> Workers:
+def start_workers(processes: int | None = None) -> Workers:
     """Worker processes for :func:`convert` (default: one per core), to pass as its
     ``workers`` for many calls; close them (or use them as a context manager) when
     done."""
-    return Workers(_jobs(jobs), _forget_cache)
+    return Workers(_processes(processes), _forget_cache)
 
 
-def _jobs(jobs: int | None) -> int:
-    """How many processes ``jobs`` asks for (None or 0: one per core)."""
-    return max(1, jobs or os.cpu_count() or 1)
+def _processes(processes: int | None) -> int:
+    """How many processes ``processes`` asks for (None or 0: one per core)."""
+    return max(1, processes or os.cpu_count() or 1)
 
 
 def _settle(workers: Workers) -> None:

@@ -1,0 +1,133 @@
+"""The service's port table: its lines and their devices, each line's live status,
+which lines are in a call, and their stored settings (FAX_PORT_INFO).
+
+The table owns the service's lock: whoever changes a job's state or a line's status
+holds it, and :attr:`PortTable.changed` (a condition on it) wakes those who wait for a
+change. The scheduler and the service both work through this table and nothing else of
+each other.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from ..devices.contract import Device, DeviceState, Line
+from .errors import PortNotFound
+from .model import PortStatus
+from .store import Store
+
+__all__ = ["PortTable"]
+
+
+class PortTable:
+    """Lines by port id (a line's :attr:`~fastfax.devices.contract.Line.id`)."""
+
+    def __init__(self, store: Store) -> None:
+        self.lock = threading.RLock()
+        self.changed = threading.Condition(self.lock)
+        self._store = store
+        self._lines: dict[str, tuple[Line, Device]] = {}
+        self._status: dict[str, PortStatus] = {}
+        self._busy: set[str] = set()
+
+    def add(self, line: Line, device: Device) -> None:
+        self._lines[line.id] = (line, device)
+        self._status[line.id] = PortStatus(line.id)
+
+    def __contains__(self, port: object) -> bool:
+        return port in self._lines
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._lines))
+
+    def __len__(self) -> int:
+        return len(self._lines)
+
+    def line(self, port: Any) -> Line:
+        """The line of ``port``; :class:`PortNotFound` naming the ports there are."""
+        if not isinstance(port, str) or port not in self._lines:
+            raise PortNotFound(f"no port {port!r}; ports: {sorted(self._lines)}")
+        return self._lines[port][0]
+
+    def device(self, port: str) -> Device:
+        return self._lines[port][1]
+
+    def settings(self, port: str) -> dict[str, Any]:
+        """The port's stored settings: send, receive (bools), rings, priority, tsid, csid."""
+        row = self._store.port(port)
+        if row is None:
+            raise PortNotFound(f"port {port!r} has no stored settings")
+        return {k: (bool(row[k]) if k in ("send", "receive") else row[k]) for k in row if k != "id"}
+
+    def find(self, number: str, kind: str) -> str | None:
+        """The port of device kind ``kind`` whose line has ``number``."""
+        for line, _ in self._lines.values():
+            if line.kind == kind and line.number == number:
+                return line.id
+        return None
+
+    # -- busy lines -----------------------------------------------------------------
+    def claim(self, port: str) -> bool:
+        """Mark ``port`` in a call; False if it already is."""
+        with self.lock:
+            if port in self._busy:
+                return False
+            self._busy.add(port)
+            return True
+
+    def release(self, port: str) -> None:
+        """``port``'s call is over: idle again, its status counters cleared."""
+        with self.lock:
+            self._busy.discard(port)
+            self._status[port] = PortStatus(port)
+
+    def is_busy(self, port: str) -> bool:
+        return port in self._busy
+
+    def senders(self) -> list[str]:
+        """The ports set to send."""
+        return [p for p in self._lines if self.settings(p)["send"]]
+
+    def free_senders(self, senders: list[str]) -> list[str]:
+        """Those of ``senders`` not in a call, lowest priority number first."""
+        with self.lock:
+            free = [p for p in senders if p not in self._busy]
+        return sorted(free, key=lambda p: (self.settings(p)["priority"], p))
+
+    # -- live status ----------------------------------------------------------------
+    def status(self, port: str) -> PortStatus:
+        """The live status object of ``port`` (change it only under :attr:`lock`)."""
+        return self._status[port]
+
+    def snapshot(self, port: str) -> PortStatus:
+        """A copy of ``port``'s status, with ``elapsed`` filled in."""
+        with self.lock:
+            status = dataclasses.replace(self._status[port])
+        if status.started is not None:
+            status.elapsed = time.time() - status.started
+        return status
+
+    def report(self, port: str, state: DeviceState, **fields: Any) -> tuple[PortStatus, bool]:
+        """Set ``port``'s state and ``fields``; the status and whether the state or the
+        current page changed."""
+        with self.lock:
+            status = self._status[port]
+            before = (status.state, status.current_page)
+            status.state = state
+            for key, value in fields.items():
+                setattr(status, key, value)
+            if status.started is None:
+                status.started = time.time()
+            return status, before != (status.state, status.current_page)
+
+    def devices(self) -> list[Device]:
+        """Each device once, in the order its first line was added."""
+        seen: list[Device] = []
+        for _, device in self._lines.values():
+            if not any(device is d for d in seen):
+                seen.append(device)
+        return seen
