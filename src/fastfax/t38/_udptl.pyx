@@ -1,0 +1,675 @@
+# cython: language_level=3
+"""UDPTL datagrams (ITU-T T.38 clause 9.1, ASN.1 in Annex A, aligned PER): the per-datagram
+work behind :mod:`fastfax.t38.udptl`.
+
+Wire layout of a ``UDPTLPacket`` in aligned PER (octets, most significant bit first):
+
+- ``seq-number``: 2 octets, big-endian (INTEGER (0..65535)).
+- ``primary-ifp-packet``: an open type, i.e. a length determinant then that many octets.
+- ``error-recovery``: one octet whose top bit is the CHOICE index (0 = secondary IFP packets,
+  1 = FEC information; the other 7 bits are padding), then
+  - secondary: a count determinant and that many open types (newest first: seq-1, seq-2, ...);
+  - FEC: ``fec-npackets`` as an unconstrained INTEGER (a length determinant, then that many
+    octets of two's complement), a count determinant and that many OCTET STRINGs.
+
+A length or count determinant is one octet ``0xxxxxxx`` (0..127) or two octets
+``10xxxxxx xxxxxxxx`` (128..16383); ``11xxxxxx`` announces a fragmented length (16 K
+multiples), which no T.38 peer sends for datagrams this size and which is refused here.
+
+Parity FEC (as SpanDSP and Asterisk compute it): in the datagram of sequence ``s`` with
+``fec-npackets`` = ``span`` and ``entries`` fec-data strings, string ``m`` (0-based) is the
+XOR of the ``span`` IFPs ``s + m - entries * j`` for j = 1..span, each zero-padded to the
+longest of them, so it is as long as the longest. A lost IFP is rebuilt when it is the only
+one missing from such a string: XOR the string with the others; the result has the
+string's length (trailing zero octets beyond the IFP's own length, when it was not the
+longest, cannot be told from data).
+"""
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from libc.stdint cimport uint8_t, uint16_t
+from libc.string cimport memcpy, memset
+
+from fastfax.errors import T38Error
+
+cdef enum:
+    # Secondary IFPs or FEC strings accepted in one datagram.
+    MAX_ITEMS = 255
+    # Longest IFP or item: what a two-octet length determinant holds.
+    MAX_OPEN = 16383
+    # The decoder's slots, indexed by seq % RING (RING divides 65536).
+    RING = 1024
+    RING_MASK = 1023
+    # Widest FEC coverage (span * entries) the decoder uses; delivered IFPs stay this long.
+    HISTORY = 128
+    # A datagram this far ahead of (or behind) the next expected seq restarts the stream.
+    JUMP = RING - HISTORY
+    # FEC strings waiting for a second missing IFP of theirs to arrive.
+    MAX_PENDING = 256
+    # The encoder's history of sent IFPs (a power of two above redundancy and span*entries).
+    TX_RING = 256
+    TX_MASK = 255
+    # Encoder error-correction modes.
+    MODE_NONE = 0
+    MODE_REDUNDANCY = 1
+    MODE_FEC = 2
+
+# Decoder slot states.
+cdef enum:
+    EMPTY = 0
+    PRIMARY = 1     # received as a primary IFP (exact)
+    RECOVERED = 2   # rebuilt from a secondary copy or from FEC
+    LOST = 3        # declared lost
+
+# Parse results.
+cdef enum:
+    E_OK = 0
+    E_SHORT = 1         # fewer than the 2 octets of seq-number
+    E_LEN = 2           # a length determinant cut short
+    E_FRAGMENT = 3      # a fragmented (>= 16384) length
+    E_BODY = 4          # an item longer than what remains
+    E_CHOICE = 5        # error-recovery missing
+    E_COUNT = 6         # more items than MAX_ITEMS
+    E_ITEMS = 7         # more items than octets remain
+    E_INT_LEN = 8       # fec-npackets in 0 or more than 4 octets
+    E_INT_NEG = 9       # fec-npackets negative
+    E_TRAILING = 10     # octets after the end of the packet
+
+cdef struct Parsed:
+    int seq
+    Py_ssize_t prim_off
+    Py_ssize_t prim_len
+    int fec                 # 0: secondary-ifp-packets, 1: fec-info
+    long long span          # fec-npackets
+    int count               # items in the SEQUENCE OF
+    Py_ssize_t off[MAX_ITEMS]
+    Py_ssize_t ln[MAX_ITEMS]
+    Py_ssize_t err_at       # octet offset where the error was seen
+    long long err_val       # the offending value
+
+
+cdef inline Py_ssize_t read_len(const uint8_t* p, Py_ssize_t pos, Py_ssize_t n,
+                                Py_ssize_t* value) noexcept nogil:
+    """Read a length determinant at ``pos``: the position after it, or -E_LEN / -E_FRAGMENT."""
+    cdef uint8_t b
+    if pos >= n:
+        return -E_LEN
+    b = p[pos]
+    if b < 0x80:
+        value[0] = b
+        return pos + 1
+    if b < 0xC0:
+        if pos + 1 >= n:
+            return -E_LEN
+        value[0] = ((b & 0x3F) << 8) | p[pos + 1]
+        return pos + 2
+    return -E_FRAGMENT
+
+
+cdef int parse(const uint8_t* p, Py_ssize_t n, Parsed* r) noexcept nogil:
+    """Split one datagram into offsets; E_OK or an error code (r.err_at / r.err_val set)."""
+    cdef Py_ssize_t pos, q, v = 0, i
+    cdef long long span
+    if n < 2:
+        r.err_at = 0
+        return E_SHORT
+    r.seq = (p[0] << 8) | p[1]
+    pos = read_len(p, 2, n, &v)
+    if pos < 0:
+        r.err_at = 2
+        return <int>-pos
+    if v > n - pos:
+        r.err_at = pos
+        r.err_val = v
+        return E_BODY
+    r.prim_off = pos
+    r.prim_len = v
+    pos += v
+    if pos >= n:
+        r.err_at = pos
+        return E_CHOICE
+    r.fec = p[pos] >> 7
+    pos += 1
+    r.span = 0
+    if r.fec:
+        q = read_len(p, pos, n, &v)
+        if q < 0:
+            r.err_at = pos
+            return <int>-q
+        if v == 0 or v > 4:
+            r.err_at = pos
+            r.err_val = v
+            return E_INT_LEN
+        if v > n - q:
+            r.err_at = q
+            r.err_val = v
+            return E_BODY
+        if p[q] & 0x80:
+            r.err_at = q
+            return E_INT_NEG
+        span = 0
+        for i in range(v):
+            span = (span << 8) | p[q + i]
+        r.span = span
+        pos = q + v
+    q = read_len(p, pos, n, &v)
+    if q < 0:
+        r.err_at = pos
+        return <int>-q
+    if v > MAX_ITEMS:
+        r.err_at = pos
+        r.err_val = v
+        return E_COUNT
+    if v > n - q:
+        r.err_at = pos
+        r.err_val = v
+        return E_ITEMS
+    r.count = <int>v
+    pos = q
+    for i in range(r.count):
+        q = read_len(p, pos, n, &v)
+        if q < 0:
+            r.err_at = pos
+            return <int>-q
+        if v > n - q:
+            r.err_at = q
+            r.err_val = v
+            return E_BODY
+        r.off[i] = q
+        r.ln[i] = v
+        pos = q + v
+    if pos != n:
+        r.err_at = pos
+        r.err_val = n - pos
+        return E_TRAILING
+    return E_OK
+
+
+cdef object parse_error(int code, Parsed* r, Py_ssize_t n):
+    """The T38Error for a parse failure, saying what was wrong and where."""
+    cdef str what
+    if code == E_SHORT:
+        what = f"{n} octet(s) is shorter than the 2-octet seq-number"
+    elif code == E_LEN:
+        what = "a length determinant is cut short by the end of the datagram"
+    elif code == E_FRAGMENT:
+        what = "a fragmented length determinant (16384 octets or more) is not supported"
+    elif code == E_BODY:
+        what = f"an item claims {r.err_val} octets but only {n - r.err_at} remain"
+    elif code == E_CHOICE:
+        what = "the error-recovery field is missing"
+    elif code == E_COUNT:
+        what = f"{r.err_val} error-recovery items; at most {MAX_ITEMS} are accepted"
+    elif code == E_ITEMS:
+        what = f"{r.err_val} error-recovery items cannot fit in the {n - r.err_at} octets left"
+    elif code == E_INT_LEN:
+        what = f"fec-npackets is {r.err_val} octets long (1 to 4 accepted)"
+    elif code == E_INT_NEG:
+        what = "fec-npackets is negative"
+    else:
+        what = f"{r.err_val} octet(s) follow the end of the UDPTL packet"
+    return T38Error(f"malformed UDPTL datagram ({n} octets): {what} (at octet {r.err_at})")
+
+
+cdef inline bytes as_bytes(object data):
+    if type(data) is bytes:
+        return <bytes>data
+    if isinstance(data, (bytearray, memoryview)):
+        return bytes(data)
+    raise TypeError(f"expected bytes, bytearray or memoryview, got {type(data).__name__}")
+
+
+cdef inline Py_ssize_t len_size(Py_ssize_t n) noexcept nogil:
+    return 1 if n < 0x80 else 2
+
+
+cdef inline Py_ssize_t put_len(uint8_t* o, Py_ssize_t pos, Py_ssize_t n) noexcept nogil:
+    if n < 0x80:
+        o[pos] = <uint8_t>n
+        return pos + 1
+    o[pos] = <uint8_t>(0x80 | (n >> 8))
+    o[pos + 1] = <uint8_t>(n & 0xFF)
+    return pos + 2
+
+
+cdef inline Py_ssize_t put_item(uint8_t* o, Py_ssize_t pos, bytes item) noexcept:
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(item)
+    pos = put_len(o, pos, n)
+    memcpy(o + pos, PyBytes_AS_STRING(item), n)
+    return pos + n
+
+
+cdef inline int int_size(long long v) noexcept nogil:
+    """Octets of a non-negative INTEGER in two's complement, as PER writes it (minimal)."""
+    cdef int k = 1
+    while v >= (1LL << (8 * k - 1)):
+        k += 1
+    return k
+
+
+def decode_datagram(data):
+    """Decode one datagram strictly: ``(seq, primary, secondaries or None, (npackets,
+    fec strings) or None)``; raise T38Error saying what is malformed."""
+    cdef bytes b = as_bytes(data)
+    cdef const uint8_t* p = <const uint8_t*>PyBytes_AS_STRING(b)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(b)
+    cdef Parsed r
+    cdef int code = parse(p, n, &r)
+    if code != E_OK:
+        raise parse_error(code, &r, n)
+    primary = b[r.prim_off:r.prim_off + r.prim_len]
+    items = [b[r.off[i]:r.off[i] + r.ln[i]] for i in range(r.count)]
+    if r.fec:
+        return r.seq, primary, None, (r.span, items)
+    return r.seq, primary, items, None
+
+
+def encode_datagram(int seq, primary, list secondary, object fec):
+    """Encode one datagram from checked parts (see :func:`fastfax.t38.udptl.encode_datagram`):
+    ``secondary`` a list of bytes or None, ``fec`` None or (npackets, list of bytes)."""
+    cdef bytes prim = as_bytes(primary)
+    cdef list items
+    cdef long long span = 0
+    cdef Py_ssize_t size, pos, k
+    cdef bytes item
+    if fec is not None:
+        span = fec[0]
+        items = [as_bytes(x) for x in fec[1]]
+    else:
+        items = [as_bytes(x) for x in secondary]
+    if PyBytes_GET_SIZE(prim) > MAX_OPEN:
+        raise T38Error(f"primary IFP of {len(prim)} octets; at most {MAX_OPEN} without fragments")
+    if len(items) > MAX_ITEMS:
+        raise T38Error(f"{len(items)} error-recovery items; at most {MAX_ITEMS}")
+    size = 2 + len_size(PyBytes_GET_SIZE(prim)) + PyBytes_GET_SIZE(prim) + 1
+    size += len_size(len(items))
+    if fec is not None:
+        size += 1 + int_size(span)
+    for item in items:
+        if PyBytes_GET_SIZE(item) > MAX_OPEN:
+            raise T38Error(
+                f"error-recovery item of {len(item)} octets; at most {MAX_OPEN} without fragments")
+        size += len_size(PyBytes_GET_SIZE(item)) + PyBytes_GET_SIZE(item)
+    out = PyBytes_FromStringAndSize(NULL, size)
+    cdef uint8_t* o = <uint8_t*>PyBytes_AS_STRING(out)
+    o[0] = <uint8_t>(seq >> 8)
+    o[1] = <uint8_t>(seq & 0xFF)
+    pos = put_item(o, 2, prim)
+    if fec is not None:
+        o[pos] = 0x80
+        k = int_size(span)
+        o[pos + 1] = <uint8_t>k
+        pos += 2
+        while k:
+            k -= 1
+            o[pos] = <uint8_t>((span >> (8 * k)) & 0xFF)
+            pos += 1
+    else:
+        o[pos] = 0x00
+        pos += 1
+    pos = put_len(o, pos, len(items))
+    for item in items:
+        pos = put_item(o, pos, item)
+    return out
+
+
+cdef class EncoderCore:
+    """Sequence numbers, the history of sent IFPs and datagram building; the argument
+    checks live in :class:`fastfax.t38.udptl.UdptlEncoder`."""
+
+    cdef int mode, redundancy, span, entries
+    cdef Py_ssize_t max_datagram
+    cdef int next_seq
+    cdef long long sent
+    cdef list hist
+    cdef Py_ssize_t hlen[TX_RING]
+
+    def __init__(self, int mode, int redundancy, int span, int entries,
+                 Py_ssize_t max_datagram, int first_seq):
+        self.mode = mode
+        self.redundancy = redundancy
+        self.span = span
+        self.entries = entries
+        self.max_datagram = max_datagram
+        self.next_seq = first_seq
+        self.sent = 0
+        self.hist = [None] * TX_RING
+        memset(self.hlen, 0, sizeof(self.hlen))
+
+    @property
+    def seq(self) -> int:
+        """The sequence number the next datagram gets."""
+        return self.next_seq
+
+    @property
+    def max_ifp(self) -> int:
+        """The longest IFP (octets) that fits in a datagram alone, with no recovery data."""
+        cdef Py_ssize_t room = self.max_datagram - 2 - 2
+        if self.mode == MODE_FEC:
+            room -= 1 + int_size(self.span)
+        room -= 1 if room - 1 < 0x80 else 2
+        return max(0, min(room, MAX_OPEN))
+
+    cdef Py_ssize_t fec_size(self, int s, int span, int entries) noexcept:
+        """Octets of the fec-data count and strings: each as long as its longest covered IFP."""
+        cdef Py_ssize_t total = len_size(entries), longest, ln
+        cdef int m, j, t
+        for m in range(entries):
+            longest = 0
+            for j in range(1, span + 1):
+                t = (s + m - entries * j) & TX_MASK
+                ln = self.hlen[t]
+                if ln > longest:
+                    longest = ln
+            total += len_size(longest) + longest
+        return total
+
+    def pack(self, ifp) -> bytes:
+        """The next datagram: this IFP as primary and recovery data of the IFPs before it."""
+        cdef bytes prim = as_bytes(ifp)
+        cdef Py_ssize_t n = PyBytes_GET_SIZE(prim)
+        cdef Py_ssize_t base, size, k, pos, ln, longest, i
+        cdef int s = self.next_seq, r = 0, span = 0, entries = 0, m, j, t
+        cdef uint8_t* o
+        cdef uint8_t* dst
+        cdef const uint8_t* src
+        cdef bytes item
+        if n == 0:
+            raise T38Error("an IFP packet is at least one octet; got an empty one")
+        if n > MAX_OPEN:
+            raise T38Error(f"IFP of {n} octets; UDPTL carries at most {MAX_OPEN} unfragmented")
+        base = 2 + len_size(n) + n + 1
+        if self.mode == MODE_FEC:
+            span = self.span
+            entries = self.entries
+            if self.sent < <long long>span * entries:
+                # Wind the FEC up as history builds: cover only IFPs already sent.
+                entries = <int>(self.sent // span)
+            base += 1 + int_size(span)
+            size = base + self.fec_size(s, span, entries)
+            while size > self.max_datagram and entries > 0:
+                entries -= 1
+                size = base + self.fec_size(s, span, entries)
+        else:
+            size = base + 1     # the count: redundancy <= 127 takes one octet
+            if self.mode == MODE_REDUNDANCY:
+                r = self.redundancy if self.sent >= self.redundancy else <int>self.sent
+                for k in range(r):
+                    ln = self.hlen[(s - 1 - k) & TX_MASK]
+                    if size + len_size(ln) + ln > self.max_datagram:
+                        r = <int>k
+                        break
+                    size += len_size(ln) + ln
+        if size > self.max_datagram:
+            raise T38Error(
+                f"an IFP of {n} octets needs a {size}-octet datagram; max_datagram is "
+                f"{self.max_datagram} (the largest IFP that fits is {self.max_ifp})")
+        out = PyBytes_FromStringAndSize(NULL, size)
+        o = <uint8_t*>PyBytes_AS_STRING(out)
+        o[0] = <uint8_t>(s >> 8)
+        o[1] = <uint8_t>(s & 0xFF)
+        pos = put_item(o, 2, prim)
+        if self.mode == MODE_FEC:
+            o[pos] = 0x80
+            k = int_size(span)
+            o[pos + 1] = <uint8_t>k
+            pos += 2
+            while k:
+                k -= 1
+                o[pos] = <uint8_t>((span >> (8 * k)) & 0xFF)
+                pos += 1
+            pos = put_len(o, pos, entries)
+            for m in range(entries):
+                longest = 0
+                for j in range(1, span + 1):
+                    ln = self.hlen[(s + m - entries * j) & TX_MASK]
+                    if ln > longest:
+                        longest = ln
+                pos = put_len(o, pos, longest)
+                dst = o + pos
+                memset(dst, 0, longest)
+                for j in range(1, span + 1):
+                    t = (s + m - entries * j) & TX_MASK
+                    item = <bytes>self.hist[t]
+                    src = <const uint8_t*>PyBytes_AS_STRING(item)
+                    for i in range(self.hlen[t]):
+                        dst[i] ^= src[i]
+                pos += longest
+        else:
+            o[pos] = 0x00
+            o[pos + 1] = <uint8_t>r
+            pos += 2
+            for k in range(r):
+                pos = put_item(o, pos, <bytes>self.hist[(s - 1 - k) & TX_MASK])
+        t = s & TX_MASK
+        self.hist[t] = prim
+        self.hlen[t] = n
+        self.next_seq = (s + 1) & 0xFFFF
+        self.sent += 1
+        return out
+
+
+cdef class DecoderCore:
+    """Reordering, duplicate removal and recovery over a ring of RING slots; the argument
+    checks and documentation live in :class:`fastfax.t38.udptl.UdptlDecoder`."""
+
+    cdef int window, first_seq, started
+    cdef int expected           # next seq to deliver
+    cdef int end                # one past the newest seq held (expected when none is)
+    cdef uint16_t tags[RING]    # the seq a slot holds, when its state is not EMPTY
+    cdef uint8_t state[RING]
+    cdef list data
+    cdef list pending           # FEC strings: (first seq, stride, count, bytes)
+    cdef Parsed par
+    cdef readonly long long duplicates, malformed, recovered_redundancy, recovered_fec
+    cdef readonly long long lost, reordered, late, resyncs
+
+    def __init__(self, int window, int first_seq):
+        self.window = window
+        self.first_seq = first_seq
+        self.started = 0
+        self.expected = 0
+        self.end = 0
+        memset(self.state, 0, sizeof(self.state))
+        memset(self.tags, 0, sizeof(self.tags))
+        self.data = [None] * RING
+        self.pending = []
+        self.duplicates = self.malformed = self.recovered_redundancy = 0
+        self.recovered_fec = self.lost = self.reordered = self.late = self.resyncs = 0
+
+    @property
+    def next_seq(self):
+        """The sequence number delivered next, or None before the first datagram."""
+        return self.expected if self.started else None
+
+    @property
+    def held(self) -> int:
+        """Sequence numbers spanned by IFPs waiting behind a gap (0 when none wait)."""
+        return (self.end - self.expected) & 0xFFFF if self.started else 0
+
+    cdef inline int slot(self, int t) noexcept:
+        cdef int i = t & RING_MASK
+        if self.state[i] != EMPTY and self.tags[i] == t:
+            return self.state[i]
+        return EMPTY
+
+    cdef inline void put(self, int t, int st, object value):
+        cdef int i = t & RING_MASK
+        self.tags[i] = <uint16_t>t
+        self.state[i] = <uint8_t>st
+        self.data[i] = value
+
+    cdef void start(self, int s):
+        """Begin a stream whose first datagram has seq ``s`` (uses self.par)."""
+        cdef int back = 0
+        if self.first_seq >= 0 and not self.started:
+            self.expected = self.first_seq
+        else:
+            if not self.par.fec:
+                back = min(self.par.count, self.window - 1)
+            self.expected = (s - back) & 0xFFFF
+        self.end = self.expected
+        self.started = 1
+
+    cdef void step(self, list out):
+        """Deliver the IFP at ``expected``, or declare it lost, and move on."""
+        cdef int e = self.expected
+        cdef int st = self.slot(e)
+        if st == PRIMARY or st == RECOVERED:
+            out.append((e, self.data[e & RING_MASK]))
+        else:
+            self.put(e, LOST, None)
+            out.append((e, None))
+            self.lost += 1
+        self.expected = (e + 1) & 0xFFFF
+
+    cdef void deliver(self, list out):
+        cdef int e = self.expected
+        cdef int st
+        while e != self.end:
+            st = self.slot(e)
+            if st != PRIMARY and st != RECOVERED:
+                break
+            out.append((e, self.data[e & RING_MASK]))
+            e = (e + 1) & 0xFFFF
+        self.expected = e
+
+    cdef void resync(self, int s, list out):
+        """The peer's numbering jumped: hand over what is held, then start again at ``s``."""
+        while self.expected != self.end:
+            self.step(out)
+        memset(self.state, 0, sizeof(self.state))
+        self.pending = []
+        self.resyncs += 1
+        self.start(s)
+
+    cdef int try_fec(self, int first, int stride, int count, bytes fec):
+        """Use one FEC string: 1 when it is spent (used or useless), 0 to keep it."""
+        cdef int k, t, st, missing = -1, nmiss = 0
+        cdef Py_ssize_t n, ln, i
+        cdef uint8_t* dst
+        cdef const uint8_t* src
+        cdef bytes other
+        for k in range(count):
+            t = (first + k * stride) & 0xFFFF
+            st = self.slot(t)
+            if st == PRIMARY or st == RECOVERED:
+                continue
+            if ((t - self.expected) & 0xFFFF) >= 0x8000:
+                return 1        # passed already and not known: it cannot help any more
+            nmiss += 1
+            missing = t
+        if nmiss != 1:
+            return nmiss == 0
+        n = PyBytes_GET_SIZE(fec)
+        if n == 0:
+            return 1
+        rebuilt = PyBytes_FromStringAndSize(PyBytes_AS_STRING(fec), n)
+        dst = <uint8_t*>PyBytes_AS_STRING(rebuilt)
+        for k in range(count):
+            t = (first + k * stride) & 0xFFFF
+            if t == missing:
+                continue
+            other = <bytes>self.data[t & RING_MASK]
+            src = <const uint8_t*>PyBytes_AS_STRING(other)
+            ln = min(PyBytes_GET_SIZE(other), n)
+            for i in range(ln):
+                dst[i] ^= src[i]
+        self.put(missing, RECOVERED, rebuilt)
+        self.recovered_fec += 1
+        return 1
+
+    cdef void run_fec(self):
+        """Rebuild what the pending FEC strings can, until nothing more comes of them."""
+        cdef bint progress = True
+        cdef list keep
+        cdef long long before
+        while progress and self.pending:
+            progress = False
+            keep = []
+            before = self.recovered_fec
+            for e in self.pending:
+                if not self.try_fec(e[0], e[1], e[2], e[3]):
+                    keep.append(e)
+            progress = self.recovered_fec != before
+            self.pending = keep
+
+    def feed(self, datagram) -> list:
+        """One received datagram in; the IFPs now deliverable out, as (seq, ifp or None)."""
+        cdef bytes b = as_bytes(datagram)
+        cdef const uint8_t* p = <const uint8_t*>PyBytes_AS_STRING(b)
+        cdef Py_ssize_t n = PyBytes_GET_SIZE(b)
+        cdef Parsed* r = &self.par
+        cdef int s, d, k, t, st, m, stride, newest
+        cdef long long span
+        cdef list out = []
+        if parse(p, n, r) != E_OK or r.prim_len == 0:
+            self.malformed += 1
+            return out
+        s = r.seq
+        if not self.started:
+            self.start(s)
+        d = (s - self.expected) & 0xFFFF
+        if d >= 0x8000:
+            if 0x10000 - d > JUMP:
+                self.resync(s, out)
+                d = (s - self.expected) & 0xFFFF
+            else:
+                if self.slot(s) == PRIMARY:
+                    self.duplicates += 1
+                else:
+                    self.late += 1
+                return out
+        elif d >= JUMP:
+            self.resync(s, out)
+            d = (s - self.expected) & 0xFFFF
+        st = self.slot(s)
+        if st == PRIMARY:
+            self.duplicates += 1
+            return out
+        newest = (self.end - self.expected) & 0xFFFF
+        if d < newest:
+            self.reordered += 1
+        self.put(s, PRIMARY, PyBytes_FromStringAndSize(<char*>p + r.prim_off, r.prim_len))
+        if d >= newest:
+            self.end = (s + 1) & 0xFFFF
+        if r.count:
+            if not r.fec:
+                # secondary k is seq s-1-k; only those not yet passed can fill a gap
+                for k in range(min(r.count, d)):
+                    t = (s - 1 - k) & 0xFFFF
+                    if r.ln[k] and self.slot(t) == EMPTY:
+                        self.put(t, RECOVERED, PyBytes_FromStringAndSize(
+                            <char*>p + r.off[k], r.ln[k]))
+                        self.recovered_redundancy += 1
+            else:
+                span = r.span
+                stride = r.count
+                if 0 < span and span * stride <= HISTORY:
+                    for m in range(stride):
+                        # string m covers s+m-stride*j, j = 1..span; newest is s+m-stride
+                        if ((s + m - stride - self.expected) & 0xFFFF) < 0x8000:
+                            self.pending.append((
+                                (s + m - stride * <int>span) & 0xFFFF, stride, <int>span,
+                                PyBytes_FromStringAndSize(<char*>p + r.off[m], r.ln[m])))
+                    if len(self.pending) > MAX_PENDING:
+                        del self.pending[:len(self.pending) - MAX_PENDING]
+        if self.pending:
+            self.run_fec()
+        while ((self.end - self.expected) & 0xFFFF) > self.window:
+            self.step(out)
+        self.deliver(out)
+        return out
+
+    def flush(self) -> list:
+        """Declare the gap at the head lost and deliver the IFPs waiting behind it."""
+        cdef list out = []
+        cdef int st
+        if not self.started:
+            return out
+        while self.expected != self.end:
+            st = self.slot(self.expected)
+            if st == PRIMARY or st == RECOVERED:
+                break
+            self.step(out)
+        self.deliver(out)
+        return out
