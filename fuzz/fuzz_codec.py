@@ -13,12 +13,11 @@ anything else (another exception, a sanitizer report, a hang) is a finding. Orac
 
 from __future__ import annotations
 
-import ctypes
-import importlib.util
 import os
 import sys
 
 import atheris
+from native import load_instrumented, register_native_counters
 
 SCHEME_NAMES = ("mh", "mr", "mmr", "rle")
 MAX_ROWS = 3000  # keeps one execution well under a second
@@ -26,47 +25,11 @@ MAX_ROWS = 3000  # keeps one execution well under a second
 VERBOSE = bool(os.environ.get("FASTFAX_FUZZ_VERBOSE"))
 
 
-def load_instrumented_codec() -> None:
-    """Use the sanitizer/coverage build of ``fastfax._codec`` named by FASTFAX_FUZZ_EXT."""
-    so = os.environ.get("FASTFAX_FUZZ_EXT")
-    if not so:
-        return
-    import fastfax  # noqa: F401  (the parent package must exist first)
-
-    spec = importlib.util.spec_from_file_location("fastfax._codec", so)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["fastfax._codec"] = module
-    spec.loader.exec_module(module)
-
-
-_registered = False
-
-
-def register_native_counters() -> None:
-    """Hand the extension's edge counters to libFuzzer (once it is loaded, in Fuzz())."""
-    global _registered
-    so = os.environ.get("FASTFAX_FUZZ_EXT")
-    if _registered or not so:
-        return
-    _registered = True
-    with open("/proc/self/maps") as maps:
-        cores = [line.split()[-1] for line in maps if "core_with_libfuzzer" in line]
-    if not cores:
-        print("fuzz: libFuzzer core not found; native coverage is off", file=sys.stderr)
-        return
-    core = ctypes.CDLL(cores[0])
-    ext = ctypes.CDLL(so)
-    size = ctypes.c_ulong.in_dll(ext, "ff_cov_size").value
-    counters = (ctypes.c_uint8 * size).in_dll(ext, "ff_cov_counters")
-    start = ctypes.addressof(counters)
-    core.__sanitizer_cov_8bit_counters_init(ctypes.c_void_p(start), ctypes.c_void_p(start + size))
-
-
 with atheris.instrument_imports(include=["fastfax"]):
     import fastfax
     import fastfax.errors
 
-    load_instrumented_codec()
+    load_instrumented()
     from fastfax import codec
     from fastfax.errors import FaxError
 

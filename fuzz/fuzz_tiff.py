@@ -18,13 +18,13 @@ import tempfile
 
 import atheris
 import numpy as np
-from fuzz_codec import load_instrumented_codec, register_native_counters
+from native import load_instrumented, register_native_counters
 
 with atheris.instrument_imports(include=["fastfax"]):
     import fastfax
     import fastfax.errors
 
-    load_instrumented_codec()
+    load_instrumented()
     from fastfax import tiff
     from fastfax.errors import FaxError
 

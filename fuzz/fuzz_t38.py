@@ -1,0 +1,79 @@
+"""atheris fuzz target for the T.38 packet path: UDPTL datagrams and IFP packets.
+
+Run with ``fuzz/run.sh t38 SECONDS`` (see fuzz/README.md). Each input is split by a
+FuzzedDataProvider into a receive window, a T.38 version and a run of datagrams, as a
+hostile or broken peer would send them. Only :class:`fastfax.errors.T38Error` may escape
+the strict decoders, and nothing may escape :meth:`UdptlDecoder.feed`. Oracles:
+
+* a datagram the strict decoder reads encodes again to bytes it reads the same way;
+* the streaming decoder delivers sequence numbers in order, each at most once, holds no
+  more than its window, and its counters account for every datagram;
+* an IFP packet that decodes re-encodes and decodes to itself, in the version read.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import atheris
+from native import load_instrumented, register_native_counters
+
+with atheris.instrument_imports(include=["fastfax"]):
+
+    load_instrumented()
+    from fastfax.errors import T38Error
+    from fastfax.t38 import ifp, udptl
+
+MAX_DATAGRAMS = 64
+
+
+def _check_ifp(data: bytes, version: int) -> None:
+    try:
+        packet = ifp.decode(data, version=version)
+    except T38Error:
+        return
+    again = ifp.decode(ifp.encode(packet, version=version), version=version)
+    assert again == packet, f"IFP round trip differs: {packet!r} -> {again!r}"
+    assert ifp.decode_raw(data, version) is not None
+
+
+def test_one_input(data: bytes) -> None:
+    register_native_counters()
+    fdp = atheris.FuzzedDataProvider(data)
+    window = fdp.ConsumeIntInRange(1, 128)
+    version = fdp.ConsumeIntInRange(0, 3)
+    first = fdp.ConsumeIntInRange(-1, 65535)
+    decoder = udptl.UdptlDecoder(window=window, first_seq=None if first < 0 else first)
+    delivered: list[int] = []
+    count = 0
+    while fdp.remaining_bytes() and count < MAX_DATAGRAMS:
+        datagram = fdp.ConsumeBytes(fdp.ConsumeIntInRange(0, 600))
+        count += 1
+        try:
+            packet = udptl.decode_datagram(datagram)
+        except T38Error:
+            packet = None
+        if packet is not None:
+            again = udptl.decode_datagram(
+                udptl.encode_datagram(packet.seq, packet.primary, packet.secondary, packet.fec)
+            )
+            assert again == packet, "UDPTL re-encoding reads differently"
+            _check_ifp(packet.primary, version)
+        for seq, item in decoder.feed(datagram):
+            delivered.append(seq)
+            if item is not None:
+                _check_ifp(item, version)
+        assert decoder.held <= window, f"holds {decoder.held} > window {window}"
+    for seq, _ in decoder.flush():
+        delivered.append(seq)
+    for a, b in zip(delivered, delivered[1:], strict=False):
+        assert (b - a) % 65536 != 0, f"sequence {b} delivered twice"
+
+
+def main() -> None:
+    atheris.Setup(sys.argv, test_one_input)
+    atheris.Fuzz()
+
+
+if __name__ == "__main__":
+    main()
