@@ -44,6 +44,7 @@ struct side {
     int64_t out_cap;
     int64_t *out_len;
     int dir;
+    int ifp_only;                   /* no UDPTL: the handler keeps the IFP itself */
     int overflow;
     /* rx counters */
     int64_t indicators;
@@ -81,7 +82,12 @@ static int bench_tx(t38_core_state_t *s, void *user_data, const uint8_t *buf, in
             dst = sd->out + at + 4;
         }
     }
-    n = udptl_encode(sd->u, sd->tx_seq, buf, len, dst);
+    if (sd->ifp_only) {
+        memcpy(dst, buf, len);
+        n = len;
+    } else {
+        n = udptl_encode(sd->u, sd->tx_seq, buf, len, dst);
+    }
     sd->tx_seq = (sd->tx_seq + 1) & 0xFFFF;
     if (dst != scratch) {
         sd->out[at] = (uint8_t) sd->dir;
@@ -273,7 +279,8 @@ static int send_stream(struct side sides[2], const uint8_t *st, int64_t len)
 }
 
 /* Encode the stream `passes` times; the best pass in *best_ns. With `out`, the first pass
-   writes its datagrams there (wire format) and their total length to *out_len. */
+   writes its datagrams there (wire format) and their total length to *out_len. `ec` -1:
+   IFP only (t38_core's encoding, no UDPTL; the wire then holds the IFP packets). */
 int t38b_encode(const uint8_t *stream, int64_t stream_len, int version, int ec, int redundancy,
                 int span, int entries, int passes, uint8_t *out, int64_t out_cap,
                 int64_t *out_len, int64_t *best_ns)
@@ -298,6 +305,7 @@ int t38b_encode(const uint8_t *stream, int64_t stream_len, int version, int ec, 
             sides[d].out = pass == 0 ? out : NULL;
             sides[d].out_cap = out_cap;
             sides[d].out_len = out_len;
+            sides[d].ifp_only = ec < 0;
         }
         t0 = now_ns();
         rc = send_stream(sides, stream, stream_len);
@@ -313,8 +321,10 @@ int t38b_encode(const uint8_t *stream, int64_t stream_len, int version, int ec, 
 
 /* Decode the wire stream (every copy of every datagram) `passes` times; the best pass in
    *best_ns. counts[0..5]: IFPs delivered by UDPTL, indicators, data fields, field octets,
-   IFPs t38_core rejected, UDPTL malformed + lost (both directions, last pass). */
-int t38b_decode(const uint8_t *wire, int64_t wire_len, int version, int passes,
+   IFPs t38_core rejected, UDPTL malformed + lost (both directions, last pass). With
+   `ifp_only` the wire holds IFP packets, handed to t38_core_rx_ifp_packet directly (each
+   direction numbered from 0). */
+int t38b_decode(const uint8_t *wire, int64_t wire_len, int version, int ifp_only, int passes,
                 int64_t *best_ns, int64_t counts[6])
 {
     struct side sides[2];
@@ -326,6 +336,7 @@ int t38b_decode(const uint8_t *wire, int64_t wire_len, int version, int passes,
     int count;
     int n;
     int k;
+    int seq[2];
 
     *best_ns = INT64_MAX;
     memset(counts, 0, 6 * sizeof(int64_t));
@@ -339,6 +350,7 @@ int t38b_decode(const uint8_t *wire, int64_t wire_len, int version, int passes,
             sides[d].indicators = sides[d].fields = sides[d].octets = 0;
             sides[d].ifps = sides[d].ifp_errors = sides[d].missing = 0;
         }
+        seq[0] = seq[1] = 0;
         t0 = now_ns();
         for (p = 0; p + 4 <= wire_len; p += 4 + n) {
             d = wire[p] & 1;
@@ -347,6 +359,11 @@ int t38b_decode(const uint8_t *wire, int64_t wire_len, int version, int passes,
             if (p + 4 + n > wire_len) {
                 teardown(sides);
                 return -1;
+            }
+            if (ifp_only) {
+                bench_deliver(&sides[d], wire + p + 4, n, seq[d]);
+                seq[d] = (seq[d] + 1) & 0xFFFF;
+                continue;
             }
             for (k = 0; k < count; k++)
                 udptl_receive(sides[d].u, wire + p + 4, n, 1.0);

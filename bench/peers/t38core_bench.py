@@ -34,7 +34,7 @@ SOURCE = Path(__file__).with_name("t38core_bench.c")
 #: The C test peer whose UDPTL the anchor uses (``#include``d by SOURCE).
 UDPTL_SOURCE = Path(__file__).resolve().parents[2] / "tests" / "peers" / "t38peer.c"
 #: Error correction modes, as t38b_encode takes them.
-EC_MODES = {"none": 0, "redundancy": 1, "fec": 2}
+EC_MODES = {"ifp-only": -1, "none": 0, "redundancy": 1, "fec": 2}
 
 Item = tuple[int, int, int, Sequence[tuple[int, bytes]]]
 
@@ -121,7 +121,7 @@ class T38CoreBench:
             ctypes.c_void_p, i64, i64p, i64p,
         ]  # fmt: skip
         lib.t38b_decode.restype = cint
-        lib.t38b_decode.argtypes = [ctypes.c_char_p, i64, cint, cint, i64p, i64p]
+        lib.t38b_decode.argtypes = [ctypes.c_char_p, i64, cint, cint, cint, i64p, i64p]
         lib.t38b_spandsp_version.restype = ctypes.c_char_p
         self._lib = lib
         #: SpanDSP's release date and time, e.g. "20110122 075024" (Debian's 0.0.6).
@@ -140,7 +140,7 @@ class T38CoreBench:
         wire: bool = False,
     ) -> tuple[list[tuple[int, int, bytes]] | None, int]:
         """Encode a packed stream ``passes`` times: (the first pass's wire if ``wire``, the
-        best pass in ns)."""
+        best pass in ns). ``ec="ifp-only"``: t38_core alone, the wire holds the IFPs."""
         cap = 16 * len(stream) + 65536 if wire else 0
         out = ctypes.create_string_buffer(cap) if wire else None
         out_len, best = ctypes.c_int64(), ctypes.c_int64()
@@ -152,14 +152,19 @@ class T38CoreBench:
             raise RuntimeError(f"t38b_encode failed ({status})")
         return (unpack_wire(out.raw[: out_len.value]) if wire else None), best.value
 
-    def decode(self, wire: bytes, *, version: int = 0, passes: int = 1) -> tuple[int, dict]:
+    def decode(
+        self, wire: bytes, *, version: int = 0, ifp_only: bool = False, passes: int = 1
+    ) -> tuple[int, dict]:
         """Decode a packed wire ``passes`` times: (the best pass in ns, the last pass's
         counts: ``ifps`` delivered by UDPTL, ``indicators`` and ``fields`` t38_core handed
         on, ``octets`` of field data, ``ifp_errors`` t38_core reported, ``udptl_errors``:
-        datagrams malformed plus IFPs lost)."""
+        datagrams malformed plus IFPs lost). ``ifp_only``: the wire holds IFP packets, fed
+        to t38_core directly."""
         best = ctypes.c_int64()
         counts = (ctypes.c_int64 * 6)()
-        status = self._lib.t38b_decode(wire, len(wire), version, passes, ctypes.byref(best), counts)
+        status = self._lib.t38b_decode(
+            wire, len(wire), version, ifp_only, passes, ctypes.byref(best), counts
+        )
         if status:
             raise RuntimeError(f"t38b_decode failed ({status})")
         names = ("ifps", "indicators", "fields", "octets", "ifp_errors", "udptl_errors")
