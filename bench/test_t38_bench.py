@@ -271,6 +271,10 @@ class Results:
             return
         write = terminalreporter.write_line
         terminalreporter.section("fastfax T.38 packet path (best ns per IFP packet)")
+        for note in self.notes:
+            write(note)
+        if not self.seconds:  # --benchmark-disable: the checks ran, nothing was timed
+            return
         write(f"{'stream':<9}{'ec':<12}{'op':<8}{'packets':>8}{'datagrams':>10}"
               f"{'fastfax ns':>12}{'SpanDSP-C ns':>14}{'ours/C':>9}")  # fmt: skip
         for stream in STREAMS:
@@ -290,8 +294,6 @@ class Results:
             "t38_core + t38peer.c's UDPTL timed inside C; decode covers every datagram "
             "copy on the wire; ifp-only: the IFP layer alone (t38_core / fastfax.t38.ifp)."
         )
-        for note in self.notes:
-            write(note)
 
 
 _RESULTS = Results()
