@@ -145,8 +145,10 @@ def authorization(ch: Challenge, credentials: Credentials, method: str, uri: str
     parts = [f"username={quote(username)}", f"realm={quote(ch.realm)}",
              f"nonce={quote(ch.nonce)}", f"uri={quote(uri)}", f"response={quote(response)}",
              f"algorithm={ch.algorithm}"]
+    if qop or ch.algorithm.endswith("-SESS"):  # -sess hashes the cnonce into HA1
+        parts.append(f"cnonce={quote(cnonce)}")
     if qop:
-        parts += [f"cnonce={quote(cnonce)}", f"qop={qop}", f"nc={nc:08x}"]
+        parts += [f"qop={qop}", f"nc={nc:08x}"]
     if ch.opaque is not None:
         parts.append(f"opaque={quote(ch.opaque)}")
     if ch.userhash:
