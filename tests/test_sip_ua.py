@@ -10,6 +10,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from fastfax.sip import auth
 from fastfax.sip import ua as U
 from fastfax.sip.message import Request, Response, parse
@@ -383,3 +386,36 @@ def test_oversized_and_absurd_content_length() -> None:
         replies = [parse(x.data).status for x in b.receive(data + extra, A_ADDR, 0.0)
                    if isinstance(x, U.Transmit)]
         assert replies == [status] and not b.calls
+
+
+def _established() -> tuple[U.UserAgent, U.UserAgent, Net, str]:
+    a, b, net = agents()
+    call_id = place_call(a, b, net)
+    return a, b, net, call_id
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_fuzz_ua_receive(data: st.DataObject) -> None:
+    """Mutations of every message of a real call, fed to a UA in the middle of a call:
+    nothing escapes receive() (not even SipError), and every reply it sends parses."""
+    a, b, net, _call_id = _established()
+    wire = [(src, bytes(m)) for src, _, m in net.wire]
+    src, blob = data.draw(st.sampled_from(wire))
+    blob = bytearray(blob)
+    for _ in range(data.draw(st.integers(1, 6))):
+        at = data.draw(st.integers(0, len(blob)))
+        op = data.draw(st.integers(0, 2))
+        if op == 0:
+            del blob[at:at + data.draw(st.integers(1, 30))]
+        elif op == 1:
+            blob[at:at] = data.draw(st.sampled_from(
+                [b",", b";", b"\r\n", b" ", b"<", b"\"", b"0", b"99999999999", b"SIP/2.0",
+                 b"tag=", b"\x00", b"\xff", b"INVITE", b"Via: SIP/2.0/UDP x;branch=z9hG4bKq\r\n"]))
+        elif at < len(blob):
+            blob[at] = data.draw(st.integers(0, 255))
+    for agent in (a, b):
+        for action in agent.receive(bytes(blob), src, net.now + 1):
+            if isinstance(action, U.Transmit):
+                parse(action.data)
+                assert 1 <= action.destination[1] <= 65535

@@ -17,7 +17,16 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from .message import Address, Request, Response, SipError, SipUri, parse_address, parse_params
+from .message import (
+    Address,
+    Request,
+    Response,
+    SipError,
+    SipUri,
+    number,
+    parse_address,
+    parse_params,
+)
 
 __all__ = ["DialogState", "Dialog", "SessionTimer", "parse_session_expires", "MIN_SE"]
 
@@ -129,12 +138,13 @@ def parse_session_expires(value: str) -> tuple[int, str | None]:
     """(delta seconds, refresher ``uac``/``uas``/``None``) of a Session-Expires value."""
     delta, _, params = value.partition(";")
     delta = delta.strip()
-    if not delta.isdigit() or len(delta) > 9 or int(delta) < 1:
+    seconds = number(delta, digits=9)
+    if seconds is None or seconds < 1:
         raise SipError(f"bad Session-Expires {value[:40]!r}")
     refresher = parse_params(params).get("refresher") if params.strip() else None
     if refresher is not None and refresher.lower() not in ("uac", "uas"):
         raise SipError(f"bad refresher {refresher[:20]!r}")
-    return int(delta), refresher.lower() if refresher else None
+    return seconds, refresher.lower() if refresher else None
 
 
 @dataclass
@@ -162,10 +172,8 @@ class SessionTimer:
     def on_422(self, response: Response) -> bool:
         """A 422 to our INVITE: raise the interval to its Min-SE. False if that cannot help."""
         value = response.get("Min-SE")
-        if value is None or not value.split(";")[0].strip().isdigit():
-            return False
-        wanted = int(value.split(";")[0].strip())
-        if wanted <= self.interval or wanted > 86400:
+        wanted = number(value.split(";")[0], digits=9) if value is not None else None
+        if wanted is None or wanted <= self.interval or wanted > 86400:
             return False
         self.interval = wanted
         self.min_se = max(self.min_se, wanted)

@@ -30,7 +30,7 @@ from ..errors import FaxError
 __all__ = [
     "SipError", "SipUri", "Address", "Via", "Message", "Request", "Response", "Framer",
     "parse", "parse_uri", "parse_address", "parse_via", "parse_cseq", "parse_params",
-    "split_list", "MAX_MESSAGE", "MAX_HEADERS", "MAX_LINE",
+    "split_list", "number", "MAX_MESSAGE", "MAX_HEADERS", "MAX_LINE",
 ]
 
 MAX_MESSAGE = 65535
@@ -92,6 +92,15 @@ _DIGITS = re.compile(r"[0-9]{1,10}")
 #: A control character not escaped as a quoted-pair (RFC 3261 25.1 allows those in quotes).
 _CTL = re.compile(r"(?<!\\)[\x00-\x08\x0a-\x1f\x7f]")
 _LWS = re.compile(r"[ \t]+")
+
+
+def number(text: str | None, *, digits: int = 10, maximum: int | None = None) -> int | None:
+    """``text`` (trimmed) as a non-negative int when it is 1..``digits`` ASCII digits (and
+    at most ``maximum``), else ``None``."""
+    if text is None or not _DIGITS.fullmatch(text.strip()) or len(text.strip()) > digits:
+        return None
+    value = int(text.strip())
+    return value if maximum is None or value <= maximum else None
 
 
 def canonical_name(name: str) -> str:
@@ -690,6 +699,8 @@ def parse(data: bytes, *, stream: bool = False) -> Request | Response:
     for required in _REQUIRED:
         if message.get(required) is None:
             raise SipError(f"no {required} header")
+    if not message.get_all("Via"):
+        raise SipError("an empty Via header")
     number, method = message.cseq
     if isinstance(message, Request) and method != message.method:
         raise SipError(f"CSeq method {method} differs from the request's {message.method}")

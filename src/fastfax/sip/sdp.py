@@ -160,7 +160,7 @@ def parse(body: bytes | str) -> SessionDescription:
             connection = _conn(value)
         elif kind == "s":
             session_name = value
-    if origin is None or len(origin) != 6 or not all(p.isdigit() and len(p) < 21
+    if origin is None or len(origin) != 6 or not all(re.fullmatch(r"[0-9]{1,20}", p)
                                                       for p in origin[1:3]):
         raise SipError("SDP without a valid o= line")
     media = tuple(_parse_media(section) for section in sections)

@@ -56,6 +56,7 @@ from .message import (
     SipUri,
     Via,
     canonical_name,
+    number,
     parse,
     parse_address,
     parse_uri,
@@ -436,7 +437,7 @@ class UserAgent:
         received = via.params.get("received")
         rport = via.params.get("rport")
         if received or rport:
-            port = int(rport) if rport and rport.isdigit() else self.config.port
+            port = number(rport, maximum=65535) or self.config.port
             self.public = (received or self.config.host, port)
 
     def _on_register_response(self, request: Request, expires: int,
@@ -456,8 +457,8 @@ class UserAgent:
                 self._reg_challenge, self._reg_header, self._reg_nc = challenge, header, 0
                 self._send_register(now, expires, out)
                 return
-        if code == 423 and (response.get("Min-Expires") or "").isdigit():
-            minimum = int(response.get("Min-Expires") or "0")
+        minimum = number(response.get("Min-Expires"), digits=9)
+        if code == 423 and minimum is not None:
             if expires < minimum <= 86400:
                 self._send_register(now, minimum, out)
                 return
@@ -472,13 +473,13 @@ class UserAgent:
         granted = expires
         for contact in response.contacts:
             value = contact.params.get("expires")
-            if value and value.isdigit():
-                granted = int(value)
+            if number(value, digits=9) is not None:
+                granted = number(value, digits=9) or 0
                 break
         else:
             header = response.get("Expires")
-            if header and header.strip().isdigit():
-                granted = int(header.strip())
+            if number(header, digits=9) is not None:
+                granted = number(header, digits=9) or 0
         self.registered = expires > 0
         out.append(Registered(granted if expires else 0))
         if expires > 0 and granted > 0:
@@ -739,8 +740,8 @@ class UserAgent:
             self._send_reinvite(call, t38, now, out)
             return
         if code == 491:
-            delay = 2.1 + (int(self._token()[:4], 16) % 190) / 100 if call.outbound \
-                else (int(self._token()[:4], 16) % 200) / 100
+            spread = sum(map(ord, self._token())) % 190 / 100
+            delay = 2.1 + spread if call.outbound else spread  # RFC 3261 14.1
             out.append(SetTimer(("reinvite", call.call_id, t38), now + delay))
             return
         if t38:
@@ -974,13 +975,13 @@ class UserAgent:
                 keep.append((canon, value.strip()))
         try:
             stub = Response(exc.status, headers=keep)
-            vias = stub.vias
-            stub.cseq  # noqa: B018 - checks the CSeq
-            if not vias or lines[0].split(" ")[0] == "ACK":
-                return
+            data = bytes(stub)
+            vias = parse(data).vias  # send only what parses: no injected header survives
         except SipError:
             return
-        out.append(Transmit(bytes(stub), self._response_destination(vias[0], source)))
+        if lines[0].split(" ")[0] == "ACK":
+            return
+        out.append(Transmit(data, self._response_destination(vias[0], source)))
 
     def _receive_response(self, response: Response, now: float, out: list[Action]) -> None:
         vias = response.vias
@@ -1006,8 +1007,9 @@ class UserAgent:
             return source
         host = via.params.get("received") or via.host.strip("[]")
         rport = via.params.get("rport")
-        if rport and rport.isdigit():
-            return host, int(rport)
+        port = number(rport, maximum=65535)
+        if port:
+            return host, port
         return host, via.port or 5060
 
     def _stamp_via(self, request: Request, source: tuple[str, int]) -> None:
@@ -1176,7 +1178,11 @@ class UserAgent:
         self._tx_dest[tx.key] = self._response_destination(request.vias[0], source)
         self._apply(tx, tx.start(now, self._response(request, 100)), now, out)
         if request.to.tag is not None:
-            self._on_reinvite(request, tx, now, out)
+            try:
+                self._on_reinvite(request, tx, now, out)
+            except SipError as exc:
+                if tx.state is State.PROCEEDING:
+                    self._respond(tx, self._response(request, exc.status or 400), now, out)
             return
         if request.call_id in self.calls:
             self._respond(tx, self._response(request, 482, self._token()), now, out)
