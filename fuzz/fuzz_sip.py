@@ -1,12 +1,14 @@
-"""atheris fuzz target for the SIP message layer, :mod:`fastfax.sip.message` (pure Python).
+"""atheris fuzz target for the SIP layer, :mod:`fastfax.sip` (pure Python).
 
 Run with ``python3 fuzz/fuzz_sip.py -max_total_time=600 CORPUS_DIR``. The input is one
 datagram; the first byte picks how a TCP :class:`~fastfax.sip.message.Framer` is fed the
-same bytes (chunk size). Oracles: only :class:`fastfax.sip.SipError` escapes ``parse``,
-the structured header views (Via, From, To, Contact, Route, CSeq), the SDP parser and
-the framer; a message that parses is written and parsed again to the same start line,
-headers and body; the framer yields the same message as the datagram parser.
-An empty corpus directory is seeded with a few valid messages.
+same bytes (chunk size) and whether the user agent that receives it is idle or in the
+middle of a call. Oracles: only :class:`fastfax.sip.SipError` escapes ``parse``, the
+structured header views (Via, From, To, Contact, Route, CSeq), the SDP parser and the
+framer; a message that parses is written and parsed again to the same start line,
+headers and body; the framer yields the same message as the datagram parser; nothing at
+all escapes :meth:`~fastfax.sip.ua.UserAgent.receive`, and whatever it sends parses and
+goes to a valid port. An empty corpus directory is seeded with a few valid messages.
 """
 
 from __future__ import annotations
@@ -18,7 +20,31 @@ import atheris
 
 with atheris.instrument_imports(include=["fastfax.sip"]):
     from fastfax.sip import SipError, sdp
+    from fastfax.sip import ua as U
     from fastfax.sip.message import Framer, Request, parse, parse_address
+
+PEER = ("192.0.2.9", 5080)
+
+
+def _agent() -> U.UserAgent:
+    return U.UserAgent(U.UaConfig("192.0.2.1", 5060, user="fax", audio_port=4000,
+                                  t38_port=4002, t38_mode="on-request"))
+
+
+def _in_call() -> U.UserAgent:
+    """A UA that answered the seed INVITE (so in-dialog requests reach a dialog)."""
+    agent = _agent()
+    agent.receive(SEEDS_INVITE_AUDIO, PEER, 0.0)
+    for call_id in list(agent.calls):
+        agent.answer(call_id, 0.1)
+    return agent
+
+
+def _feed_agent(agent: U.UserAgent, data: bytes) -> None:
+    for action in agent.receive(data, PEER, 1.0):
+        if isinstance(action, U.Transmit):
+            parse(action.data)
+            assert 1 <= action.destination[1] <= 65535, action.destination
 
 SEEDS = {
     "invite": (
@@ -39,6 +65,23 @@ SEEDS = {
         b"Content-Length: 0\r\n\r\n"
     ),
 }
+
+
+SEEDS_INVITE_AUDIO = (
+    b"INVITE sip:fax@192.0.2.1 SIP/2.0\r\n"
+    b"Via: SIP/2.0/UDP 192.0.2.9:5080;rport;branch=z9hG4bKs1\r\n"
+    b"From: <sip:caller@example.com>;tag=ft\r\nTo: <sip:fax@192.0.2.1>\r\nCall-ID: seed-1\r\n"
+    b"CSeq: 1 INVITE\r\nContact: <sip:caller@192.0.2.9:5080>\r\nMax-Forwards: 70\r\n"
+    b"Session-Expires: 1800\r\nContent-Type: application/sdp\r\nContent-Length: 89\r\n\r\n"
+    b"v=0\r\no=- 1 1 IN IP4 192.0.2.9\r\ns=-\r\nc=IN IP4 192.0.2.9\r\nt=0 0\r\n"
+    b"m=audio 6000 RTP/AVP 0 8\r\n"
+)
+SEEDS["invite-audio"] = SEEDS_INVITE_AUDIO
+SEEDS["bye"] = (
+    b"BYE sip:fax@192.0.2.1 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.9:5080;branch=z9hG4bKb1\r\n"
+    b"From: <sip:caller@example.com>;tag=ft\r\nTo: <sip:fax@192.0.2.1>;tag=TAG\r\n"
+    b"Call-ID: seed-1\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n"
+)
 
 
 def _check_views(message) -> None:
@@ -74,7 +117,9 @@ def test_one_input(data: bytes) -> None:
     if not data:
         return
     chunk = 1 + data[0] % 64
+    in_call = data[0] >= 224
     data = data[1:]
+    _feed_agent(_in_call() if in_call else _agent(), data)
     try:
         message = parse(data)
     except SipError:
