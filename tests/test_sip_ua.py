@@ -419,3 +419,41 @@ def test_fuzz_ua_receive(data: st.DataObject) -> None:
             if isinstance(action, U.Transmit):
                 parse(action.data)
                 assert 1 <= action.destination[1] <= 65535
+
+
+def test_tcp_call_has_no_retransmissions() -> None:
+    a = U.UserAgent(U.UaConfig("10.0.0.1", 5060, transport="TCP", user="a", audio_port=4000,
+                               t38_port=4002))
+    b = U.UserAgent(U.UaConfig("10.0.0.2", 5060, transport="TCP", user="b", audio_port=5000,
+                               t38_port=5002, t38_mode="on-request"))
+    net = Net(a, b)
+    call_id = place_call(a, b, net)
+    net.pump(until=net.now + 60)
+    assert net.methods() == ["INVITE", "100 INVITE", "180 INVITE", "200 INVITE", "ACK",
+                             "INVITE", "100 INVITE", "200 INVITE", "ACK"]
+    first = net.wire[0][2]
+    assert first.vias[0].transport == "TCP" and "transport=tcp" in first.get("Contact")
+    net.run(a, a.hangup(call_id, net.now))
+    net.pump(until=net.now + 60)
+    assert ended(a, net) == ["normal"] == ended(b, net) and net.timers == {}
+
+
+def test_received_and_rport_learned_from_registrar() -> None:
+    reg_addr = ("10.0.0.9", 5060)
+    a = U.UserAgent(U.UaConfig("10.0.0.1", 5060, user="a", registrar=reg_addr,
+                               credentials=auth.Credentials("a", "pw")))
+    net = Net(a)
+    registrar = Registrar(reg_addr)
+
+    def natted(net: Net, src, data: bytes) -> None:  # as seen behind a NAT
+        message = parse(data)
+        top = message.get_all("Via")[0] + ";received=203.0.113.5"
+        message.set("Via", top.replace(";rport", ";rport=40000"))
+        registrar(net, src, bytes(message))
+
+    net.intercept[reg_addr] = natted
+    net.run(a, a.register(0.0))
+    net.pump()
+    assert a.public == ("203.0.113.5", 40000)
+    net.pump(until=4000.0)  # the refresh registers the public address
+    assert "203.0.113.5:40000" in registrar.seen[-1].get("Contact")
