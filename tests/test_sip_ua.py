@@ -457,3 +457,15 @@ def test_received_and_rport_learned_from_registrar() -> None:
     assert a.public == ("203.0.113.5", 40000)
     net.pump(until=4000.0)  # the refresh registers the public address
     assert "203.0.113.5:40000" in registrar.seen[-1].get("Contact")
+
+
+def test_cancel_before_any_provisional_waits_for_one() -> None:
+    a, b, net = agents()
+    call_id, actions = a.invite("sip:b@10.0.0.2", 0.0)
+    net.run(a, actions)
+    net.run(a, a.hangup(call_id, 0.0))  # before b has even seen the INVITE
+    assert ended(a, net) == ["canceled"]
+    net.pump(until=100.0)  # b's 100 Trying arrives: now the CANCEL goes out
+    assert net.methods()[:6] == ["INVITE", "100 INVITE", "CANCEL", "200 CANCEL", "487 INVITE",
+                                 "ACK"]
+    assert ended(b, net) == ["canceled"] and net.timers == {}

@@ -280,6 +280,7 @@ class _Call:
     auth_tries: int = 0
     nc: int = 0
     cancel_wanted: bool = False
+    cancel_sent: bool = False
     source: tuple[str, int] | None = None
     acks: dict[int, Request] = field(default_factory=dict)
 
@@ -544,6 +545,8 @@ class UserAgent:
         if call.state == "ended":
             if response is not None and 200 <= response.status < 300:
                 self._ack_and_bye(call, tx, response, now, out)
+            elif response is not None and response.status < 200 and call.cancel_wanted:
+                self._send_cancel(call, now, out)
             return
         if response is None:
             self._end(call, cause_for_status(408), now, out)
@@ -855,23 +858,26 @@ class UserAgent:
         return out
 
     def _cancel(self, call: _Call, now: float, out: list[Action]) -> None:
+        """CANCEL our pending INVITE; before any provisional response the CANCEL waits for
+        one (RFC 3261 section 9.1). The call ends for the owner at once."""
         call.cancel_wanted = True
-        tx = call.tx
-        if tx is None or tx.state is not State.PROCEEDING:
-            # RFC 3261 9.1: no CANCEL before a provisional; the 2xx or final will end it.
-            if tx is not None and tx.state is State.CALLING:
-                return
-        if tx is not None and tx.state is State.PROCEEDING:
-            request = tx.request
-            headers = [("Via", request.get_all("Via")[0]), ("Max-Forwards", "70"),
-                       ("From", request.get("From") or ""), ("To", request.get("To") or ""),
-                       ("Call-ID", request.call_id), ("CSeq", f"{request.cseq[0]} CANCEL")]
-            headers += [("Route", r) for r in request.get_all("Route")]
-            cancel = Request("CANCEL", request.uri, headers)
-            ctx = ClientNonInvite(cancel, reliable=self._reliable, timers=self.config.timers)
-            self._start_client(ctx, self._tx_dest.get(tx.key) or self._destination(request.uri),
-                               lambda r, n, o: None, now, out)
+        self._send_cancel(call, now, out)
         self._end(call, CAUSES["canceled"], now, out, bye=False)
+
+    def _send_cancel(self, call: _Call, now: float, out: list[Action]) -> None:
+        tx = call.tx
+        if tx is None or tx.state is not State.PROCEEDING or call.cancel_sent:
+            return
+        call.cancel_sent = True
+        request = tx.request
+        headers = [("Via", request.get_all("Via")[0]), ("Max-Forwards", "70"),
+                   ("From", request.get("From") or ""), ("To", request.get("To") or ""),
+                   ("Call-ID", request.call_id), ("CSeq", f"{request.cseq[0]} CANCEL")]
+        headers += [("Route", r) for r in request.get_all("Route")]
+        cancel = Request("CANCEL", request.uri, headers)
+        ctx = ClientNonInvite(cancel, reliable=self._reliable, timers=self.config.timers)
+        self._start_client(ctx, self._tx_dest.get(tx.key) or self._destination(request.uri),
+                           lambda r, n, o: None, now, out)
 
     def _send_bye(self, call: _Call, now: float, out: list[Action]) -> None:
         if call.dialog is None:
