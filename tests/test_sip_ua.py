@@ -469,3 +469,65 @@ def test_cancel_before_any_provisional_waits_for_one() -> None:
     assert net.methods()[:6] == ["INVITE", "100 INVITE", "CANCEL", "200 CANCEL", "487 INVITE",
                                  "ACK"]
     assert ended(b, net) == ["canceled"] and net.timers == {}
+
+
+def test_callee_sends_the_t38_reinvite_and_glare_resolves() -> None:
+    a, b, net = agents(a_mode="on-request", b_mode="reinvite")
+    place_call(a, b, net)
+    assert net.methods()[5:] == ["INVITE", "100 INVITE", "200 INVITE", "ACK"]
+    assert net.wire[5][0] == B_ADDR  # b, the callee, switched to T.38
+    assert [m.kind for m in net.of(a, U.MediaReady)] == ["audio", "t38"]
+    # both in "reinvite" mode: the re-INVITEs cross, both get 491 and retry apart
+    a, b, net = agents(a_mode="reinvite", b_mode="reinvite")
+    place_call(a, b, net)
+    net.pump(until=net.now + 10)
+    wire = net.methods()
+    assert wire.count("491 INVITE") == 2
+    assert [m.kind for m in net.of(a, U.MediaReady)][-1] == "t38"
+    assert [m.kind for m in net.of(b, U.MediaReady)][-1] == "t38"
+    t38_offers = [m for _, _, m in net.wire if isinstance(m, Request) and m.method == "INVITE"
+                  and b"m=image" in m.body]
+    assert len(t38_offers) == 3  # the two that crossed and the one retry that won
+
+
+def test_delayed_offer_answer_in_ack() -> None:
+    a, b, net = agents(a_mode="on-request", b_mode="on-request")
+    invite = (b"INVITE sip:b@10.0.0.2 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKdo"
+              b"\r\nFrom: <sip:a@10.0.0.1>;tag=fa\r\nTo: <sip:b@10.0.0.2>\r\nCall-ID: late\r\n"
+              b"CSeq: 1 INVITE\r\nContact: <sip:a@10.0.0.1>\r\nContent-Length: 0\r\n\r\n")
+    net.run(b, b.receive(invite, A_ADDR, 0.0))
+    (incoming,) = net.of(b, U.IncomingCall)
+    assert not incoming.offers_t38
+    net.run(b, b.answer("late", 0.0))
+    ok = parse(net.queue[-1][2])
+    assert ok.status == 200 and b"m=audio 5000" in ok.body and not net.of(b, U.MediaReady)
+    net.queue.clear()
+    answer = b"v=0\r\no=- 9 9 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n" \
+             b"m=audio 4000 RTP/AVP 8\r\n"
+    ack = (b"ACK sip:b@10.0.0.2 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKack"
+           b"\r\nFrom: <sip:a@10.0.0.1>;tag=fa\r\nTo: <sip:b@10.0.0.2>;tag=" + ok.to.tag.encode()
+           + b"\r\nCall-ID: late\r\nCSeq: 1 ACK\r\nContent-Type: application/sdp\r\n"
+           b"Content-Length: " + str(len(answer)).encode() + b"\r\n\r\n" + answer)
+    net.run(b, b.receive(ack, A_ADDR, 0.1))
+    (media,) = net.of(b, U.MediaReady)
+    assert (media.kind, media.address, media.port, media.codec) == ("audio", "10.0.0.1", 4000,
+                                                                     "PCMA")
+
+
+def test_require_unknown_extension_is_420() -> None:
+    _a, b, _net = agents()
+    invite = (b"INVITE sip:b@10.0.0.2 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKr\r\n"
+              b"From: <sip:a@x>;tag=1\r\nTo: <sip:b@y>\r\nCall-ID: req\r\nCSeq: 1 INVITE\r\n"
+              b"Require: 100rel, timer\r\nContact: <sip:a@10.0.0.1>\r\nContent-Length: 0\r\n\r\n")
+    replies = [parse(x.data) for x in b.receive(invite, A_ADDR, 0.0) if isinstance(x, U.Transmit)]
+    assert [r.status for r in replies] == [100, 420] and replies[1].get("Unsupported") == "100rel"
+
+
+def test_2xx_never_acked_ends_with_bye() -> None:
+    a, b, net = agents(a_mode="on-request")
+    net.drop = lambda src, dst, m: isinstance(m, Request) and m.method == "ACK"
+    place_call(a, b, net)
+    net.pump(until=net.now + 40)
+    assert ended(b, net) == ["failed"]
+    assert "BYE" in [m.method for src, _, m in net.wire if src == B_ADDR
+                     and isinstance(m, Request)]

@@ -195,6 +195,7 @@ class SessionTimer:
         value = request.get("Session-Expires")
         if value is None:
             self.active = False
+            self.refresher = None
             return None
         delta, refresher = parse_session_expires(value)
         if delta < self.min_se:

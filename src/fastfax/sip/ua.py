@@ -506,15 +506,18 @@ class UserAgent:
                      self.config.t38_port if t38_port is None else t38_port)
         if self.config.session_expires:
             call.timer = SessionTimer(self.config.session_expires, self.config.min_se, True)
-        if self.config.t38_mode == "direct":
-            media = [sdpmod.t38_media(call.t38_port, self.config.t38)]
-        else:
-            media = [sdpmod.audio_media(call.audio_port, telephone_event=True)]
-        call.local_sdp = sdpmod.offer(self._media_host(), media, session_id=int(now) + 1)
+        call.local_sdp = self._initial_offer(call, now)
         self.calls[call_id] = call
         out: list[Action] = []
         self._send_invite(call, 1, now, out)
         return call_id, out
+
+    def _initial_offer(self, call: _Call, now: float) -> sdpmod.SessionDescription:
+        if self.config.t38_mode == "direct":
+            media = [sdpmod.t38_media(call.t38_port, self.config.t38)]
+        else:
+            media = [sdpmod.audio_media(call.audio_port, telephone_event=True)]
+        return sdpmod.offer(self._media_host(), media, session_id=int(now) + 1)
 
     def _send_invite(self, call: _Call, cseq: int, now: float, out: list[Action],
                      challenge: tuple[auth.Challenge, str] | None = None) -> None:
@@ -602,18 +605,19 @@ class UserAgent:
             except SipError:
                 call.timer.active = False
             self._arm_session_timer(call, out)
-        if not self._take_answer(call, response, now, out):
+        if not self._take_answer(call, response.body, response.status, now, out):
             return
         if call.media == "audio" and self.config.t38_mode == "reinvite":
             self._send_reinvite(call, True, now, out)
 
-    def _take_answer(self, call: _Call, response: Response, now: float,
+    def _take_answer(self, call: _Call, body: bytes, status: int | None, now: float,
                      out: list[Action]) -> bool:
-        """Read the SDP answer to our offer; emit MediaReady. False if the call ended."""
+        """Read the SDP answer to our offer (in a 2xx, or in the ACK of a delayed offer);
+        emit MediaReady. False if the call ended."""
         try:
-            answer = sdpmod.parse(response.body)
+            answer = sdpmod.parse(body)
         except SipError:
-            self._end(call, CAUSES["failed"].with_status(response.status), now, out)
+            self._end(call, CAUSES["failed"].with_status(status), now, out)
             return False
         call.remote_sdp = answer
         t38 = answer.first(True)
@@ -625,7 +629,7 @@ class UserAgent:
             out.append(MediaReady(call.call_id, "t38", answer.media_address(t38) or "",
                                   t38.port, call.t38_port, params=t38.t38.params))
         elif offered_t38:
-            self._end(call, CAUSES["no_t38"].with_status(response.status), now, out)
+            self._end(call, CAUSES["no_t38"].with_status(status), now, out)
             return False
         elif audio is not None:
             call.media = "audio"
@@ -634,7 +638,7 @@ class UserAgent:
                                   audio.port, call.audio_port,
                                   codec=codecs[0] if codecs else None))
         else:
-            self._end(call, CAUSES["failed"].with_status(response.status), now, out)
+            self._end(call, CAUSES["failed"].with_status(status), now, out)
             return False
         return True
 
@@ -678,9 +682,12 @@ class UserAgent:
             self._send_reinvite(call, True, now, out)
         return out
 
-    def _send_reinvite(self, call: _Call, t38: bool, now: float, out: list[Action]) -> None:
+    def _send_reinvite(self, call: _Call, t38: bool, now: float, out: list[Action],
+                       challenge: tuple[auth.Challenge, str] | None = None) -> None:
         assert call.dialog is not None and call.local_sdp is not None
-        if t38:
+        if call.reinvite is not None:
+            return  # one re-INVITE at a time (RFC 3261 14.1); a T.38 offer refreshes too
+        if t38 and challenge is None:
             call.sdp_version += 1
             call.local_sdp = sdpmod.offer(
                 self._media_host(), [sdpmod.t38_media(call.t38_port, self.config.t38)],
@@ -691,8 +698,9 @@ class UserAgent:
         headers.append(("Content-Type", "application/sdp"))
         request = call.dialog.request("INVITE", headers=headers, body=bytes(call.local_sdp))
         request.add("Via", self._via(), first=True)
-        if call.reinvite is not None and call.reinvite_t38 and not t38:
-            return  # a T.38 offer is in progress: it refreshes the session too
+        if challenge is not None:
+            call.nc += 1
+            self._add_auth(request, challenge[0], call.nc, challenge[1])
         tx = ClientInvite(request, reliable=self._reliable, timers=self.config.timers)
         call.reinvite, call.reinvite_t38 = tx, t38
 
@@ -733,15 +741,17 @@ class UserAgent:
                     call.timer.active = False
                 self._arm_session_timer(call, out)
             if t38:
-                self._take_answer(call, response, now, out)
+                self._take_answer(call, response.body, response.status, now, out)
             return
         if t38 and code in (488, 606):
             self._end(call, CAUSES["no_t38"].with_status(code), now, out)
             return
         if code in (401, 407) and self.config.credentials is not None and call.auth_tries < 2:
-            call.auth_tries += 1
-            self._send_reinvite(call, t38, now, out)
-            return
+            challenge, header = self._challenge_of(response)
+            if challenge is not None:
+                call.auth_tries += 1
+                self._send_reinvite(call, t38, now, out, (challenge, header))
+                return
         if code == 491:
             spread = sum(map(ord, self._token())) % 190 / 100
             delay = 2.1 + spread if call.outbound else spread  # RFC 3261 14.1
@@ -787,20 +797,24 @@ class UserAgent:
         if t38_port is not None:
             call.t38_port = t38_port
         out: list[Action] = []
-        assert call.remote_sdp is not None and call.tx is not None
-        try:
-            result = sdpmod.answer(call.remote_sdp, self._media_host(),
-                                   audio_port=call.audio_port or None,
-                                   t38_port=call.t38_port or None, t38_local=self.config.t38,
-                                   session_id=int(now) + 1)
-        except SipError:
-            result = None
-        if result is None or (result.t38 is None and result.audio is None):
-            self._apply(call.tx, call.tx.handle(
-                Respond(self._response(call.invite, 488, call.local_tag)), now), now, out)
-            self._end(call, CAUSES["no_t38"].with_status(488), now, out, bye=False)
-            return out
-        call.local_sdp = result.description
+        assert call.tx is not None
+        result: sdpmod.Answer | None = None
+        if call.remote_sdp is None:  # a delayed offer: ours goes in the 200, theirs in the ACK
+            call.local_sdp = self._initial_offer(call, now)
+        else:
+            try:
+                result = sdpmod.answer(call.remote_sdp, self._media_host(),
+                                       audio_port=call.audio_port or None,
+                                       t38_port=call.t38_port or None, t38_local=self.config.t38,
+                                       session_id=int(now) + 1)
+            except SipError:
+                result = None
+            if result is None or (result.t38 is None and result.audio is None):
+                self._apply(call.tx, call.tx.handle(
+                    Respond(self._response(call.invite, 488, call.local_tag)), now), now, out)
+                self._end(call, CAUSES["no_t38"].with_status(488), now, out, bye=False)
+                return out
+            call.local_sdp = result.description
         response = self._response(call.invite, 200, call.local_tag)
         response.set("Contact", self._contact())
         response.set("Allow", ALLOW)
@@ -808,14 +822,15 @@ class UserAgent:
             for name, value in call.timer.answer_headers(now):
                 response.set(name, value)
         response.set("Content-Type", "application/sdp")
-        response.body = bytes(result.description)
+        response.body = bytes(call.local_sdp)
         call.dialog = Dialog.as_callee(call.invite, call.local_tag)
         call.dialog.state = DialogState.CONFIRMED
         call.state = "up"
         self._apply(call.tx, call.tx.handle(Respond(response), now), now, out)
         out.append(CallAnswered(call.call_id))
         self._arm_session_timer(call, out)
-        self._media_from_answer(call, result, out)
+        if result is not None:
+            self._media_from_answer(call, result, out)
         return out
 
     def _media_from_answer(self, call: _Call, result: sdpmod.Answer, out: list[Action]) -> None:
@@ -935,7 +950,8 @@ class UserAgent:
                 self._end(call, CAUSES["session_expired"], now, out)
         elif kind == "reinvite":
             call = self.calls.get(key[1])
-            if call is not None and call.state == "up" and call.reinvite is None:
+            if call is not None and call.state == "up" and call.reinvite is None \
+                    and not (key[2] and call.media == "t38"):
                 self._send_reinvite(call, bool(key[2]), now, out)
         return out
 
@@ -1144,6 +1160,9 @@ class UserAgent:
             if isinstance(tx, ServerInvite) and tx.request.cseq[0] == number \
                     and tx.state is State.ACCEPTED:
                 self._apply(tx, tx.handle(AckReceived(), now), now, out)
+                if tx is call.tx and call.remote_sdp is None and call.state == "up" \
+                        and not self._take_answer(call, request.body, None, now, out):
+                    return
                 if tx is call.tx and call.media == "audio" and call.state == "up" \
                         and self.config.t38_mode == "reinvite" and call.reinvite is None:
                     self._send_reinvite(call, True, now, out)
@@ -1194,9 +1213,15 @@ class UserAgent:
             self._respond(tx, self._response(request, 482, self._token()), now, out)
             return
         tag = self._token()
+        unsupported = [o for o in request.get_all("Require") if o.lower() != "timer"]
+        if unsupported:
+            response = self._response(request, 420, tag)
+            response.set("Unsupported", ", ".join(unsupported))
+            self._respond(tx, response, now, out)
+            return
         try:
             contacts = request.contacts
-            offer = sdpmod.parse(request.body)
+            offer = sdpmod.parse(request.body) if request.body else None
             if len(contacts) != 1:
                 raise SipError("an INVITE needs one Contact")
         except SipError as exc:
@@ -1215,10 +1240,18 @@ class UserAgent:
                 self._respond(tx, response, now, out)
                 return
         self.calls[call.call_id] = call
+        self._tx_user[tx.key] = lambda response, now, out: self._no_ack(call, response, now, out)
         caller = str(request.from_.uri)
         callee = str(request.to.uri)
-        out.append(IncomingCall(call.call_id, caller, callee, offer.first(True) is not None,
-                                source))
+        offers_t38 = offer is not None and offer.first(True) is not None
+        out.append(IncomingCall(call.call_id, caller, callee, offers_t38, source))
+
+    def _no_ack(self, call: _Call, response: Response | None, now: float,
+                out: list[Action]) -> None:
+        """Our 2xx to an INVITE was never ACKed (timer L): end the call with a BYE
+        (RFC 3261 13.3.1.4)."""
+        if response is None and call.state == "up":
+            self._end(call, CAUSES["failed"], now, out)
 
     def _on_reinvite(self, request: Request, tx: ServerInvite, now: float,
                      out: list[Action]) -> None:
@@ -1236,6 +1269,7 @@ class UserAgent:
             self._respond(tx, self._response(request, 500), now, out)
             return
         call.server_reinvite = tx
+        self._tx_user[tx.key] = lambda response, now, out: self._no_ack(call, response, now, out)
         if call.timer is not None:
             too_small = call.timer.on_request(request)
             if too_small is not None:
