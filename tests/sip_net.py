@@ -51,7 +51,7 @@ class Net:
                 return True
             agent = self.agents.get(dst)
             if agent is not None:
-                self.run(agent, agent.receive(data, src, self.now))
+                self.run(agent, agent.handle(uamod.Datagram(data, src), self.now))
             return True
         if not self.timers:
             return False
@@ -61,7 +61,7 @@ class Net:
         del self.timers[(ident, key)]
         self.now = max(self.now, deadline)
         agent = self._by_id(ident)
-        self.run(agent, agent.timer(key, self.now))
+        self.run(agent, agent.handle(uamod.TimerExpired(key), self.now))
         return True
 
     def pump(self, until: float | None = None) -> None:

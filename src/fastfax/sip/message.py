@@ -579,9 +579,6 @@ class Message:
         lines = [start, *self._head_lines(), f"Content-Length: {len(self.body)}", "", ""]
         return "\r\n".join(lines).encode() + self.body
 
-    def copy(self) -> Message:
-        raise NotImplementedError
-
 
 class Request(Message):
     """A SIP request: ``method`` (upper-case token), ``uri`` (a :class:`SipUri`)."""

@@ -40,6 +40,7 @@ Behaviour a fax gateway needs:
 
 from __future__ import annotations
 
+import enum
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -84,7 +85,7 @@ from .transaction import (
 __all__ = [
     "UaConfig", "UserAgent", "Cause", "CAUSES", "cause_for_status", "Transmit", "SetTimer",
     "ClearTimer", "Registered", "RegistrationFailed", "IncomingCall", "CallProgress",
-    "CallAnswered", "MediaReady", "CallEnded", "ALLOW",
+    "CallAnswered", "MediaReady", "CallEnded", "ALLOW", "CallState", "Datagram", "TimerExpired",
 ]
 
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS"
@@ -209,6 +210,21 @@ class CallEnded:
     cause: Cause
 
 
+@dataclass(frozen=True)
+class Datagram:
+    """Event: ``data`` arrived from ``source`` (host, port)."""
+
+    data: bytes
+    source: tuple[str, int]
+
+
+@dataclass(frozen=True)
+class TimerExpired:
+    """Event: the timer set with ``key`` came due."""
+
+    key: tuple[Any, ...]
+
+
 Action = Transmit | SetTimer | ClearTimer | Registered | RegistrationFailed | IncomingCall \
     | CallProgress | CallAnswered | MediaReady | CallEnded
 
@@ -258,6 +274,17 @@ class UaConfig:
 
 # --- calls -----------------------------------------------------------------------------
 
+class CallState(enum.Enum):
+    """Where a call is: INVITE sent or received (CALLING), a provisional response with a
+    tag seen (EARLY, RINGING for 180), established (UP), over (ENDED)."""
+
+    CALLING = "calling"
+    EARLY = "early"
+    RINGING = "ringing"
+    UP = "up"
+    ENDED = "ended"
+
+
 @dataclass
 class _Call:
     call_id: str
@@ -268,7 +295,7 @@ class _Call:
     t38_port: int
     dialog: Dialog | None = None
     tx: Transaction | None = None
-    state: str = "calling"  # calling, early, ringing, up, ended
+    state: CallState = CallState.CALLING
     media: str | None = None
     local_sdp: sdpmod.SessionDescription | None = None
     remote_sdp: sdpmod.SessionDescription | None = None
@@ -545,7 +572,7 @@ class UserAgent:
 
     def _on_invite_response(self, call: _Call, tx: ClientInvite, response: Response | None,
                             now: float, out: list[Action]) -> None:
-        if call.state == "ended":
+        if call.state == CallState.ENDED:
             if response is not None and 200 <= response.status < 300:
                 self._ack_and_bye(call, tx, response, now, out)
             elif response is not None and response.status < 200 and call.cancel_wanted:
@@ -562,11 +589,11 @@ class UserAgent:
                 except SipError:
                     pass
             if code > 100:
-                call.state = "ringing" if code == 180 else "early"
+                call.state = CallState.RINGING if code == 180 else CallState.EARLY
                 out.append(CallProgress(call.call_id, code, response.reason))
             return
         if code < 300:
-            if tx.state is State.ACCEPTED and call.state == "up":
+            if tx.state is State.ACCEPTED and call.state == CallState.UP:
                 self._resend_ack(call, response, out)
                 return
             self._on_invite_ok(call, tx, response, now, out)
@@ -593,7 +620,7 @@ class UserAgent:
             return
         dialog.state = DialogState.CONFIRMED
         call.dialog = dialog
-        call.state = "up"
+        call.state = CallState.UP
         self._send_ack(call, response, out)
         if call.cancel_wanted:
             self._end(call, CAUSES["canceled"], now, out)
@@ -678,7 +705,7 @@ class UserAgent:
         """Switch an established audio call to T.38 by re-INVITE (e.g. a fax tone was heard)."""
         call = self._call(call_id)
         out: list[Action] = []
-        if call.state == "up" and call.media != "t38" and call.reinvite is None:
+        if call.state == CallState.UP and call.media != "t38" and call.reinvite is None:
             self._send_reinvite(call, True, now, out)
         return out
 
@@ -711,7 +738,7 @@ class UserAgent:
 
     def _on_reinvite_response(self, call: _Call, tx: ClientInvite, t38: bool,
                               response: Response | None, now: float, out: list[Action]) -> None:
-        if call.state == "ended":
+        if call.state == CallState.ENDED:
             if response is not None and 200 <= response.status < 300:
                 self._send_ack(call, response, out)
             return
@@ -777,7 +804,7 @@ class UserAgent:
     def ring(self, call_id: str, now: float, *, status: int = 180) -> list[Action]:
         """Send a provisional response (180 Ringing or 183 Session Progress) to an INVITE."""
         call = self._call(call_id)
-        if call.outbound or call.state != "calling" or not 100 < status < 200:
+        if call.outbound or call.state != CallState.CALLING or not 100 < status < 200:
             raise SipError(f"cannot send {status} on call {call_id}", None)
         out: list[Action] = []
         response = self._response(call.invite, status, call.local_tag)
@@ -790,7 +817,7 @@ class UserAgent:
                t38_port: int | None = None) -> list[Action]:
         """Answer an incoming call with 200 OK and an SDP answer to its offer."""
         call = self._call(call_id)
-        if call.outbound or call.state not in ("calling",):
+        if call.outbound or call.state is not CallState.CALLING:
             raise SipError(f"call {call_id} cannot be answered now", None)
         if audio_port is not None:
             call.audio_port = audio_port
@@ -825,7 +852,7 @@ class UserAgent:
         response.body = bytes(call.local_sdp)
         call.dialog = Dialog.as_callee(call.invite, call.local_tag)
         call.dialog.state = DialogState.CONFIRMED
-        call.state = "up"
+        call.state = CallState.UP
         self._apply(call.tx, call.tx.handle(Respond(response), now), now, out)
         out.append(CallAnswered(call.call_id))
         self._arm_session_timer(call, out)
@@ -846,7 +873,7 @@ class UserAgent:
     def reject(self, call_id: str, now: float, *, status: int = 486) -> list[Action]:
         """Refuse an incoming call that is not answered yet with ``status`` (300..699)."""
         call = self._call(call_id)
-        if call.outbound or call.state != "calling" or not 300 <= status <= 699:
+        if call.outbound or call.state != CallState.CALLING or not 300 <= status <= 699:
             raise SipError(f"cannot reject call {call_id} with {status}", None)
         out: list[Action] = []
         assert call.tx is not None
@@ -862,9 +889,9 @@ class UserAgent:
         unanswered incoming call. The owner gets :class:`CallEnded` ("normal" or "canceled")."""
         call = self._call(call_id)
         out: list[Action] = []
-        if call.state == "ended":
+        if call.state == CallState.ENDED:
             return out
-        if call.state == "up":
+        if call.state == CallState.UP:
             self._end(call, CAUSES["normal"], now, out)
         elif call.outbound:
             self._cancel(call, now, out)
@@ -905,10 +932,10 @@ class UserAgent:
 
     def _end(self, call: _Call, cause: Cause, now: float, out: list[Action], *,
              bye: bool = True) -> None:
-        if call.state == "ended":
+        if call.state == CallState.ENDED:
             return
-        was_up = call.state == "up"
-        call.state = "ended"
+        was_up = call.state == CallState.UP
+        call.state = CallState.ENDED
         if bye and was_up:
             self._send_bye(call, now, out)
         out.append(ClearTimer(("refresh", call.call_id)))
@@ -924,8 +951,23 @@ class UserAgent:
     def forget(self, call_id: str) -> None:
         """Drop an ended call's state (the owner calls it when done with the call)."""
         call = self.calls.get(call_id)
-        if call is not None and call.state == "ended":
+        if call is not None and call.state == CallState.ENDED:
             del self.calls[call_id]
+
+    # --- events --------------------------------------------------------------------
+
+    def handle(self, event: Datagram | TimerExpired, now: float) -> list[Action]:
+        """Feed one event (h11 style): :class:`Datagram` -> :meth:`receive`,
+        :class:`TimerExpired` -> :meth:`timer`."""
+        if isinstance(event, Datagram):
+            return self.receive(event.data, event.source, now)
+        if isinstance(event, TimerExpired):
+            return self.timer(event.key, now)
+        raise SipError(f"not a user agent event: {type(event).__name__}", None)
+
+    def state_of(self, call_id: str) -> CallState:
+        """The state of call ``call_id``."""
+        return self._call(call_id).state
 
     # --- timers --------------------------------------------------------------------
 
@@ -942,15 +984,15 @@ class UserAgent:
             self._send_register(now, self.config.register_expires, out)
         elif kind == "refresh":
             call = self.calls.get(key[1])
-            if call is not None and call.state == "up":
+            if call is not None and call.state == CallState.UP:
                 self._send_reinvite(call, False, now, out)
         elif kind == "expire":
             call = self.calls.get(key[1])
-            if call is not None and call.state == "up":
+            if call is not None and call.state == CallState.UP:
                 self._end(call, CAUSES["session_expired"], now, out)
         elif kind == "reinvite":
             call = self.calls.get(key[1])
-            if call is not None and call.state == "up" and call.reinvite is None \
+            if call is not None and call.state == CallState.UP and call.reinvite is None \
                     and not (key[2] and call.media == "t38"):
                 self._send_reinvite(call, bool(key[2]), now, out)
         return out
@@ -1160,10 +1202,10 @@ class UserAgent:
             if isinstance(tx, ServerInvite) and tx.request.cseq[0] == number \
                     and tx.state is State.ACCEPTED:
                 self._apply(tx, tx.handle(AckReceived(), now), now, out)
-                if tx is call.tx and call.remote_sdp is None and call.state == "up" \
+                if tx is call.tx and call.remote_sdp is None and call.state == CallState.UP \
                         and not self._take_answer(call, request.body, None, now, out):
                     return
-                if tx is call.tx and call.media == "audio" and call.state == "up" \
+                if tx is call.tx and call.media == "audio" and call.state == CallState.UP \
                         and self.config.t38_mode == "reinvite" and call.reinvite is None:
                     self._send_reinvite(call, True, now, out)
 
@@ -1177,7 +1219,7 @@ class UserAgent:
             return
         self._respond(tx, self._response(request, 200), now, out)
         call = self.calls.get(request.call_id)
-        if invite_tx.state is State.PROCEEDING and call is not None and call.state != "up":
+        if invite_tx.state is State.PROCEEDING and call is not None and call.state != CallState.UP:
             self._respond(invite_tx, self._response(invite_tx.request, 487, call.local_tag), now,
                           out)
             self._end(call, CAUSES["canceled"], now, out, bye=False)
@@ -1190,8 +1232,8 @@ class UserAgent:
             self._respond(tx, self._response(request, 481), now, out)
             return
         self._respond(tx, self._response(request, 200), now, out)
-        if call.state != "ended":
-            call.state = "ended"
+        if call.state != CallState.ENDED:
+            call.state = CallState.ENDED
             out.append(ClearTimer(("refresh", call.call_id)))
             out.append(ClearTimer(("expire", call.call_id)))
             out.append(CallEnded(call.call_id, CAUSES["normal"]))
@@ -1250,13 +1292,13 @@ class UserAgent:
                 out: list[Action]) -> None:
         """Our 2xx to an INVITE was never ACKed (timer L): end the call with a BYE
         (RFC 3261 13.3.1.4)."""
-        if response is None and call.state == "up":
+        if response is None and call.state == CallState.UP:
             self._end(call, CAUSES["failed"], now, out)
 
     def _on_reinvite(self, request: Request, tx: ServerInvite, now: float,
                      out: list[Action]) -> None:
         call = self._find_dialog_call(request)
-        if call is None or call.state != "up":
+        if call is None or call.state != CallState.UP:
             self._respond(tx, self._response(request, 481), now, out)
             return
         assert call.dialog is not None and call.local_sdp is not None
