@@ -274,6 +274,12 @@ class UaConfig:
 
 # --- calls -----------------------------------------------------------------------------
 
+def _key(tx: Transaction) -> tuple[str, str, str]:
+    """A transaction's key in the UA: role (``c`` client, ``s`` server), branch, method."""
+    role = "s" if isinstance(tx, ServerInvite | ServerNonInvite) else "c"
+    return (role, *tx.key)
+
+
 class CallState(enum.Enum):
     """Where a call is: INVITE sent or received (CALLING), a provisional response with a
     tag seen (EARLY, RINGING for 180), established (UP), over (ENDED)."""
@@ -323,9 +329,9 @@ class UserAgent:
         self.config = config
         self._token = token or (lambda: secrets.token_hex(8))
         self._reliable = config.transport.upper() == "TCP"
-        self._tx: dict[tuple[str, str], Transaction] = {}
-        self._tx_dest: dict[tuple[str, str], tuple[str, int]] = {}
-        self._tx_user: dict[tuple[str, str], Callable[[Any, float, list[Action]], None]] = {}
+        self._tx: dict[tuple[str, str, str], Transaction] = {}
+        self._tx_dest: dict[tuple[str, str, str], tuple[str, int]] = {}
+        self._tx_user: dict[tuple[str, str, str], Callable[[Any, float, list[Action]], None]] = {}
         self.calls: dict[str, _Call] = {}
         self.registered = False
         self._reg_call_id = self._token() + "@" + config.host
@@ -378,13 +384,13 @@ class UserAgent:
     def _start_client(self, tx: ClientInvite | ClientNonInvite, dest: tuple[str, int],
                       user: Callable[[Any, float, list[Action]], None], now: float,
                       out: list[Action]) -> None:
-        self._tx[tx.key] = tx
-        self._tx_dest[tx.key] = dest
-        self._tx_user[tx.key] = user
+        self._tx[_key(tx)] = tx
+        self._tx_dest[_key(tx)] = dest
+        self._tx_user[_key(tx)] = user
         self._apply(tx, tx.start(now), now, out)
 
     def _apply(self, tx: Transaction, actions: list, now: float, out: list[Action]) -> None:
-        key = tx.key
+        key = _key(tx)
         for action in actions:
             if isinstance(action, Send):
                 dest = self._tx_dest.get(key)
@@ -918,7 +924,7 @@ class UserAgent:
         headers += [("Route", r) for r in request.get_all("Route")]
         cancel = Request("CANCEL", request.uri, headers)
         ctx = ClientNonInvite(cancel, reliable=self._reliable, timers=self.config.timers)
-        self._start_client(ctx, self._tx_dest.get(tx.key) or self._destination(request.uri),
+        self._start_client(ctx, self._tx_dest.get(_key(tx)) or self._destination(request.uri),
                            lambda r, n, o: None, now, out)
 
     def _send_bye(self, call: _Call, now: float, out: list[Action]) -> None:
@@ -1051,7 +1057,7 @@ class UserAgent:
         vias = response.vias
         if len(vias) != 1:
             return  # RFC 3261 8.1.3.3: more than one Via in a response: discard
-        key = (vias[0].branch or "", response.cseq[1])
+        key = ("c", vias[0].branch or "", response.cseq[1])
         tx = self._tx.get(key)
         if tx is None:
             self._stray_response(response, now, out)
@@ -1129,8 +1135,8 @@ class UserAgent:
     def _server_tx(self, request: Request, source: tuple[str, int], now: float,
                    out: list[Action]) -> ServerNonInvite:
         tx = ServerNonInvite(request, reliable=self._reliable, timers=self.config.timers)
-        self._tx[tx.key] = tx
-        self._tx_dest[tx.key] = self._response_destination(request.vias[0], source)
+        self._tx[_key(tx)] = tx
+        self._tx_dest[_key(tx)] = self._response_destination(request.vias[0], source)
         self._apply(tx, tx.start(now), now, out)
         return tx
 
@@ -1144,7 +1150,7 @@ class UserAgent:
         request.from_, request.to  # noqa: B018 - both must parse (else 400)
         branch = request.vias[0].branch or ""
         method = request.method
-        key = (branch, "INVITE" if method == "ACK" else method)
+        key = ("s", branch, "INVITE" if method == "ACK" else method)
         tx = self._tx.get(key)
         if tx is not None:
             if method == "ACK":
@@ -1211,7 +1217,7 @@ class UserAgent:
 
     def _on_cancel(self, request: Request, source: tuple[str, int], now: float,
                    out: list[Action]) -> None:
-        key = (request.vias[0].branch or "", "INVITE")
+        key = ("s", request.vias[0].branch or "", "INVITE")
         invite_tx = self._tx.get(key)
         tx = self._server_tx(request, source, now, out)
         if not isinstance(invite_tx, ServerInvite):
@@ -1241,8 +1247,8 @@ class UserAgent:
     def _on_invite(self, request: Request, source: tuple[str, int], now: float,
                    out: list[Action]) -> None:
         tx = ServerInvite(request, reliable=self._reliable, timers=self.config.timers)
-        self._tx[tx.key] = tx
-        self._tx_dest[tx.key] = self._response_destination(request.vias[0], source)
+        self._tx[_key(tx)] = tx
+        self._tx_dest[_key(tx)] = self._response_destination(request.vias[0], source)
         self._apply(tx, tx.start(now, self._response(request, 100)), now, out)
         if request.to.tag is not None:
             try:
@@ -1282,7 +1288,7 @@ class UserAgent:
                 self._respond(tx, response, now, out)
                 return
         self.calls[call.call_id] = call
-        self._tx_user[tx.key] = lambda response, now, out: self._no_ack(call, response, now, out)
+        self._tx_user[_key(tx)] = lambda response, now, out: self._no_ack(call, response, now, out)
         caller = str(request.from_.uri)
         callee = str(request.to.uri)
         offers_t38 = offer is not None and offer.first(True) is not None
@@ -1311,7 +1317,7 @@ class UserAgent:
             self._respond(tx, self._response(request, 500), now, out)
             return
         call.server_reinvite = tx
-        self._tx_user[tx.key] = lambda response, now, out: self._no_ack(call, response, now, out)
+        self._tx_user[_key(tx)] = lambda response, now, out: self._no_ack(call, response, now, out)
         if call.timer is not None:
             too_small = call.timer.on_request(request)
             if too_small is not None:
