@@ -531,3 +531,21 @@ def test_2xx_never_acked_ends_with_bye() -> None:
     assert ended(b, net) == ["failed"]
     assert "BYE" in [m.method for src, _, m in net.wire if src == B_ADDR
                      and isinstance(m, Request)]
+
+
+def test_second_fork_2xx_is_acked_and_hung_up_once() -> None:
+    a, b, net = agents(a_mode="on-request")
+    call_id = place_call(a, b, net)
+    ok = next(m for _, _, m in net.wire if isinstance(m, Response) and m.status == 200)
+    fork = ok.copy()
+    fork.set("To", ok.get("To").replace(f"tag={ok.to.tag}", "tag=fork2"))
+    fork.set("Contact", "<sip:b2@10.0.0.7:5062>")
+    sent = []
+    for _ in range(2):  # the fork's 2xx and its retransmission
+        sent.append([(parse(x.data), x.destination) for x in a.receive(bytes(fork), B_ADDR, 1.0)
+                     if isinstance(x, U.Transmit)])
+    assert [(m.method, d) for m, d in sent[0]] == [("ACK", ("10.0.0.7", 5062)),
+                                                  ("BYE", ("10.0.0.7", 5062))]
+    assert sent[0][1][0].to.tag == "fork2"
+    assert [m.method for m, _ in sent[1]] == ["ACK"]  # no second BYE
+    assert a.state_of(call_id) is U.CallState.UP and not net.of(a, U.CallEnded)

@@ -315,7 +315,7 @@ class _Call:
     cancel_wanted: bool = False
     cancel_sent: bool = False
     source: tuple[str, int] | None = None
-    acks: dict[int, Request] = field(default_factory=dict)
+    acks: dict[tuple[int, str], tuple[bytes, tuple[str, int]]] = field(default_factory=dict)
 
 
 class UserAgent:
@@ -600,7 +600,10 @@ class UserAgent:
             return
         if code < 300:
             if tx.state is State.ACCEPTED and call.state == CallState.UP:
-                self._resend_ack(call, response, out)
+                if call.dialog is not None and response.to.tag == call.dialog.remote_tag:
+                    self._ack(call, response, out)
+                else:
+                    self._ack_and_bye(call, tx, response, now, out)
                 return
             self._on_invite_ok(call, tx, response, now, out)
             return
@@ -627,7 +630,7 @@ class UserAgent:
         dialog.state = DialogState.CONFIRMED
         call.dialog = dialog
         call.state = CallState.UP
-        self._send_ack(call, response, out)
+        self._ack(call, response, out)
         if call.cancel_wanted:
             self._end(call, CAUSES["canceled"], now, out)
             return
@@ -675,31 +678,39 @@ class UserAgent:
             return False
         return True
 
-    def _send_ack(self, call: _Call, response: Response, out: list[Action]) -> None:
-        assert call.dialog is not None
-        number = response.cseq[0]
-        ack = call.dialog.request("ACK", cseq=number)
+    def _ack(self, call: _Call, response: Response, out: list[Action],
+             dialog: Dialog | None = None) -> bool:
+        """ACK a 2xx to our INVITE (the same ACK again for a retransmission, RFC 3261
+        13.2.2.4). True when the 2xx was new."""
+        key = (response.cseq[0], response.to.tag or "")
+        known = call.acks.get(key)
+        if known is not None:
+            out.append(Transmit(*known))
+            return False
+        dialog = dialog or call.dialog
+        if dialog is None:
+            return False
+        ack = dialog.request("ACK", cseq=key[0])
         ack.add("Via", self._via(), first=True)
-        call.acks[number] = ack
-        out.append(Transmit(bytes(ack), self._dialog_destination(call.dialog)))
-
-    def _resend_ack(self, call: _Call, response: Response, out: list[Action]) -> None:
-        try:
-            ack = call.acks.get(response.cseq[0])
-        except SipError:
-            return
-        if ack is not None and call.dialog is not None:
-            out.append(Transmit(bytes(ack), self._dialog_destination(call.dialog)))
+        call.acks[key] = (bytes(ack), self._dialog_destination(dialog))
+        out.append(Transmit(*call.acks[key]))
+        return True
 
     def _ack_and_bye(self, call: _Call, tx: ClientInvite, response: Response, now: float,
                      out: list[Action]) -> None:
+        """ACK and hang up a dialog we do not want: a 2xx after our CANCEL, or from a second
+        fork of the INVITE (RFC 3261 13.2.2.4). Its retransmissions are only ACKed."""
+        if (response.cseq[0], response.to.tag or "") in call.acks:
+            self._ack(call, response, out)
+            return
         try:
             dialog = Dialog.as_caller(tx.request, response)
         except SipError:
             return
-        call.dialog = dialog
-        self._send_ack(call, response, out)
-        self._send_bye(call, now, out)
+        if call.dialog is None:
+            call.dialog = dialog
+        self._ack(call, response, out, dialog)
+        self._send_bye(call, now, out, dialog)
 
     def _dialog_destination(self, dialog: Dialog) -> tuple[str, int]:
         routes = [str(r) for r in dialog.route_set]
@@ -746,7 +757,7 @@ class UserAgent:
                               response: Response | None, now: float, out: list[Action]) -> None:
         if call.state == CallState.ENDED:
             if response is not None and 200 <= response.status < 300:
-                self._send_ack(call, response, out)
+                self._ack(call, response, out)
             return
         if response is not None and response.status < 200:
             return
@@ -758,10 +769,8 @@ class UserAgent:
             return
         code = response.status
         if code < 300:
-            if tx.state is State.ACCEPTED and response.cseq[0] in call.acks:
-                self._resend_ack(call, response, out)
-                return
-            self._send_ack(call, response, out)
+            if not self._ack(call, response, out):
+                return  # a retransmission
             assert call.dialog is not None
             try:
                 call.dialog.refresh_target(response)
@@ -927,14 +936,15 @@ class UserAgent:
         self._start_client(ctx, self._tx_dest.get(_key(tx)) or self._destination(request.uri),
                            lambda r, n, o: None, now, out)
 
-    def _send_bye(self, call: _Call, now: float, out: list[Action]) -> None:
-        if call.dialog is None:
+    def _send_bye(self, call: _Call, now: float, out: list[Action],
+                  dialog: Dialog | None = None) -> None:
+        dialog = dialog or call.dialog
+        if dialog is None:
             return
-        bye = call.dialog.request("BYE")
+        bye = dialog.request("BYE")
         bye.add("Via", self._via(), first=True)
         tx = ClientNonInvite(bye, reliable=self._reliable, timers=self.config.timers)
-        self._start_client(tx, self._dialog_destination(call.dialog), lambda r, n, o: None, now,
-                           out)
+        self._start_client(tx, self._dialog_destination(dialog), lambda r, n, o: None, now, out)
 
     def _end(self, call: _Call, cause: Cause, now: float, out: list[Action], *,
              bye: bool = True) -> None:
@@ -1069,8 +1079,8 @@ class UserAgent:
         if not 200 <= response.status < 300 or response.cseq[1] != "INVITE":
             return
         call = self.calls.get(response.call_id)
-        if call is not None:
-            self._resend_ack(call, response, out)
+        if call is not None and (response.cseq[0], response.to.tag or "") in call.acks:
+            self._ack(call, response, out)
 
     def _response_destination(self, via: Via, source: tuple[str, int]) -> tuple[str, int]:
         if self._reliable:
