@@ -152,7 +152,7 @@ def test_no_answer_retransmits_then_408() -> None:
     assert len(sent) == 7  # INVITE at 0, .5, 1.5, 3.5, 7.5, 15.5, 31.5 (timer A)
     (cause,) = [e.cause for e in net.of(a, U.CallEnded)]
     assert (cause.name, cause.status) == ("no_answer", 408)
-    assert call_id in a.calls
+    assert call_id not in a.calls  # an ended call is forgotten 64*T1 later
 
 
 def test_lost_200_is_retransmitted() -> None:
@@ -549,3 +549,15 @@ def test_second_fork_2xx_is_acked_and_hung_up_once() -> None:
     assert sent[0][1][0].to.tag == "fork2"
     assert [m.method for m, _ in sent[1]] == ["ACK"]  # no second BYE
     assert a.state_of(call_id) is U.CallState.UP and not net.of(a, U.CallEnded)
+
+
+def test_calls_beyond_max_calls_get_486() -> None:
+    b = U.UserAgent(U.UaConfig("10.0.0.2", 5060, user="b", audio_port=5000, max_calls=2))
+    statuses = []
+    for n in range(3):
+        invite = (f"INVITE sip:b@10.0.0.2 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK{n}"
+                  f"\r\nFrom: <sip:a@x>;tag={n}\r\nTo: <sip:b@y>\r\nCall-ID: flood-{n}\r\n"
+                  f"CSeq: 1 INVITE\r\nContact: <sip:a@10.0.0.1>\r\nContent-Length: 0\r\n\r\n")
+        statuses.append([parse(x.data).status for x in b.receive(invite.encode(), A_ADDR, 0.0)
+                         if isinstance(x, U.Transmit)])
+    assert statuses == [[100], [100], [100, 486]] and len(b.calls) == 2

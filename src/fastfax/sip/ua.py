@@ -235,11 +235,13 @@ Action = Transmit | SetTimer | ClearTimer | Registered | RegistrationFailed | In
 class UaConfig:
     """What the user agent is: its address, account, trunk and media preferences.
 
-    ``host``/``port``: where we listen (and write in Via and Contact). ``registrar`` and
+    ``host``/``port``: the address peers reach us at (written in Via and Contact; not
+    ``0.0.0.0``, which is only for the owner's socket). ``registrar`` and
     ``proxy``: (host, port) or ``None``; with a proxy every request goes through it.
     ``t38_mode``: ``"reinvite"``, ``"on-request"`` or ``"direct"`` (see the module
     documentation). ``session_expires``: the RFC 4028 interval we ask for (``None``:
     none). ``trusted``: extra hosts allowed to send us requests once registered.
+    ``max_calls``: calls held at once; a further INVITE is answered 486 Busy Here.
     """
 
     host: str
@@ -261,6 +263,7 @@ class UaConfig:
     session_expires: int | None = 1800
     min_se: int = 90
     trusted: tuple[str, ...] = ()
+    max_calls: int = 64
     timers: Timers = Timers()
     user_agent: str = "fastfax"
 
@@ -956,6 +959,8 @@ class UserAgent:
             self._send_bye(call, now, out)
         out.append(ClearTimer(("refresh", call.call_id)))
         out.append(ClearTimer(("expire", call.call_id)))
+        # keep the ended call a while for retransmissions, then drop it (bounded memory)
+        out.append(SetTimer(("forget", call.call_id), now + 64 * self.config.timers.t1))
         out.append(CallEnded(call.call_id, cause))
 
     def _call(self, call_id: str) -> _Call:
@@ -1006,6 +1011,8 @@ class UserAgent:
             call = self.calls.get(key[1])
             if call is not None and call.state == CallState.UP:
                 self._end(call, CAUSES["session_expired"], now, out)
+        elif kind == "forget":
+            self.forget(key[1])
         elif kind == "reinvite":
             call = self.calls.get(key[1])
             if call is not None and call.state == CallState.UP and call.reinvite is None \
@@ -1248,11 +1255,7 @@ class UserAgent:
             self._respond(tx, self._response(request, 481), now, out)
             return
         self._respond(tx, self._response(request, 200), now, out)
-        if call.state != CallState.ENDED:
-            call.state = CallState.ENDED
-            out.append(ClearTimer(("refresh", call.call_id)))
-            out.append(ClearTimer(("expire", call.call_id)))
-            out.append(CallEnded(call.call_id, CAUSES["normal"]))
+        self._end(call, CAUSES["normal"], now, out, bye=False)
 
     def _on_invite(self, request: Request, source: tuple[str, int], now: float,
                    out: list[Action]) -> None:
@@ -1269,6 +1272,10 @@ class UserAgent:
             return
         if request.call_id in self.calls:
             self._respond(tx, self._response(request, 482, self._token()), now, out)
+            return
+        if sum(c.state is not CallState.ENDED for c in self.calls.values()) \
+                >= self.config.max_calls:
+            self._respond(tx, self._response(request, 486, self._token()), now, out)
             return
         tag = self._token()
         unsupported = [o for o in request.get_all("Require") if o.lower() != "timer"]
