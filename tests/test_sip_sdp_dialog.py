@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fastfax.sip import SipError, sdp
 from fastfax.sip.dialog import Dialog, SessionTimer, parse_session_expires
@@ -131,3 +133,25 @@ def test_session_timer() -> None:
     uac.on_response(ok, 1000.0)
     assert uac.we_refresh and uac.refresh_at == 1150.0  # half the interval
     assert uac.expires_at == 1000.0 + 300 - 32  # RFC 4028 10: interval - min(32, interval/3)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from([ASTERISK_T38, AUDIO_OFFER]), st.data())
+def test_fuzz_sdp(seed: bytes, data: st.DataObject) -> None:
+    """Mutated offers: only SipError escapes parse() and answer(); answers re-parse."""
+    blob = bytearray(seed)
+    for _ in range(data.draw(st.integers(1, 6))):
+        at = data.draw(st.integers(0, len(blob)))
+        if data.draw(st.booleans()):
+            del blob[at:at + data.draw(st.integers(1, 20))]
+        else:
+            blob[at:at] = data.draw(st.sampled_from(
+                [b"\r\n", b" ", b"0", b"99999", b"m=image 1 udptl t38\r\n", b"a=T38FaxUdpEC:x",
+                 b"c=IN IP6 ::1\r\n", b"\xff", b"/2", b"a=T38FaxVersion:3\r\n"]))
+    try:
+        offer = sdp.parse(bytes(blob))
+        got = sdp.answer(offer, "192.0.2.9", audio_port=5000, t38_port=6000, t38_local=LOCAL)
+    except SipError:
+        return
+    again = sdp.parse(bytes(got.description))
+    assert len(again.media) == len(offer.media)
