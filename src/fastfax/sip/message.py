@@ -750,8 +750,10 @@ class Framer:
 
     :meth:`feed` adds bytes; :meth:`next_message` returns the next whole message, or
     ``None`` when more data is needed. CRLF keep-alives between messages are skipped
-    (RFC 5626 section 3.5.1). A head longer than :data:`MAX_MESSAGE` or a body over the
-    limit raises :class:`SipError`: the stream is then unusable and should be closed.
+    (RFC 5626 section 3.5.1). A malformed message that could be delimited raises
+    :class:`SipError` and is consumed (the next call reads on). A head longer than
+    :data:`MAX_MESSAGE`, a bad or oversized ``Content-Length`` raise :class:`SipError`
+    without consuming: the stream has lost its framing and should be closed.
     """
 
     def __init__(self) -> None:
