@@ -337,10 +337,13 @@ class Job:
             if deadline is not None and time.monotonic() >= deadline:
                 raise JobTimeout(f"job {self.id} is still {info.state.value} after {timeout} s")
 
-    def _control(self, action: str) -> JobInfo:
-        return from_wire(JobInfo, self.server._call("job_control", job_id=self.id, action=action))
+    def _control(self, action: str, **args: Any) -> JobInfo:
+        return from_wire(
+            JobInfo, self.server._call("job_control", job_id=self.id, action=action, **args)
+        )
 
     def pause(self) -> JobInfo:
+        """Hold a waiting job; a job on the line is held after its current call."""
         return self._control("pause")
 
     def resume(self) -> JobInfo:
@@ -353,9 +356,15 @@ class Job:
     def abort(self) -> JobInfo:
         return self._control("abort")
 
-    def restart(self) -> JobInfo:
-        """Queue a finished job again, its attempts reset."""
-        return self._control("restart")
+    def restart(self, confirm: bool = False) -> JobInfo:
+        """Queue a finished job again, its attempts reset. A completed job is sent again
+        only with ``confirm=True``."""
+        return self._control("restart", **({"confirm": True} if confirm else {}))
+
+    def delete(self) -> JobInfo:
+        """Remove the job from the queue (a job on the line: its call is aborted and it is
+        removed when the call ends); the job as it was."""
+        return self._control("delete")
 
     def first_page(self) -> bytes:
         """Page 1 as a TIFF-F (MMR) file (FaxGetPageData)."""

@@ -34,7 +34,16 @@ from .contract import (
 __all__ = ["Class1Modem"]
 
 #: How a modem call that did not reach T.30 shows in the device state (FPS_*).
-_CALL_STATES = {Cause.BUSY: DeviceState.BUSY, Cause.NO_ANSWER: DeviceState.NO_ANSWER}
+_CALL_STATES = {
+    Cause.BUSY: DeviceState.BUSY,
+    Cause.NO_ANSWER: DeviceState.NO_ANSWER,
+    Cause.NO_DIALTONE: DeviceState.NO_DIAL_TONE,
+    Cause.CALLDROPPED: DeviceState.DISCONNECTED,
+}
+
+
+class _ModemOffline(Exception):
+    """The modem could not be opened or set up for fax."""
 
 
 class Class1Modem:
@@ -106,6 +115,10 @@ class Class1Modem:
         )
         self._thread.start()
 
+    def can_reach(self, line_id: str, number: str) -> bool:
+        """A modem dials any number (the service checked it is a dial string)."""
+        return True
+
     def _open(self, abort: threading.Event) -> tuple[Any, dict[str, Any]]:
         """The modem, set up for fax, its port failing once ``abort`` is set; and the
         T.30 options its capabilities allow."""
@@ -132,7 +145,7 @@ class Class1Modem:
                         return
                     log.error("%s: the modem failed: %s", self.lines[0].id, exc,
                               exc_info=not isinstance(exc, FaxError))  # fmt: skip
-                    hooks.status(self.lines[0].id, DeviceState.UNAVAILABLE)
+                    hooks.status(self.lines[0].id, DeviceState.OFFLINE)
                     self._stop.wait(5.0)
                     hooks.status(self.lines[0].id, DeviceState.AVAILABLE)
 
@@ -192,6 +205,10 @@ class Class1Modem:
                     return Outcome(DeviceState.ABORTING, "aborted by a user")
             try:
                 result = self._send(line_id, call, hooks)
+            except _ModemOffline as exc:
+                if call.abort.is_set():
+                    return Outcome(DeviceState.ABORTING, "aborted by a user")
+                return Outcome(DeviceState.OFFLINE, f"the modem does not answer: {exc}")
             except (FaxError, CallAborted) as exc:
                 if not call.abort.is_set():
                     return Outcome(DeviceState.FATAL_ERROR, f"{type(exc).__name__}: {exc}")
@@ -209,8 +226,7 @@ class Class1Modem:
         return Outcome(state, str(result.cause), result)
 
     def _send(self, line_id: str, call: Call, hooks: Hooks) -> Result:
-        """Dial and send (under the modem lock); the T.30 Result."""
-        hooks.status(line_id, DeviceState.DIALING, job_id=call.job_id, number=call.number)
+        """Open the modem, dial and send (under the modem lock); the T.30 Result."""
         progress = call_progress(call, hooks, line_id)
 
         def on_event(event: Any) -> None:
@@ -226,7 +242,12 @@ class Class1Modem:
         options = dict(self.send_options)
         if call.max_rate:
             options["max_rate"] = min(call.max_rate, options.get("max_rate", 14400))
-        modem, caps = self._open(call.abort)
+        hooks.status(line_id, DeviceState.INITIALIZING, job_id=call.job_id)
+        try:
+            modem, caps = self._open(call.abort)
+        except (FaxError, OSError) as exc:
+            raise _ModemOffline(f"{type(exc).__name__}: {exc}") from None
+        hooks.status(line_id, DeviceState.DIALING, job_id=call.job_id, number=call.number)
         try:
             return send_call(
                 modem, caps, call.number, call.pages, ecm=call.ecm, ident=call.tsid,

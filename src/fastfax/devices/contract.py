@@ -54,6 +54,13 @@ class DeviceState(enum.StrEnum):
     ABORTING = "aborting"  #: FPS_ABORTING: a user aborted the call
     UNAVAILABLE = "unavailable"  #: FPS_UNAVAILABLE: the device cannot be used
     ROUTING = "routing"  #: FPS_ROUTING: a received fax is being routed
+    NO_DIAL_TONE = "no_dial_tone"  #: FPS_NO_DIAL_TONE: no dial tone (line unplugged?)
+    DISCONNECTED = "disconnected"  #: FPS_DISCONNECTED: the line dropped during the call
+    NOT_FAX_CALL = "not_fax_call"  #: FPS_NOT_FAX_CALL: a voice (or data) call answered
+    CALL_DELAYED = "call_delayed"  #: FPS_CALL_DELAYED: the modem delays redials of it
+    CALL_BLACKLISTED = "call_blacklisted"  #: FPS_CALL_BLACKLISTED: the modem refuses it
+    INITIALIZING = "initializing"  #: FPS_INITIALIZING: the modem is being set up
+    OFFLINE = "offline"  #: FPS_OFFLINE: the modem does not answer (unplugged, off)
 
 
 @dataclass(frozen=True)
@@ -86,7 +93,9 @@ class Call:
 @dataclass
 class Outcome:
     """How a call ended: ``state`` is COMPLETED, BUSY, NO_ANSWER, BAD_ADDRESS,
-    FATAL_ERROR or ABORTING; ``result`` the T.30 result when a session ran."""
+    NO_DIAL_TONE, DISCONNECTED, NOT_FAX_CALL, CALL_DELAYED, CALL_BLACKLISTED, OFFLINE,
+    FATAL_ERROR (a protocol failure: the next attempt falls back to a lower speed) or
+    ABORTING; ``result`` the T.30 result when a session ran."""
 
     state: DeviceState
     cause: str = ""
@@ -130,6 +139,13 @@ class Device(Protocol):
 
     def start(self, hooks: Hooks) -> None:
         """Begin answering calls on the lines that receive."""
+
+    def can_reach(self, line_id: str, number: str) -> bool | None:
+        """Whether a call from ``line_id`` to ``number`` can ever get through (True), can
+        never (False: dialling it would be a bad address, such as the line's own
+        number), or cannot be told (None). The service puts a job only on a line that
+        can reach its number, and fails it as a bad address only when no line can.
+        A device without this method is taken to reach every number."""
 
     def send(self, line_id: str, call: Call, hooks: Hooks) -> Outcome:
         """Place ``call`` on ``line_id`` and return how it ended (blocking)."""

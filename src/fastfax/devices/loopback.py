@@ -49,9 +49,18 @@ class LoopbackPair:
         ]
         self._calls = 0
         self._lock = threading.Lock()
+        self._hooks: Hooks | None = None
 
     def start(self, hooks: Hooks) -> None:
-        pass  # nothing rings until the other line dials
+        self._hooks = hooks  # nothing rings until the other line dials
+
+    def can_reach(self, line_id: str, number: str) -> bool | None:
+        """A loopback line reaches the number of any loopback line of the service but
+        its own; None before :meth:`start` (the exchange is not known yet)."""
+        if self._hooks is None:
+            return None
+        far = self._hooks.find_line(number, "loopback-pair")
+        return far is not None and far != line_id
 
     def send(self, line_id: str, call: Call, hooks: Hooks) -> Outcome:
 

@@ -32,8 +32,10 @@ __all__ = [
 class JobState(enum.StrEnum):
     """Queue states of a job (the Windows JS_* values, plus the final ones)."""
 
+    PREPARING = "preparing"  #: accepted; its document is being converted to fax pages
     PENDING = "pending"  #: JS_PENDING: waiting for its time, a free port or the discount period
-    INPROGRESS = "inprogress"  #: JS_INPROGRESS: on a line now (sending, or routing a fax)
+    INPROGRESS = "inprogress"  #: JS_INPROGRESS: on a line now (sending)
+    ROUTING = "routing"  #: JS_ROUTING: a received fax being routed
     PAUSED = "paused"  #: JS_PAUSED: held by a user until resumed
     RETRYING = "retrying"  #: JS_RETRYING: the last attempt failed; the next is scheduled
     RETRIES_EXCEEDED = "retries_exceeded"  #: JS_RETRIES_EXCEEDED: every attempt failed
@@ -74,6 +76,14 @@ class EventKind(enum.StrEnum):
     NO_ANSWER = "no_answer"
     BAD_ADDRESS = "bad_address"
     FATAL_ERROR = "fatal_error"  #: data: cause
+    NO_DIAL_TONE = "no_dial_tone"  #: data: cause
+    DISCONNECTED = "disconnected"  #: the line dropped during the call; data: cause
+    NOT_FAX_CALL = "not_fax_call"  #: a voice call answered; data: cause
+    CALL_DELAYED = "call_delayed"  #: the modem delays redials; data: cause
+    CALL_BLACKLISTED = "call_blacklisted"  #: the modem refuses the number; data: cause
+    OFFLINE = "offline"  #: the modem does not answer; data: cause
+    INITIALIZING = "initializing"  #: the modem is being set up for a call
+    PREPARED = "prepared"  #: a job's pages are ready (it is pending); data: pages
     ABORTING = "aborting"
     LINE_RELEASED = "line_released"
     ROUTING = "routing"  #: data: method, ok, detail

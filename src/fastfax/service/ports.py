@@ -70,6 +70,13 @@ class PortTable:
                 return line.id
         return None
 
+    def find_number(self, number: str) -> str | None:
+        """The port whose line has ``number`` (of any device kind), if any."""
+        for line, _ in self._lines.values():
+            if line.number and line.number == number:
+                return line.id
+        return None
+
     # -- busy lines -----------------------------------------------------------------
     def claim(self, port: str) -> bool:
         """Mark ``port`` in a call; False if it already is."""

@@ -41,12 +41,18 @@ in_log = logging.getLogger(LOG_CATEGORIES["inbound"])
 
 #: Per fallback level (one more after each line or protocol failure): (max bit/s, ECM).
 FALLBACK = [(None, True), (9600, True), (9600, False), (4800, False)]
+#: The retry delay grows up to this many times after a busy or delayed call.
+MAX_BACKOFF = 8
+#: Due jobs looked at per scheduler pass.
+_BATCH = 256
+_BACKOFF = {DeviceState.BUSY, DeviceState.CALL_DELAYED, DeviceState.NO_ANSWER}
 _DUE = (JobState.PENDING.value, JobState.RETRYING.value, JobState.NOLINE.value)
 _STATE_EVENTS = {
     DeviceState.DIALING: EventKind.DIALING,
     DeviceState.SENDING: EventKind.SENDING,
     DeviceState.RECEIVING: EventKind.RECEIVING,
     DeviceState.RINGING: EventKind.RINGING,
+    DeviceState.INITIALIZING: EventKind.INITIALIZING,
 }
 _OUTCOME_EVENTS = {
     DeviceState.COMPLETED: EventKind.COMPLETED,
@@ -55,6 +61,12 @@ _OUTCOME_EVENTS = {
     DeviceState.BAD_ADDRESS: EventKind.BAD_ADDRESS,
     DeviceState.FATAL_ERROR: EventKind.FATAL_ERROR,
     DeviceState.ABORTING: EventKind.ABORTING,
+    DeviceState.NO_DIAL_TONE: EventKind.NO_DIAL_TONE,
+    DeviceState.DISCONNECTED: EventKind.DISCONNECTED,
+    DeviceState.NOT_FAX_CALL: EventKind.NOT_FAX_CALL,
+    DeviceState.CALL_DELAYED: EventKind.CALL_DELAYED,
+    DeviceState.CALL_BLACKLISTED: EventKind.CALL_BLACKLISTED,
+    DeviceState.OFFLINE: EventKind.OFFLINE,
 }
 
 
@@ -164,6 +176,8 @@ class Scheduler:
         self._thread = threading.Thread(target=self._run, name="fastfax-scheduler", daemon=True)
         self._workers: set[threading.Thread] = set()
         self._calls: dict[int, Call] = {}
+        self._targets: dict[int, str] = {}  # job id -> the line of ours its call rings
+        self._after: dict[int, str] = {}  # job id -> "pause" / "delete" after the call
         self._routing: threading.Thread | None = None
 
     # -- life -----------------------------------------------------------------------
@@ -227,29 +241,65 @@ class Scheduler:
         self._start_routing(now)
         if config.pause_queue:
             return 1.0
-        due = self.store.jobs(
-            f"type = 'send' AND state IN ({','.join('?' * len(_DUE))})",
-            _DUE,
-            order="priority DESC, id",
-        )
+        due = f"type = 'send' AND state IN ({','.join('?' * len(_DUE))})"
+        later = self.store.query(f"SELECT MIN(schedule) FROM jobs WHERE {due} AND schedule > ?",
+                                 (*_DUE, now))[0][0]  # fmt: skip
+        next_at = now + 1.0 if later is None else min(now + 1.0, later)
         cheap = in_window(config.discount_start, config.discount_end, _dt.datetime.now())
-        next_at = now + 1.0
-        ready = []
-        for row in due:
-            if row["schedule"] > now:
-                next_at = min(next_at, row["schedule"])
-            elif not row["discount"] or cheap:
-                ready.append(row)
         senders = self.ports.senders()
-        free = self.ports.free_senders(senders)
-        if not senders:
-            for row in ready:
-                if row["state"] != JobState.NOLINE.value:
-                    self._set(row["id"], row["state"], JobState.NOLINE, cause="no port can send")
+        with self.ports.lock:
+            free = [p for p in self.ports.free_senders(senders) if p not in self._targets.values()]
+        if not free and senders:
             return max(0.0, next_at - now)
-        for row, port in zip(ready, free, strict=False):
-            self._dispatch(row, port)
+        ready = self.store.jobs(
+            f"{due} AND schedule <= ?" + ("" if cheap else " AND discount = 0"),
+            (*_DUE, now),
+            order=f"priority DESC, id LIMIT {_BATCH}",
+        )
+        reach: dict[tuple[str, str], bool] = {}
+        for row in ready:
+            if senders and not free:
+                break
+            number = row["number"]
+            able = [p for p in senders if self._reaches(p, number, reach)]
+            if not able:
+                self._unreachable(row, reach)
+                continue
+            target = self.ports.find_number(number)
+            if target is not None and (
+                self.ports.is_busy(target) or target in self._targets.values()
+            ):
+                continue  # a line of ours, in a call now: the job waits its turn
+            port = next((p for p in free if p in able and p != target), None)
+            if port is None:
+                continue  # every line that can reach it is busy: it waits its turn
+            free.remove(port)
+            if target in free:
+                free.remove(target)
+            self._dispatch(row, port, target)
         return max(0.0, next_at - now)
+
+    def _reaches(self, port: str, number: str, seen: dict[tuple[str, str], bool]) -> bool:
+        """Whether ``port``'s device may reach ``number`` (None, unknown, counts as yes)."""
+        key = (port, number)
+        if key not in seen:
+            can = getattr(self.ports.device(port), "can_reach", None)
+            seen[key] = can is None or can(port, number) is not False
+        return seen[key]
+
+    def _unreachable(self, row: dict[str, Any], seen: dict[tuple[str, str], bool]) -> None:
+        """No port set to send reaches the job's number: a bad address if no line at all
+        ever can, else NOLINE (a port that can is not set to send)."""
+        number = row["number"]
+        if any(self._reaches(p, number, seen) for p in self.ports):
+            if row["state"] != JobState.NOLINE.value:
+                self._set(row["id"], row["state"], JobState.NOLINE,
+                          cause=f"no port set to send can reach {number!r}")  # fmt: skip
+            return
+        cause = f"no line can reach the number {number!r}"
+        if self._set(row["id"], row["state"], JobState.FAILED, finished=time.time(), cause=cause):
+            out_log.warning("job %d: %s", row["id"], cause)
+            self.bus.publish(EventKind.BAD_ADDRESS, job_id=row["id"], cause=cause)
 
     def _set(self, job_id: int, old: str, new: JobState, **values: Any) -> bool:
         with self.ports.lock:
@@ -258,7 +308,9 @@ class Scheduler:
         return done
 
     # -- sending --------------------------------------------------------------------
-    def _dispatch(self, row: dict[str, Any], port: str) -> None:
+    def _dispatch(self, row: dict[str, Any], port: str, target: str | None) -> None:
+        """Claim ``port`` and the job, and start its call on a worker thread. ``target``:
+        the line of ours the number rings (kept from other calls meanwhile), if any."""
         config = self._config()
         with self.ports.lock:
             if self.stopping or not self.ports.claim(port):
@@ -277,9 +329,13 @@ class Scheduler:
             level = min(row["info"].get("fallback", 0), len(FALLBACK) - 1)
             rate, ecm = FALLBACK[level]
             settings = self.ports.settings(port)
-            tsid = settings["tsid"] if config.use_device_tsid else row["info"].get("sender_fax", "")
+            tsid = row["info"].get("tsid") or (
+                settings["tsid"] if config.use_device_tsid else row["info"].get("sender_fax", "")
+            )
             call = Call(row["id"], row["number"], [], tsid=tsid, ecm=ecm, max_rate=rate)
             self._calls[row["id"]] = call
+            if target is not None:
+                self._targets[row["id"]] = target
             self.ports.status(port).job_id = row["id"]
         out_log.info(
             "job %d: calling %s on %s (attempt %d)",
@@ -296,19 +352,35 @@ class Scheduler:
 
     def _send(self, row: dict[str, Any], port: str, call: Call) -> None:
         try:
-            call.pages = tiff.read(self.spool.path(row["file"]))
-            device = self.ports.device(port)
-            outcome = device.send(port, call, self.hooks)
+            if call.abort.is_set():  # cancelled between the claim and the call
+                outcome = Outcome(DeviceState.ABORTING, "aborted by a user")
+            else:
+                call.pages = tiff.read(self.spool.path(row["file"]))
+                device = self.ports.device(port)
+                outcome = device.send(port, call, self.hooks)
         except Exception as exc:  # a device failing is a failed call, not a dead queue
             out_log.exception("job %d: the device on %s failed", row["id"], port)
             outcome = Outcome(DeviceState.FATAL_ERROR, f"{type(exc).__name__}: {exc}")
+        after = None
         try:
             self._finish(row, port, call, outcome)
         finally:
             with self.ports.lock:
                 self._calls.pop(row["id"], None)
+                self._targets.pop(row["id"], None)
+                after = self._after.pop(row["id"], None)
+            if after == "delete":
+                self.delete(row["id"])
             self.hooks.release(port)
             self._workers.discard(threading.current_thread())
+
+    def after_call(self, job_id: int, action: str) -> bool:
+        """Ask that a job on the line be paused (``"pause"``) or deleted (``"delete"``)
+        once its current call ends; False if it is not on a line. Call under the lock."""
+        if job_id not in self._calls:
+            return False
+        self._after[job_id] = action
+        return True
 
     def _finish(self, row: dict[str, Any], port: str, call: Call, outcome: Outcome) -> None:
         config = self._config()
@@ -317,6 +389,9 @@ class Scheduler:
         now = time.time()
         inprogress = JobState.INPROGRESS.value
         result = outcome.result
+        state = outcome.state
+        with self.ports.lock:
+            after = self._after.get(job_id)
         if outcome.ok:
             info = {
                 "remote_id": str(getattr(result, "remote_id", "") or ""),
@@ -331,7 +406,7 @@ class Scheduler:
                     out_log.error("job %d: cannot archive the fax: %s", job_id, exc)
             self._set(job_id, inprogress, JobState.COMPLETED, finished=now, cause="", info=info)
             out_log.info("job %d: sent to %s (%d pages)", job_id, row["number"], row["pages"])
-        elif outcome.state is DeviceState.ABORTING and self.stopping:
+        elif state is DeviceState.ABORTING and self.stopping:
             self._set(
                 job_id,
                 inprogress,
@@ -340,52 +415,78 @@ class Scheduler:
                 attempts=attempts - 1,
                 cause="interrupted: the service stopped during the call",
             )
-        elif outcome.state is DeviceState.ABORTING:
+        elif state is DeviceState.ABORTING:
             self._set(job_id, inprogress, JobState.CANCELED, finished=now, cause="aborted")
-        elif outcome.state is DeviceState.BAD_ADDRESS:
+        elif state is DeviceState.BAD_ADDRESS:
             self._set(job_id, inprogress, JobState.FAILED, finished=now, cause=outcome.cause)
+        elif state is DeviceState.CALL_BLACKLISTED:
+            self._set(job_id, inprogress, JobState.FAILED, finished=now,
+                      cause=f"the modem refuses to dial it: {outcome.cause}")  # fmt: skip
+        elif after == "pause":  # paused on the line: held after this call, as Windows does
+            self._set(job_id, inprogress, JobState.PAUSED, cause=outcome.cause)
         else:
             fallback = row["info"].get("fallback", 0)
-            if outcome.state is DeviceState.FATAL_ERROR:
+            if state is DeviceState.FATAL_ERROR:  # a protocol failure: try slower next time
                 fallback += 1
             self._retry_or_give_up(
-                job_id, attempts, outcome.cause, outcome.cause, info={"fallback": fallback}
+                job_id,
+                attempts,
+                outcome.cause,
+                outcome.cause,
+                backoff=state in _BACKOFF,
+                info={"fallback": fallback},
             )
             out_log.warning(
-                "job %d: %s (%s), attempt %d", job_id, outcome.state.value, outcome.cause, attempts
+                "job %d: %s (%s), attempt %d", job_id, state.value, outcome.cause, attempts
             )
-        self.hooks.status(port, outcome.state)
+        self.hooks.status(port, state)
         data: dict[str, Any] = {"cause": outcome.cause} if outcome.cause else {}
         if outcome.ok:
             data.update(pages=row["pages"], direction="send")
-        self.bus.publish(_OUTCOME_EVENTS[outcome.state], job_id=job_id, port=port, **data)
+        self.bus.publish(_OUTCOME_EVENTS.get(state, EventKind.FATAL_ERROR), job_id=job_id,
+                         port=port, state=state.value, **data)  # fmt: skip
+
+    def delete(self, job_id: int) -> bool:
+        """Remove a job and its file; a job whose call has not yet wound up is removed
+        when it has. False if it is gone, or on a line or being routed."""
+        with self.ports.lock:
+            if job_id in self._calls:  # final already, its worker about to let go
+                row = self.store.job(job_id)
+                final = row is not None and JobState(row["state"]).final
+                return final and self.after_call(job_id, "delete")
+            row = self.store.job(job_id)
+            if row is None or row["state"] in (JobState.INPROGRESS.value, JobState.ROUTING.value):
+                return False
+            self.store.delete_job(job_id)
+            self.ports.changed.notify_all()
+        self.spool.remove(row["file"])
+        self.bus.publish(EventKind.DELETED, job_id=job_id)
+        return True
 
     def _retry_or_give_up(
-        self, job_id: int, attempts: int, cause: str, final_cause: str, **values: Any
+        self,
+        job_id: int,
+        attempts: int,
+        cause: str,
+        final_cause: str,
+        backoff: bool = False,
+        **values: Any,
     ) -> None:
         """A job on the line (or being routed) failed its ``attempts``-th try: RETRYING
         after the retry delay while retries are left (``cause``), else RETRIES_EXCEEDED
-        (``final_cause``)."""
+        (``final_cause``). ``backoff``: the delay doubles with each attempt (at most
+        :data:`MAX_BACKOFF` times the retry delay), for a far end that is busy."""
         config = self._config()
         now = time.time()
+        delay = config.retry_delay
+        if backoff:
+            delay *= min(2 ** (attempts - 1), MAX_BACKOFF)
         if attempts <= config.retries:
-            self._set(
-                job_id,
-                JobState.INPROGRESS.value,
-                JobState.RETRYING,
-                cause=cause,
-                schedule=now + config.retry_delay,
-                **values,
-            )
+            self._set(job_id, JobState.INPROGRESS.value, JobState.RETRYING, cause=cause,
+                      schedule=now + delay, **values)  # fmt: skip
         else:
-            self._set(
-                job_id,
-                JobState.INPROGRESS.value,
-                JobState.RETRIES_EXCEEDED,
-                finished=now,
-                cause=final_cause,
-                **values,
-            )
+            self._set(job_id, JobState.INPROGRESS.value, JobState.RETRIES_EXCEEDED,
+                      finished=now, cause=final_cause, **values)  # fmt: skip
 
     # -- routing --------------------------------------------------------------------
     def _start_routing(self, now: float) -> None:

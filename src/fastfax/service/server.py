@@ -667,23 +667,57 @@ class Service:
             return fh.read()
 
     @api(Right(0))
-    def job_control(self, session: Session, job_id: int, action: str) -> dict[str, Any]:
-        """``action``: pause, resume, cancel, restart or abort (cancel of a job on the line
-        aborts it). Any job with the job manage right; a user's own jobs with the job
-        submit right (as the Windows fax service lets a user cancel their own fax)."""
+    def job_control(
+        self, session: Session, job_id: int, action: str, confirm: bool = False
+    ) -> dict[str, Any]:
+        """``action``: pause, resume, cancel, abort, restart or delete. Any job with the
+        job manage right; a user's own jobs with the job submit right (as the Windows
+        fax service lets a user cancel their own fax).
+
+        Cancel (or abort) never loses a race with the scheduler: a waiting job is
+        cancelled, a job on the line has its call aborted (before it starts, if it has
+        not yet). Pause of a job on the line holds it after the current call; delete of
+        one aborts the call and removes the job when it ends. Restart of a completed job
+        sends the fax again, so it needs ``confirm=True``."""
         if not session.rights & (Right.JOB_SUBMIT | Right.JOB_MANAGE):
             require(session.user, session.rights, Right.JOB_MANAGE, "job_control")
+        if action not in _ACTIONS:
+            raise RequestError(f"unknown action {action!r}: {', '.join(_ACTIONS)}")
         row = self.job_row(job_id)
         if row["owner"] != session.user or Right.JOB_SUBMIT not in session.rights:
             require(session.user, session.rights, Right.JOB_MANAGE, f"job_control({action})")
-        state = JobState(row["state"])
+        with self._lock:  # the scheduler claims jobs under this lock: no race with it
+            row = self.job_row(job_id)
+            state = JobState(row["state"])
+            if action == "restart" and state is JobState.COMPLETED and confirm is not True:
+                raise JobStateError(
+                    f"job {job_id} is completed: restarting sends it again; confirm=True to do so"
+                )
+            ok = self._control(row, state, action)
+            snapshot = self.job_info(row) if action == "delete" else None
+        if not ok:
+            raise JobStateError(f"cannot {action} job {job_id}: it is {state.value}")
+        self.bus.publish(EventKind.JOB_CHANGED, job_id=job_id, action=action, owner=row["owner"])
+        self.scheduler.wake()
+        if snapshot is not None:
+            return {**snapshot, "deleted": True}
+        return self.job_info(self.job_row(job_id))
+
+    def _control(self, row: dict[str, Any], state: JobState, action: str) -> bool:
+        """Carry out ``action`` on the job of ``row`` (under the lock); whether it could."""
+        job_id = row["id"]
         waiting = (JobState.PENDING, JobState.RETRYING, JobState.NOLINE)
+        on_line = state is JobState.INPROGRESS
         if action == "pause":
-            ok = state in waiting and self._move(job_id, state, JobState.PAUSED)
-        elif action == "resume":
-            ok = state is JobState.PAUSED and self._move(job_id, state, JobState.PENDING)
-        elif action == "restart":
-            ok = state.final and self._move(
+            if on_line:
+                return self.scheduler.after_call(job_id, "pause")
+            return state in waiting and self._move(job_id, state, JobState.PAUSED)
+        if action == "resume":
+            return state is JobState.PAUSED and self._move(
+                job_id, state, JobState.PENDING, schedule=time.time()
+            )
+        if action == "restart":
+            return state.final and self._move(
                 job_id,
                 state,
                 JobState.PENDING,
@@ -691,22 +725,18 @@ class Service:
                 cause="",
                 schedule=time.time(),
                 finished=None,
-                info={"fallback": 0, "routed": {}},
+                info={"fallback": 0, "routed": {}, "reported": False},
             )
-        elif action in ("cancel", "abort"):
-            if state is JobState.INPROGRESS:
-                ok = self.scheduler.abort(job_id)
-            else:
-                ok = (state in waiting or state is JobState.PAUSED) and self._move(
-                    job_id, state, JobState.CANCELED, finished=time.time(), cause="canceled"
-                )
-        else:
-            raise RequestError(f"unknown action {action!r}: pause, resume, cancel, restart, abort")
-        if not ok:
-            raise JobStateError(f"cannot {action} job {job_id}: it is {state.value}")
-        self.bus.publish(EventKind.JOB_CHANGED, job_id=job_id, action=action)
-        self.scheduler.wake()
-        return self.job_info(self.job_row(job_id))
+        if action in ("cancel", "abort"):
+            if on_line:
+                return self.scheduler.abort(job_id)
+            return state in (*waiting, JobState.PAUSED, JobState.PREPARING) and self._move(
+                job_id, state, JobState.CANCELED, finished=time.time(), cause="canceled"
+            )
+        # delete
+        if on_line:
+            return self.scheduler.after_call(job_id, "delete") and self.scheduler.abort(job_id)
+        return self.scheduler.delete(job_id)
 
     def _move(self, job_id: int, old: JobState, new: JobState, **values: Any) -> bool:
         with self._lock:
@@ -737,6 +767,8 @@ class Service:
         for device in self.devices:
             device.close()
 
+
+_ACTIONS = ("pause", "resume", "cancel", "abort", "restart", "delete")
 
 #: A port's settings (FAX_PORT_INFO): what ``update_port`` changes and what a device's
 #: TOML table may set as the initial values of its ports.
