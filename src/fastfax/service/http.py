@@ -67,7 +67,14 @@ from .server import SPOOL_TOML, Service, Session, default_spool
 from .tls import check_plain_http, server_context
 from .wire import SESSION_HEADER, decode, encode
 
-__all__ = ["HttpService", "Limits", "serve_main", "ensure_admin", "ADMIN_TOKEN_FILE"]
+__all__ = [
+    "HttpService",
+    "Limits",
+    "serve_main",
+    "ensure_admin",
+    "ADMIN_TOKEN_FILE",
+    "AUTH_THREADS",
+]
 
 log = logging.getLogger("fastfax.service.http")
 #: Where ``fastfax serve`` writes the first administrator's token (mode 0600).
@@ -86,6 +93,8 @@ _STATUS = [
 ]
 #: Bodies of the requests that are not calls (session open and close) are at most this.
 _SMALL_BODY = 1 << 16
+#: Threads that check tokens and open sessions (beside the :attr:`Limits.max_calls` ones).
+AUTH_THREADS = 2
 #: Seconds between checks of an event stream's subscription.
 _POLL = 0.05
 #: Set on a request whose connection must close after the answer (its body was not read).
@@ -243,6 +252,9 @@ class HttpService:
         self._pool = concurrent.futures.ThreadPoolExecutor(
             self.limits.max_calls, thread_name_prefix="fastfax-call"
         )
+        self._auth_pool = concurrent.futures.ThreadPoolExecutor(
+            AUTH_THREADS, thread_name_prefix="fastfax-auth"
+        )
         self.metrics = Metrics(service, self._gauges)
         self._routes = {(r.method, r.path): r for r in api.routes()}
         self._openapi = json.dumps(api.openapi()).encode()
@@ -259,6 +271,7 @@ class HttpService:
             self._thread.join()
             self._loop.close()
             self._pool.shutdown()
+            self._auth_pool.shutdown()
             self.metrics.close()
             raise
         self.host, self.port = bound[0], bound[1]
@@ -315,6 +328,7 @@ class HttpService:
             self._thread.join()
             self._loop.close()
             self._pool.shutdown(wait=False, cancel_futures=True)
+            self._auth_pool.shutdown(wait=False, cancel_futures=True)
             self.metrics.close()
 
     async def _stop(self) -> None:
@@ -325,6 +339,10 @@ class HttpService:
             if not conn.busy:  # idle, or still sending a body: nothing started yet
                 conn.close()
         await self._runner.cleanup()
+        rest = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in rest:  # handlers of connections closed above, still unwinding
+            task.cancel()
+        await asyncio.gather(*rest, return_exceptions=True)
 
     # -- admission -----------------------------------------------------------------------
     def _admit(self, conn: _Conn) -> bool:
@@ -374,6 +392,12 @@ class HttpService:
         future = self._loop.run_in_executor(self._pool, fn, *args)
         future.add_done_callback(self._done)  # the slot is free when the thread is
         return await asyncio.shield(future)
+
+    async def _auth(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` (checking a token, opening or closing a session) on one of the
+        :data:`AUTH_THREADS`: quick work, at most one at a time per connection, so it
+        queues rather than being refused, and a burst of it never takes a call's thread."""
+        return await self._loop.run_in_executor(self._auth_pool, fn, *args)
 
     def _done(self, _: Any) -> None:
         self._running -= 1
@@ -486,7 +510,7 @@ class HttpService:
             pass
 
     async def _call(self, request: web.Request, route: api.Route) -> web.StreamResponse:
-        session = await self._run(
+        session = await self._auth(
             self._authenticate, _token(request), request.headers.get(SESSION_HEADER)
         )
         raw = await self._body(request, self.max_upload)
@@ -508,36 +532,35 @@ class HttpService:
         if key is not None and api.takes_request_id(name) and isinstance(args, dict):
             if args.setdefault("request_id", key) != key:
                 raise RequestError(
-                    f"request_id {args['request_id']!r} and {api.IDEMPOTENCY_HEADER} {key!r}"
-                    " differ"
+                    f"request_id {args['request_id']!r} and {api.IDEMPOTENCY_HEADER} {key!r} differ"
                 )
         result = self.service.call(session, name, args)
         return json.dumps({"result": encode(to_wire(result))}).encode()
 
     async def _session_open(self, request: web.Request, route: api.Route) -> web.StreamResponse:
         token = _token(request)
-        await self._run(self._user, token)
+        await self._auth(self._user, token)
         raw = await self._body(request, _SMALL_BODY)
         try:
             json.loads(raw or b"{}")
         except (ValueError, UnicodeDecodeError) as exc:
             raise RequestError(f"the request body is not valid JSON: {exc}") from None
         svc = self.service
-        session = await self._run(svc.open_session, token)
+        session = await self._auth(svc.open_session, token)
         reply = {"session": session.id, "user": session.user, "lease": svc.session_lease}
         return web.json_response({"result": reply})
 
     async def _session_close(self, request: web.Request, route: api.Route) -> web.StreamResponse:
-        session = await self._run(
+        session = await self._auth(
             self._authenticate, _token(request), request.headers.get(SESSION_HEADER)
         )
         if request.content_length:
             await self._body(request, _SMALL_BODY)
-        await self._run(self.service.close_session, session)
+        await self._auth(self.service.close_session, session)
         return web.json_response({"result": None})
 
     async def _metrics(self, request: web.Request, route: api.Route) -> web.StreamResponse:
-        user = await self._run(self._user, _token(request))
+        user = await self._auth(self._user, _token(request))
         require(user.user, user.rights, Right.JOB_QUERY, "metrics")
         text = await self._run(self.metrics.render)
         return web.Response(body=text, headers={"Content-Type": CONTENT_TYPE})
@@ -561,9 +584,9 @@ class HttpService:
         token, session_id = _token(request), request.headers.get(SESSION_HEADER)
         own = sse and session_id is None  # a browser: a session for this stream alone
         if own:
-            session = await self._run(self.service.open_session, token)
+            session = await self._auth(self.service.open_session, token)
         else:
-            session = await self._run(self._authenticate, token, session_id)
+            session = await self._auth(self._authenticate, token, session_id)
         try:
             if self._streams >= self.limits.max_streams:
                 self.metrics.http_refused.labels("streams").inc()
