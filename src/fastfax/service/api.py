@@ -42,7 +42,7 @@ __all__ = [
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 NDJSON = "application/x-ndjson"
 SSE = "text/event-stream"
-PROMETHEUS = "text/plain; version=0.0.4"
+PROMETHEUS = "text/plain"  # the Prometheus text format, version 0.0.4
 
 #: Every status an error answer may carry, and what it means.
 ERROR_STATUS = {
@@ -259,8 +259,11 @@ def openapi(version: str = "0") -> dict[str, Any]:
                 body = {"type": "object", "required": ["openapi", "paths"]}
             ok = {"application/json": {"schema": body}}
         elif route.media == NDJSON:
-            event = {"$ref": "#/components/schemas/Event"}
-            ok = {NDJSON: {"itemSchema": event}, SSE: {"itemSchema": event}}
+            stream = {
+                "schema": {"type": "string", "description": "a stream of Event records"},
+                "x-item-schema": {"$ref": "#/components/schemas/Event"},
+            }
+            ok = {NDJSON: stream, SSE: stream}
         else:
             ok = {route.media: {"schema": {"type": "string"}}}
         op: dict[str, Any] = {
