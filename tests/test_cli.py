@@ -1,13 +1,15 @@
 """The ``fastfax`` command: convert, info, demo; exit statuses a script can trust."""
 
 import os
+import pty
+import re
 import subprocess
 import sys
 
 import pytest
 from PIL import Image
 
-from fastfax import tiff
+from fastfax import cli, tiff
 from fastfax.cli import main
 from fastfax.demo import Line, make_pdf
 from fastfax.document.layout import layout_for
@@ -23,11 +25,14 @@ def _run(*args):
     return subprocess.run(["fastfax", *args], capture_output=True, text=True, timeout=120)
 
 
-def test_convert_one_file_quietly_when_not_a_terminal(tmp_path):
+def test_convert_into_a_pipe_prints_a_summary_only(tmp_path):
     pdf = _pdf(tmp_path / "a.pdf", 3)
     proc = _run("convert", pdf, "-o", str(tmp_path / "a.tif"), "--resolution", "standard")
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout == "" and proc.stderr == ""  # no progress bar into a pipe
+    assert proc.stdout == ""  # no progress bar into a pipe: one summary line
+    assert re.fullmatch(r"1 of 1 files, 3 pages in [0-9.]+ s \([0-9.]+ pages/s\)\n", proc.stderr)
+    quiet = _run("convert", pdf, "-o", str(tmp_path / "b.tif"), "-q")
+    assert quiet.returncode == 0 and quiet.stdout == quiet.stderr == ""
     pages = tiff.read(tmp_path / "a.tif")
     expect = layout_for("a4", "standard")
     assert len(pages) == 3
@@ -136,3 +141,41 @@ def test_demo_makes_every_file(tmp_path):
     pages = tiff.read(tmp_path / "demo" / "letter.tif")
     assert len(pages) == 5 and len([n for n in names if n.endswith(".png")]) == 5
     assert "pages/s" in proc.stdout
+
+
+def test_progress_lines_into_a_log_and_a_bar_on_a_terminal(tmp_path, capsys, monkeypatch):
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in "abc":
+        _pdf(src / f"{name}.pdf", 2)
+    monkeypatch.setattr(cli, "LOG_EVERY", 0.0)  # a line at every report
+    assert main(["convert", str(src), "-o", str(tmp_path / "out"), "-j", "1"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1].startswith("3 of 3 files, 6 pages in ")
+    assert any(re.fullmatch(r"fastfax: [1-6]/[2-6] pages, [0-9.]+ pages/s", line) for line in err)
+    # on a terminal: a tqdm bar (carriage returns), then the summary
+    main_fd, tty = pty.openpty()
+    try:
+        proc = subprocess.run(
+            ["fastfax", "convert", str(src), "-o", str(tmp_path / "tty"), "-j", "1"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=tty,
+            timeout=120,
+        )
+        os.close(tty)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(main_fd, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        os.close(main_fd)
+    assert proc.returncode == 0
+    text = shown.decode(errors="replace")
+    assert "\r" in text and re.search(r"\| [0-6]/[2-6] \[", text) and "page/s" in text
+    assert "3 of 3 files, 6 pages in" in text

@@ -1,18 +1,43 @@
 """The ``fastfax`` command.
 
+Documents:
+
 ``fastfax convert INPUT... -o OUTPUT``
     documents (PDF, images, TIFF, text; directories of them) to fax files (TIFF-F,
-    PDF, PNG, PBM), or received fax TIFFs to PDF / PNG for viewing.
-``fastfax info FILE``
+    PDF, PNG, PBM), or received fax TIFFs to PDF / PNG for viewing. A progress bar on a
+    terminal; a summary line on stderr at the end (also into a pipe) unless ``-q``.
+``fastfax info FILE...``
     pages, size, resolution and compression of a fax or document file.
 ``fastfax demo [DIR]``
     make a sample PDF, walk it through conversion and back, and fax it through the
     embedded fax service over a loopback pair of lines.
-``fastfax serve [--config FILE] [--spool DIR] [--host H] [--port P]``
-    run the fax service as a daemon (see ``fastfax serve --help``).
 
-Exit status: 0 when everything converted, 1 when some input failed (each failure is
-reported on stderr naming the file and page), 2 for a usage error.
+The fax service (:mod:`fastfax.cli_service`), each on the embedded spool (default, or
+``--spool DIR``) or a daemon (``--server URL --token-file FILE``):
+
+``fastfax send FILE... --to NUMBER [--to NUMBER ...] [--cover ...] [--wait]``,
+``fastfax jobs [--all]``, ``fastfax job ID [--cancel|--pause|--resume|--restart]``,
+``fastfax ports``, ``fastfax events [--count N]``,
+``fastfax users add NAME --rights R,R | remove NAME | list``, and
+``fastfax serve [--config FILE] [--spool DIR] [--host H] [--port P]`` (the daemon).
+Listing commands take ``--json`` (one JSON document; ``events``: one object a line).
+
+Exit status (:data:`EXIT_STATUS`):
+
+- 0: everything asked for was done;
+- 1: an input or a job failed: a file that did not convert (each failure is reported
+  on stderr naming the file and page), a fax that ended failed, cancelled or out of
+  retries under ``send --wait``, a job or user that does not exist, a request the
+  server refused (a bad number, a job in the wrong state);
+- 2: usage: the command line is wrong;
+- 3: the fax server cannot be reached, or refused the token or the right the call
+  needs; also the embedded spool when a daemon holds it (use ``--server``);
+- 4: ``send --wait --timeout S``: the time ran out before every job was final;
+- 130: interrupted (Ctrl-C), except ``fastfax events``, for which Ctrl-C is the end.
+
+Start-up is lazy: this module imports only the standard library (and the ``fastfax``
+package itself); the conversion pipeline, PDFium, the service and ``tqdm`` are imported
+by the command that needs them.
 """
 
 from __future__ import annotations
@@ -22,16 +47,23 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from typing import TextIO
+from typing import Any
 
-from .document.branding import DEFAULT_HEADER
-from .document.convert import FORMATS, Options, convert
-from .document.cover import CoverInfo
-from .document.layout import PAPER_SIZES, RESOLUTIONS, layout_for
-from .document.render import DEFAULT_THRESHOLD, MODES
-from .errors import ConvertError, FaxError
+from .errors import FaxError
 
-__all__ = ["main"]
+__all__ = ["main", "describe", "EXIT_STATUS", "UsageError", "WaitTimeout"]
+
+#: The exit statuses, as the module docstring and ``fastfax --help`` explain them.
+EXIT_STATUS = {
+    0: "everything asked for was done",
+    1: "an input or a job failed (a file that did not convert, a fax that failed under "
+    "--wait, a job or user that does not exist, a request the server refused)",
+    2: "usage: the command line is wrong",
+    3: "the fax server cannot be reached, or refused the token or the right needed "
+    "(or a daemon holds the embedded spool: use --server)",
+    4: "send --wait: --timeout ran out before every job was final",
+    130: "interrupted (Ctrl-C); fastfax events ends with 0",
+}
 
 _EXT = {"tiff": ".tif", "pdf": ".pdf", "png": ".png", "pbm": ".pbm"}
 _COVER_FIELDS = {
@@ -48,19 +80,80 @@ _COVER_FIELDS = {
     "note": "note",
 }
 _COVER_TRIGGERS = ("to", "to_fax", "to_company", "to_address", "subject", "note")
+#: A single input of at most this many pages converts in this process: starting worker
+#: processes (each opening the document again) costs more than it saves on short ones.
+IN_PROCESS_PAGES = 64
+#: Seconds between progress lines when stderr is not a terminal (a log, a pipe).
+LOG_EVERY = 10.0
+
+_DOCUMENT_COMMANDS = {
+    "convert": "convert documents to fax files (or faxes to PDF/PNG)",
+    "info": "describe a fax or document file",
+    "demo": "make a sample PDF, convert it to a fax and back, fax it through the service",
+}
+_SERVE_HELP = "run the fax service daemon (fastfax serve --help)"
 
 
 class UsageError(FaxError):
     """The command line asks for something impossible (exit status 2)."""
 
 
-def _parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(
-        prog="fastfax", description="Fax documents: convert to and from fax pages."
-    )
-    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+class WaitTimeout(FaxError, TimeoutError):
+    """``--wait`` ran out of time (exit status 4)."""
 
-    conv = sub.add_parser("convert", help="convert documents to fax files (or faxes to PDF/PNG)")
+
+# -- the parser ---------------------------------------------------------------------------
+
+
+def _exit_epilog() -> str:
+    lines = ["exit status:"]
+    lines += [f"  {code:<4} {text}" for code, text in EXIT_STATUS.items()]
+    return "\n".join(lines)
+
+
+def _parser(command: str | None) -> argparse.ArgumentParser:
+    """The parser; only ``command``'s own arguments are added, so that a command does not
+    import what another one's options need (the conversion's tables, the service)."""
+    from . import cli_service
+
+    top = argparse.ArgumentParser(
+        prog="fastfax",
+        description="Fax documents: convert to and from fax pages; send and manage faxes "
+        "through the embedded fax service or a fastfax daemon.",
+        epilog=_exit_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    from . import __version__
+
+    top.add_argument("--version", action="version", version=f"fastfax {__version__}")
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    helps = {**_DOCUMENT_COMMANDS, **cli_service.COMMANDS, "serve": _SERVE_HELP}
+    for name, text in helps.items():
+        parser = sub.add_parser(
+            name,
+            help=text,
+            description=text,
+            epilog=_exit_epilog(),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        if name != command:
+            continue
+        if name == "convert":
+            _convert_arguments(parser)
+        elif name == "info":
+            parser.add_argument("files", nargs="+", metavar="FILE")
+        elif name == "demo":
+            parser.add_argument("folder", nargs="?", default="fastfax-demo", metavar="DIR")
+            parser.add_argument("--jobs", "-j", type=int)
+        elif name in cli_service.COMMANDS:
+            cli_service.add_arguments(name, parser)
+    return top
+
+
+def _convert_arguments(conv: argparse.ArgumentParser) -> None:
+    from .document.layout import PAPER_SIZES, RESOLUTIONS
+    from .document.render import DEFAULT_THRESHOLD, MODES
+
     conv.add_argument("inputs", nargs="+", metavar="INPUT", help="files or directories")
     conv.add_argument("-o", "--output", required=True, help="output file or directory")
     conv.add_argument("--format", choices=sorted(_EXT), help="default: from OUTPUT, else tiff")
@@ -70,7 +163,13 @@ def _parser() -> argparse.ArgumentParser:
     conv.add_argument("--compression", choices=("g4", "g3", "g3-2d"), default="g4")
     conv.add_argument("--mode", choices=list(MODES), default="text")
     conv.add_argument("--threshold", type=int, default=DEFAULT_THRESHOLD, help="text mode, 1-255")
-    conv.add_argument("--jobs", "-j", type=int, help="worker processes (default: every core)")
+    conv.add_argument(
+        "--jobs",
+        "-j",
+        type=int,
+        help=f"worker processes (default: every core; one input of up to {IN_PROCESS_PAGES}"
+        " pages converts in this process)",
+    )
     conv.add_argument("--password", help="password of encrypted PDFs")
     conv.add_argument(
         "--header",
@@ -92,19 +191,12 @@ def _parser() -> argparse.ArgumentParser:
     cover.add_argument("--from-phone")
     cover.add_argument("--subject")
     cover.add_argument("--note")
-    conv.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
-
-    info = sub.add_parser("info", help="describe a fax or document file")
-    info.add_argument("files", nargs="+", metavar="FILE")
-
-    demo = sub.add_parser(
-        "demo", help="make a sample PDF, convert it to a fax and back, fax it through the service"
+    conv.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress bar, progress lines or summary"
     )
-    demo.add_argument("folder", nargs="?", default="fastfax-demo", metavar="DIR")
-    demo.add_argument("--jobs", "-j", type=int)
 
-    sub.add_parser("serve", help="run the fax service daemon (fastfax serve --help)")
-    return top
+
+# -- convert ------------------------------------------------------------------------------
 
 
 def _expand(inputs: Sequence[str]) -> tuple[list[str], bool]:
@@ -132,7 +224,13 @@ def _targets(files: list[str], output: str, fmt: str | None, to_folder: bool) ->
     return [os.path.join(output, n) for n in names]
 
 
-def _options(args: argparse.Namespace) -> Options:
+def _options(args: argparse.Namespace) -> Any:
+    from .document.branding import DEFAULT_HEADER
+    from .document.convert import Options
+    from .document.cover import CoverInfo
+    from .document.layout import layout_for
+    from .errors import ConvertError
+
     cover = None
     if args.cover or args.cover_template or any(getattr(args, k) for k in _COVER_TRIGGERS):
         values = {field: getattr(args, arg) or "" for arg, field in _COVER_FIELDS.items()}
@@ -165,30 +263,77 @@ def _options(args: argparse.Namespace) -> Options:
     )
 
 
-class _Progress:
-    """A one-line progress bar on a terminal: pages done of known, pages per second."""
+class Progress:
+    """Pages done of pages known, as the conversion reports them: a ``tqdm`` bar on a
+    terminal; into a pipe or a log, a plain line every :data:`LOG_EVERY` seconds (none
+    for a short run); nothing when ``quiet``."""
 
-    def __init__(self, stream: TextIO) -> None:
-        self.stream = stream
+    def __init__(self, unit: str = "page", *, quiet: bool = False) -> None:
+        self.unit = unit
         self.start = time.perf_counter()
-        self.shown = 0.0
+        self.logged = self.start
+        self.bar: Any = None
+        self.terminal = not quiet and sys.stderr.isatty()
+        self.quiet = quiet
 
     def __call__(self, done: int, known: int) -> None:
-        now = time.perf_counter()
-        if now - self.shown < 0.1 and done < known:
-            return
-        self.shown = now
-        rate = done / max(now - self.start, 1e-6)
-        filled = 30 * done // max(known, 1)
-        bar = "#" * filled + "." * (30 - filled)
-        self.stream.write(f"\r[{bar}] {done}/{known} pages  {rate:6.1f} pages/s")
-        self.stream.flush()
+        if self.terminal:
+            if self.bar is None:
+                import shutil
+
+                from tqdm import tqdm
+
+                size = shutil.get_terminal_size()  # 80 x 24 when the terminal says 0 x 0
+                self.bar = tqdm(
+                    total=known,
+                    unit=self.unit,
+                    file=sys.stderr,
+                    ncols=size.columns,
+                    nrows=size.lines,
+                    leave=False,
+                    smoothing=0,  # the rate over the whole run
+                )
+            self.bar.total = known
+            self.bar.update(done - self.bar.n)
+        elif not self.quiet:
+            now = time.perf_counter()
+            if now - self.logged >= LOG_EVERY:
+                self.logged = now
+                rate = done / max(now - self.start, 1e-6)
+                print(
+                    f"fastfax: {done}/{known} {self.unit}s, {rate:.1f} {self.unit}s/s",
+                    file=sys.stderr,
+                    flush=True,
+                )
 
     def close(self) -> None:
-        self.stream.write("\n")
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _processes(args: argparse.Namespace, files: list[str]) -> int | None:
+    """``--jobs``; else 1 for a single input of at most :data:`IN_PROCESS_PAGES` pages
+    (counted without rendering), else None: a worker per core."""
+    if args.jobs is not None:
+        return args.jobs
+    if len(files) != 1:
+        return None
+    from .document.render import open_source
+
+    try:
+        source = open_source(files[0], password=args.password, decode=False)
+    except (FaxError, OSError, TypeError):
+        return None  # the conversion reports what is wrong with it
+    try:
+        return 1 if source.pages <= IN_PROCESS_PAGES else None
+    finally:
+        source.close()
 
 
 def _convert(args: argparse.Namespace) -> int:
+    from .document.convert import FORMATS, convert
+
     options = _options(args)
     files, had_folder = _expand(args.inputs)
     if not files:
@@ -206,23 +351,23 @@ def _convert(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise UsageError(f"cannot create the output folder {out!r}: {exc.strerror}") from None
     targets = _targets(files, out, fmt, to_folder)
-    show = not args.quiet and sys.stderr.isatty()
-    bar = _Progress(sys.stderr) if show else None
     start = time.perf_counter()
-    results = convert(
-        zip(files, targets, strict=True),
-        options,
-        fmt=fmt,  # type: ignore[arg-type]
-        compression=args.compression,
-        processes=args.jobs,
-        progress=bar,
-    )
-    if bar:
+    bar = Progress(quiet=args.quiet)
+    try:
+        results = convert(
+            zip(files, targets, strict=True),
+            options,
+            fmt=fmt,  # type: ignore[arg-type]
+            compression=args.compression,
+            processes=_processes(args, files),
+            progress=bar,
+        )
+    finally:
         bar.close()
     failed = [r for r in results if r.error]
     for r in failed:
         print(f"fastfax: {r.error}", file=sys.stderr)
-    if show:
+    if not args.quiet:
         pages = sum(r.pages for r in results)
         seconds = time.perf_counter() - start
         print(
@@ -231,6 +376,9 @@ def _convert(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 1 if failed else 0
+
+
+# -- info, demo ---------------------------------------------------------------------------
 
 
 def describe(path: str) -> list[tuple[str, str]]:
@@ -302,26 +450,49 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- main ---------------------------------------------------------------------------------
+
+
+def exit_status(exc: FaxError) -> int:
+    """The exit status for an error that ended a command (see :data:`EXIT_STATUS`)."""
+    if isinstance(exc, UsageError):
+        return 2
+    if isinstance(exc, TimeoutError):
+        return 4
+    if isinstance(exc, (ConnectionError, PermissionError)):
+        return 3  # RemoteError; AuthenticationError and AccessDenied
+    if type(exc).__name__ == "SpoolBusy":
+        return 3
+    return 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command; returns the exit status (0 ok, 1 some input failed, 2 usage)."""
+    """Run the command; returns the exit status (see :data:`EXIT_STATUS`)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["serve"]:
         from .service.http import serve_main
 
         return serve_main(argv[1:])
-    args = _parser().parse_args(argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    try:
+        args = _parser(command).parse_args(argv)
+    except SystemExit as exc:  # argparse: --help, --version (0) or a usage error (2)
+        return exc.code if isinstance(exc.code, int) else 2
     try:
         if args.command == "convert":
             return _convert(args)
         if args.command == "info":
             return _info(args)
-        return _demo(args)
-    except UsageError as exc:
-        print(f"fastfax: error: {exc}", file=sys.stderr)
-        return 2
+        if args.command == "demo":
+            return _demo(args)
+        from . import cli_service
+
+        return cli_service.run(args)
     except FaxError as exc:
-        print(f"fastfax: {exc}", file=sys.stderr)
-        return 1
+        status = exit_status(exc)
+        prefix = "fastfax: error: " if status == 2 else "fastfax: "
+        print(f"{prefix}{exc}", file=sys.stderr)
+        return status
     except KeyboardInterrupt:
         return 130
 
