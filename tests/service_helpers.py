@@ -8,6 +8,7 @@ import email
 import os
 import socket
 import threading
+import time
 import warnings
 from dataclasses import dataclass, field
 
@@ -184,3 +185,15 @@ class SmtpSink:
         self.server.close()
         for channel in list(self.map.values()):
             channel.close()
+
+
+def prepared(*jobs):
+    """Wait (30 s at most) until each job's document is converted (it left PREPARING)."""
+    from fastfax.service.model import JobState
+
+    deadline = time.monotonic() + 30
+    for job in jobs:
+        while job.status is JobState.PREPARING:
+            assert time.monotonic() < deadline, f"job {job.id} still preparing"
+            time.sleep(0.005)
+    return jobs[0] if len(jobs) == 1 else jobs

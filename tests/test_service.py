@@ -23,6 +23,7 @@ from service_helpers import (
     make_pdf,
     make_spool,
     only_sender,
+    prepared,
     start_env,
     text_pages,
 )
@@ -307,7 +308,7 @@ def test_defaults_filled_from_configuration(env):
 
 def test_pause_resume_cancel_restart(env):
     env.server.set_configuration(pause_queue=True)
-    job = env.server.send(text_pages(1), to="200", priority="high")
+    job = prepared(env.server.send(text_pages(1), to="200", priority="high"))
     assert job.status is JobState.PENDING
     assert job.pause().state is JobState.PAUSED
     with pytest.raises(JobStateError):
@@ -406,6 +407,7 @@ def test_scheduled_time_and_priority(env):
     future = env.server.send(
         text_pages(1), to="200", schedule=dt.datetime.now() + dt.timedelta(hours=1)
     )
+    prepared(low, high, future)
     env.server.set_configuration(pause_queue=False)
     a, b = high.wait(T), low.wait(T)
     assert a.started <= b.started
@@ -527,7 +529,8 @@ def test_events_in_order_for_a_job(env):
     job = env.server.send(text_pages(2), to="200")
     seen = _drain(events, job.id, EventKind.COMPLETED)
     kinds = [e.kind for e in seen]
-    assert kinds[0] is EventKind.JOB_QUEUED and kinds[1] is EventKind.DIALING
+    assert kinds[:3] == [EventKind.JOB_QUEUED, EventKind.PREPARED, EventKind.DIALING]
+    assert seen[0].data["state"] == "preparing" and seen[1].data["pages"] == 2
     pages = [e.data["page"] for e in seen if e.kind is EventKind.SENDING]
     assert pages == sorted(pages) and pages[-1] == 2
     assert [e.seq for e in seen] == sorted(e.seq for e in seen)
@@ -607,7 +610,7 @@ def _snapshot(env):
 @pytest.mark.parametrize("call", sorted(CALLS))
 def test_every_call_refused_without_its_right(env, call):
     env.server.set_configuration(pause_queue=True)
-    env.job_id = env.server.send(text_pages(1), to="200").id
+    env.job_id = prepared(env.server.send(text_pages(1), to="200")).id
     right, use = CALLS[call]
     weak = env.user(ALL_RIGHTS & ~right if right != ALL_RIGHTS else ALL_RIGHTS & ~Right.JOB_MANAGE)
     before = _snapshot(env)
@@ -625,8 +628,7 @@ def test_own_jobs_managed_with_submit_others_with_manage(env):
     bob = env.user(Right.JOB_SUBMIT | Right.JOB_QUERY)
     boss = env.user(Right.JOB_MANAGE | Right.JOB_QUERY)
     reader = env.user(Right.JOB_QUERY)
-    mine = alice.send(text_pages(1), to="200")
-    theirs = bob.send(text_pages(1), to="200")
+    mine, theirs = prepared(alice.send(text_pages(1), to="200"), bob.send(text_pages(1), to="200"))
     assert mine.pause().state is JobState.PAUSED and mine.resume().state is JobState.PENDING
     for who, job in ((bob, mine), (alice, theirs), (reader, mine)):
         for action in ("pause", "cancel", "restart"):
@@ -665,6 +667,6 @@ def test_bad_requests(env):
         env.server.send(text_pages(1), to="200", schedule="tomorrow-ish")
     with pytest.raises(RequestError):
         env.server.send(text_pages(1), to="200", priority="urgent")
-    with pytest.raises(Exception) as err:
-        env.server.send(b"%PDF-1.4 truncated garbage", to="200", filename="x.pdf")
-    assert "x.pdf" in str(err.value) or "upload" in str(err.value)
+    # accepted at once; the conversion fails the job, its cause naming the file
+    bad = env.server.send(b"%PDF-1.4 truncated garbage", to="200", filename="x.pdf").wait(T)
+    assert bad.state is JobState.FAILED and bad.cause.startswith("cannot convert x.pdf")

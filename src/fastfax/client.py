@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import secrets
 import threading
 import time
+import weakref
 from collections.abc import Iterable
 from typing import Any
 
@@ -32,12 +34,17 @@ from .service.server import Service, default_spool
 __all__ = ["connect", "FaxServer", "Job", "Port", "JobTimeout", "Right"]
 
 
+_JOB_OPTIONS = ("request_id", "billing_code", "tsid", "sender_department", "receipt")
+
+
 class JobTimeout(ServiceError, TimeoutError):
     """:meth:`Job.wait` ran out of time before the job finished."""
 
 
 class _Local:
-    """Calls straight into a :class:`Service` of this process."""
+    """Calls straight into a :class:`Service` of this process. A connection dropped
+    without :meth:`close` is closed when it is collected (a finalizer): its session
+    and ports are released, and the last connection of a spool stops its service."""
 
     _shared: dict[str, list[Any]] = {}  # spool -> [service, connections]
     _lock = threading.Lock()
@@ -53,8 +60,9 @@ class _Local:
         try:
             self.session = self.service.open_session(token, local=True)
         except BaseException:
-            self._release()
+            _Local._drop(self.spool, None)
             raise
+        self._finalizer = weakref.finalize(self, _Local._drop, self.spool, self.session)
 
     def call(self, name: str, /, **args: Any) -> Any:
         return self.service.call(self.session, name, args)
@@ -62,17 +70,22 @@ class _Local:
     def events(self, since: int | None = None) -> Subscription:
         return self.service.subscribe(self.session, since)
 
-    def _release(self) -> None:
-        with self._lock:
-            entry = self._shared[self.spool]
+    @classmethod
+    def _drop(cls, spool: str, session: Any) -> None:
+        """End ``session`` and count its connection out; the last one closes the service."""
+        with cls._lock:
+            entry = cls._shared[spool]
             entry[1] -= 1
-            if entry[1] == 0:
-                del self._shared[self.spool]
-                entry[0].close()
+            last = entry[1] == 0
+            if last:
+                del cls._shared[spool]
+        if session is not None:
+            entry[0].close_session(session)
+        if last:
+            entry[0].close()
 
     def close(self) -> None:
-        self.service.close_session(self.session)
-        self._release()
+        self._finalizer()
 
 
 def connect(
@@ -182,11 +195,24 @@ class FaxServer:
         sender_company: str = "",
         render: dict[str, str] | None = None,
         filename: str | None = None,
+        request_id: str | None = None,
+        billing_code: str = "",
+        tsid: str = "",
+        sender_department: str = "",
+        receipt: str = "",
     ) -> Job:
         """Queue ``document`` (a file the conversion pipeline reads, its bytes, or pages)
-        for fax number ``to`` (FaxSendDocument). ``cover``: True, or the cover fields;
-        ``schedule``: "now", "discount" or a time; ``priority``: low, normal, high;
-        ``render``: page_size, resolution, mode. Empty sender fields take the server's."""
+        for fax number ``to`` (FaxSendDocument). ``cover``: True, or the cover fields
+        (``template``: a server cover page's name); ``schedule``: "now", "discount" or
+        a time; ``priority``: low, normal, high; ``render``: page_size, resolution,
+        mode. Empty sender fields take the server's. The job is PREPARING until its
+        document is converted.
+
+        ``request_id``: this request's key: sending again with the same key returns
+        the same job and queues nothing (a remote connection makes one up for every
+        send, so that its own retries after a lost answer are harmless).
+        ``billing_code``, ``tsid`` (the identity sent), ``sender_department``: kept with
+        the job; ``receipt``: an e-mail address, or "inbox", for a delivery report."""
         return self._submit(
             document,
             to,
@@ -199,6 +225,8 @@ class FaxServer:
             sender_company,
             render,
             filename,
+            dict(request_id=request_id, billing_code=billing_code, tsid=tsid,
+                 sender_department=sender_department, receipt=receipt),  # fmt: skip
         )[0]
 
     def broadcast(
@@ -208,7 +236,8 @@ class FaxServer:
         **options: Any,
     ) -> list[Job]:
         """Send one document to many numbers (FaxSendDocumentForBroadcast): one job per
-        recipient (``number`` or ``(number, name)``), all in one group."""
+        recipient (``number`` or ``(number, name)``), all in one group. ``options``:
+        those of :meth:`send` (``request_id`` covers the whole broadcast)."""
         pairs = [(r, "") if isinstance(r, str) else tuple(r) for r in recipients]
         return self._submit(
             document,
@@ -222,6 +251,7 @@ class FaxServer:
             options.get("sender_company", ""),
             options.get("render"),
             options.get("filename"),
+            {k: options[k] for k in _JOB_OPTIONS if k in options},
         )
 
     def _submit(
@@ -237,11 +267,14 @@ class FaxServer:
         sender_company: str,
         render: Any,
         filename: str | None,
+        extra: dict[str, Any],
     ) -> list[Job]:
         if isinstance(cover, CoverInfo):
             cover = {k: v for k, v in vars(cover).items() if k not in ("pages", "time_sent")}
         if isinstance(schedule, _dt.datetime):
             schedule = schedule.timestamp()
+        if self.remote and not extra.get("request_id"):
+            extra = {**extra, "request_id": secrets.token_hex(16)}
         ids = self._call(
             "send",
             **self._document(document, filename),
@@ -254,6 +287,7 @@ class FaxServer:
             sender_fax=sender_fax,
             sender_company=sender_company,
             render=render,
+            **{k: v for k, v in extra.items() if v},
         )
         return [Job(self, i) for i in ids]
 

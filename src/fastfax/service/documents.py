@@ -1,14 +1,26 @@
 """Turning what a user submits into the fax pages of a job (FaxCompleteJobParams and
 FaxPrintCoverPage): server defaults filled in, cover page and header line rendered,
 pages kept in the spool as TIFF-F (MMR).
+
+A job is accepted before its document is converted: it waits in the PREPARING state,
+its row naming the submitted document (kept in the spool's ``src/``), until the
+:class:`Preparer` thread has written its pages; the jobs of a broadcast without cover
+pages share one conversion. A job found PREPARING at start (the process was killed) is
+prepared again; a document that cannot be converted fails its job(s), the cause naming
+the file and page.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import logging
 import os
 import re
 import secrets
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,14 +29,23 @@ from ..document.branding import DEFAULT_HEADER
 from ..document.convert import Options, render_document
 from ..document.cover import CoverInfo
 from ..document.layout import FAX_WIDTHS
+from ..errors import ConvertError
 from ..page import Page
-from .config import Configuration
+from .config import LOG_CATEGORIES, Configuration
 from .errors import BadNumber, ConfigError, RequestError
+from .model import EventKind, JobState
 
-__all__ = ["JobParams", "check_number", "complete_params", "render", "write_pages"]
+__all__ = ["JobParams", "check_number", "complete_params", "render", "write_pages", "Preparer"]
+
+out_log = logging.getLogger(LOG_CATEGORIES["outbound"])
+#: PREPARING jobs converted per pass (a pass shares conversions among them).
+BATCH = 64
 
 _DIAL = re.compile(r"^\+?[0-9*#,]{1,40}$")
 _COVER_FIELDS = {f.name for f in dataclasses.fields(CoverInfo)} - {"pages", "time_sent"}
+_TEMPLATE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")
+#: The spool's folder of server cover page templates (``<name>.json``).
+COVER_FOLDER = "covers"
 _RENDER_FIELDS = ("page_size", "resolution", "mode")
 _FAX_WIDTHS = {w for widths in FAX_WIDTHS.values() for w in widths}
 
@@ -73,9 +94,10 @@ def complete_params(
     if cover is not None:
         if isinstance(cover, CoverInfo):
             cover = {k: v for k, v in dataclasses.asdict(cover).items() if k in _COVER_FIELDS}
-        if not isinstance(cover, dict) or set(cover) - _COVER_FIELDS:
+        if not isinstance(cover, dict) or set(cover) - _COVER_FIELDS - {"template"}:
             raise RequestError(
                 f"cover must be True, a CoverInfo or a dict of {sorted(_COVER_FIELDS)}"
+                " and template"
             )
     render = dict(render or {})
     if set(render) - set(_RENDER_FIELDS):
@@ -91,10 +113,34 @@ def complete_params(
     )
 
 
+def check_cover(cover: dict[str, str], config: Configuration, spool: str, local: bool) -> None:
+    """Resolve ``cover["template"]`` in place to a template file: a name of the server's
+    templates (``<spool>/covers/<name>.json``) or, for a client in this process when the
+    server allows personal cover pages (``server_cover_pages_only`` off), the path of a
+    JSON template file. No template: the default one. Raises :class:`RequestError`."""
+    name = cover.get("template")
+    if not name:
+        cover.pop("template", None)
+        return
+    if _TEMPLATE.match(name):
+        path = os.path.join(spool, COVER_FOLDER, f"{name}.json")
+        if not os.path.isfile(path):
+            raise RequestError(f"no server cover page {name!r} (in {COVER_FOLDER}/ of the spool)")
+    elif config.server_cover_pages_only:
+        raise RequestError(
+            f"only server cover pages may be used (server_cover_pages_only); {name!r} is not one"
+        )
+    elif not local or not os.path.isabs(name) or not os.path.isfile(name):
+        raise RequestError(f"a personal cover page is the absolute path of a JSON file: {name!r}")
+    else:
+        path = name
+    cover["template"] = path
+
+
 def render(path: str, params: JobParams, config: Configuration) -> list[Page]:
     """The fax pages of the document at ``path`` for ``params``: the cover first when
     asked, the header line on every page when branding is on."""
-    cover = None
+    cover = template = None
     if params.cover is not None:
         fields = {
             "recipient_name": params.recipient_name,
@@ -102,9 +148,10 @@ def render(path: str, params: JobParams, config: Configuration) -> list[Page]:
             "sender_name": params.sender_name,
             "sender_fax": params.sender_fax,
             "sender_company": params.sender_company,
-            **{k: v for k, v in params.cover.items() if v},
+            **{k: v for k, v in params.cover.items() if v and k != "template"},
         }
         cover = CoverInfo(**fields)
+        template = params.cover.get("template")
     try:
         options = Options(
             header=DEFAULT_HEADER if config.branding else None,
@@ -112,6 +159,7 @@ def render(path: str, params: JobParams, config: Configuration) -> list[Page]:
             sender_fax=params.sender_fax,
             recipient=params.recipient_name,
             cover=cover,
+            cover_template=template,
             **(params.render or {}),
         )
     except TypeError as exc:
@@ -129,3 +177,126 @@ def write_pages(folder: str, pages: list[Page]) -> str:
     path = os.path.join(folder, f"{secrets.token_hex(8)}.tif")
     tiff.write(path, pages, "g4")
     return path
+
+
+def failure_cause(filename: str, exc: BaseException) -> str:
+    """Why a document could not be converted, naming the file as the user gave it and
+    the page when known."""
+    if isinstance(exc, ConvertError):
+        where = filename + ("" if exc.page is None else f", page {exc.page}")
+        return f"cannot convert {where}: {exc.reason}"
+    return f"cannot convert {filename}: {type(exc).__name__}: {exc}"
+
+
+class Preparer:
+    """The thread that converts the documents of PREPARING jobs (oldest first) into
+    their fax pages and makes them PENDING. It sees of the service the store, the
+    spool's files (``spool``: :class:`fastfax.service.spool.Spool`), the event bus,
+    the live configuration and ``ready`` (called when jobs became pending)."""
+
+    def __init__(
+        self,
+        store: Any,
+        spool: Any,
+        bus: Any,
+        config: Callable[[], Configuration],
+        ready: Callable[[], None],
+    ) -> None:
+        self.store = store
+        self.spool = spool
+        self.bus = bus
+        self._config = config
+        self._ready = ready
+        self._wake = threading.Event()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="fastfax-prepare", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def kick(self) -> None:
+        """New jobs to prepare."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Stop after the conversion under way (its jobs stay PREPARING, done next start)."""
+        self._stopping = True
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                more = self._batch()
+            except Exception:  # a bug must not stop preparing: log it, try again later
+                logging.getLogger(LOG_CATEGORIES["unknown"]).exception("preparing jobs failed")
+                more = False
+            if not more:
+                self._wake.wait(1.0)
+
+    def _batch(self) -> bool:
+        """Prepare up to :data:`BATCH` jobs; whether there may be more."""
+        rows = self.store.jobs("state = ?", (JobState.PREPARING.value,), order=f"id LIMIT {BATCH}")
+        config = self._config()
+        done: dict[str, tuple[str, int] | BaseException] = {}  # share key -> (file, pages)
+        sources = set()
+        for row in rows:
+            if self._stopping:
+                return False
+            sources.add(row["file"])
+            info = row["info"]
+            params = JobParams(number=row["number"], **info["params"])
+            key = json.dumps([row["file"], params.render, params.sender_name,
+                              params.sender_fax, params.sender_company])  # fmt: skip
+            if params.cover is not None:
+                key = f"{key}#{row['id']}"
+            try:
+                if isinstance(done.get(key), BaseException):
+                    raise done[key]  # type: ignore[misc]
+                if key in done:
+                    first, count = done[key]  # type: ignore[misc]
+                    file = self.spool.copy(first, "out")
+                else:
+                    pages = render(self.spool.path(row["file"]), params, config)
+                    file, count = self.spool.write("out", pages), len(pages)
+                    done[key] = (file, count)
+            except Exception as exc:  # the document (not the service) is at fault
+                done[key] = exc
+                self._fail(row, failure_cause(info.get("document_name", "document"), exc))
+                continue
+            size = os.path.getsize(self.spool.path(file))
+            moved = self.store.update_job(
+                row["id"],
+                f"state = '{JobState.PREPARING.value}'",
+                state=JobState.PENDING.value,
+                file=file,
+                pages=count,
+                info={"size": size},
+            )
+            if not moved:  # cancelled or deleted meanwhile (others may copy the file yet)
+                sources.add(file)
+                continue
+            self.bus.publish(
+                EventKind.PREPARED, job_id=row["id"], pages=count, size=size, owner=row["owner"]
+            )
+            self._ready()
+        for source in sources:  # documents and pages no job names any longer
+            if not self.store.file_used(source):
+                self.spool.remove(source)
+        return len(rows) == BATCH
+
+    def _fail(self, row: dict[str, Any], cause: str) -> None:
+        failed = self.store.update_job(
+            row["id"],
+            f"state = '{JobState.PREPARING.value}'",
+            state=JobState.FAILED.value,
+            finished=time.time(),
+            cause=cause,
+        )
+        if failed:
+            out_log.warning("job %d: %s", row["id"], cause)
+            self.bus.publish(EventKind.FATAL_ERROR, job_id=row["id"], cause=cause,
+                             owner=row["owner"])  # fmt: skip
+            self._ready()

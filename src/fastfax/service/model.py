@@ -107,7 +107,11 @@ class JobInfo:
     ``schedule``: the earliest time it may start; ``discount``: it waits for the discount
     period; ``attempts``: calls made so far; ``fallback``: how far the next attempt
     falls back (see :data:`fastfax.service.scheduler.FALLBACK`); ``pages``: pages in
-    the fax (the cover included); ``current_page``: the page on the line now (0 when not sending).
+    the fax (the cover included; 0 while PREPARING); ``size``: bytes of its TIFF-F file;
+    ``current_page``: the page on the line now (0 when not sending); ``tsid``: the
+    identity sent for this job (empty: the port's or the sender's fax number);
+    ``billing_code``, ``sender_department``: kept for the gateway's accounts;
+    ``receipt``: where the delivery report goes (an e-mail address, "inbox" or empty).
     """
 
     id: int
@@ -119,7 +123,13 @@ class JobInfo:
     owner: str = ""
     recipient_name: str = ""
     sender_name: str = ""
+    sender_company: str = ""
+    sender_department: str = ""
+    billing_code: str = ""
+    tsid: str = ""
+    receipt: str = ""
     document_name: str = ""
+    size: int = 0
     submitted: float = 0.0
     schedule: float = 0.0
     discount: bool = False

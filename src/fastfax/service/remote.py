@@ -1,13 +1,17 @@
 """The client side of :mod:`fastfax.service.http`: the calls of a
 :class:`fastfax.client.FaxServer` sent to a ``fastfax serve`` daemon.
 
-Each call is one HTTP request on a fresh connection (never repeated, so a send is never
-submitted twice by a retry; only a call refused with :class:`SessionGone`, before the
-server did anything, is asked again on a new session); errors come back as the server's
-own exception classes. A thread renews the session every third of its lease (``POST
-/api/renew``) until :meth:`RemoteBackend.close`: the server keeps this client's ports
-opened for modify while it lives, and frees them one lease after it dies. An event
-stream that drops is opened again from the last event it delivered.
+Each call is one HTTP request on a fresh connection; errors come back as the server's
+own exception classes. A call whose answer is lost (the connection failed or timed
+out) is asked again, :data:`RETRIES` times at most, when repeating it is harmless: every
+query, and a send, which carries a request id (the server answers a repeated request
+id with the first answer's jobs, so a retry never queues a fax twice). A call refused
+with :class:`SessionGone`, before the server did anything, is asked again on a new
+session. A thread renews the session every third of its lease (``POST /api/renew``)
+while the backend is open and referenced (it holds only a weak reference to it): the
+server keeps this client's ports opened for modify while it lives, and frees them one
+lease after it is closed or dropped. An event stream that drops is opened again from
+the last event it delivered.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import socket
 import threading
 import time
 import urllib.parse
+import weakref
 from typing import Any
 
 from .errors import ERRORS, RemoteError, ServiceError, SessionGone
@@ -25,10 +30,18 @@ from .events import Subscription
 from .model import Event, EventKind, from_wire
 from .wire import SESSION_HEADER, decode, encode
 
-__all__ = ["RemoteBackend", "RESUME_EVERY"]
+__all__ = ["RemoteBackend", "RESUME_EVERY", "RETRIES", "Unreached"]
 
 #: Seconds between attempts to open a dropped event stream again.
 RESUME_EVERY = 0.2
+#: Times a harmless call is asked again after its answer was lost (waits 0.1, 0.3, 0.9 s).
+RETRIES = 3
+#: Calls that must not be repeated blindly (a send only without a request id).
+_UNSAFE = {"job_control", "add_user", "remove_user", "send"}
+
+
+class Unreached(RemoteError):
+    """The request or its answer was lost: the server may or may not have acted on it."""
 
 
 class RemoteBackend:
@@ -47,18 +60,13 @@ class RemoteBackend:
         opened = self._open_session()
         self._closing = threading.Event()
         self._keeper = threading.Thread(
-            target=self._keep, args=(float(opened["lease"]) / 3,), name="fastfax-lease", daemon=True
+            target=_keep,
+            args=(weakref.ref(self), self._closing, float(opened["lease"]) / 3),
+            name="fastfax-lease",
+            daemon=True,
         )
+        weakref.finalize(self, self._closing.set)  # dropped without close(): stop renewing
         self._keeper.start()
-
-    def _keep(self, interval: float) -> None:
-        """Renew the session every third of its lease until closed, so that the server
-        keeps this connection's ports while this process lives."""
-        while not self._closing.wait(interval):
-            try:
-                self.call("renew")
-            except ServiceError:
-                pass  # the server is away for now: the next renewal may reach it
 
     def _connection(self, timeout: float | None) -> http.client.HTTPConnection:
         return http.client.HTTPConnection(self.host, self.port, timeout=timeout)
@@ -71,7 +79,7 @@ class RemoteBackend:
             resp = conn.getresponse()
             raw = resp.read()
         except (OSError, http.client.HTTPException) as exc:
-            raise RemoteError(
+            raise Unreached(
                 f"cannot reach the fax server at {self.host}:{self.port}: {exc}"
             ) from None
         finally:
@@ -94,11 +102,20 @@ class RemoteBackend:
         return opened
 
     def call(self, name: str, /, **args: Any) -> Any:
-        try:
-            return self._request("POST", f"/api/{name}", args)
-        except SessionGone:  # refused before anything was done: a new session, once
-            self._open_session()
-            return self._request("POST", f"/api/{name}", args)
+        harmless = name not in _UNSAFE or (name == "send" and bool(args.get("request_id")))
+        attempt = 0
+        while True:
+            try:
+                try:
+                    return self._request("POST", f"/api/{name}", args)
+                except SessionGone:  # refused before anything was done: a new session
+                    self._open_session()
+                    return self._request("POST", f"/api/{name}", args)
+            except Unreached:
+                if not harmless or attempt == RETRIES or self._closing.is_set():
+                    raise
+                time.sleep(0.1 * 3**attempt)
+                attempt += 1
 
     def _stream(self, since: int | None) -> tuple[http.client.HTTPConnection, Any]:
         """Open ``GET /api/events[?since=N]``: the connection and its response."""
@@ -186,3 +203,17 @@ class RemoteBackend:
             self._request("DELETE", "/api/session", {})
         except ServiceError:
             pass  # the server is gone: nothing left to release there
+
+
+def _keep(backend: weakref.ref[RemoteBackend], closing: threading.Event, interval: float) -> None:
+    """Renew the session every third of its lease until the backend is closed or
+    collected, so that the server keeps its ports while it is in use."""
+    while not closing.wait(interval):
+        live = backend()
+        if live is None:
+            return
+        try:
+            live.call("renew")
+        except ServiceError:
+            pass  # the server is away for now: the next renewal may reach it
+        del live

@@ -41,6 +41,8 @@ in_log = logging.getLogger(LOG_CATEGORIES["inbound"])
 
 #: Per fallback level (one more after each line or protocol failure): (max bit/s, ECM).
 FALLBACK = [(None, True), (9600, True), (9600, False), (4800, False)]
+#: Days a client's request id is remembered (a repeat within them creates nothing).
+REQUEST_DAYS = 2
 #: The retry delay grows up to this many times after a busy or delayed call.
 MAX_BACKOFF = 8
 #: Due jobs looked at per scheduler pass.
@@ -178,6 +180,7 @@ class Scheduler:
         self._calls: dict[int, Call] = {}
         self._targets: dict[int, str] = {}  # job id -> the line of ours its call rings
         self._after: dict[int, str] = {}  # job id -> "pause" / "delete" after the call
+        self._forgot = 0.0  # when old request ids were last forgotten
         self._routing: threading.Thread | None = None
 
     # -- life -----------------------------------------------------------------------
@@ -459,7 +462,8 @@ class Scheduler:
                 return False
             self.store.delete_job(job_id)
             self.ports.changed.notify_all()
-        self.spool.remove(row["file"])
+        if not self.store.file_used(row["file"]):
+            self.spool.remove(row["file"])
         self.bus.publish(EventKind.DELETED, job_id=job_id)
         return True
 
@@ -580,8 +584,12 @@ class Scheduler:
         )
         for row in rows:
             self.store.delete_job(row["id"])
-            self.spool.remove(row["file"])
+            if not self.store.file_used(row["file"]):  # a document jobs still share
+                self.spool.remove(row["file"])
             self.bus.publish(EventKind.DELETED, job_id=row["id"])
+        if now - self._forgot > 3600:  # request ids are kept REQUEST_DAYS (at least one)
+            self.store.forget_requests(now - REQUEST_DAYS * 86400)
+            self._forgot = now
         if rows:
             with self.ports.lock:
                 self.ports.changed.notify_all()

@@ -31,8 +31,7 @@ from .config import (
     load_toml,
 )
 from .devices import Device, Line, device_factory
-from .documents import complete_params
-from .documents import render as render_pages
+from .documents import Preparer, check_cover, complete_params
 from .errors import (
     AccessDenied,
     AuthenticationError,
@@ -48,6 +47,7 @@ from .errors import (
 )
 from .events import EventBus, Subscription
 from .model import (
+    DeviceState,
     EventKind,
     JobInfo,
     JobState,
@@ -181,12 +181,21 @@ class Service:
             routing=lambda: [(name, self.methods[name]) for name in self.routing_order],
             on_tick=self.expire_sessions,
         )
+        self.preparer = Preparer(self.store, self.files, self.bus, lambda: self.config,
+                                 self._prepared)  # fmt: skip
         self.scheduler.recover()
         self.scheduler.start()
+        self.preparer.start()
         for device in self.devices:
             device.start(self.scheduler.hooks)
         log.info("fax service started on %s with %d port(s)", self.spool, len(self.ports))
         self.bus.publish(EventKind.SERVICE_STARTED, ports=len(self.ports))
+
+    def _prepared(self) -> None:
+        """Jobs left PREPARING: wake the scheduler and those who wait for a job."""
+        with self._lock:
+            self.changed.notify_all()
+        self.scheduler.wake()
 
     def _add_device(self, spec: dict[str, Any]) -> None:
         own = ("kind", "name", "store", *PORT_SETTINGS)
@@ -495,9 +504,27 @@ class Service:
         sender_fax: str = "",
         sender_company: str = "",
         render: dict[str, str] | None = None,
+        request_id: str | None = None,
+        billing_code: str = "",
+        tsid: str = "",
+        sender_department: str = "",
+        receipt: str = "",
     ) -> list[int]:
         """Submit a fax to one number (``to`` a string) or a broadcast (a list, with
-        ``recipient_name`` a matching list); returns the job ids."""
+        ``recipient_name`` a matching list); returns the job ids at once: the jobs are
+        PREPARING until their document is converted (:class:`.documents.Preparer`).
+
+        ``request_id``: the client's key for this request (1-128 printable
+        characters): the same key from the same user
+        returns the first answer's job ids and creates nothing (kept
+        :data:`~.scheduler.REQUEST_DAYS` days). ``billing_code``,
+        ``tsid`` (the identity sent for this job), ``sender_department`` are kept with
+        the job; ``receipt``: an e-mail address for a delivery report, or "inbox"."""
+        key = _request_id(request_id)
+        if key is not None:  # answered before: the same ids, nothing else done
+            ids = self.store.request_jobs(session.user, key)
+            if ids is not None:
+                return ids
         numbers = [to] if isinstance(to, str) else to
         if not isinstance(numbers, list):
             raise BadNumber(f"to must be a fax number or a list of them, got {to!r}")
@@ -510,6 +537,8 @@ class Service:
             )
         when, discount = _schedule(schedule)
         prio = _priority(priority)
+        extra = _job_fields(billing_code=billing_code, tsid=tsid,
+                            sender_department=sender_department, receipt=receipt)  # fmt: skip
         params = [
             complete_params(
                 self.config,
@@ -523,67 +552,56 @@ class Service:
             )
             for n, r in zip(numbers, names, strict=True)
         ]
-        path, temp = self._document(session, document, filename)
-        try:
-            files = []
-            pages_once = None
-            for p in params:
-                if p.cover is None and pages_once is not None:
-                    pages = pages_once
-                else:
-                    pages = render_pages(path, p, self.config)
-                    pages_once = pages if p.cover is None else None
-                files.append((self.files.write("out", pages), len(pages)))
-        finally:
-            if temp:
-                os.unlink(path)
-        group = None
-        ids = []
-        for p, (file, count) in zip(params, files, strict=True):
-            job_id = self.store.add_job(
-                {
-                    "type": JobType.SEND.value,
-                    "state": JobState.PENDING.value,
-                    "number": p.number,
-                    "grp": group,
-                    "priority": prio,
-                    "owner": session.user,
-                    "submitted": time.time(),
-                    "schedule": when,
-                    "discount": int(discount),
-                    "pages": count,
-                    "file": file,
-                    "info": {
-                        "recipient_name": p.recipient_name,
-                        "sender_name": p.sender_name,
-                        "sender_fax": p.sender_fax,
-                        "document_name": os.path.basename(filename),
-                    },
-                }
-            )
-            if len(params) > 1 and group is None:
-                group = job_id
-                self.store.update_job(job_id, grp=group)
-            ids.append(job_id)
-            self.bus.publish(EventKind.JOB_QUEUED, job_id=job_id, number=p.number, pages=count)
-        self.scheduler.wake()
+        for p in params:
+            if p.cover is not None:
+                check_cover(p.cover, self.config, self.spool, session.local)
+        source = self._document(session, document, filename)
+        now = time.time()
+        rows = [
+            {
+                "type": JobType.SEND.value,
+                "state": JobState.PREPARING.value,
+                "number": p.number,
+                "priority": prio,
+                "owner": session.user,
+                "submitted": now,
+                "schedule": when,
+                "discount": int(discount),
+                "file": source,
+                "info": {
+                    "recipient_name": p.recipient_name,
+                    "sender_name": p.sender_name,
+                    "sender_fax": p.sender_fax,
+                    "sender_company": p.sender_company,
+                    "document_name": os.path.basename(str(filename)),
+                    "params": {k: v for k, v in dataclasses.asdict(p).items() if k != "number"},
+                    **extra,
+                },
+            }
+            for p in params
+        ]
+        request = None if key is None else (session.user, key, now)
+        ids, new = self.store.add_jobs(rows, request)
+        if not new:  # the same request arrived twice at once: the first one's jobs
+            self.files.remove(source)
+            return ids
+        for job_id, p in zip(ids, params, strict=True):
+            self.bus.publish(EventKind.JOB_QUEUED, job_id=job_id, number=p.number,
+                             state=JobState.PREPARING.value, owner=session.user)  # fmt: skip
+        self.preparer.kick()
         return ids
 
-    def _document(self, session: Session, document: Any, filename: str) -> tuple[str, bool]:
+    def _document(self, session: Session, document: Any, filename: str) -> str:
+        """The submitted document kept in the spool (see :meth:`.spool.Spool.keep`)."""
+        ext = os.path.splitext(str(filename))[1][:10]
         if isinstance(document, (bytes, bytearray)):
             if not document:
                 raise RequestError("the document is empty")
-            ext = os.path.splitext(str(filename))[1][:10]
-            folder = os.path.join(self.spool, "tmp")
-            os.makedirs(folder, exist_ok=True)
-            path = os.path.join(folder, f"upload-{secrets.token_hex(8)}{ext}")
-            with open(path, "xb") as fh:
-                fh.write(document)
-            return path, True
+            return self.files.keep(bytes(document), ext)
         if isinstance(document, str) and session.local:
             if not os.path.isfile(document):
                 raise RequestError(f"no such document file {document!r}")
-            return document, False
+            return self.files.keep(document, ext or os.path.splitext(document)[1][:10])
         raise RequestError("a remote client sends the document's bytes, not a path")
 
     def job_row(self, job_id: Any) -> dict[str, Any]:
@@ -609,6 +627,12 @@ class Service:
             owner=row["owner"],
             recipient_name=info.get("recipient_name", ""),
             sender_name=info.get("sender_name", ""),
+            sender_company=info.get("sender_company", ""),
+            sender_department=info.get("sender_department", ""),
+            billing_code=info.get("billing_code", ""),
+            tsid=info.get("tsid", ""),
+            receipt=info.get("receipt", ""),
+            size=info.get("size", 0),
             document_name=info.get("document_name", ""),
             submitted=row["submitted"],
             schedule=row["schedule"],
@@ -619,7 +643,11 @@ class Service:
             pages=row["pages"],
             current_page=live.current_page if live and live.job_id == row["id"] else 0,
             port=row["port"],
-            device_state=live.state if live else None,
+            device_state=(
+                DeviceState.ROUTING
+                if row["state"] == JobState.ROUTING.value
+                else live.state if live else None
+            ),
             cause=row["cause"],
             remote_id=info.get("remote_id", ""),
             rate=info.get("rate", 0),
@@ -655,16 +683,34 @@ class Service:
     @api(Right.JOB_QUERY)
     def first_page(self, session: Session, job_id: int) -> bytes:
         """Page 1 of the job's fax as a TIFF-F (MMR) file."""
-        row = self.job_row(job_id)
+        row = self._pages_of(session, job_id)
         pages = tiff.read(os.path.join(self.spool, row["file"]))
         return tiff.dumps(pages[:1], "g4")
 
     @api(Right.JOB_QUERY)
     def document(self, session: Session, job_id: int) -> bytes:
         """Every page of the job's fax as a TIFF-F (MMR) file."""
-        row = self.job_row(job_id)
+        row = self._pages_of(session, job_id)
         with open(os.path.join(self.spool, row["file"]), "rb") as fh:
             return fh.read()
+
+    def _pages_of(self, session: Session, job_id: Any) -> dict[str, Any]:
+        """The row of a job whose pages ``session`` may read: its own jobs with the job
+        query right, others' with the job manage right too (as Windows grants them)."""
+        row = self.job_row(job_id)
+        if row["owner"] != session.user:
+            require(session.user, session.rights, Right.JOB_MANAGE, "the pages of another's job")
+        deadline = time.monotonic() + 30.0
+        with self.changed:  # a job still preparing has its pages in a moment
+            while row["state"] == JobState.PREPARING.value:
+                left = deadline - time.monotonic()
+                if left <= 0 or self._closed:
+                    raise JobStateError(f"job {job_id} is still preparing: it has no pages yet")
+                self.changed.wait(min(left, 1.0))
+                row = self.job_row(job_id)
+        if row["file"].startswith("src"):
+            raise JobStateError(f"job {job_id} has no pages: {row['cause']}")
+        return row
 
     @api(Right(0))
     def job_control(
@@ -699,6 +745,7 @@ class Service:
             raise JobStateError(f"cannot {action} job {job_id}: it is {state.value}")
         self.bus.publish(EventKind.JOB_CHANGED, job_id=job_id, action=action, owner=row["owner"])
         self.scheduler.wake()
+        self.preparer.kick()
         if snapshot is not None:
             return {**snapshot, "deleted": True}
         return self.job_info(self.job_row(job_id))
@@ -711,16 +758,21 @@ class Service:
         if action == "pause":
             if on_line:
                 return self.scheduler.after_call(job_id, "pause")
-            return state in waiting and self._move(job_id, state, JobState.PAUSED)
-        if action == "resume":
-            return state is JobState.PAUSED and self._move(
-                job_id, state, JobState.PENDING, schedule=time.time()
+            return state in (*waiting, JobState.PREPARING) and self._move(
+                job_id, state, JobState.PAUSED
             )
+        if action == "resume":
+            prepared = not row["file"].startswith("src")
+            return state is JobState.PAUSED and self._move(
+                job_id, state, JobState.PENDING if prepared else JobState.PREPARING,
+                schedule=time.time(),
+            )  # fmt: skip
         if action == "restart":
+            prepared = not row["file"].startswith("src")  # else converted again
             return state.final and self._move(
                 job_id,
                 state,
-                JobState.PENDING,
+                JobState.PENDING if prepared else JobState.PREPARING,
                 attempts=0,
                 cause="",
                 schedule=time.time(),
@@ -755,6 +807,7 @@ class Service:
                 return
             self._closed = True
             self.changed.notify_all()
+        self.preparer.stop()
         self.scheduler.stop()
         self._close_devices()
         log.info("fax service on %s stopped", self.spool)
@@ -800,6 +853,27 @@ def _port_settings(line: Line, old: dict[str, Any], changes: Any) -> dict[str, A
         if not isinstance(value, str) or len(value) > 20 or not set(value) <= _PRINTABLE:
             raise ConfigError(f"{key} must be up to 20 printable ASCII characters, got {value!r}")
     return {k: int(v) if isinstance(v, bool) else v for k, v in new.items()}
+
+
+def _request_id(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not 1 <= len(value) <= 128 or not set(value) <= _PRINTABLE:
+        raise RequestError(f"a request id is 1-128 printable ASCII characters, got {value!r}")
+    return value
+
+
+def _job_fields(**values: Any) -> dict[str, str]:
+    """The job's audit fields (billing code, TSID, department, receipt), checked."""
+    for name, value in values.items():
+        if not isinstance(value, str) or len(value) > 100 or not set(value) <= _PRINTABLE:
+            raise RequestError(f"{name} must be up to 100 printable characters, got {value!r}")
+    if len(values["tsid"]) > 20:
+        raise RequestError(f"tsid must be up to 20 characters, got {values['tsid']!r}")
+    receipt = values["receipt"]
+    if receipt and receipt != "inbox" and "@" not in receipt:
+        raise RequestError(f"receipt is an e-mail address or 'inbox', got {receipt!r}")
+    return values
 
 
 def _schedule(schedule: Any) -> tuple[float, bool]:

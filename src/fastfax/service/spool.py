@@ -1,9 +1,11 @@
 """The spool directory's files: faxes to send (``out/``), faxes received (``in/``),
-uploads (``tmp/``); the database names them relative to the spool."""
+submitted documents until their jobs are prepared (``src/``); the database names them
+relative to the spool."""
 
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 from collections.abc import Sequence
 
@@ -28,6 +30,26 @@ class Spool:
         its path relative to the spool."""
         path = write_pages(os.path.join(self.root, folder), list(pages))
         return os.path.relpath(path, self.root)
+
+    def copy(self, relative: str, folder: str) -> str:
+        """A copy of a spool file under a fresh name in ``folder``; its relative path."""
+        os.makedirs(os.path.join(self.root, folder), exist_ok=True)
+        target = os.path.join(folder, f"{secrets.token_hex(8)}{os.path.splitext(relative)[1]}")
+        shutil.copyfile(os.path.join(self.root, relative), os.path.join(self.root, target))
+        return target
+
+    def keep(self, document: bytes | str, ext: str) -> str:
+        """Keep a submitted document (its bytes, or the path of a file to copy) in
+        ``src/`` until its jobs are prepared; its relative path."""
+        folder = os.path.join(self.root, "src")
+        os.makedirs(folder, exist_ok=True)
+        relative = os.path.join("src", f"{secrets.token_hex(8)}{ext}")
+        if isinstance(document, str):
+            shutil.copyfile(document, os.path.join(self.root, relative))
+        else:
+            with open(os.path.join(self.root, relative), "xb") as fh:
+                fh.write(document)
+        return relative
 
     def remove(self, relative: str) -> None:
         """Delete a file the database named (gone already is fine)."""

@@ -2,8 +2,10 @@
 
 Tables: ``settings`` (configuration, logging categories, routing priorities as JSON),
 ``ports`` (per-line settings), ``routing`` (per-port method switches and data),
-``users`` (rights and token digests) and ``jobs``. Page data lives beside the database
-as TIFF-F files (``out/<job>.tif``, ``in/<job>.tif``); a job row names its file.
+``users`` (rights and token digests), ``jobs``, and ``requests`` (the job ids each
+client request id of a user was answered with, so a repeated request creates nothing).
+Page data lives beside the database as TIFF-F files (``out/<job>.tif``,
+``in/<job>.tif``); a job row names its file.
 One connection, serialised by a lock, is shared by the service's threads.
 """
 
@@ -38,6 +40,10 @@ CREATE TABLE IF NOT EXISTS jobs (
     pages INTEGER NOT NULL DEFAULT 0, port TEXT, cause TEXT NOT NULL DEFAULT '',
     file TEXT NOT NULL DEFAULT '', info TEXT NOT NULL DEFAULT '{}');
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state);
+CREATE INDEX IF NOT EXISTS jobs_file ON jobs (file);
+CREATE TABLE IF NOT EXISTS requests (
+    user TEXT NOT NULL, key TEXT NOT NULL, jobs TEXT NOT NULL, created REAL NOT NULL,
+    PRIMARY KEY (user, key));
 """
 
 _JOB_COLUMNS = (
@@ -144,6 +150,54 @@ class Store:
                 [values[c] for c in cols],
             )
             return int(cur.lastrowid)  # type: ignore[arg-type]
+
+    def add_jobs(
+        self, rows: list[dict[str, Any]], request: tuple[str, str, float] | None = None
+    ) -> tuple[list[int], bool]:
+        """Add ``rows`` as one group in one transaction (when more than one, each row's
+        ``grp`` is the first id). ``request``: (user, request id, now): if that request
+        was answered before, nothing is added and its job ids come back. Returns the ids
+        and whether they are new."""
+        with self.transaction() as db:
+            if request is not None:
+                old = db.execute(
+                    "SELECT jobs FROM requests WHERE user = ? AND key = ?", request[:2]
+                ).fetchone()
+                if old is not None:
+                    return json.loads(old["jobs"]), False
+            ids: list[int] = []
+            for values in rows:
+                values = {**values, "info": json.dumps(values.get("info", {}))}
+                if len(rows) > 1 and ids:
+                    values["grp"] = ids[0]
+                cols = [c for c in _JOB_COLUMNS if c in values]
+                cur = db.execute(
+                    f"INSERT INTO jobs ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                    [values[c] for c in cols],
+                )
+                ids.append(int(cur.lastrowid))  # type: ignore[arg-type]
+            if len(rows) > 1:
+                db.execute("UPDATE jobs SET grp = ? WHERE id = ?", (ids[0], ids[0]))
+            if request is not None:
+                db.execute(
+                    "INSERT INTO requests (user, key, jobs, created) VALUES (?, ?, ?, ?)",
+                    (request[0], request[1], json.dumps(ids), request[2]),
+                )
+            return ids, True
+
+    def request_jobs(self, user: str, key: str) -> list[int] | None:
+        """The job ids request ``key`` of ``user`` was answered with, if it was."""
+        rows = self.query("SELECT jobs FROM requests WHERE user = ? AND key = ?", (user, key))
+        return json.loads(rows[0]["jobs"]) if rows else None
+
+    def forget_requests(self, before: float) -> None:
+        """Drop the request ids answered before ``before`` (a POSIX time)."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM requests WHERE created < ?", (before,))
+
+    def file_used(self, file: str) -> bool:
+        """Whether a job names ``file``."""
+        return bool(self.query("SELECT 1 FROM jobs WHERE file = ? LIMIT 1", (file,)))
 
     def job(self, job_id: int) -> dict[str, Any] | None:
         rows = self.query("SELECT * FROM jobs WHERE id = ?", (job_id,))
