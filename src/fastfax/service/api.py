@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import inspect
+import re
 import types
 import typing
 from dataclasses import dataclass
@@ -268,7 +269,7 @@ def openapi(version: str = "0") -> dict[str, Any]:
             ok = {route.media: {"schema": {"type": "string"}}}
         op: dict[str, Any] = {
             "operationId": route.call or route.kind,
-            "summary": route.summary.split("\n", 1)[0],
+            "summary": re.split(r"(?<=\.)\s", " ".join(route.summary.split()), maxsplit=1)[0],
             "description": route.summary
             + (f"\n\nRight needed: {route.right}." if route.call else ""),
             "responses": {"200": {"description": "done", "content": ok}},

@@ -714,6 +714,9 @@ def serve_main(argv: Sequence[str] | None = None) -> int:
     except FaxError as exc:
         print(f"fastfax serve: {exc}", file=sys.stderr)
         return 2
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:  # connections are file descriptors: take what the system allows
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 1 << 16), hard))
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
