@@ -367,3 +367,18 @@ def test_parse_schedule():
     assert parse_schedule("08:15", now) == dt.datetime(2026, 3, 2, 8, 15).timestamp()
     assert parse_schedule("+90", now) == dt.datetime(2026, 3, 1, 14, 0).timestamp()
     assert parse_schedule("2026-04-01 09:00", now) == dt.datetime(2026, 4, 1, 9).timestamp()
+
+
+def test_embedded_send_wait_lets_the_far_end_finish(capsys, tmp_path):
+    """The command's own service closes when it exits: not before the answering line
+    has stored the fax (closing would cut that call)."""
+    spool = make_spool(str(tmp_path))
+    with connect(spool=spool) as server:
+        only_sender(server, "lp/1")
+    pdf = make_pdf(str(tmp_path / "a.pdf"), 2)
+    assert run(capsys, "send", pdf, "--to", "200", "--wait", "--spool", spool)[0] == 0
+    with connect(spool=spool) as server:
+        received = [j for j in server.jobs() if j.type.value == "receive"]
+    assert [(j.state.value, j.pages, j.attempts, j.cause) for j in received] == [
+        ("completed", 2, 1, "")
+    ]

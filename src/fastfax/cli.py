@@ -51,7 +51,16 @@ from typing import Any
 
 from .errors import FaxError
 
-__all__ = ["main", "describe", "EXIT_STATUS", "UsageError", "WaitTimeout"]
+__all__ = [
+    "main",
+    "describe",
+    "exit_status",
+    "Progress",
+    "EXIT_STATUS",
+    "SERVICE_COMMANDS",
+    "UsageError",
+    "WaitTimeout",
+]
 
 #: The exit statuses, as the module docstring and ``fastfax --help`` explain them.
 EXIT_STATUS = {
@@ -91,6 +100,15 @@ _DOCUMENT_COMMANDS = {
     "info": "describe a fax or document file",
     "demo": "make a sample PDF, convert it to a fax and back, fax it through the service",
 }
+#: The service commands (run by :mod:`fastfax.cli_service`) and their one-line help.
+SERVICE_COMMANDS = {
+    "send": "send documents as one fax to one or more numbers",
+    "jobs": "list the fax queue (like faxstat -s); --all with finished jobs",
+    "job": "show one job, or --cancel, --pause, --resume, --restart, --delete it",
+    "ports": "list the lines (ports): kind, number, state, send / receive",
+    "events": "follow the service's events, one a line, until Ctrl-C or --count N",
+    "users": "add, remove or list the users of the service and their rights",
+}
 _SERVE_HELP = "run the fax service daemon (fastfax serve --help)"
 
 
@@ -114,8 +132,6 @@ def _exit_epilog() -> str:
 def _parser(command: str | None) -> argparse.ArgumentParser:
     """The parser; only ``command``'s own arguments are added, so that a command does not
     import what another one's options need (the conversion's tables, the service)."""
-    from . import cli_service
-
     top = argparse.ArgumentParser(
         prog="fastfax",
         description="Fax documents: convert to and from fax pages; send and manage faxes "
@@ -127,7 +143,7 @@ def _parser(command: str | None) -> argparse.ArgumentParser:
 
     top.add_argument("--version", action="version", version=f"fastfax {__version__}")
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    helps = {**_DOCUMENT_COMMANDS, **cli_service.COMMANDS, "serve": _SERVE_HELP}
+    helps = {**_DOCUMENT_COMMANDS, **SERVICE_COMMANDS, "serve": _SERVE_HELP}
     for name, text in helps.items():
         parser = sub.add_parser(
             name,
@@ -145,7 +161,9 @@ def _parser(command: str | None) -> argparse.ArgumentParser:
         elif name == "demo":
             parser.add_argument("folder", nargs="?", default="fastfax-demo", metavar="DIR")
             parser.add_argument("--jobs", "-j", type=int)
-        elif name in cli_service.COMMANDS:
+        elif name in SERVICE_COMMANDS:
+            from . import cli_service
+
             cli_service.add_arguments(name, parser)
     return top
 

@@ -31,19 +31,12 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from .cli import Progress, UsageError, WaitTimeout
+from .cli import SERVICE_COMMANDS, Progress, UsageError, WaitTimeout
 
 __all__ = ["COMMANDS", "add_arguments", "run", "parse_schedule"]
 
 #: The service commands and their one-line help.
-COMMANDS = {
-    "send": "send documents as one fax to one or more numbers",
-    "jobs": "list the fax queue (like faxstat -s); --all with finished jobs",
-    "job": "show one job, or --cancel, --pause, --resume, --restart, --delete it",
-    "ports": "list the lines (ports): kind, number, state, send / receive",
-    "events": "follow the service's events, one a line, until Ctrl-C or --count N",
-    "users": "add, remove or list the users of the service and their rights",
-}
+COMMANDS = SERVICE_COMMANDS
 
 _COVER_ONLY = {  # option dest -> cover field the send call has no parameter for
     "to_company": "recipient_company",
@@ -320,6 +313,8 @@ def _send(args: argparse.Namespace) -> int:
                 )
             return 0
         infos = _wait(server, jobs, args.timeout, quiet=args.quiet or args.json)
+        if not server.remote:
+            _drain(server)
     if args.json:
         _print_json(infos)
     else:
@@ -366,6 +361,26 @@ def _wait(server: Any, jobs: list[Any], timeout: float | None, quiet: bool) -> l
         finally:
             bar.close()
     return [infos[job.id] for job in jobs]
+
+
+#: Line states of a call in progress (a fax being dialled, sent, received or routed).
+_ON_A_CALL = {"dialing", "sending", "receiving", "ringing", "answered", "routing"}
+#: Seconds an embedded ``send --wait`` stays for calls still on the lines before closing.
+DRAIN_SECONDS = 60.0
+
+
+def _drain(server: Any) -> None:
+    """Before an embedded service closes: let calls on its lines end (the far end of a
+    loopback pair still storing the fax just sent, a fax being received), for up to
+    :data:`DRAIN_SECONDS`; closing would interrupt them."""
+    deadline = time.monotonic() + DRAIN_SECONDS
+    busy = ("inprogress", "routing")
+    while time.monotonic() < deadline:
+        if not any(p.state.value in _ON_A_CALL for p in server.ports()) and not any(
+            j.state.value in busy for j in server.jobs()
+        ):
+            return
+        time.sleep(0.05)
 
 
 # -- jobs, job, ports ------------------------------------------------------------------------
