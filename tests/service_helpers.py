@@ -1,6 +1,6 @@
 """Shared helpers for the fax service tests: a spool with loopback pairs, the service
-embedded or behind its HTTP server, a real SMTP server on loopback (the stdlib's
-``smtpd``), documents to send."""
+embedded or behind its HTTP server, a real SMTP server on loopback (aiosmtpd) and one
+that never answers, documents to send."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import os
 import socket
 import threading
 import time
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
+from aiosmtpd.controller import Controller
 
 from fastfax import Page
 from fastfax.client import FaxServer, connect
@@ -20,11 +20,6 @@ from fastfax.document import convert
 from fastfax.service.http import HttpService
 from fastfax.service.rights import ALL_RIGHTS, Right
 from fastfax.service.server import Service
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", DeprecationWarning)
-    import asyncore
-    import smtpd
 
 
 def spool_toml(tmp: str, **configuration: object) -> str:
@@ -156,35 +151,52 @@ def free_port() -> int:
 
 
 class SmtpSink:
-    """A real SMTP server (the stdlib's smtpd) on 127.0.0.1 collecting messages."""
+    """A real SMTP server (aiosmtpd) on 127.0.0.1 collecting messages."""
 
     def __init__(self, port: int = 0) -> None:
         sink = self
         self.messages: list[email.message.Message] = []
-        self.map: dict = {}
 
-        class _Server(smtpd.SMTPServer):
-            def process_message(self, peer, mailfrom, rcpttos, data, **kwargs):  # noqa: ANN001
-                sink.messages.append(email.message_from_bytes(data))
+        class _Handler:
+            async def handle_DATA(self, server, session, envelope):  # noqa: ANN001, N802
+                sink.messages.append(email.message_from_bytes(envelope.content))
+                return "250 OK"
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            self.server = _Server(("127.0.0.1", port), None, decode_data=False, map=self.map)
-        self.port = self.server.socket.getsockname()[1]
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-        self._thread.start()
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            asyncore.loop(timeout=0.05, count=1, map=self.map)
+        self.port = port or free_port()
+        self.controller = Controller(_Handler(), hostname="127.0.0.1", port=self.port)
+        self.controller.start()
 
     def close(self) -> None:
+        self.controller.stop()
+
+
+class SilentSmtp:
+    """An SMTP server that accepts connections and never says a word."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.sock.settimeout(0.05)
+        self.accepted: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            self.accepted.append(conn)
+
+    def close(self) -> None:
+        """Stop listening and hang up on every waiting client."""
         self._stop.set()
         self._thread.join()
-        self.server.close()
-        for channel in list(self.map.values()):
-            channel.close()
+        self.sock.close()
+        for conn in self.accepted:
+            conn.close()
 
 
 def prepared(*jobs):

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from service_helpers import (
+    SilentSmtp,
     SmtpSink,
     free_port,
     make_pdf,
@@ -273,6 +274,38 @@ def test_routing_failure_is_retried_without_losing_the_fax(env):
         assert len(os.listdir(env.inbox)) == 1
     finally:
         smtp.close()
+
+
+def test_a_silent_smtp_server_does_not_delay_storing_other_faxes(env):
+    """E-mail routing to a server that never answers holds up e-mail only: every fax is
+    stored meanwhile, shown ROUTING, and kept in the spool until e-mail gives up."""
+    silent = SilentSmtp()
+    try:
+        with env.server.port("lp/2", modify=True) as port:
+            port.set_routing_info(
+                "email", {"to": "a@example.org", "host": "127.0.0.1", "port": silent.port}
+            )
+            port.enable_routing("email")
+        for _ in range(3):
+            env.server.send(text_pages(1), to="200").wait(T)
+        deadline = time.monotonic() + T
+        while len(os.listdir(env.inbox)) < 3:
+            assert time.monotonic() < deadline, "faxes not stored while e-mail hangs"
+            time.sleep(0.02)
+        received = [j for j in env.server.jobs() if j.type.value == "receive"]
+        assert len(received) == 3
+        assert sum(j.state is JobState.ROUTING for j in received) >= 2  # e-mail not done
+        for info in received:
+            assert "store" in info.routing and "email" not in info.routing
+            if info.state is JobState.ROUTING:
+                assert info.device_state is DeviceState.ROUTING
+    finally:
+        silent.close()  # the e-mails fail now; after the retries the faxes stay
+    for info in (env.server.job(j.id).wait(T) for j in received):
+        assert info.state is JobState.RETRIES_EXCEEDED and "email" in info.cause
+        assert set(info.routing) == {"store"}
+        assert env.server.job(info.id).document()  # still in the spool
+    assert len(os.listdir(env.inbox)) == 3  # store ran once per fax
 
 
 def test_broadcast_is_a_job_group(env):

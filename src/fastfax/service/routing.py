@@ -8,7 +8,9 @@ PDF), ``email`` (SMTP, the fax attached) and ``print`` (a configured command suc
 each method is switched on or off and given its data (a dict the method checks).
 
 A method that raises fails for this attempt only: the service keeps the fax in the
-spool and tries the method again later.
+spool and tries the method again later. Each method runs in its own pool of threads
+(``workers`` in its settings table, default 2) and may take its ``timeout`` (an
+attribute of the method, seconds; default 300) before its attempt counts as failed.
 """
 
 from __future__ import annotations
@@ -92,7 +94,7 @@ class StoreMethod:
     description = "store the fax in a folder (TIFF-F or PDF)"
 
     def __init__(self, settings: dict[str, Any] | None = None) -> None:
-        pass
+        self.timeout = float((settings or {}).get("timeout", 60))
 
     def check(self, data: dict[str, Any]) -> dict[str, Any]:
         folder = data.get("folder")
@@ -229,7 +231,12 @@ def load_methods(settings: dict[str, dict[str, Any]]) -> dict[str, RoutingMethod
         raise RoutingMethodNotFound(f"[routing] names unknown method(s) {sorted(unknown)}")
     methods = {}
     for name, factory in factories.items():
-        method = factory(settings.get(name, {}))
+        table = settings.get(name, {})
+        method = factory(table)
         method.name = name
+        workers = table.get("workers", 2)
+        if not isinstance(workers, int) or isinstance(workers, bool) or not 1 <= workers <= 64:
+            raise ConfigError(f"[routing.{name}] workers must be 1-64, got {workers!r}")
+        method.workers = workers  # type: ignore[attr-defined]
         methods[name] = method
     return methods

@@ -1,7 +1,8 @@
 """The queue's engine: which job goes on which port, when, and what happens after.
 
 One scheduler thread wakes on every change (and at least once a second) and:
-deletes finished jobs older than the dirty days; starts routing received faxes; and,
+deletes finished jobs older than the dirty days; starts routing received faxes (each
+routing method in its own bounded pool of threads, with its own time limit); and,
 unless the queue is paused, gives each due send job (highest priority first, then
 oldest) to the free send port with the lowest priority number, on a worker thread.
 Discount-period jobs wait for the discount window. A failed call is retried after the
@@ -22,6 +23,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
 from .. import tiff
@@ -47,6 +50,11 @@ REQUEST_DAYS = 2
 MAX_BACKOFF = 8
 #: Due jobs looked at per scheduler pass.
 _BATCH = 256
+#: Threads of a routing method's pool unless its settings say (``workers``).
+ROUTE_WORKERS = 2
+#: Seconds a routing method may run beyond its own ``timeout`` (default 300 s) before
+#: its attempt counts as failed.
+ROUTE_GRACE = 5.0
 _BACKOFF = {DeviceState.BUSY, DeviceState.CALL_DELAYED, DeviceState.NO_ANSWER}
 _DUE = (JobState.PENDING.value, JobState.RETRYING.value, JobState.NOLINE.value)
 _STATE_EVENTS = {
@@ -70,6 +78,21 @@ _OUTCOME_EVENTS = {
     DeviceState.CALL_BLACKLISTED: EventKind.CALL_BLACKLISTED,
     DeviceState.OFFLINE: EventKind.OFFLINE,
 }
+
+
+def _time_limit(method: RoutingMethod) -> float:
+    return float(getattr(method, "timeout", 300.0)) + ROUTE_GRACE
+
+
+@dataclass
+class _Round:
+    """One routing attempt of a received fax: methods still running (name -> monotonic
+    deadline), those done (name -> detail) and failed (name -> cause)."""
+
+    row: dict[str, Any]
+    routed: dict[str, str]
+    pending: dict[str, float]
+    failed: dict[str, str] = field(default_factory=dict)
 
 
 class _Hooks:
@@ -181,12 +204,16 @@ class Scheduler:
         self._targets: dict[int, str] = {}  # job id -> the line of ours its call rings
         self._after: dict[int, str] = {}  # job id -> "pause" / "delete" after the call
         self._forgot = 0.0  # when old request ids were last forgotten
-        self._routing: threading.Thread | None = None
+        self._rounds: dict[int, _Round] = {}  # received faxes being routed
+        self._pools: dict[str, ThreadPoolExecutor] = {}  # one per routing method
 
     # -- life -----------------------------------------------------------------------
     def recover(self) -> None:
-        """Put jobs a stopped or killed process left in progress back in the queue."""
-        for row in self.store.jobs("state = ?", (JobState.INPROGRESS.value,)):
+        """Put jobs a stopped or killed process left in progress (on a line, or being
+        routed) back in the queue."""
+        for row in self.store.jobs(
+            "state IN (?, ?)", (JobState.INPROGRESS.value, JobState.ROUTING.value)
+        ):
             self.store.update_job(
                 row["id"],
                 state=JobState.PENDING.value,
@@ -214,8 +241,8 @@ class Scheduler:
         self._thread.join()
         for worker in list(self._workers):
             worker.join()
-        if self._routing is not None:
-            self._routing.join()
+        for pool in self._pools.values():  # a method still running finishes on its own
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def abort(self, job_id: int) -> bool:
         """Abort the call of a job on the line; False if it is not on a line."""
@@ -241,6 +268,7 @@ class Scheduler:
         now = time.time()
         self._on_tick()
         self._cleanup(now)
+        self._overdue()
         self._start_routing(now)
         if config.pause_queue:
             return 1.0
@@ -474,103 +502,124 @@ class Scheduler:
         cause: str,
         final_cause: str,
         backoff: bool = False,
+        old: str = JobState.INPROGRESS.value,
         **values: Any,
     ) -> None:
         """A job on the line (or being routed) failed its ``attempts``-th try: RETRYING
         after the retry delay while retries are left (``cause``), else RETRIES_EXCEEDED
-        (``final_cause``). ``backoff``: the delay doubles with each attempt (at most
-        :data:`MAX_BACKOFF` times the retry delay), for a far end that is busy."""
+        (``final_cause``); ``old``: the state it is in. ``backoff``: the delay doubles
+        with each attempt (at most :data:`MAX_BACKOFF` times the retry delay), for a far
+        end that is busy or a routing method that failed."""
         config = self._config()
         now = time.time()
         delay = config.retry_delay
         if backoff:
             delay *= min(2 ** (attempts - 1), MAX_BACKOFF)
         if attempts <= config.retries:
-            self._set(job_id, JobState.INPROGRESS.value, JobState.RETRYING, cause=cause,
-                      schedule=now + delay, **values)  # fmt: skip
+            self._set(job_id, old, JobState.RETRYING, cause=cause, schedule=now + delay,
+                      **values)  # fmt: skip
         else:
-            self._set(job_id, JobState.INPROGRESS.value, JobState.RETRIES_EXCEEDED,
-                      finished=now, cause=final_cause, **values)  # fmt: skip
+            self._set(job_id, old, JobState.RETRIES_EXCEEDED, finished=now,
+                      cause=final_cause, **values)  # fmt: skip
 
     # -- routing --------------------------------------------------------------------
     def _start_routing(self, now: float) -> None:
-        if self._routing is not None and self._routing.is_alive():
-            return
+        """Start a routing round for each received fax that is due: every enabled method
+        not yet done runs in that method's own pool (:meth:`_pool`), so a slow method
+        holds up only itself; a round ends when each method succeeded, failed or ran
+        out of its time (:meth:`_overdue`)."""
         rows = self.store.jobs(
             "type = 'receive' AND state IN (?, ?) AND schedule <= ?",
             (JobState.PENDING.value, JobState.RETRYING.value, now),
         )
-        if rows:
-            self._routing = threading.Thread(
-                target=self._route_all, args=(rows,), name="fastfax-routing", daemon=True
-            )
-            self._routing.start()
-
-    def _route_all(self, rows: list[dict[str, Any]]) -> None:
+        methods = self._routing_methods()
         for row in rows:
-            if self.stopping:
-                return
-            if self._set(
-                row["id"],
-                row["state"],
-                JobState.INPROGRESS,
-                started=time.time(),
-                attempts=row["attempts"] + 1,
-            ):
-                self._route(row)
+            if self.stopping or row["id"] in self._rounds:
+                continue
+            if not self._set(row["id"], row["state"], JobState.ROUTING, started=time.time(),
+                             attempts=row["attempts"] + 1):  # fmt: skip
+                continue
+            info, port = row["info"], row["port"]
+            fax = ReceivedFax(row["id"], self.spool.path(row["file"]), row["pages"], port,
+                              info.get("remote_id", ""), info.get("caller_id", ""),
+                              row["submitted"])  # fmt: skip
+            enabled = self.store.routing(port) if port in self.ports else {}
+            routed = dict(info.get("routed", {}))
+            todo = [(n, m, enabled[n][1]) for n, m in methods
+                    if enabled.get(n, (False, {}))[0] and n not in routed]  # fmt: skip
+            deadline = time.monotonic()
+            job = _Round(row, routed, {n: deadline + _time_limit(m) for n, m, _ in todo})
+            with self.ports.lock:
+                self._rounds[row["id"]] = job
+            if not todo:
+                self._end_round(job)
+            for name, method, data in todo:
+                self._pool(name, method).submit(self._route_one, job, name, method, fax, data)
 
-    def _route(self, row: dict[str, Any]) -> None:
-        job_id, port = row["id"], row["port"]
-        info = row["info"]
-        fax = ReceivedFax(
-            job_id,
-            self.spool.path(row["file"]),
-            row["pages"],
-            port,
-            info.get("remote_id", ""),
-            info.get("caller_id", ""),
-            row["submitted"],
-        )
-        routed = dict(info.get("routed", {}))
-        enabled = self.store.routing(port) if port in self.ports else {}
-        failed = []
-        for name, method in self._routing_methods():
-            on, data = enabled.get(name, (False, {}))
-            if not on or name in routed:
-                continue
-            try:
-                detail = method.route(fax, data)
-            except Exception as exc:  # the fax stays in the spool; the method runs again later
-                failed.append(name)
-                in_log.warning("fax %d: routing method %s failed: %s", job_id, name, exc)
-                self.bus.publish(
-                    EventKind.ROUTING,
-                    job_id=job_id,
-                    port=port,
-                    method=name,
-                    ok=False,
-                    detail=f"{type(exc).__name__}: {exc}",
+    def _pool(self, name: str, method: RoutingMethod) -> ThreadPoolExecutor:
+        """The bounded pool of routing method ``name`` (``workers`` threads, default 2)."""
+        with self.ports.lock:
+            pool = self._pools.get(name)
+            if pool is None:
+                workers = max(1, int(getattr(method, "workers", ROUTE_WORKERS)))
+                pool = self._pools[name] = ThreadPoolExecutor(
+                    workers, thread_name_prefix=f"fastfax-route-{name}"
                 )
-                continue
-            routed[name] = str(detail)
-            self.store.update_job(job_id, info={"routed": routed})
-            self.bus.publish(
-                EventKind.ROUTING,
-                job_id=job_id,
-                port=port,
-                method=name,
-                ok=True,
-                detail=str(detail),
-            )
-        now = time.time()
-        inprogress = JobState.INPROGRESS.value
-        if not failed:
-            cause = info.get("partial", "")
-            self._set(job_id, inprogress, JobState.COMPLETED, finished=now, cause=cause)
+            return pool
+
+    def _route_one(
+        self, job: _Round, name: str, method: RoutingMethod, fax: ReceivedFax, data: dict
+    ) -> None:
+        try:
+            detail, ok = str(method.route(fax, data)), True
+        except Exception as exc:  # the fax stays in the spool; the method runs again later
+            detail, ok = f"{type(exc).__name__}: {exc}", False
+        self._method_done(job, name, ok, detail)
+
+    def _method_done(self, job: _Round, name: str, ok: bool, detail: str) -> None:
+        """Method ``name`` of a round ended (late answers after its time are dropped)."""
+        job_id, port = job.row["id"], job.row["port"]
+        with self.ports.lock:
+            if self.stopping or job.pending.pop(name, None) is None:
+                return
+            if ok:
+                job.routed[name] = detail
+                self.store.update_job(job_id, info={"routed": job.routed})
+            else:
+                job.failed[name] = detail
+            last = not job.pending
+        if ok:
+            in_log.info("fax %d: routed by %s: %s", job_id, name, detail)
         else:
-            cause = f"routing failed: {', '.join(failed)}"
-            kept = f"{cause} (the fax is kept in the spool)"
-            self._retry_or_give_up(job_id, row["attempts"] + 1, cause, kept)
+            in_log.warning("fax %d: routing method %s failed: %s", job_id, name, detail)
+        self.bus.publish(EventKind.ROUTING, job_id=job_id, port=port, method=name, ok=ok,
+                         detail=detail)  # fmt: skip
+        if last:
+            self._end_round(job)
+
+    def _overdue(self) -> None:
+        """Fail the methods of routing rounds that ran past their time limit."""
+        now = time.monotonic()
+        with self.ports.lock:
+            late = [(job, name) for job in self._rounds.values()
+                    for name, deadline in job.pending.items() if deadline < now]  # fmt: skip
+        for job, name in late:
+            self._method_done(job, name, False, "timed out (the method did not finish)")
+
+    def _end_round(self, job: _Round) -> None:
+        job_id = job.row["id"]
+        routing = JobState.ROUTING.value
+        with self.ports.lock:
+            self._rounds.pop(job_id, None)
+        if not job.failed:
+            self._set(job_id, routing, JobState.COMPLETED, finished=time.time(),
+                      cause=job.row["info"].get("partial", ""))  # fmt: skip
+        else:
+            causes = "; ".join(f"{n}: {c}" for n, c in job.failed.items())
+            cause = f"routing failed: {causes}"
+            self._retry_or_give_up(job_id, job.row["attempts"] + 1, cause,
+                                   f"{cause} (the fax is kept in the spool)", backoff=True,
+                                   old=routing, info={"route_causes": job.failed})  # fmt: skip
         self.wake()
 
     # -- dirty days -----------------------------------------------------------------
