@@ -379,9 +379,16 @@ def test_truncated_at_every_length(version, octets):
 
 @pytest.mark.parametrize(("version", "octets"), SAMPLES)
 def test_trailing_octets_are_refused(version, octets):
-    for extra in (b"\x00", b"\xff", b"\x00" * 100):
+    for extra in (b"\xff", b"\x01", b"\x00" * 100 + b"\x80"):
         with pytest.raises(T38Error, match="trailing"):
             decode_raw(octets + extra, version)
+
+
+@pytest.mark.parametrize(("version", "octets"), SAMPLES)
+def test_trailing_zero_octets_are_ignored(version, octets):
+    # What UDPTL parity FEC rebuilds: the IFP zero-padded to the longest of its group.
+    for extra in (b"\x00", b"\x00" * 100):
+        assert decode_raw(octets + extra, version) == decode_raw(octets, version)
 
 
 @pytest.mark.parametrize(

@@ -232,6 +232,16 @@ cdef int _truncated(Py_ssize_t pos, Py_ssize_t need, Py_ssize_t nbits, str what)
     )
 
 
+cdef int _check_tail(const unsigned char *p, Py_ssize_t end, Py_ssize_t n) except -1:
+    """Octets after the packet's end must be zero: a UDPTL FEC rebuild pads the IFP it
+    recovers with zeros to the longest IFP of its group. Anything else is corruption."""
+    cdef Py_ssize_t k
+    for k in range(end, n):
+        if p[k]:
+            raise T38Error(f"{n - end} trailing octet(s) after the IFP packet, not all zero")
+    return 0
+
+
 def decode_raw(data, int version=0):
     """Decode one IFP packet to ``(0, indicator)`` or ``(1, data_type, [(field_type, bytes)])``
     (plain ints; ``b""`` where a field has no field-data). Raises T38Error on anything else."""
@@ -275,8 +285,7 @@ def decode_raw(data, int version=0):
             raise T38Error(f"unknown T.38 indicator {value} (extension index {value - N_IND_ROOT})")
         if present:
             raise T38Error("T.38 indicator packet carries a data-field")
-        if n != (pos + 7) >> 3:
-            raise T38Error(f"{n - ((pos + 7) >> 3)} trailing octet(s) after the IFP packet")
+        _check_tail(p, (pos + 7) >> 3, n)
         return _IND_RESULTS[value]
 
     if value >= N_DATA or (pos == 7 and value >= N_DATA_ROOT):
@@ -350,7 +359,5 @@ def decode_raw(data, int version=0):
                     pos += 8 * length
                 else:
                     out.append((ft, _EMPTY))
-    end = (pos + 7) >> 3
-    if end != n:
-        raise T38Error(f"{n - end} trailing octet(s) after the IFP packet")
+    _check_tail(p, (pos + 7) >> 3, n)
     return (1, value, out)

@@ -49,12 +49,14 @@ must bit-reverse). ``b""`` stands for "no field-data" (the ASN.1 SIZE is 1..6553
 
 **Policies.** Encoders emit zero padding bits, the shortest length determinants, and a data
 packet with no fields as one without the optional data-field (as SpanDSP does). Decoders
-raise :class:`~fastfax.errors.T38Error` for: an empty or truncated packet, octets left over
-after the packet (the transports deliver each IFP packet whole, so this means corruption), an
-unknown root or extension value, a length determinant other than the forms above, a field
-length of 65536, more fields claimed than bits remain, and an indicator packet carrying a
-data-field. They accept non-zero padding bits, non-shortest length determinants, and a data
-packet without data-field or with zero fields (both decode to ``fields=()``).
+raise :class:`~fastfax.errors.T38Error` for: an empty or truncated packet, non-zero octets
+left over after the packet (the transports deliver each IFP packet whole, so this means
+corruption), an unknown root or extension value, a length determinant other than the forms
+above, a field length of 65536, more fields claimed than bits remain, and an indicator packet
+carrying a data-field. They accept non-zero padding bits, non-shortest length determinants, a
+data packet without data-field or with zero fields (both decode to ``fields=()``), and zero
+octets after the packet: an IFP rebuilt by UDPTL parity FEC is zero-padded to the longest IFP
+of its group (:mod:`fastfax.t38.udptl`), and PER packets are self-delimiting.
 
 **SpanDSP** (t38_core.c) departs from PER in two places this module does not copy, both in
 versions 1..3 only: it reads and writes a field without data as a whole octet (the same octets
@@ -74,9 +76,8 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import TypeVar
 
-from fastfax.t38._ifp import decode_raw, encode_data, encode_indicator
-
 from fastfax.errors import T38Error
+from fastfax.t38._ifp import decode_raw, encode_data, encode_indicator
 
 __all__ = [
     "DataPacket",

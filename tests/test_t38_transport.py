@@ -1,0 +1,350 @@
+"""fastfax.transport.t38 over real UDP on 127.0.0.1: our send_fax to our receive_fax, many
+calls on one event loop, datagrams from strangers, and SpanDSP (tests/peers/t38peer: its
+t38_terminal, and its t38_gateway fronting an audio fax machine) in both directions.
+
+Calls run with ``speed`` > 1: both ends' line clocks (T.30 timers and pacing) run that
+many times faster than wall time. The oracles are independent of the code under test: the
+pages sent, and for SpanDSP the TIFF files it wrote or read, written and decoded by libtiff
+(through Pillow).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageSequence
+
+from fastfax import samples
+from fastfax.errors import T38Error
+from fastfax.page import Page
+from fastfax.t30.result import Cause, SessionError
+from fastfax.t30.station import create
+from fastfax.t38.sdp import T38Params, format_media, negotiate, parse_media
+from fastfax.t38.terminal import T38Terminal
+from fastfax.t38.udptl import encode_datagram
+from fastfax.transport.t38 import (
+    T38Endpoint,
+    receive_fax,
+    receive_fax_async,
+    run_call,
+    send_fax,
+    send_fax_async,
+)
+
+sys.path.insert(0, str(Path(__file__).parent / "peers"))
+from t38peer import PeerUnavailable, T38Peer, build  # noqa: E402
+
+SPEED = 20  # line clocks run 20 times faster than wall time (SpanDSP's --speed too)
+LOCAL = ("127.0.0.1", 0)
+
+
+def pages(count: int = 1, rows: int = 400, seed: int = 1) -> list[Page]:
+    return [samples.text_page(resolution="fine", seed=seed + k, height=rows)
+            for k in range(count)]
+
+
+async def pair(tx_pages, *, tx=None, rx=None) -> tuple:
+    """Our receive_fax_async on a fresh port, our send_fax_async calling it."""
+    bound = asyncio.get_running_loop().create_future()
+    receiving = asyncio.create_task(receive_fax_async(
+        LOCAL, speed=SPEED, timeout=10, on_bound=bound.set_result, **(rx or {})))
+    port = (await bound)[1]
+    sent = await send_fax_async(("127.0.0.1", port), tx_pages, speed=SPEED, **(tx or {}))
+    return sent, await receiving
+
+
+@pytest.mark.parametrize(
+    ("tx", "rx"),
+    [
+        ({"ecm": True}, {}),
+        ({"ecm": False, "codings": ["mh"], "version": 3}, {"version": 3}),
+        ({"error_correction": "fec", "version": 2}, {"error_correction": "fec", "version": 2}),
+        ({"rate_management": "localTCF", "ecm": False}, {"rate_management": "localTCF"}),
+    ],
+    ids=["ecm", "mh-v3", "fec", "localtcf"],
+)
+def test_our_send_to_our_receive(tx, rx):
+    sent_pages = pages(2, rows=300)
+    sent, got = asyncio.run(pair(sent_pages, tx=tx, rx=rx))
+    assert sent.ok and got.ok, (sent, got)
+    assert got.pages == sent_pages
+    assert got.ecm == tx.get("ecm", True)
+
+
+def test_sync_calls_in_two_threads():
+    sent_pages = pages(1, rows=200)
+    bound = threading.Event()
+    port: list[int] = []
+    result: list = []
+
+    def on_bound(address):
+        port.append(address[1])
+        bound.set()
+
+    receiver = threading.Thread(target=lambda: result.append(
+        receive_fax(LOCAL, speed=SPEED, timeout=10, on_bound=on_bound)))
+    receiver.start()
+    assert bound.wait(10)
+    sent = send_fax(("127.0.0.1", port[0]), sent_pages, speed=SPEED, ident="SYNC TEST")
+    receiver.join(30)
+    assert sent.ok and result[0].ok
+    assert result[0].pages == sent_pages and result[0].remote_id == "SYNC TEST"
+
+
+def test_many_calls_on_one_loop():
+    async def main():
+        jobs = [pair(pages(1, rows=200, seed=k), tx={"ecm": k % 2 == 0}) for k in range(4)]
+        return await asyncio.gather(*jobs)
+
+    for k, (sent, got) in enumerate(asyncio.run(main())):
+        assert sent.ok and got.ok
+        assert got.pages == pages(1, rows=200, seed=k)
+
+
+def test_strangers_are_ignored_and_counted():
+    """Once a caller is answered, datagrams from any other address (valid UDPTL or not) are
+    dropped; a datagram that is not UDPTL never starts a call."""
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        rx = T38Terminal(create(calling=False), speed=SPEED)
+        transport, endpoint = await loop.create_datagram_endpoint(
+            lambda: T38Endpoint(rx), local_addr=LOCAL)
+        target = endpoint.local_address
+        stranger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        stranger.sendto(b"not udptl", target)
+        await asyncio.sleep(0.05)
+        assert endpoint.rejected == 1 and not endpoint.answered.done()
+        tx = T38Terminal(create(calling=True, pages=pages(1, rows=200)), speed=SPEED)
+        calling = asyncio.create_task(run_call(tx, bind=LOCAL, peer=target))
+        await endpoint.answered
+        rng = random.Random(1)
+        while not calling.done():
+            junk = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 60)))
+            stranger.sendto(junk, target)
+            stranger.sendto(encode_datagram(7, b"\x00", []), target)  # well-formed: no-signal
+            await asyncio.sleep(0.01)
+        sent = await calling
+        got = await endpoint.wait()
+        endpoint.close()
+        transport.close()
+        stranger.close()
+        return sent, got, endpoint
+
+    sent, got, endpoint = asyncio.run(main())
+    assert sent.ok and got.ok and got.pages == pages(1, rows=200)
+    assert endpoint.foreign > 10
+
+
+def test_no_call_within_the_timeout():
+    got = asyncio.run(receive_fax_async(LOCAL, timeout=0.2))
+    assert got.cause is Cause.NO_CALL and not got.sending
+
+
+def test_a_peer_that_never_answers_ends_on_t1():
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind(LOCAL)
+    try:
+        sent = send_fax(silent.getsockname(), pages(1, rows=50), speed=100)
+    finally:
+        silent.close()
+    assert sent.cause is Cause.T1_EXPIRED
+
+
+def test_timeout_cancels_the_call():
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind(LOCAL)
+    try:
+        sent = send_fax(silent.getsockname(), pages(1, rows=50), timeout=0.3, speed=10)
+    finally:
+        silent.close()
+    assert sent.cause is Cause.CANCELLED
+
+
+@pytest.mark.parametrize(
+    ("peer", "kw", "error"),
+    [
+        (("127.0.0.1", 0), {}, T38Error),
+        (("127.0.0.1", "4000"), {}, T38Error),
+        (("127.0.0.1", 4000), {"version": 7}, T38Error),
+        (("127.0.0.1", 4000), {"error_correction": "parity"}, T38Error),
+        (("127.0.0.1", 4000), {"speed": -1}, T38Error),
+        (("127.0.0.1", 4000), {"max_rate": 100}, SessionError),
+    ],
+)
+def test_bad_arguments_raise_before_sending(peer, kw, error):
+    with pytest.raises(error):
+        send_fax(peer, pages(1, rows=20), **kw)
+    with pytest.raises(SessionError):
+        send_fax(("127.0.0.1", 4000), [])
+
+
+# ---------------------------------------------------------------------------------------
+# SpanDSP
+
+
+@pytest.fixture(scope="module")
+def peer_binary() -> Path:
+    try:
+        return build()
+    except PeerUnavailable as exc:
+        pytest.skip(str(exc))
+
+
+def arrays(path: Path) -> list[np.ndarray]:
+    """Every page of a TIFF, decoded by libtiff (Pillow): True = black."""
+    with Image.open(path) as im:
+        return [np.array(p.convert("1")) == 0 for p in ImageSequence.Iterator(im)]
+
+
+def write_tiff(path: Path, page_list: list[Page]) -> None:
+    """A G4 TIFF of the pages, written by libtiff (Pillow)."""
+    images = [Image.fromarray(~p.to_array()) for p in page_list]
+    images[0].save(path, compression="group4", dpi=(204, 196), save_all=True,
+                   append_images=images[1:])
+
+
+WE_SEND = [
+    pytest.param({}, {}, id="ecm-mmr-v0"),
+    pytest.param({"ecm": False, "compressions": ["mh"]}, {"ecm": False}, id="mh-v0"),
+    pytest.param({"version": 3, "ec": "fec"}, {"version": 3, "error_correction": "fec"},
+                 id="ecm-v3-fec"),
+    pytest.param({"ecm": False, "version": 3}, {"ecm": False, "version": 3}, id="mr-v3"),
+    pytest.param({"gateway": True}, {}, id="gateway-ecm"),
+    pytest.param({"gateway": True, "ecm": False, "version": 3}, {"ecm": False, "version": 3},
+                 id="gateway-mr-v3"),
+    pytest.param({"loss": 0.1, "seed": 3}, {}, id="ecm-peer-loses-10%"),
+]
+
+
+@pytest.mark.parametrize(("peer_kw", "kw"), WE_SEND)
+def test_we_send_to_spandsp(peer_binary, tmp_path, peer_kw, kw):
+    sent_pages = pages(2, rows=300, seed=20)
+    received = tmp_path / "rx.tif"
+    with T38Peer(receive=received, speed=SPEED, timeout=60, log_path=tmp_path / "peer.log",
+                 **peer_kw) as peer:
+        sent = send_fax(peer.address, sent_pages, speed=SPEED, ident="FASTFAX", **kw)
+        result = peer.wait(60)
+    assert sent.ok, (sent, peer.log()[-3000:])
+    assert result["ok"] and result["pages"] == 2
+    assert result["remote_ident"].strip() == "FASTFAX" and sent.remote_id == "T38PEER"
+    assert result["ecm"] == kw.get("ecm", True)
+    got = arrays(received)
+    assert [g.shape for g in got] == [(300, 1728)] * 2
+    assert all(np.array_equal(g, p.to_array()) for g, p in zip(got, sent_pages, strict=True))
+
+
+IT_SENDS = [
+    pytest.param({}, {}, id="ecm-v0"),
+    pytest.param({"ecm": False, "compressions": ["mh"]}, {}, id="mh-v0"),
+    pytest.param({"version": 3, "ec": "fec"}, {"version": 3, "error_correction": "fec"},
+                 id="ecm-v3-fec"),
+    pytest.param({"gateway": True, "version": 3}, {"version": 3}, id="gateway-ecm-v3"),
+    pytest.param({"gateway": True, "ecm": False}, {}, id="gateway-mr"),
+    pytest.param({"loss": 0.1, "reorder": 0.05, "seed": 4}, {}, id="ecm-10%-loss-reorder"),
+]
+
+
+@pytest.mark.parametrize(("peer_kw", "kw"), IT_SENDS)
+def test_spandsp_sends_to_us(peer_binary, tmp_path, peer_kw, kw):
+    sent_pages = pages(2, rows=300, seed=30)
+    tiff = tmp_path / "tx.tif"
+    write_tiff(tiff, sent_pages)
+    want = arrays(tiff)
+
+    async def main():
+        bound = asyncio.get_running_loop().create_future()
+        receiving = asyncio.create_task(receive_fax_async(
+            LOCAL, speed=SPEED, timeout=20, ident="FASTFAX", on_bound=bound.set_result, **kw))
+        port = (await bound)[1]
+        with T38Peer(send=tiff, calling=True, remote=("127.0.0.1", port), speed=SPEED,
+                     timeout=60, log_path=tmp_path / "peer.log", **peer_kw) as peer:
+            got = await receiving
+            result = await asyncio.to_thread(peer.wait, 60)
+            return got, result, peer.log()
+
+    got, result, log = asyncio.run(main())
+    assert got.ok, (got, log[-3000:])
+    assert result["ok"] and result["pages"] == 2 and result["remote_ident"].strip() == "FASTFAX"
+    assert got.ecm == peer_kw.get("ecm", True) and got.remote_id == "T38PEER"
+    assert [p.to_array().shape for p in got.pages] == [w.shape for w in want]
+    assert all(np.array_equal(p.to_array(), w) for p, w in zip(got.pages, want, strict=True))
+
+
+class LossyRelay(asyncio.DatagramProtocol):
+    """A UDP relay between us (the first sender) and a peer that drops a seeded share of
+    our datagrams (the peer's come through untouched)."""
+
+    def __init__(self, peer, loss: float, seed: int):
+        self.peer, self.loss, self.rng = peer, loss, random.Random(seed)
+        self.us = None
+        self.dropped = 0
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def datagram_received(self, data, addr):
+        if addr[:2] == self.peer[:2]:
+            if self.us is not None:
+                self.transport.sendto(data, self.us)
+            return
+        self.us = addr
+        if self.rng.random() < self.loss:
+            self.dropped += 1
+            return
+        self.transport.sendto(data, self.peer)
+
+
+def test_we_send_to_spandsp_through_a_lossy_relay(peer_binary, tmp_path):
+    """10 % of our datagrams lost on the way: redundancy 3 carries the ECM page through."""
+    sent_pages = pages(1, rows=400, seed=40)
+    received = tmp_path / "rx.tif"
+
+    async def main(peer):
+        loop = asyncio.get_running_loop()
+        relay_transport, relay = await loop.create_datagram_endpoint(
+            lambda: LossyRelay(peer.address, 0.1, 5), local_addr=LOCAL)
+        try:
+            address = relay_transport.get_extra_info("sockname")
+            sent = await send_fax_async(address, sent_pages, speed=SPEED)
+        finally:
+            relay_transport.close()
+        return sent, relay.dropped
+
+    with T38Peer(receive=received, speed=SPEED, timeout=60,
+                 log_path=tmp_path / "peer.log") as peer:
+        sent, dropped = asyncio.run(main(peer))
+        result = peer.wait(60)
+    assert dropped > 10
+    assert sent.ok and result["ok"], peer.log()[-3000:]
+    assert result["udptl"]["recovered"] > 0
+    assert np.array_equal(arrays(received)[0], sent_pages[0].to_array())
+
+
+def test_a_call_with_parameters_negotiated_in_sdp():
+    """The caller offers in SDP, the answerer negotiates; both terminals run on the answer."""
+    offer = parse_media(format_media(4000, T38Params(version=3, error_correction="fec",
+                                                     max_datagram=300)))
+    answer = negotiate(offer.params, T38Params(version=2, error_correction="fec"),
+                       error_corrections=offer.error_corrections)
+    assert answer.version == 2 and answer.error_correction == "fec"
+    sent_pages = pages(1, rows=200, seed=50)
+
+    async def main():
+        rx = T38Terminal(create(calling=False), params=answer, speed=SPEED)
+        tx = T38Terminal(create(calling=True, pages=sent_pages), params=answer, speed=SPEED)
+        bound = asyncio.get_running_loop().create_future()
+        receiving = asyncio.create_task(run_call(rx, bind=LOCAL, on_bound=bound.set_result))
+        sent = await run_call(tx, bind=LOCAL, peer=(await bound)[:2])
+        return sent, await receiving, tx, rx
+
+    sent, got, tx, rx = asyncio.run(main())
+    assert sent.ok and got.ok and got.pages == sent_pages
+    assert tx.stats.udptl.malformed == rx.stats.udptl.malformed == 0
