@@ -382,3 +382,15 @@ def test_embedded_send_wait_lets_the_far_end_finish(capsys, tmp_path):
     assert [(j.state.value, j.pages, j.attempts, j.cause) for j in received] == [
         ("completed", 2, 1, "")
     ]
+
+
+def test_request_id_queues_once_and_job_fields_are_kept(target, capsys, tmp_path):
+    pdf = make_pdf(str(tmp_path / "a.pdf"), 1)
+    argv = ["send", pdf, "--to", "200", "--schedule", "+60", "--json", "--request-id", "k-1"]
+    argv += ["--billing-code", "B42", "--department", "Sales", *target.args]
+    first = json.loads(run(capsys, *argv)[1])
+    again = json.loads(run(capsys, *argv)[1])
+    assert [j["id"] for j in first] == [j["id"] for j in again]
+    assert len([j for j in target.server.jobs() if j.type.value == "send"]) == 1
+    info = target.server.job(first[0]["id"]).info()
+    assert (info.billing_code, info.sender_department) == ("B42", "Sales")

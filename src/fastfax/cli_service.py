@@ -39,6 +39,7 @@ __all__ = ["COMMANDS", "add_arguments", "run", "parse_schedule"]
 COMMANDS = SERVICE_COMMANDS
 
 _COVER_ONLY = {  # option dest -> cover field the send call has no parameter for
+    "cover_template": "template",
     "to_company": "recipient_company",
     "to_address": "recipient_address",
     "from_address": "sender_address",
@@ -120,6 +121,15 @@ def _send_arguments(parser: argparse.ArgumentParser) -> None:
         help="now (default), discount, HH:MM (the next one), 'YYYY-MM-DD HH:MM' or +MINUTES",
     )
     parser.add_argument("--priority", choices=("low", "normal", "high"), default="normal")
+    parser.add_argument(
+        "--request-id",
+        metavar="KEY",
+        help="this request's key: sending again with the same key queues nothing new",
+    )
+    parser.add_argument("--billing-code", default="", help="kept with the job")
+    parser.add_argument("--department", default="", help="the sender's department")
+    parser.add_argument("--tsid", default="", help="the identity sent to the far machine")
+    parser.add_argument("--receipt", default="", help="delivery report: an e-mail or 'inbox'")
     from .document.layout import PAPER_SIZES, RESOLUTIONS
     from .document.render import MODES
 
@@ -129,6 +139,7 @@ def _send_arguments(parser: argparse.ArgumentParser) -> None:
     render.add_argument("--mode", choices=list(MODES))
     cover = parser.add_argument_group("cover page (--cover, or any of its fields, adds one)")
     cover.add_argument("--cover", action="store_true", help="add a cover page")
+    cover.add_argument("--cover-template", metavar="NAME", help="a cover page the server has")
     cover.add_argument("--to-company")
     cover.add_argument("--to-address")
     cover.add_argument("--from", dest="sender_name", default="", help="sender name")
@@ -293,6 +304,11 @@ def _send(args: argparse.Namespace) -> int:
             "sender_company": args.from_company,
             "render": render or None,
             "filename": name,
+            "request_id": args.request_id,
+            "billing_code": args.billing_code,
+            "tsid": args.tsid,
+            "sender_department": args.department,
+            "receipt": args.receipt,
         }
         if len(args.to) == 1:
             jobs = [server.send(document, args.to[0], recipient_name=args.to_name, **options)]
@@ -374,11 +390,14 @@ def _drain(server: Any) -> None:
     loopback pair still storing the fax just sent, a fax being received), for up to
     :data:`DRAIN_SECONDS`; closing would interrupt them."""
     deadline = time.monotonic() + DRAIN_SECONDS
-    busy = ("inprogress", "routing")
+    busy = ("inprogress", "routing")  # and a received fax not yet routed: pending
     while time.monotonic() < deadline:
-        if not any(p.state.value in _ON_A_CALL for p in server.ports()) and not any(
-            j.state.value in busy for j in server.jobs()
-        ):
+        lines = any(p.state.value in _ON_A_CALL for p in server.ports())
+        jobs = any(
+            j.state.value in busy or (j.type.value == "receive" and j.state.value == "pending")
+            for j in server.jobs()
+        )
+        if not lines and not jobs:
             return
         time.sleep(0.05)
 
