@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import email
 import os
+import signal
 import socket
+import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -14,10 +18,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from aiosmtpd.controller import Controller
 
-from fastfax import Page
+from fastfax import Page, tiff
 from fastfax.client import FaxServer, connect
 from fastfax.document import convert
-from fastfax.service.http import HttpService
+from fastfax.service.http import ADMIN_TOKEN_FILE, HttpService
 from fastfax.service.rights import ALL_RIGHTS, Right
 from fastfax.service.server import Service
 
@@ -209,3 +213,204 @@ def prepared(*jobs):
             assert time.monotonic() < deadline, f"job {job.id} still preparing"
             time.sleep(0.005)
     return jobs[0] if len(jobs) == 1 else jobs
+
+
+# -- the daemon, and a gateway's load on it --------------------------------------------
+
+
+class Daemon:
+    """``fastfax serve`` as a real subprocess on a spool (``port`` 0: any free port)."""
+
+    def __init__(self, spool: str, *extra: str, port: int = 0) -> None:
+        code = "import sys; from fastfax.service.http import serve_main; sys.exit(serve_main())"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", code, "--spool", spool, "--port", str(port), *extra],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        line = self.proc.stdout.readline()
+        if not line.startswith("listening on "):
+            self.proc.kill()
+            raise AssertionError(f"daemon did not start: {line!r} {self.proc.stderr.read()}")
+        self.url = line.split()[-1]
+        with open(os.path.join(spool, ADMIN_TOKEN_FILE)) as fh:
+            self.token = fh.read().strip()
+
+    def cpu(self) -> float:
+        """CPU seconds (user + system) the daemon used so far."""
+        with open(f"/proc/{self.proc.pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> tuple[int, str]:
+        self.proc.send_signal(signal.SIGTERM)
+        _, err = self.proc.communicate(timeout=60)
+        return self.proc.returncode, err
+
+    def kill(self) -> None:
+        self.proc.kill()  # SIGKILL
+        self.proc.communicate(timeout=60)
+
+
+def job_page(n: int) -> Page:
+    """A small fax page (1728 x 48, standard resolution) that carries ``n`` (0 to 2**20 - 1)
+    as 20 black or white blocks, so a received page tells which job it came from."""
+    arr = np.zeros((48, 1728), bool)
+    arr[0:4, :] = True
+    for bit in range(20):
+        if n >> bit & 1:
+            arr[10:40, 40 + 80 * bit : 100 + 80 * bit] = True
+    return Page.from_array(arr, 204, 98)
+
+
+def page_number(page: Page) -> int:
+    """The ``n`` of a page made by :func:`job_page`."""
+    arr = page.to_array()
+    return sum(1 << bit for bit in range(20) if arr[25, 70 + 80 * bit])
+
+
+def load_spool(tmp: str) -> tuple[str, list[str], list[str]]:
+    """A spool with two loopback pairs (10 <-> 20, 30 <-> 40), every line sending, the
+    far lines 20 and 40 storing in ``inbox20`` / ``inbox40``; the spool, the numbers
+    to send to and the inbox folders."""
+    inboxes = [os.path.join(tmp, "inbox20"), os.path.join(tmp, "inbox40")]
+    lines = ["[configuration]", "branding = false", "retries = 20", "retry_delay = 0.05",
+             "dirty_days = 30"]  # fmt: skip
+    for name, numbers, inbox in (("p0", '["10", "20"]', inboxes[0]),
+                                 ("p1", '["30", "40"]', inboxes[1])):  # fmt: skip
+        lines += ["[[devices]]", 'kind = "loopback-pair"', f'name = "{name}"',
+                  f"numbers = {numbers}", f"store = {inbox!r}"]  # fmt: skip
+    spool = os.path.join(tmp, "spool")
+    os.makedirs(spool)
+    with open(os.path.join(spool, "fastfax.toml"), "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+    return spool, ["20", "40"], inboxes
+
+
+def gateway_load(tmp: str, clients: int, jobs: int, kill: bool = True) -> dict[str, float]:
+    """``clients`` remote clients send ``jobs`` one-page faxes each through ``fastfax
+    serve``, each with its own request id; with ``kill``, the daemon is killed (SIGKILL)
+    once half are submitted and started again on the same port, and the clients send
+    again what was not answered (same request ids). Checks that every job completed and
+    that the far lines stored each fax exactly once, pixel for pixel. Returns figures:
+    ``jobs``, ``wall`` (s), ``jobs_per_s``, ``p50_ms`` / ``p99_ms`` (submit latency of
+    answered sends), ``cpu_ms_per_job`` (the daemons' CPU after start-up), ``bare_ms`` (one bare
+    :func:`fastfax.transport.loopback.call` of such a page in this process)."""
+    from fastfax.service.errors import ServiceError
+    from fastfax.service.model import JobState
+
+    spool, numbers, inboxes = load_spool(tmp)
+    port = free_port()
+    daemons = [Daemon(spool, port=port)]
+    token = daemons[0].token
+    total = clients * jobs
+    latencies: list[float] = []
+    ids: dict[int, int] = {}
+    done = [0]
+    lock = threading.Lock()
+    failures: list[BaseException] = []
+    deadline = time.monotonic() + 600
+
+    def client(c: int) -> None:
+        try:
+            conn = None
+            for k in range(jobs):
+                n = c * jobs + k
+                while True:
+                    try:
+                        if conn is None:
+                            conn = connect(daemons[-1].url, token=token, timeout=10)
+                        start = time.perf_counter()
+                        job = conn.send([job_page(n)], to=numbers[n % 2], request_id=f"r{n}")
+                        took = time.perf_counter() - start
+                        break
+                    except ServiceError:
+                        if time.monotonic() > deadline:
+                            raise
+                        time.sleep(0.05)  # the daemon is away: the same request again
+                with lock:
+                    latencies.append(took)
+                    ids[n] = job.id
+                    done[0] += 1
+            if conn is not None:
+                conn.close()
+        except BaseException as exc:  # noqa: BLE001 - reported by the caller
+            failures.append(exc)
+
+    cpu = -daemons[0].cpu()  # started and idle: what the jobs cost comes after
+    began = time.perf_counter()
+    threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
+    for t in threads:
+        t.start()
+    try:
+        if kill:
+            while done[0] < total // 2 and not failures:
+                time.sleep(0.01)
+            cpu += daemons[-1].cpu()
+            daemons[-1].kill()
+            time.sleep(0.2)
+            daemons.append(Daemon(spool, port=port))
+            cpu -= daemons[-1].cpu()
+        for t in threads:
+            t.join()
+        assert not failures, failures
+        while _unfinished(spool, total):  # read from the database: costs the daemon nothing
+            assert time.monotonic() < deadline, "jobs not finished in time"
+            time.sleep(0.05)
+        wall = time.perf_counter() - began
+        cpu += daemons[-1].cpu()
+        with connect(daemons[-1].url, token=token, timeout=60) as admin:
+            listed = admin.jobs()
+    finally:
+        for daemon in daemons:
+            if daemon.proc.poll() is None:
+                daemon.kill()
+    sends = {j.id: j for j in listed if j.type.value == "send"}
+    assert sorted(sends) == sorted(ids.values())  # one job per request, none more
+    bad = [(j.id, j.state.value, j.cause) for j in sends.values()
+           if j.state is not JobState.COMPLETED]  # fmt: skip
+    assert not bad, bad[:5]
+    seen: dict[int, int] = {}
+    for folder in inboxes:
+        for name in os.listdir(folder):
+            (page,) = tiff.read(os.path.join(folder, name))
+            n = page_number(page)
+            assert np.array_equal(page.to_array(), job_page(n).to_array()), name
+            assert folder == inboxes[n % 2]
+            seen[n] = seen.get(n, 0) + 1
+    assert sorted(seen) == list(range(total))  # every fax arrived...
+    assert set(seen.values()) == {1}  # ...exactly once
+    bare = min(_bare_call() for _ in range(20))
+    latencies.sort()
+    return {
+        "jobs": total,
+        "wall": wall,
+        "jobs_per_s": total / wall,
+        "p50_ms": latencies[len(latencies) // 2] * 1000,
+        "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
+        "cpu_ms_per_job": cpu / total * 1000,
+        "bare_ms": bare * 1000,
+    }
+
+
+def _unfinished(spool: str, total: int) -> bool:
+    """Whether fewer than ``total`` send and ``total`` receive jobs are final."""
+    db = sqlite3.connect(f"file:{os.path.join(spool, 'spool.db')}?mode=ro", uri=True)
+    try:
+        (final,) = db.execute(
+            "SELECT COUNT(*) FROM jobs WHERE state IN"
+            " ('completed', 'failed', 'canceled', 'retries_exceeded')"
+        ).fetchone()
+    finally:
+        db.close()
+    return final < 2 * total
+
+
+def _bare_call() -> float:
+    from fastfax.transport import loopback
+
+    start = time.perf_counter()
+    sent, got = loopback.call([job_page(12345)], sender={"ident": "A"}, receiver={"ident": "B"})
+    assert sent.ok and got.ok
+    return time.perf_counter() - start

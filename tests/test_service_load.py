@@ -9,7 +9,7 @@ import threading
 import time
 
 import pytest
-from service_helpers import only_sender, text_pages
+from service_helpers import gateway_load, only_sender, text_pages
 
 from fastfax.client import connect
 from fastfax.service.errors import JobStateError
@@ -180,3 +180,10 @@ def test_pause_and_delete_a_job_on_the_line(tmp_path):
             if event.kind is EventKind.DELETED and event.job_id == done.id:
                 break
         assert done.id not in {j.id for j in server.jobs()}
+
+
+def test_three_clients_through_the_daemon_killed_midway_every_fax_exactly_once(tmp_path):
+    """3 clients x 40 faxes through ``fastfax serve``, SIGKILL once half are submitted,
+    restart: every job completed, every fax stored once at the far line, pixel-exact."""
+    figures = gateway_load(str(tmp_path), clients=3, jobs=40, kill=True)
+    assert figures["jobs"] == 120

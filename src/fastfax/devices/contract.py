@@ -129,9 +129,14 @@ class Hooks(Protocol):
     def find_line(self, number: str, kind: str) -> str | None:
         """The id of the service's line of device kind ``kind`` whose number is ``number``."""
 
-    def received(self, line_id: str, result: Any, caller_id: str) -> None:
+    def received(
+        self, line_id: str, result: Any, caller_id: str, from_job: int | None = None
+    ) -> None:
         """A fax arrived on the line (``result.pages`` are its pages): spool and route it.
-        ``result.ok`` False: the call failed after those pages (a partial fax)."""
+        ``result.ok`` False: the call failed after those pages (a partial fax).
+        ``from_job``: the service's send job whose call brought it, when a device joins
+        two of the service's own lines (so a service killed before that job was marked
+        completed does not send it twice)."""
 
 
 class Device(Protocol):

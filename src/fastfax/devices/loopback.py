@@ -100,7 +100,7 @@ class LoopbackPair:
             except CallAborted:
                 return Outcome(DeviceState.ABORTING, "aborted by a user")
             if got.ok and got.pages:
-                hooks.received(there.id, got, here.number)
+                hooks.received(there.id, got, here.number, from_job=call.job_id)
         finally:
             hooks.release(there.id)
         if sent.ok:

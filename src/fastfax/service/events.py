@@ -38,15 +38,23 @@ class Subscription:
     """Events as they happen. Iterate (blocking) or ``async for``; :meth:`close` ends it
     (a blocked iteration then stops)."""
 
-    def __init__(self, on_close: Callable[[Subscription], None] | None = None) -> None:
+    def __init__(
+        self,
+        on_close: Callable[[Subscription], None] | None = None,
+        allow: Callable[[Event], bool] | None = None,
+    ) -> None:
         self._on_close = on_close
+        self.allow = allow  #: events this subscriber may see (None: all)
         self._queue: collections.deque[Event] = collections.deque()
         self._cond = threading.Condition()
         self._lost = 0
         self.closed = False
 
     def put(self, event: Event) -> None:
-        """Queue ``event`` for this subscriber (dropping the oldest past the backlog)."""
+        """Queue ``event`` for this subscriber (dropping the oldest past the backlog);
+        an event it may not see is left out."""
+        if self.allow is not None and not self.allow(event):
+            return
         with self._cond:
             if len(self._queue) >= MAX_BACKLOG:
                 self._queue.popleft()
@@ -129,12 +137,15 @@ class EventBus:
         self._base = self._seq = run << 32
         self._log: collections.deque[Event] = collections.deque(maxlen=log_size)
 
-    def subscribe(self, since: int | None = None) -> Subscription:
+    def subscribe(
+        self, since: int | None = None, allow: Callable[[Event], bool] | None = None
+    ) -> Subscription:
         """A new subscription; with ``since`` (a ``seq`` seen before), first every kept
-        event after it. Raises :class:`RequestError` for a ``since`` not yet reached."""
+        event after it; ``allow``: which events it may see. Raises
+        :class:`RequestError` for a ``since`` not yet reached."""
         if since is not None and (not isinstance(since, int) or isinstance(since, bool)):
             raise RequestError(f"since is an event sequence number, got {since!r}")
-        sub = Subscription(self._drop)
+        sub = Subscription(self._drop, allow)
         with self._lock:
             if since is not None:
                 if since > self._seq:

@@ -25,7 +25,14 @@ import urllib.parse
 import weakref
 from typing import Any
 
-from .errors import ERRORS, RemoteError, ServiceError, SessionGone
+from .errors import (
+    ERRORS,
+    AccessDenied,
+    AuthenticationError,
+    RemoteError,
+    ServiceError,
+    SessionGone,
+)
 from .events import Subscription
 from .model import Event, EventKind, from_wire
 from .wire import SESSION_HEADER, decode, encode
@@ -144,8 +151,12 @@ class RemoteBackend:
             except SessionGone:
                 try:
                     self._open_session()  # the server restarted: a new session
+                except (AuthenticationError, AccessDenied):
+                    return None  # the user was removed: the stream is over
                 except ServiceError:
                     pass
+            except (AuthenticationError, AccessDenied):
+                return None
             except ServiceError:
                 stop.wait(RESUME_EVERY)
         return None

@@ -13,7 +13,16 @@ from collections.abc import Iterable
 
 from .errors import AccessDenied, ConfigError
 
-__all__ = ["Right", "ALL_RIGHTS", "parse_rights", "new_token", "token_digest", "require"]
+__all__ = [
+    "Right",
+    "ALL_RIGHTS",
+    "GENERIC",
+    "may_see",
+    "parse_rights",
+    "new_token",
+    "token_digest",
+    "require",
+]
 
 
 class Right(enum.Flag):
@@ -29,10 +38,18 @@ class Right(enum.Flag):
 
 
 ALL_RIGHTS = Right(127)
+#: The generic rights (FAX_GENERIC_READ, _WRITE, _EXECUTE, _ALL) by name.
+GENERIC = {
+    "READ": Right.JOB_QUERY | Right.CONFIG_QUERY | Right.PORT_QUERY,
+    "WRITE": Right.JOB_MANAGE | Right.CONFIG_SET | Right.PORT_SET,
+    "EXECUTE": Right.JOB_SUBMIT,
+    "ALL": ALL_RIGHTS,
+}
 
 
 def parse_rights(value: Right | int | str | Iterable[str | Right]) -> Right:
-    """Rights from a :class:`Right`, an int mask, a name ("job_submit", "all") or names."""
+    """Rights from a :class:`Right`, an int mask, a name ("job_submit", or a generic
+    right: "read", "write", "execute", "all") or names."""
     if isinstance(value, Right):
         return value
     if isinstance(value, int) and not isinstance(value, bool):
@@ -46,13 +63,14 @@ def parse_rights(value: Right | int | str | Iterable[str | Right]) -> Right:
             out |= name
             continue
         key = str(name).upper()
-        if key == "ALL":
-            out |= ALL_RIGHTS
+        if key in GENERIC:
+            out |= GENERIC[key]
         elif key in Right.__members__:
             out |= Right[key]
         else:
             raise ConfigError(
-                f"unknown right {name!r}; use 'all' or {[r.lower() for r in Right.__members__]}"
+                f"unknown right {name!r}; use read, write, execute, all or "
+                f"{[r.lower() for r in Right.__members__]}"
             )
     return out
 
@@ -77,3 +95,22 @@ def require(user: str, held: Right, needed: Right, call: str) -> None:
     if needed not in held:
         missing = right_names(needed & ~held)
         raise AccessDenied(f"user {user!r} lacks the right(s) {missing} needed by {call}()")
+
+
+#: Event kinds about ports (and the calls on them), and about the configuration.
+_PORT_EVENTS = {"dialing", "ringing", "line_released", "port_changed", "routing",
+                "initializing", "offline"}  # fmt: skip
+_CONFIG_EVENTS = {"config_changed"}
+
+
+def may_see(rights: Right, kind: str) -> bool:
+    """Whether a holder of ``rights`` gets events of ``kind`` (an EventKind value): job
+    events need the job query right, port and routing events the port query right too,
+    configuration events the configuration query right too."""
+    if Right.JOB_QUERY not in rights:
+        return False
+    if kind in _PORT_EVENTS:
+        return Right.PORT_QUERY in rights
+    if kind in _CONFIG_EVENTS:
+        return Right.CONFIG_QUERY in rights
+    return True

@@ -48,8 +48,8 @@ FALLBACK = [(None, True), (9600, True), (9600, False), (4800, False)]
 REQUEST_DAYS = 2
 #: The retry delay grows up to this many times after a busy or delayed call.
 MAX_BACKOFF = 8
-#: Due jobs looked at per scheduler pass.
-_BATCH = 256
+#: Due jobs looked at per scheduler pass, per free sending port (and this many more).
+_BATCH = 8
 #: Threads of a routing method's pool unless its settings say (``workers``).
 ROUTE_WORKERS = 2
 #: Seconds a routing method may run beyond its own ``timeout`` (default 300 s) before
@@ -124,7 +124,9 @@ class _Hooks:
     def find_line(self, number: str, kind: str) -> str | None:
         return self.ports.find(number, kind)
 
-    def received(self, line_id: str, result: Any, caller_id: str) -> None:
+    def received(
+        self, line_id: str, result: Any, caller_id: str, from_job: int | None = None
+    ) -> None:
         sched = self.sched
         pages = list(result.pages)
         file = sched.spool.write("in", pages)
@@ -135,6 +137,7 @@ class _Hooks:
             "ecm": bool(getattr(result, "ecm", False)),
             "caller_id": caller_id,
             "routed": {},
+            **({} if from_job is None else {"from_job": from_job}),
         }
         if not result.ok:  # the call failed after these pages: keep them, say so
             info["partial"] = f"partial: the call ended early ({result.cause})"
@@ -204,6 +207,7 @@ class Scheduler:
         self._targets: dict[int, str] = {}  # job id -> the line of ours its call rings
         self._after: dict[int, str] = {}  # job id -> "pause" / "delete" after the call
         self._forgot = 0.0  # when old request ids were last forgotten
+        self._cleaned = 0.0  # when finished jobs were last looked at
         self._rounds: dict[int, _Round] = {}  # received faxes being routed
         self._pools: dict[str, ThreadPoolExecutor] = {}  # one per routing method
 
@@ -214,6 +218,13 @@ class Scheduler:
         for row in self.store.jobs(
             "state IN (?, ?)", (JobState.INPROGRESS.value, JobState.ROUTING.value)
         ):
+            if row["type"] == JobType.SEND.value and self.store.jobs(
+                "type = 'receive' AND json_extract(info, '$.from_job') = ?", (row["id"],)
+            ):  # its fax reached a line of ours before the stop: it was sent, once
+                self.store.update_job(row["id"], state=JobState.COMPLETED.value,
+                                      finished=time.time(), cause="")  # fmt: skip
+                out_log.warning("job %d was delivered when the service stopped", row["id"])
+                continue
             self.store.update_job(
                 row["id"],
                 state=JobState.PENDING.value,
@@ -267,7 +278,9 @@ class Scheduler:
         config = self._config()
         now = time.time()
         self._on_tick()
-        self._cleanup(now)
+        if now - self._cleaned >= 1.0:  # finished jobs are looked at once a second
+            self._cleaned = now
+            self._cleanup(now)
         self._overdue()
         self._start_routing(now)
         if config.pause_queue:
@@ -285,7 +298,7 @@ class Scheduler:
         ready = self.store.jobs(
             f"{due} AND schedule <= ?" + ("" if cheap else " AND discount = 0"),
             (*_DUE, now),
-            order=f"priority DESC, id LIMIT {_BATCH}",
+            order=f"priority DESC, id LIMIT {_BATCH * (len(free) + 1)}",
         )
         reach: dict[tuple[str, str], bool] = {}
         for row in ready:

@@ -16,6 +16,7 @@ import logging
 import os
 import secrets
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +44,7 @@ from .errors import (
     RequestError,
     RoutingMethodNotFound,
     ServiceClosed,
+    SessionGone,
     SpoolBusy,
 )
 from .events import EventBus, Subscription
@@ -58,7 +60,16 @@ from .model import (
     to_wire,
 )
 from .ports import PortTable
-from .rights import ALL_RIGHTS, Right, new_token, parse_rights, require, right_names, token_digest
+from .rights import (
+    ALL_RIGHTS,
+    Right,
+    may_see,
+    new_token,
+    parse_rights,
+    require,
+    right_names,
+    token_digest,
+)
 from .routing import load_methods
 from .scheduler import Scheduler
 from .spool import Spool
@@ -166,6 +177,7 @@ class Service:
         self.devices: list[Device] = []
         self.modifiers: dict[str, str] = {}
         self.sessions: dict[str, Session] = {}
+        self._streams: dict[str, weakref.WeakSet[Subscription]] = {}  # user -> open streams
         try:
             for spec in settings.devices:
                 self._add_device(spec)
@@ -275,6 +287,8 @@ class Service:
         if name not in _API or name.startswith("_"):
             raise RequestError(f"unknown call {name!r}")
         right, fn = _API[name]
+        if session.id not in self.sessions:
+            raise SessionGone(f"the session of {session.user!r} has ended")
         self.touch(session)
         require(session.user, session.rights, right, name)
         if not isinstance(args, dict) or not all(isinstance(k, str) for k in args):
@@ -293,11 +307,18 @@ class Service:
             raise ServiceClosed("the fax service is closed")
 
     def subscribe(self, session: Session, since: int | None = None) -> Subscription:
-        """An event subscription (needs the job query right); with ``since``, the kept
-        events after that sequence number come first (see :mod:`.events`)."""
+        """An event subscription (needs the job query right) carrying only the events
+        the session's rights let it see (:func:`.rights.may_see`); with ``since``, the
+        kept events after that sequence number come first (see :mod:`.events`). It
+        ends when the user is removed or given other rights."""
         self._check_open()
         require(session.user, session.rights, Right.JOB_QUERY, "events")
-        return self.bus.subscribe(since)
+        rights = session.rights
+        sub = self.bus.subscribe(since, allow=lambda event: may_see(rights, event.kind.value))
+        with self._lock:
+            streams = self._streams.setdefault(session.user, weakref.WeakSet())
+            streams.add(sub)
+        return sub
 
     @api(Right(0))
     def renew(self, session: Session) -> float:
@@ -474,12 +495,27 @@ class Service:
         mask = parse_rights(rights)
         token = new_token()
         self.store.save_user(name, mask.value, token_digest(token))
+        self._end_user(name)  # a replaced user's connections held the old rights
         log.info("user %r saved with rights %s", name, right_names(mask))
         return token
 
     @api(ALL_RIGHTS)
     def remove_user(self, session: Session, name: str) -> bool:
-        return self.store.delete_user(name)
+        """Delete a user: its sessions and event streams end at once."""
+        gone = self.store.delete_user(name)
+        self._end_user(name)
+        return gone
+
+    def _end_user(self, name: str) -> None:
+        """End the sessions and event streams of user ``name`` (removed, or its rights
+        changed: its connections authenticate again)."""
+        with self._lock:
+            sessions = [s for s in self.sessions.values() if s.user == name]
+            streams = list(self._streams.pop(name, ()))
+        for session in sessions:
+            self.close_session(session)
+        for sub in streams:
+            sub.end()
 
     @api(ALL_RIGHTS)
     def users(self, session: Session) -> list[dict[str, Any]]:
