@@ -1,5 +1,6 @@
 """The ``fastfax`` command: convert, info, demo; exit statuses a script can trust."""
 
+import argparse
 import os
 import pty
 import re
@@ -179,3 +180,20 @@ def test_progress_lines_into_a_log_and_a_bar_on_a_terminal(tmp_path, capsys, mon
     text = shown.decode(errors="replace")
     assert "\r" in text and re.search(r"\| [0-6]/[2-6] \[", text) and "page/s" in text
     assert "3 of 3 files, 6 pages in" in text
+
+
+def test_one_short_input_converts_in_this_process(tmp_path):
+    """Worker processes only pay off past a couple of dozen pages: below, one input
+    converts in the command's process; ``--jobs`` always decides."""
+    short = _pdf(tmp_path / "short.pdf", 2)
+    long = _pdf(tmp_path / "long.pdf", cli.IN_PROCESS_PAGES + 1)
+
+    def chosen(files, jobs=None):
+        args = argparse.Namespace(jobs=jobs, password=None)
+        return cli._processes(args, files)
+
+    assert chosen([short]) == 1
+    assert chosen([long]) is None  # a worker per core
+    assert chosen([short, short]) is None
+    assert chosen([long], jobs=1) == 1 and chosen([short], jobs=3) == 3
+    assert chosen([str(tmp_path / "missing.pdf")]) is None  # convert reports it

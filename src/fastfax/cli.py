@@ -91,7 +91,7 @@ _COVER_FIELDS = {
 _COVER_TRIGGERS = ("to", "to_fax", "to_company", "to_address", "subject", "note")
 #: A single input of at most this many pages converts in this process: starting worker
 #: processes (each opening the document again) costs more than it saves on short ones.
-IN_PROCESS_PAGES = 64
+IN_PROCESS_PAGES = 24
 #: Seconds between progress lines when stderr is not a terminal (a log, a pipe).
 LOG_EVERY = 10.0
 
