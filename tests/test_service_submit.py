@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import gc
 import http.client
+import json
 import os
 import threading
 import time
 
 import numpy as np
-from service_helpers import make_pdf, make_spool, only_sender, text_pages
+import pytest
+from service_helpers import SmtpSink, make_pdf, make_spool, only_sender, text_pages
 
 from fastfax import tiff
 from fastfax.client import connect
-from fastfax.service.errors import PortBusy
+from fastfax.service.errors import PortBusy, RequestError
 from fastfax.service.http import HttpService
 from fastfax.service.model import EventKind, JobState
 from fastfax.service.rights import ALL_RIGHTS
@@ -189,3 +191,92 @@ def test_pixels_of_a_prepared_job_match_the_submitted_pages(tmp_path):
     assert len(got) == 2
     for a, b in zip(got, pages, strict=True):
         assert np.array_equal(a.to_array(), b.to_array())
+
+
+def test_a_job_whose_fax_reached_our_line_before_a_kill_is_not_sent_again(tmp_path):
+    """The state a SIGKILL leaves between a loopback fax arriving and its send job being
+    marked completed: the next start marks the job completed instead of sending again."""
+    from fastfax.service.store import Store
+
+    spool = make_spool(str(tmp_path))
+    with connect(spool=spool) as server:
+        only_sender(server, "lp/1")
+        server.set_configuration(pause_queue=True)
+        job = server.send(text_pages(1), to="200")
+        while job.status is JobState.PREPARING:
+            time.sleep(0.01)
+    store = Store(spool)  # as the killed process left it
+    store.update_job(job.id, state="inprogress", attempts=1, port="lp/1")
+    row = store.job(job.id)
+    store.add_job({"type": "receive", "state": "pending", "number": "100", "submitted": 1.0,
+                   "schedule": 1.0, "pages": 1, "port": "lp/2", "file": row["file"],
+                   "info": {"routed": {}, "from_job": job.id}})  # fmt: skip
+    store.close()
+    with connect(spool=spool) as server:
+        server.set_configuration(pause_queue=False)
+        info = server.job(job.id).wait(T)
+        assert info.state is JobState.COMPLETED and info.attempts == 1
+        receives = [j for j in server.jobs() if j.type.value == "receive"]
+        assert len(receives) == 1  # nothing sent again
+
+
+def test_delivery_reports_by_email_and_to_the_inbox(tmp_path):
+    smtp = SmtpSink()
+    try:
+        spool = make_spool(str(tmp_path))
+        with open(os.path.join(spool, "fastfax.toml"), "a") as fh:
+            fh.write(f'[routing.email]\nhost = "127.0.0.1"\nport = {smtp.port}\n')
+        with connect(spool=spool) as server:
+            only_sender(server, "lp/1")
+            mailed = server.send(text_pages(1), to="200", receipt="desk@example.org",
+                                 billing_code="C-42")  # fmt: skip
+            boxed = server.send(text_pages(1), to="555", receipt="inbox")  # never reachable
+            assert mailed.wait(T).state is JobState.COMPLETED
+            assert boxed.wait(T).state is JobState.FAILED
+            report = os.path.join(spool, "receipts", "owner", f"fax-{boxed.id:06d}.txt")
+            _until(lambda: os.path.exists(report) and smtp.messages, "no delivery reports")
+        with open(report) as fh:
+            text = fh.read()
+        assert f"Fax job {boxed.id} to 555" in text and "state: failed" in text
+        assert "555" in text.split("cause:")[1]
+        (message,) = smtp.messages
+        assert message["To"] == "desk@example.org"
+        assert message["Subject"] == f"Fax {mailed.id} to 200: completed"
+        assert "billing code: C-42" in message.get_payload()
+    finally:
+        smtp.close()
+
+
+def test_cover_pages_by_template_name_with_every_coverpage_field(tmp_path):
+    from fastfax.document.convert import Options
+    from fastfax.document.cover import CoverInfo, load_template, render_cover
+
+    spool = make_spool(str(tmp_path), branding=False)
+    folder = os.path.join(spool, "covers")
+    os.makedirs(folder)
+    fields = {f: f"{f[:3]}-{n}" for n, f in enumerate(
+        ("recipient_city", "recipient_state", "recipient_zip", "recipient_country",
+         "recipient_title", "recipient_department", "recipient_office_location",
+         "recipient_home_phone", "recipient_office_phone", "sender_title",
+         "sender_department", "sender_office_location", "sender_home_phone",
+         "sender_office_phone", "recipient_address", "sender_address"))}  # fmt: skip
+    items = [{"text": f"{{{f}}}", "at": [10, 10 + 8 * n], "size": 10} for n, f in enumerate(fields)]
+    with open(os.path.join(folder, "gateway.json"), "w") as fh:
+        json.dump({"items": items}, fh)
+    personal = os.path.join(str(tmp_path), "mine.json")
+    with open(personal, "w") as fh:
+        json.dump({"items": items[:1]}, fh)
+    with connect(spool=spool) as server:
+        only_sender(server, "lp/1")
+        job = server.send(text_pages(1), to="200", cover={"template": "gateway", **fields})
+        cover = job.pages()[0]
+        want = render_cover(CoverInfo(recipient_fax="200", **fields), Options().layout(),
+                            load_template(os.path.join(folder, "gateway.json")))  # fmt: skip
+        assert np.array_equal(cover.to_array(), want.to_array())
+        with pytest.raises(RequestError, match="no server cover page"):
+            server.send(text_pages(1), to="200", cover={"template": "nope"})
+        assert server.send(text_pages(1), to="200", cover={"template": personal}).wait(T)
+        server.set_configuration(server_cover_pages_only=True)
+        with pytest.raises(RequestError, match="server_cover_pages_only"):
+            server.send(text_pages(1), to="200", cover={"template": personal})
+        job.wait(T)

@@ -40,18 +40,33 @@ DEFAULT_TEMPLATE = "cover.json"
 
 @dataclass
 class CoverInfo:
-    """What a cover page says. ``pages`` is the page count of the whole fax, the cover
-    included; ``time_sent`` defaults to now."""
+    """What a cover page says: the fields of FAX_COVERPAGE_INFO (``sender_phone`` is
+    kept as the sender's phone of older templates). ``pages`` is the page count of the
+    whole fax, the cover included; ``time_sent`` defaults to now."""
 
     recipient_name: str = ""
     recipient_fax: str = ""
     recipient_company: str = ""
     recipient_address: str = ""
+    recipient_city: str = ""
+    recipient_state: str = ""
+    recipient_zip: str = ""
+    recipient_country: str = ""
+    recipient_title: str = ""
+    recipient_department: str = ""
+    recipient_office_location: str = ""
+    recipient_home_phone: str = ""
+    recipient_office_phone: str = ""
     sender_name: str = ""
     sender_fax: str = ""
     sender_company: str = ""
     sender_address: str = ""
     sender_phone: str = ""
+    sender_title: str = ""
+    sender_department: str = ""
+    sender_office_location: str = ""
+    sender_home_phone: str = ""
+    sender_office_phone: str = ""
     subject: str = ""
     note: str = ""
     pages: int = 0

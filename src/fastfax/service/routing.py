@@ -121,13 +121,30 @@ class StoreMethod:
 class EmailMethod:
     """E-mail each fax as an attachment. Data: ``to`` (address or list), ``sender``
     (From address), ``host`` / ``port`` (the SMTP server, default localhost:25),
-    ``format`` ("tiff" or "pdf"), ``subject`` (default "Fax from {remote_id}")."""
+    ``format`` ("tiff" or "pdf"), ``subject`` (default "Fax from {remote_id}").
+    Settings (``[routing.email]``): ``timeout``; ``host``, ``port``, ``sender`` for the
+    delivery reports of sent faxes (:meth:`send_report`)."""
 
     name = "email"
     description = "e-mail the fax (SMTP, attached as TIFF-F or PDF)"
 
     def __init__(self, settings: dict[str, Any] | None = None) -> None:
-        self.timeout = float((settings or {}).get("timeout", 30))
+        settings = settings or {}
+        self.timeout = float(settings.get("timeout", 30))
+        #: Where delivery reports go out (settings ``host``, ``port``, ``sender``).
+        self.server = (str(settings.get("host", "localhost")), int(settings.get("port", 25)))
+        self.sender = str(settings.get("sender", "fastfax@localhost"))
+
+    def send_report(self, to: str, subject: str, text: str) -> str:
+        """E-mail a delivery report to ``to`` through the server's SMTP settings."""
+        msg = EmailMessage()
+        msg["From"] = self.sender
+        msg["To"] = to
+        msg["Subject"] = subject
+        msg.set_content(text)
+        with smtplib.SMTP(*self.server, timeout=self.timeout) as smtp:
+            smtp.send_message(msg)
+        return to
 
     def check(self, data: dict[str, Any]) -> dict[str, Any]:
         to = data.get("to")

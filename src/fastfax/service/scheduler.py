@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
+import os
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -29,6 +31,7 @@ from typing import Any
 
 from .. import tiff
 from ..devices.contract import Call, Outcome
+from ..files import write_files
 from .config import LOG_CATEGORIES, Configuration, in_window
 from .events import EventBus
 from .model import DeviceState, EventKind, JobState, JobType
@@ -78,6 +81,22 @@ _OUTCOME_EVENTS = {
     DeviceState.CALL_BLACKLISTED: EventKind.CALL_BLACKLISTED,
     DeviceState.OFFLINE: EventKind.OFFLINE,
 }
+
+
+def _report(row: dict[str, Any]) -> str:
+    """A delivery report's text for a finished send job."""
+    when = _dt.datetime.fromtimestamp(row["finished"] or time.time())
+    info = row["info"]
+    lines = [
+        f"Fax job {row['id']} to {row['number']} ({info.get('recipient_name') or 'no name'})",
+        f"state: {row['state']} at {when:%Y-%m-%d %H:%M:%S} after {row['attempts']} call(s)",
+        f"document: {info.get('document_name', '')}, {row['pages']} page(s)",
+    ]
+    if row["cause"]:
+        lines.append(f"cause: {row['cause']}")
+    if info.get("billing_code"):
+        lines.append(f"billing code: {info['billing_code']}")
+    return "\n".join(lines) + "\n"
 
 
 def _time_limit(method: RoutingMethod) -> float:
@@ -635,6 +654,37 @@ class Scheduler:
                                    old=routing, info={"route_causes": job.failed})  # fmt: skip
         self.wake()
 
+    # -- delivery reports -----------------------------------------------------------
+    def _receipts(self, now: float) -> None:
+        """Send the delivery report of each finished send job that asked for one (at
+        most once): to its e-mail address through the e-mail method's pool, or into
+        ``<spool>/receipts/<owner>/`` for "inbox"."""
+        rows = self.store.jobs(
+            "type = 'send' AND state IN (?, ?, ?) AND json_extract(info, '$.receipt') != ''"
+            " AND json_extract(info, '$.reported') IS NOT 1",
+            (JobState.COMPLETED.value, JobState.FAILED.value, JobState.RETRIES_EXCEEDED.value),
+        )
+        methods = dict(self._routing_methods())
+        for row in rows:
+            self.store.update_job(row["id"], info={"reported": 1})
+            to, text = row["info"]["receipt"], _report(row)
+            subject = f"Fax {row['id']} to {row['number']}: {row['state']}"
+            if to == "inbox":
+                owner = re.sub(r"[^A-Za-z0-9._-]+", "_", row["owner"]) or "_"
+                folder = os.path.join(self.spool.root, "receipts", owner)
+                os.makedirs(folder, exist_ok=True)
+                write_files([(os.path.join(folder, f"fax-{row['id']:06d}.txt"), [text.encode()])])
+            elif "email" in methods and hasattr(methods["email"], "send_report"):
+                self._pool("email", methods["email"]).submit(
+                    self._mail_report, row["id"], methods["email"], to, subject, text
+                )
+
+    def _mail_report(self, job_id: int, method: Any, to: str, subject: str, text: str) -> None:
+        try:
+            method.send_report(to, subject, text)
+        except Exception as exc:  # reported once: a lost report is logged, not retried
+            out_log.error("job %d: the delivery report to %s failed: %s", job_id, to, exc)
+
     # -- dirty days -----------------------------------------------------------------
     def _cleanup(self, now: float) -> None:
         limit = now - self._config().dirty_days * 86400
@@ -649,6 +699,7 @@ class Scheduler:
             if not self.store.file_used(row["file"]):  # a document jobs still share
                 self.spool.remove(row["file"])
             self.bus.publish(EventKind.DELETED, job_id=row["id"])
+        self._receipts(now)
         if now - self._forgot > 3600:  # request ids are kept REQUEST_DAYS (at least one)
             self.store.forget_requests(now - REQUEST_DAYS * 86400)
             self._forgot = now
