@@ -422,7 +422,11 @@ class HttpService:
             else:
                 response = _error(NotFoundPath(f"no such endpoint {request.path!r}"))
         except Exception as exc:  # every failure becomes a JSON error reply
-            response = _error(exc)
+            if isinstance(exc, ConnectionError) and not isinstance(exc, FaxError):
+                response = web.Response(status=499)  # the client went away: nobody to tell
+                request[_CLOSE] = True
+            else:
+                response = _error(exc)
         finally:
             if conn is not None:
                 conn.busy = False
