@@ -109,10 +109,10 @@ def _closed_by_server(sock: socket.socket, within: float = T) -> bytes:
 
 
 class Daemon:
-    def __init__(self, spool: str) -> None:
+    def __init__(self, spool: str, *extra: str) -> None:
         code = "import sys; from fastfax.service.http import serve_main; sys.exit(serve_main())"
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", code, "--spool", spool, "--port", "0"],
+            [sys.executable, "-c", code, "--spool", spool, "--port", "0", *extra],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -454,6 +454,20 @@ def test_https_with_a_certificate_made_here(served, tmp_path):
         _request(plain, "POST", "/api/session", b"{}", {})
     with pytest.raises(ConfigError, match="cannot be used"):
         front(certificate=key, key=key)
+
+
+def test_serve_https_from_the_command_line(tmp_path):
+    cert, key = _certificate(str(tmp_path))
+    daemon = Daemon(make_spool(str(tmp_path)), "--certificate", cert, "--key", key)
+    try:
+        assert daemon.url.startswith("https://127.0.0.1:")
+        status, _, body = _request(daemon.url, "POST", "/api/session", b"{}",
+                                   {"Authorization": f"Bearer {daemon.token}"},
+                                   context=client_context(cert))  # fmt: skip
+        assert status == 200 and body["result"]["user"] == "admin"
+    finally:
+        code, err = daemon.stop()
+    assert code == 0, err
 
 
 def test_plain_http_only_on_loopback_unless_allowed(tmp_path):
