@@ -294,3 +294,90 @@ def test_a_port_in_use_and_can_reach(tmp_path: Path) -> None:
             False, True, False, False]  # fmt: skip
     finally:
         device.close()
+
+
+class RecordingHooks:
+    """The service's side of the contract, recorded: a line that answers when
+    ``receive``, claims granted while ``free``."""
+
+    def __init__(self) -> None:
+        self.receive = False
+        self.free = True
+        self.claims: list[str] = []
+        self.released: list[str] = []
+        self.states: list[DeviceState] = []
+
+    def settings(self, line_id: str) -> dict:
+        return {"receive": self.receive, "rings": 1, "tsid": "", "csid": "ANSWER"}
+
+    def claim(self, line_id: str) -> bool:
+        self.claims.append(line_id)
+        return self.free
+
+    def release(self, line_id: str) -> None:
+        self.released.append(line_id)
+
+    def status(self, line_id: str, state: DeviceState, **fields: object) -> None:
+        self.states.append(state)
+
+    def find_line(self, number: str, kind: str) -> None:
+        return None
+
+    def received(self, *args: object, **kw: object) -> None:
+        raise AssertionError("no fax can arrive here")
+
+
+def test_answering_rules() -> None:
+    """A line answers only when set to receive and free; it never takes the late
+    datagrams of its last call for a new one, but answers the same peer calling again."""
+    from fastfax.t38.ifp import Indicator, encode_indicator
+    from fastfax.t38.udptl import encode_datagram
+
+    (port,) = udp_ports(1)
+    hooks = RecordingHooks()
+    device = T38Device("ip", {"lines": [{"number": "1", "local": f"127.0.0.1:{port}"}],
+                              "speed": 1000})  # fmt: skip
+    caller = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    caller.bind(("127.0.0.1", 0))
+
+    def send(seq: int) -> None:
+        caller.sendto(encode_datagram(seq, encode_indicator(Indicator.NO_SIGNAL)),
+                      ("127.0.0.1", port))  # fmt: skip
+
+    def until(check) -> None:  # noqa: ANN001
+        deadline = time.monotonic() + T
+        while not check():
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+
+    def settle() -> None:  # a datagram sent to the line is handled once its answer to
+        caller.sendto(b"\xff", ("127.0.0.1", port))  # a junk one is known to be dropped
+        time.sleep(0.1)
+
+    try:
+        device.start(hooks)
+        send(100)
+        caller.sendto(b"not udptl", ("127.0.0.1", port))
+        settle()
+        assert hooks.claims == []  # not set to receive
+        hooks.receive, hooks.free = True, False
+        send(100)
+        until(lambda: len(hooks.claims) == 1)
+        settle()
+        assert hooks.released == []  # the claim was refused: nothing to give back
+        hooks.free = True
+        send(101)  # answered: the terminal runs 1000 times faster, and T1 ends the call
+        until(lambda: hooks.released == ["ip/1"])
+        assert DeviceState.ANSWERED in hooks.states and len(hooks.claims) == 2
+        caller.settimeout(1)
+        assert caller.recv(2000)  # the line answered the caller (no-signal, CED...)
+        send(102)  # late: the old call's numbering goes on
+        send(101)
+        settle()
+        assert len(hooks.claims) == 2
+        send(0)  # a new call numbers from 0
+        until(lambda: len(hooks.claims) == 3)
+    finally:
+        device.close()
+        caller.close()
+    assert hooks.released == ["ip/1", "ip/1"]

@@ -452,6 +452,7 @@ class T38Device:
             hooks.status(line, DeviceState.RINGING, caller_id=caller)
             hooks.status(line, DeviceState.ANSWERED, caller_id=caller)
             port.attach(endpoint)
+            port.last_seq = data[0] << 8 | data[1]
             endpoint.datagram_received(data, addr)
         except BaseException:
             hooks.release(line)
@@ -514,4 +515,4 @@ class T38Device:
         for port in self._ports.values():
             if port.transport is not None:
                 port.transport.close()
-        await asyncio.sleep(0)
+        await self._loop.shutdown_default_executor()
