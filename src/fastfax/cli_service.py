@@ -373,7 +373,8 @@ def _wait(server: Any, jobs: list[Any], timeout: float | None, quiet: bool) -> l
                     i.pages if i.state.value == "completed" else max(i.current_page - 1, 0)
                     for i in infos.values()
                 )
-                bar(done, total)
+                if total:  # 0 while the documents are still being converted
+                    bar(done, total)
         finally:
             bar.close()
     return [infos[job.id] for job in jobs]
