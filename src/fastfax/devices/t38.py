@@ -366,12 +366,11 @@ class T38Device:
                             max_rate=rate)  # fmt: skip
         except (SessionError, FaxError, ValueError) as exc:
             return Outcome(DeviceState.FATAL_ERROR, f"{type(exc).__name__}: {exc}")
-        hooks.status(line_id, DeviceState.SENDING, job_id=call.job_id, total_pages=len(call.pages))
 
         def on_event(event: Any) -> None:
             if isinstance(event, Negotiated):
                 hooks.status(line_id, DeviceState.SENDING, job_id=call.job_id,
-                             remote_id=event.remote_id)  # fmt: skip
+                             total_pages=len(call.pages), remote_id=event.remote_id)  # fmt: skip
             elif isinstance(event, PageSent):
                 hooks.status(line_id, DeviceState.SENDING, job_id=call.job_id,
                              current_page=event.number)  # fmt: skip
@@ -454,9 +453,12 @@ class T38Device:
             port.attach(endpoint)
             port.last_seq = data[0] << 8 | data[1]
             endpoint.datagram_received(data, addr)
-        except BaseException:
+        except Exception:
+            logging.getLogger(INBOUND_LOGGER).exception("%s: cannot answer %s", line, addr)
+            if port.call is not None:
+                port.call.close()
             hooks.release(line)
-            raise
+            return
         self._spawn(self._answered(port, endpoint, caller, hooks))
 
     def _caller(self, addr: Address) -> str:
