@@ -187,3 +187,27 @@ def test_three_clients_through_the_daemon_killed_midway_every_fax_exactly_once(t
     restart: every job completed, every fax stored once at the far line, pixel-exact."""
     figures = gateway_load(str(tmp_path), clients=3, jobs=40, kill=True)
     assert figures["jobs"] == 120
+
+
+def test_a_receive_in_progress_can_be_aborted(tmp_path):
+    spool = gateway_spool(str(tmp_path), retries=3)
+    with open(os.path.join(spool, "fastfax.toml"), "a") as fh:
+        fh.write('[[devices]]\nkind = "loopback-pair"\nname = "slow"\n'
+                 'numbers = ["500", "600"]\npage_delay = 0.3\n')  # fmt: skip
+    with connect(spool=spool) as server:
+        only_sender(server, "slow/1")
+        events = server.events()
+        with pytest.raises(JobStateError, match="not receiving"):
+            server.port("slow/2").abort_receive()
+        job = server.send(text_pages(4), to="600")
+        for event in events:
+            if event.kind is EventKind.SENDING and event.job_id == job.id:
+                break
+        server.port("slow/2").abort_receive()
+        for event in events:
+            if event.job_id == job.id and event.kind is EventKind.DISCONNECTED:
+                break
+        info = job.wait(T)  # the sender saw the line drop, and tried again
+        assert info.state is JobState.COMPLETED and info.attempts == 2
+        received = [j for j in server.jobs() if j.type.value == "receive"]
+        assert len(received) == 1 and received[0].pages == 4  # only the whole fax

@@ -435,6 +435,10 @@ class Port:
         """What the line is doing (FaxGetDeviceStatus)."""
         return from_wire(PortStatus, self.server._call("port_status", port=self.id))
 
+    def abort_receive(self) -> None:
+        """Abort the fax this port is receiving (needs the job manage right)."""
+        self.server._call("abort_receive", port=self.id)
+
     def routing_methods(self) -> list[dict[str, Any]]:
         """[{method, enabled, data}] in priority order (FaxEnumRoutingMethods)."""
         return self.server._call("port_routing", port=self.id)

@@ -105,6 +105,7 @@ class Class1Modem:
         self._count = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._receive: threading.Event | None = None  # stops the receive under way
 
     def start(self, hooks: Hooks) -> None:
         self._thread = threading.Thread(
@@ -170,12 +171,16 @@ class Class1Modem:
             if not hooks.claim(line):  # a send was given the port meanwhile: let it go
                 return
             try:
+                self._receive = abort = threading.Event()  # a user's abort, or close()
+                hooks.receiving(line, abort)
+                if self._stop.is_set():
+                    abort.set()
                 settings = hooks.settings(line)
                 hooks.status(line, DeviceState.RINGING)
                 hooks.status(line, DeviceState.ANSWERED)
                 result = answer_call(
                     modem, caps, rings=1, ring_timeout=0, ecm=self.ecm, ident=settings["csid"],
-                    on_event=self._receiving(hooks), abort=self._stop, **self.receive_options,
+                    on_event=self._receiving(hooks), abort=abort, **self.receive_options,
                 )  # fmt: skip
                 if result.pages:  # a call that failed after some pages keeps them
                     hooks.received(line, result, "")
@@ -258,6 +263,8 @@ class Class1Modem:
 
     def close(self) -> None:
         self._stop.set()
+        if self._receive is not None:
+            self._receive.set()
         if self._thread is not None:
             self._thread.join()
 

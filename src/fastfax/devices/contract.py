@@ -122,6 +122,10 @@ class Hooks(Protocol):
     def release(self, line_id: str) -> None:
         """Give back a line taken with :meth:`claim`."""
 
+    def receiving(self, line_id: str, abort: threading.Event) -> None:
+        """The line (claimed) is receiving a call; the service sets ``abort`` when a user
+        aborts that receive (the device then hangs up). Forgotten at :meth:`release`."""
+
     def status(self, line_id: str, state: DeviceState, **fields: Any) -> None:
         """The line's state changed; ``fields``: job_id, current_page, total_pages,
         remote_id, caller_id, number."""

@@ -13,6 +13,10 @@ from .contract import Call, CallAborted, DeviceState, Hooks, Line, Outcome, call
 __all__ = ["LoopbackPair"]
 
 
+class _ReceiveAborted(CallAborted):
+    """The far line's receive was aborted by a user: the call drops."""
+
+
 class LoopbackPair:
     """Two virtual lines joined in memory: a fax sent on either is received on the other.
     Every loopback line of a service hangs on one virtual exchange, so a line may also
@@ -75,6 +79,15 @@ class LoopbackPair:
             return Outcome(DeviceState.NO_ANSWER, "the far line does not answer")
         if not hooks.claim(there.id):
             return Outcome(DeviceState.BUSY, "the far line is busy")
+        stop_receive = threading.Event()  # set when a user aborts the far line's receive
+        hooks.receiving(there.id, stop_receive)
+        progress = call_progress(call, hooks, here.id, there.id, self.page_delay)
+
+        def on_event(event: Any) -> None:
+            if stop_receive.is_set():
+                raise _ReceiveAborted("the far end hung up (its receive was aborted)")
+            progress(event)
+
         try:
             hooks.status(there.id, DeviceState.RINGING, caller_id=here.number)
             hooks.status(there.id, DeviceState.RECEIVING, caller_id=here.number)
@@ -95,8 +108,10 @@ class LoopbackPair:
                     receiver=receiver,
                     errors=self.errors,
                     seed=seed,
-                    on_event=call_progress(call, hooks, here.id, there.id, self.page_delay),
+                    on_event=on_event,
                 )
+            except _ReceiveAborted as exc:
+                return Outcome(DeviceState.DISCONNECTED, str(exc))
             except CallAborted:
                 return Outcome(DeviceState.ABORTING, "aborted by a user")
             if got.ok and got.pages:

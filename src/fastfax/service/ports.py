@@ -33,6 +33,7 @@ class PortTable:
         self._lines: dict[str, tuple[Line, Device]] = {}
         self._status: dict[str, PortStatus] = {}
         self._busy: set[str] = set()
+        self._receives: dict[str, threading.Event] = {}  # port -> stops its receive
 
     def add(self, line: Line, device: Device) -> None:
         self._lines[line.id] = (line, device)
@@ -90,7 +91,22 @@ class PortTable:
         """``port``'s call is over: idle again, its status counters cleared."""
         with self.lock:
             self._busy.discard(port)
+            self._receives.pop(port, None)
             self._status[port] = PortStatus(port)
+
+    def receiving(self, port: str, abort: threading.Event) -> None:
+        """``port`` receives a call that ``abort`` stops."""
+        with self.lock:
+            self._receives[port] = abort
+
+    def abort_receive(self, port: str) -> bool:
+        """Stop the call ``port`` is receiving; False if it receives none."""
+        with self.lock:
+            abort = self._receives.get(port)
+            if abort is None:
+                return False
+            abort.set()
+            return True
 
     def is_busy(self, port: str) -> bool:
         return port in self._busy

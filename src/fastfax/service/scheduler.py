@@ -133,6 +133,9 @@ class _Hooks:
         self.sched.bus.publish(EventKind.LINE_RELEASED, port=line_id)
         self.sched.wake()
 
+    def receiving(self, line_id: str, abort: threading.Event) -> None:
+        self.ports.receiving(line_id, abort)
+
     def status(self, line_id: str, state: DeviceState, **fields: Any) -> None:
         status, changed = self.ports.report(line_id, state, **fields)
         kind = _STATE_EVENTS.get(state)

@@ -418,6 +418,15 @@ class Service:
         self.scheduler.wake()
         return self._port_info(port)
 
+    @api(Right.JOB_MANAGE)
+    def abort_receive(self, session: Session, port: str) -> None:
+        """Abort the fax ``port`` is receiving (the line hangs up; pages already
+        received are kept as a partial fax when the device keeps them)."""
+        self.ports.line(port)
+        if not self.ports.abort_receive(port):
+            raise JobStateError(f"port {port!r} is not receiving a fax")
+        self.bus.publish(EventKind.ABORTING, port=port, direction="receive")
+
     @api(Right.PORT_QUERY)
     def port_status(self, session: Session, port: str) -> dict[str, Any]:
         self.ports.line(port)
