@@ -31,6 +31,8 @@ from libc.string cimport memcpy, memset
 
 from fastfax.errors import T38Error
 
+include "_ifp_core.pxi"
+
 cdef enum:
     # Secondary IFPs or FEC strings accepted in one datagram.
     MAX_ITEMS = 255
@@ -365,7 +367,37 @@ cdef class EncoderCore:
 
     def pack(self, ifp) -> bytes:
         """The next datagram: this IFP as primary and recovery data of the IFPs before it."""
-        cdef bytes prim = as_bytes(ifp)
+        return self._pack(as_bytes(ifp))
+
+    def pack_indicator(self, indicator, int version=0) -> bytes:
+        """:meth:`pack` of ``ifp.encode_indicator(indicator, version)``, in one call."""
+        _check_version(version)
+        return self._pack(<bytes>_IND_OCTETS[_index(indicator, N_IND, "indicator")])
+
+    def pack_data(self, data_type, field_type, data=b"", int version=0) -> bytes:
+        """:meth:`pack` of ``ifp.encode_data(data_type, [(field_type, data)], version)``
+        (one field; ``data`` bytes-like, empty for no field-data), in one call."""
+        cdef long dt, ft
+        cdef bytes payload
+        _check_version(version)
+        dt = _index(data_type, N_DATA, "data type")
+        ft = _index(field_type, N_FIELD, "field type")
+        if version == 0 and ft >= N_FIELD_ROOT:
+            raise T38Error(
+                f"field 0: field type {ft} needs T.38 version 1 or later "
+                "(version 0 has field types 0..7 only)"
+            )
+        payload = <bytes>data if PyBytes_CheckExact(data) else bytes(memoryview(data))
+        if PyBytes_GET_SIZE(payload) > MAX_DATA:
+            raise T38Error(
+                f"field 0: {PyBytes_GET_SIZE(payload)} octets of field data, more than the "
+                f"{MAX_DATA} allowed"
+            )
+        return self._pack(_encode_one(
+            <int>dt, <int>ft, <const unsigned char *>PyBytes_AS_STRING(payload),
+            PyBytes_GET_SIZE(payload), version))
+
+    cdef bytes _pack(self, bytes prim):
         cdef Py_ssize_t n = PyBytes_GET_SIZE(prim)
         cdef Py_ssize_t base, size, k, pos, ln, longest, i
         cdef int s = self.next_seq, r = 0, span = 0, entries = 0, m, j, t
@@ -595,6 +627,37 @@ cdef class DecoderCore:
 
     def feed(self, datagram) -> list:
         """One received datagram in; the IFPs now deliverable out, as (seq, ifp or None)."""
+        return self._feed(datagram)
+
+    def feed_ifp(self, datagram, int version=0) -> list:
+        """:meth:`feed`, with each IFP delivered decoded (as ``ifp.decode_raw``) in the same
+        call: ``(seq, 0, indicator, ())``, ``(seq, 1, data_type, [(field_type, bytes)])``,
+        ``(seq, -1, 0, ())`` for an IFP declared lost and ``(seq, -2, 0, ())`` for one that
+        did not decode as IFP (of T.38 ``version``)."""
+        cdef list out, got
+        cdef tuple item
+        cdef object ifp, dec
+        _check_version(version)
+        got = self._feed(datagram)
+        out = []
+        for item in got:
+            ifp = item[1]
+            if ifp is None:
+                out.append((item[0], -1, 0, ()))
+                continue
+            try:
+                dec = _decode_ifp(<const unsigned char *>PyBytes_AS_STRING(ifp),
+                                  PyBytes_GET_SIZE(ifp), version)
+            except T38Error:
+                out.append((item[0], -2, 0, ()))
+                continue
+            if len(<tuple>dec) == 2:
+                out.append((item[0], 0, (<tuple>dec)[1], ()))
+            else:
+                out.append((item[0], 1, (<tuple>dec)[1], (<tuple>dec)[2]))
+        return out
+
+    cdef list _feed(self, object datagram):
         cdef bytes b = as_bytes(datagram)
         cdef const uint8_t* p = <const uint8_t*>PyBytes_AS_STRING(b)
         cdef Py_ssize_t n = PyBytes_GET_SIZE(b)
@@ -673,3 +736,79 @@ cdef class DecoderCore:
             self.step(out)
         self.deliver(out)
         return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Batches: many calls' packets in one native call (what a gateway loop has after one tick).
+
+def pack_many(items, int version=0) -> list:
+    """The datagrams of a batch, in order: each item ``(encoder, kind, type, fields)`` is
+    ``encoder.pack(ifp)`` of the IFP ``kind`` 0 (``type`` an indicator, ``fields`` ignored)
+    or 1 (``type`` a data type, ``fields`` as for ``ifp.encode_data``). The encoders may be
+    different calls' or the same one's. An item that raises stops the batch there: the
+    items before it were packed (their sequence numbers used)."""
+    cdef list out = []
+    cdef object item, fields, ft, data
+    cdef EncoderCore enc
+    cdef long dt
+    cdef bytes payload
+    cdef Py_ssize_t n, ln
+    _check_version(version)
+    if type(items) is not list and type(items) is not tuple:
+        items = list(items)
+    n = len(items)
+    for i in range(n):
+        item = items[i]
+        enc = <EncoderCore?>item[0]
+        if item[1] == 0:
+            out.append(enc._pack(<bytes>_IND_OCTETS[_index(item[2], N_IND, "indicator")]))
+            continue
+        fields = item[3]
+        if (type(fields) is tuple or type(fields) is list) and len(fields) == 1:
+            ft, data = fields[0]
+            if PyBytes_CheckExact(data) and PyLong_Check(ft) and (
+                version > 0 or 0 <= ft < N_FIELD_ROOT
+            ):
+                dt = _index(item[2], N_DATA, "data type")
+                ln = PyBytes_GET_SIZE(data)
+                if ln <= MAX_DATA:
+                    out.append(enc._pack(_encode_one(
+                        <int>dt, <int>_index(ft, N_FIELD, "field type"),
+                        <const unsigned char *>PyBytes_AS_STRING(data), ln, version)))
+                    continue
+        out.append(enc._pack(_encode_data(item[2], fields, version)))
+    return out
+
+
+def feed_many(items, int version=0) -> list:
+    """Feed a batch of received datagrams, each item ``(decoder, datagram)``, and decode the
+    IFPs delivered: one flat list of ``(i, seq, kind, type, fields)``, ``i`` the item's index,
+    the rest as :meth:`DecoderCore.feed_ifp` gives them. Never raises on datagram content."""
+    cdef list out = []
+    cdef object item, ifp, dec
+    cdef DecoderCore d
+    cdef tuple got
+    cdef Py_ssize_t i, n
+    _check_version(version)
+    if type(items) is not list and type(items) is not tuple:
+        items = list(items)
+    n = len(items)
+    for i in range(n):
+        item = items[i]
+        d = <DecoderCore?>item[0]
+        for got in d._feed(item[1]):
+            ifp = got[1]
+            if ifp is None:
+                out.append((i, got[0], -1, 0, ()))
+                continue
+            try:
+                dec = _decode_ifp(<const unsigned char *>PyBytes_AS_STRING(ifp),
+                                  PyBytes_GET_SIZE(ifp), version)
+            except T38Error:
+                out.append((i, got[0], -2, 0, ()))
+                continue
+            if len(<tuple>dec) == 2:
+                out.append((i, got[0], 0, (<tuple>dec)[1], ()))
+            else:
+                out.append((i, got[0], 1, (<tuple>dec)[1], (<tuple>dec)[2]))
+    return out

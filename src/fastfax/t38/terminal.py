@@ -222,37 +222,15 @@ def _training_s(rate: Rate, short: bool) -> float:
     return _TRAINING_S.get(rate.name.lower(), _TRAINING_S["v29"])
 
 
-def _stuffing_table() -> list[list[tuple[int, int]]]:
-    """For each count of ones pending (0..4) and octet (LSB first): (bits stuffed, count
-    of ones pending after it)."""
-    table = []
-    for ones0 in range(5):
-        row = []
-        for octet in range(256):
-            ones, stuffed = ones0, 0
-            for k in range(8):
-                if octet >> k & 1:
-                    ones += 1
-                    if ones == 5:
-                        stuffed, ones = stuffed + 1, 0
-                else:
-                    ones = 0
-            row.append((stuffed, ones))
-        table.append(row)
-    return table
-
-
-_STUFFING = _stuffing_table()
-
-
 def _frame_extra_bits(frame: bytes) -> int:
     """Bits a frame takes on the line beyond its octets: zero bits stuffed, the FCS (with
-    3 bits for its stuffing) and two flags, as SpanDSP reckons it."""
-    stuffed, ones = 0, 0
-    for octet in frame:
-        add, ones = _STUFFING[ones][octet]
-        stuffed += add
-    return stuffed + 16 + 3 + 16
+    3 bits for its stuffing) and two flags, as SpanDSP reckons it.
+
+    A run of ``k`` ones gets ``k // 5`` stuffed zeros (the stuffed zero restarts the count),
+    which is the number of non-overlapping ``11111`` in the frame's bits; the bits of
+    ``int.from_bytes(frame, "little")`` are the line order reversed, which keeps every run.
+    """
+    return bin(int.from_bytes(frame, "little")).count("11111") + 16 + 3 + 16
 
 
 def strip_fill(data: bytes) -> bytes:
@@ -388,6 +366,7 @@ class T38Terminal:
         # clock
         self._t0: float | None = None
         self._clock = 0.0  # line seconds
+        self._quiet = -1.0  # line time before which nothing is due (-1: work it out)
         self._timers: dict[str, float] = {}
         # transmit
         self._tx: deque[tuple[Iterator[object], bool]] = deque()
@@ -535,6 +514,7 @@ class T38Terminal:
         self._feed(DataReceived(data))
 
     def _act(self, action: object) -> None:
+        self._quiet = -1.0  # timers or a transmission may be due earlier now
         if self.trace is not None and not isinstance(action, Note):
             self.trace(self._clock, "action", action)
         if isinstance(action, Note):
@@ -562,6 +542,7 @@ class T38Terminal:
             self._tx.append((self._transmit(action), True))
 
     def _cancel(self) -> None:
+        self._quiet = -1.0
         self._cancelled = True
         self._tx.clear()
         for action in self.engine.cancel():
@@ -595,6 +576,11 @@ class T38Terminal:
         assert self._t0 is not None
         # A deadline handed out as caller's time may convert back a hair early.
         line_now = (now - self._t0) * self.speed + 1e-9
+        if line_now < self._quiet:
+            # Nothing is due before _quiet (most calls: a datagram mid-signal).
+            if line_now - 1e-9 > self._clock:
+                self._clock = line_now - 1e-9
+            return
         while self._result is None:
             t_tx = self._tx_due if self._tx else _INF
             t_timer = min(self._timers.values()) if self._timers else _INF
@@ -602,6 +588,7 @@ class T38Terminal:
             t_max = _INF if self._cancelled else self.max_seconds
             t = min(t_tx, t_timer, t_idle, t_max)
             if t > line_now:
+                self._quiet = t
                 break
             self._clock = max(self._clock, t)
             if t == t_tx:
@@ -792,6 +779,7 @@ class T38Terminal:
             self._start_signal(_FAST)
 
     def _start_signal(self, kind: int) -> None:
+        self._quiet = -1.0  # the signal's idle limit is a new deadline
         self._signal = kind
         self._sig_data = False
         self._hold(_START, kind, None)

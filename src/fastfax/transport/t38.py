@@ -9,6 +9,23 @@ as SDP gives each T.38 stream), so nothing is demultiplexed and one call's peer 
 reach another call; run them side by side with :func:`run_call` under ``asyncio.gather``
 or a ``TaskGroup``.
 
+**Many calls, one loop.** Per call the work is a few datagrams every 30 ms, so what the
+event loop does per datagram decides how many calls a core carries. Two things keep it small:
+
+- *One timer for all calls of a loop* (:class:`_Deadlines`): the endpoints' next deadlines
+  are kept in one heap of plain tuples under a single asyncio timer; when it fires, every
+  endpoint due within the next millisecond (:data:`EARLY_S`) is served in the same pass, its
+  terminal polled at its own deadline. Per packet this replaces an asyncio ``TimerHandle``
+  (made, compared in asyncio's heap, cancelled) by a tuple in our heap.
+- *Sends go straight to the socket*: the endpoint makes its own non-blocking socket and
+  calls its ``sendto`` while the transport has nothing queued (asyncio's own ``sendto`` is
+  the fallback when the kernel's buffer is full).
+
+Each call keeps its own socket (below): one datagram is one ``recvfrom``. A shared socket
+with ``recvmmsg``/``sendmmsg`` would save system calls but needs demultiplexing by peer
+address and breaks the one-port-per-SDP-stream model; at 1,000 calls the figures in
+``bench/test_t38_gateway_bench.py`` did not call for it.
+
 - With a ``peer`` the endpoint talks to that address from the start (the calling side).
   Without one it waits, its terminal not started, for the first datagram that is well-formed
   UDPTL, answers its sender and starts the terminal then (the answering side).
@@ -30,8 +47,11 @@ clock: signals are paced and T.30 timers run on the faster clock, so a call take
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import os
 import socket
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
@@ -55,11 +75,75 @@ __all__ = [
 
 Address = tuple[str, int]
 
+#: How early (loop seconds) an endpoint may be served when the shared timer fires for
+#: another one: deadlines this close together are served in one pass.
+EARLY_S = 0.001
+
+
+class _Deadlines:
+    """The next deadlines of every :class:`T38Endpoint` on one event loop, under one asyncio
+    timer. Entries are ``(when, serial, endpoint)``; an entry whose ``when`` is no longer
+    the endpoint's ``_timer_at`` is stale and skipped (and purged when they pile up)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._heap: list[tuple[float, int, T38Endpoint]] = []
+        self._serial = itertools.count()
+        self._handle: asyncio.TimerHandle | None = None
+        self._armed = float("inf")
+        self._purge_at = 1024
+
+    def set(self, endpoint: T38Endpoint, when: float) -> None:
+        heapq.heappush(self._heap, (when, next(self._serial), endpoint))
+        if len(self._heap) > self._purge_at:
+            self._heap = [e for e in self._heap if e[2]._timer_at == e[0]]
+            heapq.heapify(self._heap)
+            self._purge_at = max(1024, 4 * len(self._heap))
+        if when < self._armed:
+            self._arm(when)
+
+    def _arm(self, when: float) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        self._armed = when
+        self._handle = self._loop.call_at(when, self._fire)
+
+    def _fire(self) -> None:
+        self._handle = None
+        self._armed = float("inf")
+        heap = self._heap
+        now = self._loop.time()
+        horizon = now + EARLY_S
+        pop = heapq.heappop
+        while heap and heap[0][0] <= horizon:
+            when, _, endpoint = pop(heap)
+            if endpoint._timer_at == when:
+                endpoint._timer_at = None
+                endpoint._wake(when if when > now else now)
+        if heap:
+            self._arm(heap[0][0])
+
+
+_DEADLINES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Deadlines] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _deadlines(loop: asyncio.AbstractEventLoop) -> _Deadlines:
+    deadlines = _DEADLINES.get(loop)
+    if deadlines is None:
+        deadlines = _DEADLINES[loop] = _Deadlines(loop)
+    return deadlines
+
 
 class T38Endpoint(asyncio.DatagramProtocol):
     """One T.38 call on one UDP socket (see the module notes). Make it with
     ``loop.create_datagram_endpoint(lambda: T38Endpoint(terminal, peer=...), ...)`` or let
     :func:`run_call` do it; await :meth:`wait` for the result.
+
+    ``sock``: the non-blocking socket the transport is made on, when the caller made it
+    (:func:`run_call` does): datagrams are then sent on it directly while the transport
+    has nothing queued.
 
     Counters: :attr:`foreign` (datagrams from an address other than the peer's),
     :attr:`rejected` (datagrams that were not UDPTL while no peer was known),
@@ -67,15 +151,22 @@ class T38Endpoint(asyncio.DatagramProtocol):
     the terminal's own are ``endpoint.terminal.stats``.
     """
 
-    def __init__(self, terminal: T38Terminal, *, peer: Address | None = None) -> None:
+    def __init__(
+        self,
+        terminal: T38Terminal,
+        *,
+        peer: Address | None = None,
+        sock: socket.socket | None = None,
+    ) -> None:
         self.terminal = terminal
         self.peer = peer
         self.foreign = 0
         self.rejected = 0
         self.send_errors = 0
         self._transport: asyncio.DatagramTransport | None = None
+        self._sock = sock
         self._loop = asyncio.get_running_loop()
-        self._timer: asyncio.TimerHandle | None = None
+        self._deadlines = _deadlines(self._loop)
         self._timer_at: float | None = None
         self._result: asyncio.Future[Result] = self._loop.create_future()
         self.answered: asyncio.Future[Address] = self._loop.create_future()
@@ -100,8 +191,9 @@ class T38Endpoint(asyncio.DatagramProtocol):
         elif (addr[0], addr[1]) != self.peer:
             self.foreign += 1
             return
-        self.terminal.datagram_received(data, self._loop.time())
-        self._service()
+        now = self._loop.time()
+        self.terminal.datagram_received(data, now)
+        self._service(now)
 
     def error_received(self, exc: Exception) -> None:
         self.send_errors += 1
@@ -131,43 +223,54 @@ class T38Endpoint(asyncio.DatagramProtocol):
 
     def close(self) -> None:
         """Close the socket (the call, if still running, ends as dropped)."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._timer_at = None
         if self._transport is not None:
             self._transport.close()
 
     def _begin(self) -> None:
         if not self.answered.done():
             self.answered.set_result(self.peer)  # type: ignore[arg-type]
-        self.terminal.start(self._loop.time())
-        self._service()
+        now = self._loop.time()
+        self.terminal.start(now)
+        self._service(now)
 
-    def _service(self) -> None:
+    def _service(self, now: float | None = None) -> None:
         terminal = self.terminal
-        transport = self._transport
-        for datagram in terminal.poll(self._loop.time()):
-            if transport is not None and not transport.is_closing():
-                transport.sendto(datagram, self.peer)
+        out = terminal.poll(self._loop.time() if now is None else now)
+        if out:
+            self._send(out)
         if terminal.done:
             self._finish()
             return
         when = terminal.next_deadline
         if when != self._timer_at:
-            if self._timer is not None:
-                self._timer.cancel()
             self._timer_at = when
-            self._timer = None if when is None else self._loop.call_at(when, self._wake)
+            if when is not None:
+                self._deadlines.set(self, when)
 
-    def _wake(self) -> None:
-        self._timer = self._timer_at = None
+    def _send(self, datagrams: list[bytes]) -> None:
+        transport, sock, peer = self._transport, self._sock, self.peer
+        if transport is None or transport.is_closing():
+            return
+        for k, datagram in enumerate(datagrams):
+            if sock is None or transport.get_write_buffer_size():
+                transport.sendto(datagram, peer)
+                continue
+            try:
+                sock.sendto(datagram, peer)
+            except (BlockingIOError, InterruptedError):
+                for rest in datagrams[k:]:  # the kernel's buffer is full: asyncio queues
+                    transport.sendto(rest, peer)
+                return
+            except OSError:
+                self.send_errors += 1
+
+    def _wake(self, now: float) -> None:
         if not self._result.done():
-            self._service()
+            self._service(now)
 
     def _finish(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._timer_at = None
         if not self._result.done():
             self._result.set_result(self.terminal.result)
 
@@ -192,9 +295,21 @@ async def run_call(
         raise T38Error("run_call needs a terminal that has not been started")
     loop = asyncio.get_running_loop()
     family = socket.AF_INET6 if ":" in bind[0] else socket.AF_INET
-    _, endpoint = await loop.create_datagram_endpoint(
-        lambda: T38Endpoint(terminal, peer=peer), local_addr=bind, family=family
-    )
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.setblocking(False)
+        sock.bind(bind)
+    except BaseException:
+        sock.close()
+        raise
+
+    try:
+        _, endpoint = await loop.create_datagram_endpoint(
+            lambda: T38Endpoint(terminal, peer=peer, sock=sock), sock=sock
+        )
+    except BaseException:
+        sock.close()
+        raise
     try:
         if on_bound is not None:
             on_bound(endpoint.local_address)
