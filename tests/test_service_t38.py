@@ -14,9 +14,11 @@ pyproject.toml the tests add its entry point themselves (``t38_kind``).
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import sys
+import threading
 import time
 from importlib.metadata import EntryPoint
 from pathlib import Path
@@ -27,6 +29,7 @@ from PIL import Image, ImageSequence
 from service_helpers import job_page
 
 from fastfax import connect, tiff
+from fastfax.devices.contract import INBOUND_LOGGER
 from fastfax.devices.t38 import T38Device
 from fastfax.page import Page
 from fastfax.service import devices
@@ -306,6 +309,7 @@ class RecordingHooks:
         self.claims: list[str] = []
         self.released: list[str] = []
         self.states: list[DeviceState] = []
+        self.aborts: list[threading.Event] = []
 
     def settings(self, line_id: str) -> dict:
         return {"receive": self.receive, "rings": 1, "tsid": "", "csid": "ANSWER"}
@@ -316,6 +320,9 @@ class RecordingHooks:
 
     def release(self, line_id: str) -> None:
         self.released.append(line_id)
+
+    def receiving(self, line_id: str, abort: threading.Event) -> None:
+        self.aborts.append(abort)
 
     def status(self, line_id: str, state: DeviceState, **fields: object) -> None:
         self.states.append(state)
@@ -381,3 +388,34 @@ def test_answering_rules() -> None:
         device.close()
         caller.close()
     assert hooks.released == ["ip/1", "ip/1"]
+
+
+def test_a_user_aborts_a_receive(caplog: pytest.LogCaptureFixture) -> None:
+    """The answered call ends when the service sets the receive's abort flag (at line
+    speed 1 it would otherwise wait 35 s for T1)."""
+    from fastfax.t38.ifp import Indicator, encode_indicator
+    from fastfax.t38.udptl import encode_datagram
+
+    caplog.set_level(logging.WARNING, logger=INBOUND_LOGGER)  # (a service may have raised it)
+    (port,) = udp_ports(1)
+    hooks = RecordingHooks()
+    hooks.receive = True
+    device = T38Device("ip", {"lines": [{"number": "1", "local": f"127.0.0.1:{port}"}]})
+    caller = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        device.start(hooks)
+        caller.sendto(encode_datagram(0, encode_indicator(Indicator.CNG)), ("127.0.0.1", port))
+        deadline = time.monotonic() + T
+        while not hooks.aborts:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        hooks.aborts[0].set()
+        while not hooks.released:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    finally:
+        device.close()
+        caller.close()
+    causes = [r.getMessage().rsplit(": ", 1)[-1] for r in caplog.records
+              if "ended without a page" in r.getMessage()]  # fmt: skip
+    assert causes in (["CANCELLED"], ["CALLDROPPED"]), causes

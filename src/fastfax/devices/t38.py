@@ -62,6 +62,8 @@ Address = tuple[str, int]
 
 #: Wall seconds an aborted call has to end with DCN before its line is dropped.
 ABORT_GRACE = 0.5
+#: Wall seconds between looks at a receive's abort flag.
+ABORT_POLL = 0.1
 #: Wall seconds :meth:`T38Device.close` lets calls end after dropping them.
 CLOSE_WAIT = 5.0
 #: Wall seconds after a call during which its peer's datagrams that continue the call's
@@ -233,8 +235,8 @@ class T38Device:
     answers the first peer that sends a well-formed UDPTL datagram to its port, unless
     the line is in a call of its own (a send takes the line first: the answering gives
     way). Datagrams late from a line's last call are not taken for a new one. An abort
-    ends a call with DCN, or drops it after :data:`ABORT_GRACE` s; :meth:`close` ends
-    every call within a second.
+    (of a send, or of a receive through ``Hooks.receiving``) ends a call with DCN, or
+    drops it after :data:`ABORT_GRACE` s; :meth:`close` ends every call so.
     """
 
     def __init__(self, name: str, options: dict[str, Any]) -> None:
@@ -435,7 +437,11 @@ class T38Device:
             return
         if not hooks.settings(line)["receive"] or not hooks.claim(line):
             return  # not answering, or the line was given to a send
+        abort = threading.Event()  # set by the service when a user aborts the receive
         try:
+            receiving = getattr(hooks, "receiving", None)  # (a service of the contract's
+            if receiving is not None:  # first version does not abort receives)
+                receiving(line, abort)
             settings = hooks.settings(line)
             engine = create(calling=False, ecm=self.ecm, ident=settings["csid"],
                             max_rate=self.max_rate)  # fmt: skip
@@ -459,7 +465,7 @@ class T38Device:
                 port.call.close()
             hooks.release(line)
             return
-        self._spawn(self._answered(port, endpoint, caller, hooks))
+        self._spawn(self._answered(port, endpoint, caller, hooks, abort))
 
     def _caller(self, addr: Address) -> str:
         """The number of the peer at ``addr``, else the address as ``host:port``."""
@@ -469,11 +475,25 @@ class T38Device:
         return f"[{addr[0]}]:{addr[1]}" if ":" in addr[0] else f"{addr[0]}:{addr[1]}"
 
     async def _answered(self, port: _LinePort, endpoint: T38Endpoint, caller: str,
-                        hooks: Hooks) -> None:  # fmt: skip
-        """Wait for an answered call's end; hand what arrived to the service."""
+                        hooks: Hooks, abort: threading.Event) -> None:  # fmt: skip
+        """Wait for an answered call's end (ending it when ``abort`` is set); hand what
+        arrived to the service."""
         line = port.line.id
         try:
-            result = await endpoint.wait()
+            aborted_at: float | None = None
+            while True:
+                try:
+                    result = await asyncio.wait_for(endpoint.wait(), ABORT_POLL)
+                    break
+                except TimeoutError:
+                    pass
+                if not abort.is_set():
+                    continue
+                if aborted_at is None:
+                    aborted_at = self._loop.time()
+                    endpoint.cancel()
+                elif self._loop.time() - aborted_at > ABORT_GRACE:
+                    endpoint.close()
             endpoint.close()
             if result.pages:  # a call that failed after some pages keeps them
                 jobs = [p.job_id for p in self._ports.values() if p.local == endpoint.peer]
