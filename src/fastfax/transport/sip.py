@@ -63,6 +63,7 @@ __all__ = [
 ]
 
 Address = tuple[str, int]
+_PENDING = ("B", "F", "H")  # transaction timers running while an answer is awaited
 _NUMBER = re.compile(r"[0-9A-Za-z+*#._~-]{1,64}")
 
 _T30_CAUSE = {
@@ -115,6 +116,21 @@ def parse_address(value: str | Address, default_port: int = 5060) -> Address:
             or not 0 <= port <= 65535:
         raise T38Error(f"bad address {value!r}")
     return host, port
+
+
+class _UserAgent(U.UserAgent):
+    """:class:`~fastfax.sip.ua.UserAgent` whose provisional and 2xx responses to an INVITE
+    copy its Record-Route headers, as RFC 3261 section 12.1.1 requires of a UAS (without
+    them a record-routing proxy such as kamailio refuses the caller's in-dialog requests).
+    To go once :mod:`fastfax.sip.ua` does this itself."""
+
+    def _response(self, request: Any, status: int, to_tag: str | None = None) -> Any:
+        response = super()._response(request, status, to_tag)
+        if request.method == "INVITE" and 100 < status < 300 \
+                and not response.get_all("Record-Route"):
+            for value in request.get_all("Record-Route"):
+                response.add("Record-Route", value)
+        return response
 
 
 def _is_ip(host: str) -> bool:
@@ -257,7 +273,7 @@ class SipAgent:
         if self.password is not None:
             config["credentials"] = Credentials(user, self.password)
         try:
-            self.ua = U.UserAgent(U.UaConfig(host, port, registrar=self.registrar,
+            self.ua = _UserAgent(U.UaConfig(host, port, registrar=self.registrar,
                                              proxy=self.proxy, **config))
         except (SipError, TypeError) as exc:
             self.close()
@@ -274,6 +290,14 @@ class SipAgent:
             return "127.0.0.1"
         finally:
             probe.close()
+
+    async def drain(self, timeout: float = 2.0) -> None:
+        """Wait (at most ``timeout`` s) until no transaction of ours waits for a final
+        response or an ACK (a CANCEL's 487, a BYE's 200), so closing loses no answer."""
+        deadline = self._now() + timeout
+        while self._now() < deadline and any(
+                key[0] == "tx" and key[2] in _PENDING for key in self._timers):
+            await asyncio.sleep(0.05)
 
     def close(self) -> None:
         """Close every socket and cancel the timers (calls in progress are dropped)."""
@@ -603,8 +627,10 @@ async def send_fax_async(
     try:
         if registrar is not None:
             await agent.register()
-        return await agent.send(uri, pages, speed=speed, timeout=timeout,
-                                setup_timeout=setup_timeout, on_event=on_event, **options)
+        result = await agent.send(uri, pages, speed=speed, timeout=timeout,
+                                  setup_timeout=setup_timeout, on_event=on_event, **options)
+        await agent.drain()
+        return result
     finally:
         agent.close()
 
@@ -638,8 +664,10 @@ async def receive_fax_async(
         if call is None:
             return SipResult(cause=Cause.NO_CALL, sending=False, calling=False)
         agent.accepting = False  # one call: later INVITEs are busy
-        return await agent.answer(call, speed=speed, timeout=call_timeout, on_event=on_event,
-                                  **options)
+        result = await agent.answer(call, speed=speed, timeout=call_timeout,
+                                    on_event=on_event, **options)
+        await agent.drain()
+        return result
     finally:
         agent.close()
 

@@ -1,0 +1,313 @@
+"""fastfax.transport.sip against software nobody here wrote: SIPp (``sip-tester``) running
+the scenarios in tests/peers/sipp as the far UAS or UAC, with the fax media carried by
+SpanDSP's T.38 terminal (tests/peers/t38peer) on the port the SDP names; and kamailio as
+registrar and proxy on 127.0.0.1.
+
+Oracles: SIPp checks every message it expects arrives in order (exit status 0) and its
+traces show what we sent; SpanDSP says whether its fax completed; pages are compared
+pixel for pixel with TIFF files written or read by libtiff (Pillow), or with the pages we
+sent. Both T.38 ends run their clocks SPEED times faster than wall time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageSequence
+
+from fastfax import samples
+from fastfax.page import Page
+from fastfax.t30.result import Cause
+from fastfax.transport import sip
+from fastfax.transport.sip import SipAgent
+
+sys.path.insert(0, str(Path(__file__).parent / "peers"))
+import kamailio  # noqa: E402
+import sipp_peer  # noqa: E402
+from sipp_peer import Sipp  # noqa: E402
+from t38peer import PeerUnavailable, T38Peer, build  # noqa: E402
+
+SPEED = 10
+
+pytestmark = pytest.mark.skipif(not sipp_peer.available(),
+                                reason="sipp not installed (apt install sip-tester)")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _t38peer() -> None:
+    try:
+        build()
+    except PeerUnavailable as exc:
+        pytest.skip(f"SpanDSP's t38peer cannot be built: {exc}")
+
+
+def pages(count: int = 1, rows: int = 300, seed: int = 1) -> list[Page]:
+    return [samples.text_page(resolution="fine", seed=seed + k, height=rows)
+            for k in range(count)]
+
+
+def tiff_pixels(path: Path) -> list[np.ndarray]:
+    with Image.open(path) as im:
+        return [np.array(p.convert("1")) == 0 for p in ImageSequence.Iterator(im)]
+
+
+def write_tiff(path: Path, page_list: list[Page]) -> None:
+    images = [Image.fromarray(~p.to_array()) for p in page_list]
+    images[0].save(path, compression="group4", dpi=(204, 196), save_all=True,
+                   append_images=images[1:])
+
+
+def call_sipp(scenario: str, tmp_path: Path, *, fill=None, **kwargs):
+    """Our send_fax to a SIPp UAS; returns (our result, SIPp's exit status, SIPp)."""
+    peer = Sipp(scenario, tmp_path, fill=fill)
+    try:
+        result = sip.send_fax(f"sip:fax@127.0.0.1:{peer.port}", pages(1), local="127.0.0.1:0",
+                              speed=SPEED, **{"setup_timeout": 15, **kwargs})
+        return result, peer.wait(30), peer
+    finally:
+        peer.stop()
+
+
+def test_we_call_sipp_and_spandsp_receives(tmp_path: Path) -> None:
+    sent_pages = pages(2)
+    with T38Peer(receive=tmp_path / "rx.tif", speed=SPEED, timeout=60) as media:
+        peer = Sipp("uas_t38", tmp_path, keys={"t38port": media.port})
+        try:
+            result = sip.send_fax(f"sip:fax@127.0.0.1:{peer.port}", sent_pages,
+                                  local="127.0.0.1:0", speed=SPEED, setup_timeout=15)
+            status = peer.wait(30)
+        finally:
+            peer.stop()
+        spandsp = media.wait(30)
+    assert status == 0, peer.errors()
+    assert result.ok and len(result.pages) == 2, result
+    assert spandsp["ok"] and spandsp["pages"] == 2
+    got = tiff_pixels(tmp_path / "rx.tif")
+    assert all((g == p.to_array().astype(bool)).all() for g, p in zip(got, sent_pages,
+                                                                          strict=True))
+    trace = peer.messages()
+    assert "m=image" in trace and "BYE sip:" in trace  # the T.38 re-INVITE, our BYE
+
+
+def test_session_refresh_mid_fax_keeps_t38(tmp_path: Path) -> None:
+    # SIPp re-INVITEs (refresher=uas) one second into the T.38 call, which runs for
+    # several seconds at speed 4: the refresh lands mid-fax and must not disturb it
+    with T38Peer(receive=tmp_path / "rx.tif", speed=4, timeout=60) as media:
+        peer = Sipp("uas_t38_refresh", tmp_path, keys={"t38port": media.port})
+        try:
+            result = sip.send_fax(f"sip:fax@127.0.0.1:{peer.port}", pages(1, rows=1200),
+                                  local="127.0.0.1:0", speed=4, setup_timeout=15)
+            status = peer.wait(30)
+        finally:
+            peer.stop()
+        spandsp = media.wait(30)
+    assert status == 0, peer.errors()
+    assert result.ok and spandsp["ok"] and spandsp["pages"] == 1
+    trace = peer.messages()
+    assert "refresher=uas" in trace
+    # what we sent with T.38 in it: our re-INVITE's offer, then our 200 to the refresh,
+    # which repeats the same description (same o= line: version unchanged, RFC 3264 8)
+    ours = [block for block in re.split(r"\n-{20,}[^\n]*\n", trace)
+            if "message received" in block and "m=image" in block]
+    assert len(ours) == 2 and ours[0].lstrip().startswith("UDP message received")
+    assert "INVITE sip:" in ours[0] and "SIP/2.0 200" in ours[1]
+    origin = [re.search(r"^o=.*$", block, re.M).group(0) for block in ours]
+    assert origin[0] == origin[1]
+
+
+def test_sipp_calls_us_and_switches_to_t38(tmp_path: Path) -> None:
+    sent_pages = pages(2, seed=5)
+    write_tiff(tmp_path / "tx.tif", sent_pages)
+
+    async def main():
+        agent = SipAgent("127.0.0.1:0", t38_mode="on-request", t38_wait=5.0)
+        await agent.start()
+        try:
+            with T38Peer(send=tmp_path / "tx.tif", calling=True, speed=SPEED,
+                         timeout=60) as media:
+                peer = Sipp("uac_t38", tmp_path, keys={"t38port": media.port},
+                            remote=agent.address)
+                try:
+                    call = await agent.next_call(10)
+                    assert call is not None and call.callee.startswith("sip:fax@")
+                    result = await agent.answer(call, speed=SPEED)
+                    status = await asyncio.to_thread(peer.wait, 30)
+                finally:
+                    peer.stop()
+                spandsp = await asyncio.to_thread(media.wait, 30)
+            return result, status, spandsp, peer
+        finally:
+            agent.close()
+
+    result, status, spandsp, peer = asyncio.run(main())
+    assert status == 0, peer.errors()
+    assert spandsp["ok"] and result.ok and len(result.pages) == 2
+    expected = tiff_pixels(tmp_path / "tx.tif")
+    assert all((p.to_array().astype(bool) == e).all()
+               for p, e in zip(result.pages, expected, strict=True))
+
+
+@pytest.mark.parametrize(("status", "name", "cause"), [
+    (486, "busy", Cause.BUSY), (404, "bad_address", Cause.CALLDROPPED),
+    (600, "busy", Cause.BUSY), (480, "no_answer", Cause.NO_ANSWER)])
+def test_sipp_refuses(tmp_path: Path, status: int, name: str, cause: Cause) -> None:
+    result, code, peer = call_sipp("uas_busy", tmp_path, fill={"status": status})
+    assert code == 0, peer.errors()  # it got our ACK for its final response
+    assert result.cause is cause and result.sip.name == name and result.sip.status == status
+
+
+def test_sipp_refuses_t38_and_we_hang_up(tmp_path: Path) -> None:
+    result, code, peer = call_sipp("uas_no_t38", tmp_path)
+    assert code == 0, peer.errors()  # ... and our BYE after the 488
+    assert result.sip.name == "no_t38" and result.sip.text == "far end refused T.38"
+    assert result.sip.status == 488 and not result.sip.retry
+
+
+def test_no_answer_is_cancelled(tmp_path: Path) -> None:
+    result, code, peer = call_sipp("uas_cancel", tmp_path, setup_timeout=1.0)
+    assert code == 0, peer.errors()  # CANCEL, then ACK for its 487
+    assert result.cause is Cause.NO_ANSWER and result.sip.name == "no_answer"
+    assert "CANCEL sip:" in peer.messages()
+
+
+@pytest.mark.parametrize(("password", "ok"), [("s3cret", True), ("wrong", False)])
+def test_digest_challenge(tmp_path: Path, password: str, ok: bool) -> None:
+    with T38Peer(receive=tmp_path / "rx.tif", speed=SPEED, timeout=30) as media:
+        peer = Sipp("uas_auth", tmp_path, keys={"t38port": media.port, "password": "s3cret"})
+        try:
+            result = sip.send_fax(f"sip:fax@127.0.0.1:{peer.port}", pages(1),
+                                  local="127.0.0.1:0", speed=SPEED, user="gw",
+                                  password=password)
+            status = peer.wait(30)
+        finally:
+            peer.stop()
+        if ok:
+            assert media.wait(30)["ok"]
+    assert status == 0, peer.errors()
+    assert "Authorization: Digest" in peer.messages() and password not in peer.messages()
+    if ok:
+        assert result.ok
+    else:
+        assert result.sip.name == "refused_by_trunk" and result.sip.status == 403
+
+
+class LossyRelay(asyncio.DatagramProtocol):
+    """Forwards SIP between our agent and SIPp (its address in the request URI), dropping
+    the first copy of every message (so each gets through only by retransmission)."""
+
+    def __init__(self, far: tuple[str, int]) -> None:
+        self.far = far
+        self.near: tuple[str, int] | None = None
+        self.seen: set[bytes] = set()
+        self.dropped: list[bytes] = []
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr) -> None:
+        if data not in self.seen:
+            self.seen.add(data)
+            self.dropped.append(data.split(b" ", 1)[0] if not data.startswith(b"SIP/")
+                                else data.split(b"\r\n", 1)[0])
+            return
+        if addr == self.far:
+            if self.near is not None:
+                self.transport.sendto(data, self.near)
+        else:
+            self.near = addr
+            self.transport.sendto(data, self.far)
+
+
+def test_retransmissions_through_loss(tmp_path: Path) -> None:
+    async def main():
+        with T38Peer(receive=tmp_path / "rx.tif", speed=SPEED, timeout=60) as media:
+            peer = Sipp("uas_t38", tmp_path, keys={"t38port": media.port})
+            loop = asyncio.get_running_loop()
+            transport, relay = await loop.create_datagram_endpoint(
+                lambda: LossyRelay(peer.address), local_addr=("127.0.0.1", 0))
+            port = transport.get_extra_info("sockname")[1]
+            try:
+                result = await sip.send_fax_async(
+                    f"sip:fax@127.0.0.1:{port}", pages(1), local="127.0.0.1:0", speed=SPEED,
+                    setup_timeout=15)
+                status = await asyncio.to_thread(peer.wait, 30)
+            finally:
+                transport.close()
+                peer.stop()
+            spandsp = await asyncio.to_thread(media.wait, 30)
+        return result, status, spandsp, relay, peer
+
+    result, status, spandsp, relay, peer = asyncio.run(main())
+    assert status == 0, peer.errors()
+    assert result.ok and spandsp["ok"]
+    # the first copy of our INVITE (timer A resent it) and of SIPp's 180 and 200 (its
+    # retransmission got our ACK) were lost; in-dialog requests go to SIPp's Contact,
+    # not through the relay
+    assert relay.dropped[:3] == [b"INVITE", b"SIP/2.0 180 Ringing", b"SIP/2.0 200 OK"]
+
+
+# --- kamailio ---------------------------------------------------------------------------
+
+def test_register_and_call_through_kamailio(tmp_path: Path) -> None:
+    if not kamailio.available():
+        pytest.skip("kamailio not installed (apt install kamailio)")
+    sent_pages = pages(2, seed=9)
+
+    async def main(proxy: tuple[str, int]):
+        rx = SipAgent("127.0.0.1:0", user="2000", password="secret", registrar=proxy,
+                      proxy=proxy, t38_mode="on-request")
+        tx = SipAgent("127.0.0.1:0", user="1000", password="secret", registrar=proxy,
+                      proxy=proxy)
+        await rx.start()
+        await tx.start()
+        try:
+            registered = await rx.register()
+            await tx.register()
+
+            async def take():
+                call = await rx.next_call(10)
+                return call, await rx.answer(call, speed=SPEED)
+
+            taker = asyncio.create_task(take())
+            sent = await tx.send("2000", sent_pages, speed=SPEED)
+            call, got = await taker
+            unknown = await tx.send("3999", sent_pages, speed=SPEED)
+            return registered, sent, call, got, unknown
+        finally:
+            rx.close()
+            tx.close()
+
+    with kamailio.Kamailio(tmp_path) as proxy:
+        registered, sent, call, got, unknown = asyncio.run(main(proxy.address))
+    assert registered.expires > 0
+    assert call.caller.startswith("sip:1000@") or "1000" in call.caller
+    assert sent.ok and got.ok
+    assert all(bytes(a.data) == bytes(b.data) and a.height == b.height
+               for a, b in zip(got.pages, sent_pages, strict=True))
+    assert len(got.pages) == 2
+    # a number nobody registered: kamailio answers 404, a bad address never retried
+    assert unknown.sip.name == "bad_address" and unknown.sip.status == 404
+
+
+def test_kamailio_refuses_a_wrong_password(tmp_path: Path) -> None:
+    if not kamailio.available():
+        pytest.skip("kamailio not installed (apt install kamailio)")
+
+    async def main(proxy):
+        agent = SipAgent("127.0.0.1:0", user="1000", password="guess", registrar=proxy)
+        await agent.start()
+        try:
+            await agent.register()
+        finally:
+            agent.close()
+
+    with kamailio.Kamailio(tmp_path) as proxy:
+        with pytest.raises(Exception, match="registration failed: refused by trunk"):
+            asyncio.run(main(proxy.address))
+
+
