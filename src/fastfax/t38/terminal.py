@@ -446,8 +446,8 @@ class T38Terminal:
         self._advance(now)
         if self._result is not None:
             return
-        for _seq, ifp in self._dec.feed(data):
-            self._on_ifp(ifp)
+        for _seq, kind, type_, fields in self._dec.feed_ifp(data, self.version):
+            self._on_packet(kind, type_, fields)
         if not self._dec.held:
             self._gap_since = None
         elif self._gap_since is None:
@@ -740,29 +740,42 @@ class T38Terminal:
 
     # -- receive: IFP packets into the far end's signals -----------------------------------
     def _on_ifp(self, ifp: bytes | None) -> None:
-        self._rx_time = self._clock
+        """One IFP packet as UDPTL delivered it (None: declared lost)."""
         if ifp is None:
-            self._counts["ifp_lost"] += 1
-            self._missing = True
-            if self._signal == _FAST and self._sig_data:
-                self._hold(_LOSS, _FAST, None)
+            self._on_packet(-1, 0, ())
             return
-        self._counts["ifp_in"] += 1
         try:
             packet = decode_raw(ifp, self.version)
         except T38Error:
-            self._counts["ifp_malformed"] += 1
+            self._on_packet(-2, 0, ())
             return
+        self._on_packet(packet[0], packet[1], packet[2] if packet[0] else ())
+
+    def _on_packet(self, kind: int, type_: int, fields: object) -> None:
+        """One IFP packet as ``UdptlDecoder.feed_ifp`` gives it: ``kind`` 0 indicator, 1
+        data (``fields``: ``(field type, data)`` pairs), -1 lost, -2 did not decode."""
+        self._rx_time = self._clock
+        if kind < 0:
+            if kind == -1:
+                self._counts["ifp_lost"] += 1
+                self._missing = True
+                if self._signal == _FAST and self._sig_data:
+                    self._hold(_LOSS, _FAST, None)
+            else:
+                self._counts["ifp_in"] += 1
+                self._counts["ifp_malformed"] += 1
+            return
+        self._counts["ifp_in"] += 1
         if self.trace is not None:
-            self.trace(self._clock, "rx", packet)
-        if packet[0] == 0:
-            self._on_indicator(packet[1])
+            self.trace(self._clock, "rx", (0, type_) if kind == 0 else (1, type_, fields))
+        if kind == 0:
+            self._on_indicator(type_)
             return
-        data_type = packet[1]
+        data_type = type_
         if data_type not in _FAX_DATA_TYPES:
             return
         kind = _V21 if data_type == 0 else _FAST
-        for field_type, data in packet[2]:
+        for field_type, data in fields:  # type: ignore[attr-defined]
             self._on_field(kind, data_type, field_type, data)
             self._rx_last = (data_type, field_type)
 

@@ -188,7 +188,7 @@ class T38Endpoint(asyncio.DatagramProtocol):
                 return
             self.peer = (addr[0], addr[1])
             self._begin()
-        elif (addr[0], addr[1]) != self.peer:
+        elif addr != self.peer and (addr[0], addr[1]) != self.peer:  # IPv6: 4-tuples
             self.foreign += 1
             return
         now = self._loop.time()
@@ -243,10 +243,12 @@ class T38Endpoint(asyncio.DatagramProtocol):
             self._finish()
             return
         when = terminal.next_deadline
-        if when != self._timer_at:
+        # Only an earlier deadline is armed: one that moved later (the far end's signal
+        # idle limit moves with every datagram) is found when the armed one fires, polls
+        # nothing and arms the real one.
+        if when is not None and (self._timer_at is None or when < self._timer_at):
             self._timer_at = when
-            if when is not None:
-                self._deadlines.set(self, when)
+            self._deadlines.set(self, when)
 
     def _send(self, datagrams: list[bytes]) -> None:
         transport, sock, peer = self._transport, self._sock, self.peer
