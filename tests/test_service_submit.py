@@ -45,9 +45,11 @@ def test_a_repeated_request_id_returns_the_same_jobs_even_after_a_restart(tmp_pa
         assert other.id not in {j.id for j in first}
         token = server.add_user("bob", ALL_RIGHTS)
         with connect(spool=spool, token=token) as bob:  # keys are per user
-            assert bob.send(text_pages(1), to="200", request_id="order-17").id != first[0].id
-        for job in (*first, other):
+            bobs = bob.send(text_pages(1), to="200", request_id="order-17")
+            assert bobs.id not in {j.id for j in first}
+        for job in (*first, other, server.job(bobs.id)):
             job.wait(T)
+        _until(lambda: all(j.state.final for j in server.jobs()), "faxes not routed")
         count = len(server.jobs())
     with connect(spool=spool) as server:  # a new process would see the same
         assert server.send(text_pages(1), to="200", request_id="order-18").id == other.id

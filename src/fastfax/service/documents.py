@@ -140,6 +140,12 @@ def check_cover(cover: dict[str, str], config: Configuration, spool: str, local:
 def render(path: str, params: JobParams, config: Configuration) -> list[Page]:
     """The fax pages of the document at ``path`` for ``params``: the cover first when
     asked, the header line on every page when branding is on."""
+    return render_job(path, params, config)[0]
+
+
+def render_job(path: str, params: JobParams, config: Configuration) -> tuple[list[Page], bool]:
+    """:func:`render`, and whether the pages are the file's own, unchanged (a fax TIFF
+    sent as it is: its file may be queued as it is)."""
     cover = template = None
     if params.cover is not None:
         fields = {
@@ -167,8 +173,14 @@ def render(path: str, params: JobParams, config: Configuration) -> list[Page]:
     if cover is None and options.header is None and not params.render:
         pages = render_document(path, options, as_is=True)  # a fax TIFF goes out unchanged
         if all(p.width in _FAX_WIDTHS for p in pages):
-            return pages
-    return render_document(path, options)
+            return pages, _is_tiff(path)
+    return render_document(path, options), False
+
+
+def _is_tiff(path: str) -> bool:
+    """Whether the file starts as a TIFF file does (either byte order)."""
+    with open(path, "rb") as fh:
+        return fh.read(4) in (b"II*\x00", b"MM\x00*")
 
 
 def write_pages(folder: str, pages: list[Page]) -> str:
@@ -259,8 +271,12 @@ class Preparer:
                     first, count = done[key]  # type: ignore[misc]
                     file = self.spool.copy(first, "out")
                 else:
-                    pages = render(self.spool.path(row["file"]), params, config)
-                    file, count = self.spool.write("out", pages), len(pages)
+                    pages, same = render_job(self.spool.path(row["file"]), params, config)
+                    if same:  # a fax TIFF as it is: queued without coding it again
+                        file = self.spool.copy(row["file"], "out")
+                    else:
+                        file = self.spool.write("out", pages)
+                    count = len(pages)
                     done[key] = (file, count)
             except Exception as exc:  # the document (not the service) is at fault
                 done[key] = exc

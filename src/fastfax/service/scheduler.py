@@ -617,12 +617,13 @@ class Scheduler:
         with self.ports.lock:
             if self.stopping or job.pending.pop(name, None) is None:
                 return
+            last = not job.pending
             if ok:
                 job.routed[name] = detail
-                self.store.update_job(job_id, info={"routed": job.routed})
+                if not last:  # (the last one is committed with the job's new state)
+                    self.store.update_job(job_id, info={"routed": job.routed})
             else:
                 job.failed[name] = detail
-            last = not job.pending
         if ok:
             in_log.info("fax %d: routed by %s: %s", job_id, name, detail)
         else:
@@ -648,13 +649,15 @@ class Scheduler:
             self._rounds.pop(job_id, None)
         if not job.failed:
             self._set(job_id, routing, JobState.COMPLETED, finished=time.time(),
-                      cause=job.row["info"].get("partial", ""))  # fmt: skip
+                      cause=job.row["info"].get("partial", ""),
+                      info={"routed": job.routed})  # fmt: skip
         else:
             causes = "; ".join(f"{n}: {c}" for n, c in job.failed.items())
             cause = f"routing failed: {causes}"
+            info = {"route_causes": job.failed, "routed": job.routed}
             self._retry_or_give_up(job_id, job.row["attempts"] + 1, cause,
                                    f"{cause} (the fax is kept in the spool)", backoff=True,
-                                   old=routing, info={"route_causes": job.failed})  # fmt: skip
+                                   old=routing, info=info)  # fmt: skip
         self.wake()
 
     # -- delivery reports -----------------------------------------------------------
