@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 
 import pytest
+from service_helpers import job_page
 
 from fastfax import samples
 from fastfax.errors import T38Error
@@ -186,3 +188,129 @@ def test_bad_arguments_raise_before_sending() -> None:
     with pytest.raises(T38Error):
         sip.send_fax("sip:x@no-such-host.invalid", pages(1), local="127.0.0.1:0",
                      setup_timeout=1)
+
+
+# --- the sip device kind under the service -------------------------------------------------
+
+@pytest.fixture
+def sip_kind(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The installed device kinds plus ``sip`` (until pyproject.toml registers it)."""
+    from importlib.metadata import EntryPoint
+
+    from fastfax.service import devices
+
+    real = devices.entry_points
+    ep = EntryPoint("sip", "fastfax.devices.sip:SipDevice", "fastfax.devices")
+
+    def entry_points(group: str) -> list:
+        found = list(real(group=group))
+        if group == ep.group and not any(e.name == ep.name for e in found):
+            found.append(ep)
+        return found
+
+    monkeypatch.setattr(devices, "entry_points", entry_points)
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.usefixtures("sip_kind", "no_thread_left")
+def test_service_sip_device_sends_and_receives(tmp_path) -> None:
+    """One service, two sip devices on 127.0.0.1: "out" (2 channels, sends) calls
+    "in" (answers number 2000 on 2 channels); three faxes at once, every job COMPLETED,
+    every received fax the pages sent; a number "in" does not answer is a bad address,
+    never retried."""
+    from fastfax import connect
+    from fastfax.service.model import JobState, JobType
+
+    port_in = free_udp_port()
+    toml = f"""[configuration]
+retries = 1
+retry_delay = 0.2
+branding = false
+[[devices]]
+kind = "sip"
+name = "out"
+local = "127.0.0.1:0"
+gateway = "127.0.0.1:{port_in}"
+channels = 2
+speed = {SPEED}
+[[devices]]
+kind = "sip"
+name = "in"
+local = "127.0.0.1:{port_in}"
+numbers = ["2000"]
+channels = 2
+speed = {SPEED}
+"""
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    (spool / "fastfax.toml").write_text(toml)
+    faxes = {n: [job_page(10 * n + k) for k in range(1 + n % 2)] for n in range(3)}
+    with connect(spool=str(spool)) as server:
+        for port in server.ports():
+            with server.port(port.id, modify=True) as handle:
+                handle.update(send=port.id.startswith("out/"),
+                              receive=port.id.startswith("in/"))
+        jobs = {n: server.send(faxes[n], to="2000") for n in faxes}
+        bad = server.send(faxes[0], to="3999")
+        for job in jobs.values():
+            info = job.wait(timeout=60)
+            assert info.state is JobState.COMPLETED, info
+        info = bad.wait(timeout=60)
+        assert info.state is JobState.FAILED and "bad address" in info.cause, info
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            rx = [j for j in server.jobs() if j.type is JobType.RECEIVE]
+            if len(rx) == 3 and all(j.state.final for j in rx):
+                break
+            time.sleep(0.05)
+        got = [server.job(j.id).pages() for j in rx]
+        assert sorted(map(len, got)) == [1, 1, 2]
+        assert all(any(g == sent for sent in faxes.values()) for g in got)  # pixel for pixel
+        assert {j.port for j in rx} <= {"in/1", "in/2"}
+
+
+def test_sip_outcomes_follow_the_issue_table() -> None:
+    from fastfax.devices.contract import DeviceState
+    from fastfax.devices.sip import outcome_of
+    from fastfax.sip.ua import cause_for_status
+
+    expected = {486: DeviceState.BUSY, 600: DeviceState.BUSY, 404: DeviceState.BAD_ADDRESS,
+                484: DeviceState.BAD_ADDRESS, 604: DeviceState.BAD_ADDRESS,
+                408: DeviceState.NO_ANSWER, 480: DeviceState.NO_ANSWER,
+                488: DeviceState.NOT_FAX_CALL, 606: DeviceState.NOT_FAX_CALL,
+                403: DeviceState.CALL_BLACKLISTED, 401: DeviceState.CALL_BLACKLISTED,
+                500: DeviceState.FATAL_ERROR}
+    for status, state in expected.items():
+        result = sip.SipResult(cause=Cause.CALLDROPPED, sip=cause_for_status(status))
+        outcome = outcome_of(result)
+        assert outcome.state is state, status
+        assert str(status) in outcome.cause
+    assert "far end refused T.38" in outcome_of(
+        sip.SipResult(cause=Cause.CALLDROPPED, sip=cause_for_status(488))).cause
+
+
+def test_sip_device_options_are_checked(tmp_path) -> None:
+    from fastfax.devices.sip import SipDevice
+    from fastfax.errors import ConfigError
+
+    secret = tmp_path / "pass"
+    secret.write_text("hunter2\n")
+    device = SipDevice("t", {"password_file": str(secret), "registrar": "127.0.0.1:5060",
+                             "channels": 3, "numbers": ["2000"]})
+    assert device.password == "hunter2" and len(device.lines) == 3
+    assert device.can_reach("t/1", "2001") and device.can_reach("t/1", "sip:a@b")
+    assert not device.can_reach("t/1", "20 01") and not device.can_reach("t/1", "sip:")
+    lonely = SipDevice("u", {})
+    assert not lonely.can_reach("u/1", "2001")  # no proxy, registrar or domain
+    for bad in ({"channels": 0}, {"numbers": "2000"}, {"local": "x:y"}, {"t38_mode": "x"},
+                {"password": "a", "password_file": "b"}, {"password_file": "/no/such"},
+                {"session_expires": 30}, {"speed": True}, {"colour": 1}):
+        with pytest.raises(ConfigError) as info:
+            SipDevice("t", {**bad, "password": "hunter2"} if "password" not in bad
+                      and "password_file" not in bad else bad)
+        assert "hunter2" not in str(info.value)
