@@ -367,6 +367,7 @@ class T38Terminal:
         self._t0: float | None = None
         self._clock = 0.0  # line seconds
         self._quiet = -1.0  # line time before which nothing is due (-1: work it out)
+        self._settled = False
         self._timers: dict[str, float] = {}
         # transmit
         self._tx: deque[tuple[Iterator[object], bool]] = deque()
@@ -438,7 +439,9 @@ class T38Terminal:
 
     def datagram_received(self, data: bytes, now: float) -> None:
         """Take one UDPTL datagram from the far end (anything at all: what does not decode
-        is counted and dropped). Call :meth:`poll` afterwards for what is due to be sent."""
+        is counted and dropped). Call :meth:`poll` afterwards for what is due to be sent
+        (unless :attr:`settled`)."""
+        self._settled = False
         self._counts["datagrams_in"] += 1
         if self._t0 is None or self._result is not None:
             self._counts["ignored"] += 1
@@ -448,12 +451,26 @@ class T38Terminal:
             return
         for _seq, kind, type_, fields in self._dec.feed_ifp(data, self.version):
             self._on_packet(kind, type_, fields)
+        gap = self._gap_since
         if not self._dec.held:
             self._gap_since = None
         elif self._gap_since is None:
             self._gap_since = now
         self._pump()
         self._check_stuck()
+        # No engine action, no new far-end signal (both reset _quiet), nothing to send and
+        # no new gap deadline: poll would return nothing, next_deadline is no earlier.
+        self._settled = self._quiet >= 0 and not self._out and (
+            gap is not None or self._gap_since is None
+        )
+
+    @property
+    def settled(self) -> bool:
+        """True when the last :meth:`datagram_received` changed nothing :meth:`poll` would
+        act on now: nothing to send, no deadline earlier than :attr:`next_deadline` was
+        before it (a later one at most). A caller with a timer set for the earlier deadline
+        may then skip :meth:`poll` until it fires; polling anyway is always correct."""
+        return self._settled
 
     def poll(self, now: float) -> list[bytes]:
         """Run everything due by ``now`` (sending, T.30 timers, UDPTL gaps); return the

@@ -192,8 +192,10 @@ class T38Endpoint(asyncio.DatagramProtocol):
             self.foreign += 1
             return
         now = self._loop.time()
-        self.terminal.datagram_received(data, now)
-        self._service(now)
+        terminal = self.terminal
+        terminal.datagram_received(data, now)
+        if not terminal.settled or self._timer_at is None:
+            self._service(now)
 
     def error_received(self, exc: Exception) -> None:
         self.send_errors += 1
