@@ -595,8 +595,11 @@ cdef class DecoderCore:
         n = PyBytes_GET_SIZE(fec)
         if n == 0:
             return 1
-        rebuilt = PyBytes_FromStringAndSize(PyBytes_AS_STRING(fec), n)
+        # A fresh object (NULL): CPython shares one-octet bytes made from data, and this one
+        # is written below.
+        rebuilt = PyBytes_FromStringAndSize(NULL, n)
         dst = <uint8_t*>PyBytes_AS_STRING(rebuilt)
+        memcpy(dst, PyBytes_AS_STRING(fec), n)
         for k in range(count):
             t = (first + k * stride) & 0xFFFF
             if t == missing:

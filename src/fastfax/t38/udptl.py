@@ -30,6 +30,14 @@ for ``r`` redundant copies, ``(e + 1) * (V + 2) + 6`` for ``e`` FEC strings. Red
 copies that do not fit are left out, oldest first; an IFP that does not fit on its own
 raises :class:`~fastfax.errors.T38Error`.
 
+**One native call per packet.** :meth:`UdptlEncoder.pack_indicator` and
+:meth:`UdptlEncoder.pack_data` build the IFP (:mod:`fastfax.t38.ifp`) and its datagram in one
+call, :meth:`UdptlDecoder.feed_ifp` delivers the IFPs decoded; :func:`pack_many` and
+:func:`feed_many` do the same for a batch of packets of many calls (what a gateway's loop has
+after one tick). The octets are the same as :func:`fastfax.t38.ifp.encode_data` then
+:meth:`UdptlEncoder.pack`, and :meth:`UdptlDecoder.feed` then
+:func:`fastfax.t38.ifp.decode_raw`.
+
 Bounds: IFPs and items up to 16383 octets (no fragmented lengths), at most 255 secondary
 IFPs or FEC strings per datagram, FEC used on receipt when span x entries <= 128. Everything
 the decoder keeps is bounded by its ring of 1024 slots and 256 pending FEC strings.
@@ -51,6 +59,8 @@ __all__ = [
     "FecInfo",
     "decode_datagram",
     "encode_datagram",
+    "feed_many",
+    "pack_many",
     "MAX_IFP",
     "MAX_ITEMS",
 ]
@@ -156,6 +166,29 @@ def encode_datagram(
     return _udptl.encode_datagram(seq, primary, list(secondary or ()), None)
 
 
+def pack_many(
+    items: list[tuple[UdptlEncoder, int, int, object]], version: int = 0
+) -> list[bytes]:
+    """The datagrams of a batch, in order, in one native call: each item
+    ``(encoder, kind, type, fields)`` is ``encoder.pack`` of the IFP of ``kind`` 0 (``type``
+    an indicator 0..22, ``fields`` ignored) or 1 (``type`` a data type 0..14, ``fields`` as
+    :func:`fastfax.t38.ifp.encode_data` takes them), T.38 ``version`` 0..3. Items may share an
+    encoder. An item that raises :class:`~fastfax.errors.T38Error` ends the batch there: the
+    items before it were packed."""
+    return _udptl.pack_many(items, version)
+
+
+def feed_many(
+    items: list[tuple[UdptlDecoder, bytes]], version: int = 0
+) -> list[tuple[int, int, int, int, object]]:
+    """Feed a batch of received datagrams ``(decoder, datagram)`` in one native call; return
+    every IFP delivered, decoded, as ``(i, seq, kind, type, fields)``: ``i`` the item's
+    index, ``kind`` 0 (``type`` an indicator, ``fields`` ``()``), 1 (``type`` a data type,
+    ``fields`` a list of ``(field type, data)``), -1 (lost) or -2 (not a valid IFP of
+    ``version``), as :meth:`UdptlDecoder.feed_ifp`. Never raises on datagram content."""
+    return _udptl.feed_many(items, version)
+
+
 def _check(name: str, value: object, low: int, high: int) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
         raise T38Error(f"{name} must be an integer from {low} to {high}, got {value!r}")
@@ -185,6 +218,10 @@ class UdptlEncoder(_udptl.EncoderCore):
         T38FaxMaxDatagram (see the module notes on its two readings).
     ``first_seq``
         The first datagram's sequence number (T.38: 0).
+
+    :meth:`pack_indicator` (``indicator, version=0``) and :meth:`pack_data`
+    (``data_type, field_type, data=b"", version=0``: one field) encode the IFP and pack it in
+    one call, with the same octets as :mod:`fastfax.t38.ifp` then :meth:`pack`.
 
     :meth:`pack` takes one IFP packet (bytes, 1..16383 octets) and returns the next datagram;
     an IFP that does not fit in ``max_datagram`` even without recovery data raises
@@ -237,6 +274,10 @@ class UdptlDecoder(_udptl.DecoderCore):
     - A seq 896 or more ahead of, or behind, the next expected one is taken for a restart of
       the peer's numbering: what is held is handed over (gaps declared lost) and the stream
       starts again there.
+
+    :meth:`feed_ifp` (``datagram, version=0``) is :meth:`feed` with every IFP decoded in the
+    same call: ``(seq, 0, indicator, ())``, ``(seq, 1, data_type, [(field_type, data)])``,
+    ``(seq, -1, 0, ())`` for a lost IFP, ``(seq, -2, 0, ())`` for one that is not valid IFP.
 
     :meth:`flush` (for a timer that fires when a gap has waited too long, and at the end of a
     call) declares the gap at the head lost and delivers the IFPs waiting behind it, up to

@@ -1,0 +1,196 @@
+"""The merged IFP+UDPTL paths (``UdptlEncoder.pack_indicator`` / ``pack_data``,
+``UdptlDecoder.feed_ifp``, ``udptl.pack_many`` / ``feed_many``) against the two layers
+composed (``ifp.encode_*`` then ``UdptlEncoder.pack``; ``UdptlDecoder.feed`` then
+``ifp.decode_raw``), which ``test_t38_ifp`` and ``test_t38_udptl`` check against asn1tools
+and hand-made datagrams: same octets and same decodes on random streams, with loss,
+duplicates and reordering, in every error-correction mode and T.38 version; hostile input
+never raises out of the decoders; bad arguments raise T38Error.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fastfax.errors import T38Error
+from fastfax.t38.ifp import decode_raw, encode_data, encode_indicator
+from fastfax.t38.udptl import UdptlDecoder, UdptlEncoder, feed_many, pack_many
+
+EC = [
+    {"error_correction": "none"},
+    {"error_correction": "redundancy", "redundancy": 3},
+    {"error_correction": "fec", "fec_span": 3, "fec_entries": 3},
+]
+
+# One packet: (0, indicator, ()) or (1, data type, ((field type, data), ...)).
+packets = st.one_of(
+    st.tuples(st.just(0), st.integers(0, 22), st.just(())),
+    st.tuples(
+        st.just(1),
+        st.integers(0, 14),
+        st.lists(
+            st.tuples(st.integers(0, 11), st.binary(max_size=60)), min_size=1, max_size=3
+        ).map(tuple),
+    ),
+)
+
+
+def composed_ifp(packet, version: int) -> bytes:
+    kind, type_, fields = packet
+    return encode_data(type_, fields, version) if kind else encode_indicator(type_, version)
+
+
+def fits(packet, version: int) -> bool:
+    return version > 0 or all(ft < 8 for ft, _ in packet[2])
+
+
+def expected_decode(ifp: bytes | None, version: int) -> tuple:
+    """What feed_ifp should say of one IFP UDPTL delivered: decode_raw's answer, flattened."""
+    if ifp is None:
+        return (-1, 0, ())
+    try:
+        raw = decode_raw(ifp, version)
+    except T38Error:
+        return (-2, 0, ())
+    return (0, raw[1], ()) if raw[0] == 0 else (1, raw[1], raw[2])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    stream=st.lists(packets, min_size=1, max_size=40),
+    ec=st.sampled_from(range(len(EC))),
+    version=st.integers(0, 3),
+)
+def test_merged_encoder_makes_the_composed_octets(stream, ec, version) -> None:
+    stream = [p for p in stream if fits(p, version)]
+    merged, composed = UdptlEncoder(**EC[ec]), UdptlEncoder(**EC[ec])
+    batch_enc = UdptlEncoder(**EC[ec])
+    want, got = [], []
+    for kind, type_, fields in stream:
+        want.append(composed.pack(composed_ifp((kind, type_, fields), version)))
+        if kind == 0:
+            got.append(merged.pack_indicator(type_, version))
+        elif len(fields) == 1:
+            got.append(merged.pack_data(type_, fields[0][0], fields[0][1], version))
+        else:
+            got.append(merged.pack(encode_data(type_, fields, version)))
+    assert got == want
+    assert pack_many([(batch_enc, k, t, f) for k, t, f in stream], version) == want
+    assert merged.seq == composed.seq == batch_enc.seq
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    stream=st.lists(packets, min_size=1, max_size=40),
+    ec=st.sampled_from(range(len(EC))),
+    version=st.integers(0, 3),
+    seed=st.integers(0, 2**32 - 1),
+    loss=st.sampled_from([0.0, 0.1, 0.3]),
+)
+def test_merged_decoder_delivers_the_composed_decodes(stream, ec, version, seed, loss) -> None:
+    stream = [p for p in stream if fits(p, version)]
+    enc = UdptlEncoder(**EC[ec])
+    wire = [enc.pack(composed_ifp(p, version)) for p in stream]
+    rng = random.Random(seed)
+    arrived = []
+    for datagram in wire:  # loss, duplicates, one-step reordering, stray junk
+        if rng.random() < loss:
+            continue
+        arrived.append(datagram)
+        if rng.random() < 0.1:
+            arrived.append(datagram)
+        if len(arrived) > 1 and rng.random() < 0.1:
+            arrived[-1], arrived[-2] = arrived[-2], arrived[-1]
+        if rng.random() < 0.05:
+            arrived.append(rng.randbytes(rng.randrange(12)))
+    composed, merged, batch = UdptlDecoder(), UdptlDecoder(), UdptlDecoder()
+    want, got = [], []
+    for datagram in arrived:
+        want += [(seq, *expected_decode(ifp, version)) for seq, ifp in composed.feed(datagram)]
+        got += merged.feed_ifp(datagram, version)
+    assert got == want
+    flat = feed_many([(batch, d) for d in arrived], version)
+    assert [(seq, k, t, f) for _, seq, k, t, f in flat] == want
+    assert all(0 <= i < len(arrived) for i, *_ in flat)
+    assert merged.stats == composed.stats == batch.stats
+
+
+def test_feed_many_spreads_items_over_decoders() -> None:
+    """Two calls' datagrams interleaved in one batch: each decoder sees only its own."""
+    encs = [UdptlEncoder(), UdptlEncoder()]
+    decs = [UdptlDecoder(), UdptlDecoder()]
+    items = []
+    for k in range(10):
+        call = k % 2
+        items.append((decs[call], encs[call].pack_data(4, 6, bytes([k]) * 5)))
+    out = feed_many(items)
+    assert [(i, seq) for i, seq, *_ in out] == [(k, k // 2) for k in range(10)]
+    assert [f for *_, f in out] == [[(6, bytes([k]) * 5)] for k in range(10)]
+
+
+def test_hostile_datagrams_never_raise() -> None:
+    rng = random.Random(7)
+    good = UdptlEncoder().pack_data(0, 0, b"\xff\xc8")
+    dec = UdptlDecoder()
+    junk = [b"", b"\x00", good[:3], good + b"\x01", b"\xff" * 40]
+    junk += [rng.randbytes(rng.randrange(1, 64)) for _ in range(300)]
+    junk += [bytes([0, k, 1, 0xFF, 0, 0]) for k in range(256)]  # bad IFPs in sound UDPTL
+    for datagram in junk:
+        for seq, kind, _type, _fields in dec.feed_ifp(datagram, 3):
+            assert 0 <= seq <= 0xFFFF and kind in (-2, -1, 0, 1)
+    feed_many([(UdptlDecoder(), d) for d in junk], 0)
+    assert dec.stats.malformed > 0
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda e: e.pack_indicator(23), "indicator"),
+        (lambda e: e.pack_indicator(-1), "indicator"),
+        (lambda e: e.pack_data(15, 0, b"x"), "data type"),
+        (lambda e: e.pack_data(0, 12, b"x"), "field type"),
+        (lambda e: e.pack_data(0, 8, b"x", 0), "version 1"),
+        (lambda e: e.pack_data(0, 0, b"x", 4), "version"),
+        (lambda e: e.pack_data(0, 0, bytes(65536)), "65535"),
+        (lambda e: pack_many([(e, 1, 0, ((9, b"x"),))], 0), "version 1"),
+        (lambda e: pack_many([(e, 0, 99, ())]), "indicator"),
+        (lambda e: pack_many([], 5), "version"),
+        (lambda e: feed_many([], -1), "version"),
+        (lambda e: UdptlDecoder().feed_ifp(b"", 7), "version"),
+    ],
+)
+def test_bad_arguments_raise_t38error(call, message) -> None:
+    encoder = UdptlEncoder()
+    with pytest.raises(T38Error, match=message):
+        call(encoder)
+    assert encoder.seq == 0  # nothing was packed
+
+
+def test_too_big_for_the_datagram_uses_no_sequence_number() -> None:
+    enc = UdptlEncoder(max_datagram=100)
+    with pytest.raises(T38Error, match="max_datagram"):
+        enc.pack_data(4, 6, bytes(200))
+    assert enc.seq == 0
+    assert decode_raw(UdptlDecoder().feed(enc.pack_data(4, 6, bytes(50)))[0][1]) == (
+        1, 4, [(6, bytes(50))]
+    )  # fmt: skip
+
+
+def test_fec_rebuild_of_a_one_octet_ifp_leaves_shared_bytes_alone() -> None:
+    """CPython shares the one-octet bytes objects: a rebuilt IFP must be a fresh object
+    (an in-place XOR on a shared one once turned later indicators into others)."""
+    enc = UdptlEncoder(error_correction="fec", fec_span=2, fec_entries=1)
+    indicators = [2, 6, 7, 3, 0, 5, 1, 4]
+    wire = [enc.pack_indicator(k) for k in indicators]
+    dec = UdptlDecoder()
+    got = []
+    for n, datagram in enumerate(wire):
+        if n in (1, 4):
+            continue  # lost, rebuilt from FEC
+        got += dec.feed_ifp(datagram)
+    assert [t for _, k, t, _ in got if k == 0] == indicators
+    assert dec.stats.recovered_fec == 2
+    assert all(bytes([k])[0] == k and bytes((k,)) == k.to_bytes(1, "big") for k in range(256))
