@@ -25,12 +25,12 @@ import pytest
 from service_helpers import make_spool, only_sender, text_pages
 
 from fastfax import tiff
-from fastfax.client import FaxServer, connect
+from fastfax.client import connect
 from fastfax.errors import ConfigError
 from fastfax.service import api
+from fastfax.service.errors import RemoteError
 from fastfax.service.http import ADMIN_TOKEN_FILE, AUTH_THREADS, HttpService, Limits
 from fastfax.service.model import Event, EventKind, JobState, from_wire
-from fastfax.service.remote import RemoteBackend
 from fastfax.service.rights import ALL_RIGHTS
 from fastfax.service.server import Service
 from fastfax.service.tls import check_plain_http, client_context, is_loopback
@@ -425,30 +425,19 @@ def _certificate(folder) -> tuple[str, str]:
     return cert_path, key_path
 
 
-class _HttpsBackend(RemoteBackend):
-    """remote.py's client over HTTPS, as it will be once it builds its connections with
-    :func:`fastfax.service.tls.client_context` (the lead wires that in remote.py)."""
-
-    context: ssl.SSLContext
-
-    def _connection(self, timeout):
-        return http.client.HTTPSConnection(self.host, self.port, timeout=timeout,
-                                           context=self.context)  # fmt: skip
-
-
 def test_https_with_a_certificate_made_here(served, tmp_path):
     service, token, front = served
     cert, key = _certificate(str(tmp_path))
     server = front(host="127.0.0.1", certificate=cert, key=key)
     assert server.url.startswith("https://127.0.0.1:")
-    _HttpsBackend.context = client_context(cert)
-    backend = _HttpsBackend(server.url.replace("https://", "http://"), token)
-    with FaxServer(backend) as client:
+    with connect(server.url, token=token, ca=cert) as client:
         only_sender(client, "lp/1")
         job = client.send(text_pages(1), to="200")
         assert job.wait(T).state is JobState.COMPLETED
     with pytest.raises(ssl.SSLCertVerificationError):  # a client without the CA refuses it
         _request(server.url, "POST", "/api/session", b"{}", {}, context=client_context())
+    with pytest.raises(RemoteError, match="cannot reach"):  # so does fastfax.connect
+        connect(server.url, token=token)
     plain = server.url.replace("https://", "http://")
     with pytest.raises((http.client.HTTPException, OSError)):  # no plain HTTP on that port
         _request(plain, "POST", "/api/session", b"{}", {})

@@ -94,18 +94,21 @@ def connect(
     spool: str | os.PathLike[str] | None = None,
     token: str | None = None,
     timeout: float = 60.0,
+    ca: str | None = None,
 ) -> FaxServer:
     """A :class:`FaxServer`: embedded on ``spool`` when ``address`` is None, else the
-    daemon at ``address`` (``http://host:port``). ``token`` authenticates a user (an
-    embedded connection without one is the spool's owner, with every right).
-    ``timeout``: seconds a remote call may take."""
+    daemon at ``address`` (``https://host:port``, or ``http://host:port`` where the
+    daemon serves plain HTTP on loopback). ``token`` authenticates a user (an embedded
+    connection without one is the spool's owner, with every right). ``timeout``: seconds
+    a remote call may take. ``ca``: the PEM file or directory that verifies an HTTPS
+    daemon's certificate (default: the system's trusted CAs)."""
     if address is None:
         return FaxServer(_Local(os.fspath(spool) if spool else default_spool(), token))
     if spool is not None:
         raise ServiceError("give either an address or a spool, not both")
     from .service.remote import RemoteBackend
 
-    return FaxServer(RemoteBackend(address, token, timeout))
+    return FaxServer(RemoteBackend(address, token, timeout, ca))
 
 
 class FaxServer:

@@ -8,6 +8,9 @@ The TOML file (``fastfax.toml`` in the spool directory, or the file ``fastfax se
     host = "127.0.0.1"
     port = 8765
     max_upload = 67108864       # bytes
+    certificate = "/etc/fastfax/cert.pem"   # HTTPS (PEM chain); key: its private key
+    key = "/etc/fastfax/key.pem"            # plain HTTP serves loopback only, unless
+    allow_plain_http = false                # this says otherwise (a TLS proxy in front)
 
     [configuration]             # initial values, applied when the spool is created
     retries = 3
@@ -176,6 +179,9 @@ class DaemonConfig:
     host: str = "127.0.0.1"
     port: int = 8765
     max_upload: int = 64 << 20
+    certificate: str | None = None
+    key: str | None = None
+    allow_plain_http: bool = False
     spool: str | None = None
     configuration: dict[str, Any] = field(default_factory=dict)
     devices: list[dict[str, Any]] = field(default_factory=list)
@@ -196,8 +202,17 @@ def load_toml(path: str | os.PathLike[str]) -> DaemonConfig:
         raise ConfigError(f"{os.fspath(path)!r}: unknown section(s) {unknown}")
     out = DaemonConfig()
     http = raw.get("http", {})
-    if not isinstance(http, dict) or set(http) - {"host", "port", "max_upload"}:
-        raise ConfigError("[http] takes host, port and max_upload")
+    known = {"host", "port", "max_upload", "certificate", "key", "allow_plain_http"}
+    if not isinstance(http, dict) or set(http) - known:
+        raise ConfigError(f"[http] takes {', '.join(sorted(known))}")
+    for name in ("certificate", "key"):
+        if not isinstance(http.get(name, ""), str):
+            raise ConfigError(f"[http] {name} must be a file path")
+    if not isinstance(http.get("allow_plain_http", False), bool):
+        raise ConfigError("[http] allow_plain_http must be true or false")
+    out.certificate = http.get("certificate")
+    out.key = http.get("key")
+    out.allow_plain_http = http.get("allow_plain_http", False)
     out.host = str(http.get("host", out.host))
     out.port = http.get("port", out.port)
     out.max_upload = http.get("max_upload", out.max_upload)

@@ -66,6 +66,15 @@ class SessionGone(RequestError):
     lease, or the server restarted); nothing was done. Open a new session."""
 
 
+class ServerBusy(ServiceError):
+    """Every connection, call thread or stream slot of the server is taken (HTTP 503):
+    nothing was done; try again later."""
+
+
+class BodyTimeout(RequestError):
+    """The request body did not arrive within the server's body timeout (HTTP 408)."""
+
+
 class RemoteError(ServiceError, ConnectionError):
     """The remote server could not be reached or answered something unreadable."""
 
@@ -93,6 +102,8 @@ ERRORS: dict[str, type[FaxError]] = {
         RequestError,
         RequestTooLarge,
         SessionGone,
+        ServerBusy,
+        BodyTimeout,
         RemoteError,
         ServiceClosed,
     )

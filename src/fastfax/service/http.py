@@ -51,13 +51,14 @@ from .config import LOG_CATEGORIES, DaemonConfig, load_toml
 from .errors import (
     AccessDenied,
     AuthenticationError,
+    BodyTimeout,
     JobStateError,
     NotFound,
     PortBusy,
     RequestError,
     RequestTooLarge,
+    ServerBusy,
     ServiceClosed,
-    ServiceError,
     SessionGone,
 )
 from .metrics import CONTENT_TYPE, Metrics
@@ -123,14 +124,6 @@ class Limits:
 
 class NotFoundPath(NotFound):
     """The URL names no endpoint."""
-
-
-class ServerBusy(ServiceError):
-    """Every connection, call thread or stream slot is taken: try again later."""
-
-
-class BodyTimeout(RequestError):
-    """The request body did not arrive within the body timeout."""
 
 
 class _Conn(asyncio.Protocol):

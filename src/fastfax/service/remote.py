@@ -30,11 +30,13 @@ from .errors import (
     AccessDenied,
     AuthenticationError,
     RemoteError,
+    ServerBusy,
     ServiceError,
     SessionGone,
 )
 from .events import Subscription
 from .model import Event, EventKind, from_wire
+from .tls import client_context
 from .wire import SESSION_HEADER, decode, encode
 
 __all__ = ["RemoteBackend", "RESUME_EVERY", "RETRIES", "Unreached"]
@@ -52,14 +54,22 @@ class Unreached(RemoteError):
 
 
 class RemoteBackend:
-    """Calls to the daemon at ``address`` (``http://host:port``) as the user of ``token``."""
+    """Calls to the daemon at ``address`` (``https://host:port``, or ``http://`` on
+    loopback) as the user of ``token``; ``ca``: the PEM file (or directory) that
+    verifies an HTTPS server's certificate (default: the system's trusted CAs)."""
 
-    def __init__(self, address: str, token: str | None, timeout: float = 60.0) -> None:
+    def __init__(
+        self, address: str, token: str | None, timeout: float = 60.0, ca: str | None = None
+    ) -> None:
         url = urllib.parse.urlsplit(address)
-        if url.scheme != "http" or not url.hostname:
-            raise RemoteError(f"a server address looks like http://host:port, got {address!r}")
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise RemoteError(
+                f"a server address looks like https://host:port or http://host:port, "
+                f"got {address!r}"
+            )
         self.host = url.hostname
-        self.port = url.port or 80
+        self.port = url.port or (443 if url.scheme == "https" else 80)
+        self._tls = client_context(ca) if url.scheme == "https" else None
         self.timeout = timeout
         self._headers = {"Content-Type": "application/json"}
         if token:
@@ -76,6 +86,10 @@ class RemoteBackend:
         self._keeper.start()
 
     def _connection(self, timeout: float | None) -> http.client.HTTPConnection:
+        if self._tls is not None:
+            return http.client.HTTPSConnection(
+                self.host, self.port, timeout=timeout, context=self._tls
+            )
         return http.client.HTTPConnection(self.host, self.port, timeout=timeout)
 
     def _request(self, method: str, path: str, body: Any) -> Any:
@@ -118,6 +132,11 @@ class RemoteBackend:
                 except SessionGone:  # refused before anything was done: a new session
                     self._open_session()
                     return self._request("POST", f"/api/{name}", args)
+            except ServerBusy:  # refused before anything was done: any call may wait its turn
+                if attempt == RETRIES or self._closing.is_set():
+                    raise
+                time.sleep(0.5 * 2**attempt)
+                attempt += 1
             except Unreached:
                 if not harmless or attempt == RETRIES or self._closing.is_set():
                     raise
