@@ -57,9 +57,14 @@ _RIGHTS = "job_submit, job_query, config_query, config_set, port_query, port_set
 def _connection_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("where the service is (default: the embedded spool)")
     group.add_argument("--spool", metavar="DIR", help="embedded spool directory")
-    group.add_argument("--server", metavar="URL", help="a fastfax daemon, http://host:port")
+    group.add_argument(
+        "--server", metavar="URL", help="a fastfax daemon, https://host:port (http:// on loopback)"
+    )
     group.add_argument(
         "--token-file", metavar="FILE", help="file holding the token (e.g. <spool>/admin.token)"
+    )
+    group.add_argument(
+        "--ca", metavar="FILE", help="PEM file that verifies an https:// daemon's certificate"
     )
 
 
@@ -187,7 +192,7 @@ def _connect(args: argparse.Namespace) -> Any:
     if server:
         if "://" not in server:
             raise UsageError(f"--server is a URL like http://127.0.0.1:8765, got {server!r}")
-        return connect(server, token=token)
+        return connect(server, token=token, ca=args.ca or os.environ.get("FASTFAX_CA"))
     from .service.errors import SpoolBusy
     from .service.server import default_spool
 
