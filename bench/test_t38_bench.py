@@ -22,6 +22,11 @@ or with parity FEC (span 3, 3 entries).
 - ``fastfax``: ``ifp.encode_indicator`` / ``ifp.encode_data`` -> ``UdptlEncoder.pack``;
   decode: ``UdptlDecoder.feed`` on every datagram -> ``ifp.decode_raw`` on each IFP it
   delivers. One Python loop over the stream, best of many passes.
+- ``fastfax-merged``: one native call a packet: ``UdptlEncoder.pack_indicator`` /
+  ``pack_data``; decode: ``UdptlDecoder.feed_ifp`` (IFPs delivered decoded).
+- ``fastfax-batched``: one native call for the whole stream: ``udptl.pack_many`` /
+  ``udptl.feed_many`` on the list of (encoder, packet) / (decoder, datagram) items, built
+  before the timed part (as a gateway's loop has them after a tick).
 
 Each pass starts from fresh encoder/decoder state, made outside the timed part on both
 sides. Figures are nanoseconds per IFP packet of the stream (decode time includes the
@@ -64,8 +69,10 @@ EC = {
     "ifp-only": None,
 }
 STREAMS = ("ecm", "non-ecm")
-IMPLS = ("spandsp-c", "fastfax")  # the anchor first: fastfax's ratio is known at once
-CASES = [(i, s, e) for s in STREAMS for e in EC for i in IMPLS]
+IMPLS = ("spandsp-c", "fastfax", "fastfax-merged", "fastfax-batched")  # the anchor first
+OURS = IMPLS[1:]
+CASES = [(i, s, e) for s in STREAMS for e in EC for i in IMPLS
+         if EC[e] is not None or i in ("spandsp-c", "fastfax")]  # fmt: skip
 IDS = [f"{i}-{s}-{e}" for i, s, e in CASES]
 #: Passes over the stream per call of the C anchor (its best pass counts).
 C_PASSES = 20
@@ -201,6 +208,48 @@ def ours_decode(wire: list[tuple[int, bytes]], decoders) -> None:
             decode_raw(ifp_packet, VERSION)
 
 
+def ours_encode_merged(items: tuple[Item, ...], encoders) -> None:
+    """The same with one native call a packet (every packet of the stream has one field)."""
+    data = (encoders[0].pack_data, encoders[1].pack_data)
+    indicator = (encoders[0].pack_indicator, encoders[1].pack_indicator)
+    for direction, kind, type_, fields in items:
+        if kind:
+            field_type, payload = fields[0]
+            data[direction](type_, field_type, payload, VERSION)
+        else:
+            indicator[direction](type_, VERSION)
+
+
+def ours_encode_batched(batch: list) -> None:
+    udptl.pack_many(batch, VERSION)
+
+
+def ours_decode_merged(wire: list[tuple[int, bytes]], decoders) -> None:
+    feed = (decoders[0].feed_ifp, decoders[1].feed_ifp)
+    for direction, datagram in wire:
+        feed[direction](datagram, VERSION)
+
+
+def ours_decode_batched(batch: list) -> None:
+    udptl.feed_many(batch, VERSION)
+
+
+def _encode_batch(items: tuple[Item, ...], ec: str):
+    def setup():
+        encoders = make_encoders(ec)
+        return ([(encoders[d], k, t, f) for d, k, t, f in items],), {}
+
+    return setup
+
+
+def _decode_batch(wire: list[tuple[int, bytes]]):
+    def setup():
+        decoders = make_decoders()
+        return ([(decoders[d], datagram) for d, datagram in wire],), {}
+
+    return setup
+
+
 def ours_ifp_encode(items: tuple[Item, ...], _: object) -> None:
     """The IFP layer alone: encode every packet."""
     for _direction, kind, type_, fields in items:
@@ -260,9 +309,9 @@ class Results:
         seconds = self.seconds.get((op, stream, ec, impl))
         return seconds / len(call_stream(stream)) * 1e9 if seconds else None
 
-    def ratio(self, op: str, stream: str, ec: str) -> float | None:
+    def ratio(self, op: str, stream: str, ec: str, impl: str = "fastfax") -> float | None:
         """Our time over the anchor's (<= 1: at least as fast)."""
-        ours = self.seconds.get((op, stream, ec, "fastfax"))
+        ours = self.seconds.get((op, stream, ec, impl))
         theirs = self.seconds.get((op, stream, ec, "spandsp-c"))
         return ours / theirs if ours and theirs else None
 
@@ -276,23 +325,28 @@ class Results:
         if not self.seconds:  # --benchmark-disable: the checks ran, nothing was timed
             return
         write(f"{'stream':<9}{'ec':<12}{'op':<8}{'packets':>8}{'datagrams':>10}"
-              f"{'fastfax ns':>12}{'SpanDSP-C ns':>14}{'ours/C':>9}")  # fmt: skip
+              f"{'SpanDSP-C ns':>14}{'fastfax ns':>12}{'ours/C':>8}{'merged ns':>11}"
+              f"{'ours/C':>8}{'batched ns':>12}{'ours/C':>8}")  # fmt: skip
         for stream in STREAMS:
             for ec in EC:
                 for op in ("encode", "decode"):
                     datagrams = sum(n for _, n, _ in ours_wire(stream, ec)) if EC[ec] else "-"
                     cells = [f"{stream:<9}{ec:<12}{op:<8}{len(call_stream(stream)):>8}"
                              f"{datagrams:>10}"]  # fmt: skip
-                    for impl, width in (("fastfax", 12), ("spandsp-c", 14)):
+                    ns = self.per_packet_ns(op, stream, ec, "spandsp-c")
+                    cells.append(f"{ns:>14.0f}" if ns else f"{'-':>14}")
+                    for impl, width in zip(OURS, (12, 11, 12), strict=True):
                         ns = self.per_packet_ns(op, stream, ec, impl)
                         cells.append(f"{ns:>{width}.0f}" if ns else f"{'-':>{width}}")
-                    ratio = self.ratio(op, stream, ec)
-                    cells.append(f"{ratio:>8.2f}x" if ratio else f"{'-':>9}")
+                        ratio = self.ratio(op, stream, ec, impl)
+                        cells.append(f"{ratio:>7.2f}x" if ratio else f"{'-':>8}")
                     write("".join(cells))
         write(
             "ours/C: fastfax time over SpanDSP's (<= 1.00: at least as fast). SpanDSP-C: "
             "t38_core + t38peer.c's UDPTL timed inside C; decode covers every datagram "
-            "copy on the wire; ifp-only: the IFP layer alone (t38_core / fastfax.t38.ifp)."
+            "copy on the wire; ifp-only: the IFP layer alone (t38_core / fastfax.t38.ifp). "
+            "merged: one native call a packet (pack_data/pack_indicator, feed_ifp); batched: "
+            "one call for the stream (pack_many, feed_many)."
         )
 
 
@@ -325,8 +379,8 @@ def _record(benchmark, results, op, stream, ec, impl, seconds: float | None) -> 
     results.seconds[(op, stream, ec, impl)] = seconds
     benchmark.extra_info["ns_per_packet"] = round(results.per_packet_ns(op, stream, ec, impl), 1)
     benchmark.extra_info["packets"] = len(call_stream(stream))
-    ratio = results.ratio(op, stream, ec)
-    if impl == "fastfax" and ratio:
+    ratio = results.ratio(op, stream, ec, impl)
+    if impl != "spandsp-c" and ratio:
         benchmark.extra_info["time_ratio_vs_spandsp_c"] = round(ratio, 3)
 
 
@@ -387,11 +441,14 @@ def _check_decodes(anchor, stream: str, ec: str) -> None:
 def test_encode(benchmark, request, results, impl: str, stream: str, ec: str) -> None:
     benchmark.group = f"t38-encode-{stream}-{ec}"
     items = call_stream(stream)
-    if impl == "fastfax":
+    if impl != "spandsp-c":
         if EC[ec] is None:
             loop, setup = ours_ifp_encode, _fresh(lambda: None, items)
+        elif impl == "fastfax-batched":
+            loop, setup = ours_encode_batched, _encode_batch(items, ec)
         else:
-            loop, setup = ours_encode, _fresh(lambda: make_encoders(ec), items)
+            loop = ours_encode if impl == "fastfax" else ours_encode_merged
+            setup = _fresh(lambda: make_encoders(ec), items)
         benchmark.pedantic(loop, setup=setup, rounds=ROUNDS, warmup_rounds=3)
         seconds = benchmark.stats.stats.min if benchmark.stats else None
     else:
@@ -412,11 +469,14 @@ def test_encode(benchmark, request, results, impl: str, stream: str, ec: str) ->
 def test_decode(benchmark, request, results, impl: str, stream: str, ec: str) -> None:
     benchmark.group = f"t38-decode-{stream}-{ec}"
     wire = ours_wire(stream, ec)
-    if impl == "fastfax":
-        loop = ours_decode if EC[ec] else ours_ifp_decode
-        benchmark.pedantic(
-            loop, setup=_fresh(make_decoders, expanded(wire)), rounds=ROUNDS, warmup_rounds=3
-        )
+    if impl != "spandsp-c":
+        if impl == "fastfax-batched":
+            loop, setup = ours_decode_batched, _decode_batch(expanded(wire))
+        else:
+            loop = {"fastfax": ours_decode, "fastfax-merged": ours_decode_merged}[impl]
+            loop = loop if EC[ec] else ours_ifp_decode
+            setup = _fresh(make_decoders, expanded(wire))
+        benchmark.pedantic(loop, setup=setup, rounds=ROUNDS, warmup_rounds=3)
         seconds = benchmark.stats.stats.min if benchmark.stats else None
     else:
         anchor = request.getfixturevalue("anchor")
