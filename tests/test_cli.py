@@ -10,7 +10,7 @@ import sys
 import pytest
 from PIL import Image
 
-from fastfax import cli, tiff
+from fastfax import cli, cli_common, tiff
 from fastfax.cli import main
 from fastfax.demo import Line, make_pdf
 from fastfax.document.layout import layout_for
@@ -149,7 +149,7 @@ def test_progress_lines_into_a_log_and_a_bar_on_a_terminal(tmp_path, capsys, mon
     src.mkdir()
     for name in "abc":
         _pdf(src / f"{name}.pdf", 2)
-    monkeypatch.setattr(cli, "LOG_EVERY", 0.0)  # a line at every report
+    monkeypatch.setattr(cli_common, "LOG_EVERY", 0.0)  # a line at every report
     assert main(["convert", str(src), "-o", str(tmp_path / "out"), "-j", "1"]) == 0
     err = capsys.readouterr().err.splitlines()
     assert err[-1].startswith("3 of 3 files, 6 pages in ")

@@ -31,7 +31,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from .cli import SERVICE_COMMANDS, Progress, UsageError, WaitTimeout
+from .cli_common import SERVICE_COMMANDS, Progress, UsageError, WaitTimeout
 
 __all__ = ["COMMANDS", "add_arguments", "run", "parse_schedule"]
 

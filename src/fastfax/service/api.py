@@ -25,7 +25,7 @@ from typing import Any
 from .config import Configuration
 from .model import Event, JobInfo, PortInfo, PortStatus, RoutingMethodInfo
 from .rights import right_names
-from .server import _API
+from .server import API_CALLS
 from .wire import SESSION_HEADER
 
 __all__ = [
@@ -152,7 +152,7 @@ def schema_of(hint: Any, defs: dict[str, Any]) -> dict[str, Any]:
 
 def takes_request_id(call: str) -> bool:
     """Whether client call ``call`` has a ``request_id`` argument (an idempotent submission)."""
-    return call in _API and "request_id" in inspect.signature(_API[call][1]).parameters
+    return call in API_CALLS and "request_id" in inspect.signature(API_CALLS[call][1]).parameters
 
 
 def _call_route(name: str, right: Any, fn: Any, defs: dict[str, Any]) -> Route:
@@ -206,7 +206,7 @@ def _routes() -> tuple[list[Route], dict[str, Any]]:
               "token", media=PROMETHEUS),
         Route("GET", "/openapi.json", "openapi", "This description.", "none"),
     ]  # fmt: skip
-    calls = [_call_route(name, right, fn, defs) for name, (right, fn) in _API.items()]
+    calls = [_call_route(name, right, fn, defs) for name, (right, fn) in API_CALLS.items()]
     schema_of(Event, defs)
     return fixed + calls, defs
 

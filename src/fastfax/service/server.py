@@ -81,14 +81,16 @@ log = logging.getLogger(LOG_CATEGORIES["init_term"])
 #: The spool's own TOML file, read by the embedded service and the daemon alike.
 SPOOL_TOML = "fastfax.toml"
 _PRINTABLE = set(map(chr, range(0x20, 0x7F)))
-_API: dict[str, tuple[Right, Callable]] = {}
+#: Every client call by name: the right it needs and its method (filled by :func:`api`);
+#: the HTTP front routes by it and describes it in its OpenAPI document.
+API_CALLS: dict[str, tuple[Right, Callable]] = {}
 
 
 def api(right: Right) -> Callable[[Callable], Callable]:
     """Declare a method a client may call, and the right it needs."""
 
     def mark(fn: Callable) -> Callable:
-        _API[fn.__name__] = (right, fn)
+        API_CALLS[fn.__name__] = (right, fn)
         return fn
 
     return mark
@@ -284,9 +286,9 @@ class Service:
     def call(self, session: Session, name: str, args: dict[str, Any]) -> Any:
         """Run client call ``name`` with keyword ``args`` after checking its right."""
         self._check_open()
-        if name not in _API or name.startswith("_"):
+        if name not in API_CALLS or name.startswith("_"):
             raise RequestError(f"unknown call {name!r}")
-        right, fn = _API[name]
+        right, fn = API_CALLS[name]
         if session.id not in self.sessions:
             raise SessionGone(f"the session of {session.user!r} has ended")
         self.touch(session)
