@@ -36,7 +36,9 @@ class Sipp:
                  extra: list[str] | None = None, fill: dict[str, object] | None = None) -> None:
         self.port = free_port()
         self.workdir = workdir
-        self.scenario = SCENARIOS / f"{scenario}.xml"
+        # a name in sipp/, or the path of a scenario file
+        self.scenario = Path(scenario) if scenario.endswith(".xml") else \
+            SCENARIOS / f"{scenario}.xml"
         if fill:  # values SIPp reads when it loads the scenario (a response's status code)
             text = self.scenario.read_text()
             for name, value in fill.items():
