@@ -644,6 +644,18 @@ class T38Terminal:
         if type(step) is float:
             self._tx_due += step
             return False
+        if len(step) == 3:  # type: ignore[arg-type]
+            # A data packet of one field: IFP and datagram in one native call.
+            data_type, field_type, piece = step  # type: ignore[misc]
+            if self.trace is None:
+                datagram = self._enc.pack_data(data_type, field_type, piece, self.version)
+            else:
+                ifp = encode_data(data_type, ((field_type, piece),), self.version)
+                self.trace(self._clock, "tx", ifp)
+                datagram = self._enc.pack(ifp)
+            self._counts["ifp_out"] += 1
+            self._out.append(datagram)
+            return False
         ifp, count = step  # type: ignore[misc]
         if self.trace is not None:
             self.trace(self._clock, "tx", ifp)
@@ -715,13 +727,12 @@ class T38Terminal:
             yield self._indicator(_TRAINING[rate][short])
             yield _training_s(rate, short) + HDLC_FLAGS_S
         n = self._chunk(bps)
-        version = self.version
         last = len(frames) - 1
         for i, frame in enumerate(frames):
             wire = frame.translate(_REV)
             for off in range(0, len(wire), n):
                 piece = wire[off : off + n]
-                yield (encode_data(data_type, ((_HDLC_DATA, piece),), version), 1)
+                yield (data_type, _HDLC_DATA, piece)
                 yield len(piece) * 8 / bps
             extra = _frame_extra_bits(frame) / bps
             if i < last:
@@ -741,9 +752,8 @@ class T38Terminal:
         wire = data.translate(_REV)
         wire += bytes((-len(wire)) % n + 3 * n)  # padding after RTC, as SpanDSP sends
         step = n * 8 / bps
-        version = self.version
         for off in range(0, len(wire), n):
-            yield (encode_data(data_type, ((_T4_DATA, wire[off : off + n]),), version), 1)
+            yield (data_type, _T4_DATA, wire[off : off + n])
             yield step
         yield (self._field(data_type, _T4_END), REPEATS)
         yield DATA_TAIL_S
