@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import re
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -311,3 +312,94 @@ def test_kamailio_refuses_a_wrong_password(tmp_path: Path) -> None:
             asyncio.run(main(proxy.address))
 
 
+
+
+# --- the sip device kind under the service, with real peers ------------------------------
+
+@pytest.fixture
+def sip_kind(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The installed device kinds plus ``sip`` (until pyproject.toml registers it)."""
+    from importlib.metadata import EntryPoint
+
+    from fastfax.service import devices
+
+    real = devices.entry_points
+    ep = EntryPoint("sip", "fastfax.devices.sip:SipDevice", "fastfax.devices")
+
+    def entry_points(group: str) -> list:
+        found = list(real(group=group))
+        if group == ep.group and not any(e.name == ep.name for e in found):
+            found.append(ep)
+        return found
+
+    monkeypatch.setattr(devices, "entry_points", entry_points)
+
+
+def service_spool(tmp_path: Path, devices: list[dict]) -> str:
+    lines = ["[configuration]", "retries = 1", "retry_delay = 0.2", "branding = false"]
+    for device in devices:
+        lines.append("[[devices]]")
+        lines += [f"{k} = {v!r}".replace("'", '"') for k, v in device.items()]
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    (spool / "fastfax.toml").write_text("\n".join(lines) + "\n")
+    return str(spool)
+
+
+@pytest.mark.usefixtures("sip_kind", "no_thread_left")
+def test_service_devices_register_and_call_through_kamailio(tmp_path: Path) -> None:
+    if not kamailio.available():
+        pytest.skip("kamailio not installed (apt install kamailio)")
+    from service_helpers import job_page
+
+    from fastfax import connect
+    from fastfax.service.model import JobState, JobType
+
+    (tmp_path / "pass").write_text("secret\n")
+    with kamailio.Kamailio(tmp_path) as proxy:
+        trunk = f"127.0.0.1:{proxy.port}"
+        common = {"kind": "sip", "local": "127.0.0.1:0", "registrar": trunk, "proxy": trunk,
+                  "password_file": str(tmp_path / "pass"), "speed": float(SPEED)}
+        spool = service_spool(tmp_path, [
+            {**common, "name": "out", "user": "1000"},
+            {**common, "name": "in", "user": "2000", "numbers": ["2000"], "channels": 2,
+             "t38_mode": "on-request"}])
+        fax = [job_page(n) for n in (3, 4)]
+        with connect(spool=spool) as server:
+            for port in server.ports():
+                with server.port(port.id, modify=True) as handle:
+                    handle.update(send=port.id == "out/1", receive=port.id != "out/1")
+            time.sleep(0.5)  # both registered
+            info = server.send(fax, to="2000").wait(timeout=60)
+            assert info.state is JobState.COMPLETED, info
+            unknown = server.send(fax, to="3999").wait(timeout=60)
+            assert unknown.state is JobState.FAILED and "bad address" in unknown.cause
+            assert "(404)" in unknown.cause  # kamailio's answer, never retried
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                rx = [j for j in server.jobs() if j.type is JobType.RECEIVE]
+                if rx and all(j.state.final for j in rx):
+                    break
+                time.sleep(0.05)
+            assert len(rx) == 1 and server.job(rx[0].id).pages() == fax
+            assert rx[0].number == "1000" and rx[0].port in ("in/1", "in/2")
+
+
+@pytest.mark.usefixtures("sip_kind", "no_thread_left")
+def test_service_job_to_a_busy_sipp_is_retried_then_fails(tmp_path: Path) -> None:
+    from service_helpers import job_page
+
+    from fastfax import connect
+    from fastfax.service.model import JobState
+
+    peer = Sipp("uas_busy", tmp_path, fill={"status": 486}, calls=2)
+    try:
+        spool = service_spool(tmp_path, [{"kind": "sip", "name": "out",
+                                          "local": "127.0.0.1:0",
+                                          "gateway": f"127.0.0.1:{peer.port}"}])
+        with connect(spool=spool) as server:
+            info = server.send([job_page(1)], to="200").wait(timeout=60)
+        assert peer.wait(20) == 0, peer.errors()  # two INVITEs: the first try and a retry
+    finally:
+        peer.stop()
+    assert info.state is JobState.RETRIES_EXCEEDED and info.cause == "busy (486)"
