@@ -18,7 +18,8 @@ Figures: process CPU seconds (user + system, ``getrusage``) over the whole run d
 the pages received bit-exact (*CPU per page*), and *calls per core*: call endpoints
 carried per fully busy core at this cost, i.e. ``endpoints x call line seconds / CPU
 seconds``. Environment: ``FASTFAX_T38_CALLS`` (default 1000), ``FASTFAX_T38_SPEED``
-(default 1).
+(default 1), ``FASTFAX_T38_LOOP`` (``asyncio``, the default, or ``uvloop``: the same calls
+on uvloop's event loop, when it is installed; :mod:`fastfax.transport.t38` runs on either).
 
     python3 -m pytest bench/test_t38_gateway_bench.py -q -s
 """
@@ -47,6 +48,7 @@ from t38peer import PeerUnavailable, T38Peer  # noqa: E402
 
 CALLS = int(os.environ.get("FASTFAX_T38_CALLS", "1000"))
 SPEED = float(os.environ.get("FASTFAX_T38_SPEED", "1"))
+LOOP = os.environ.get("FASTFAX_T38_LOOP", "asyncio")
 #: How long the last sender may be started after the first (line seconds): calls are set
 #: up over a short spread, as a gateway's calls arrive, not all in one tick.
 RAMP_S = 2.0
@@ -127,7 +129,8 @@ def report(name: str, fig: dict) -> None:
     fig["calls_per_core"] = calls_per_core
     FIGURES[name] = fig
     print(
-        f"\n{name}: {fig['pairs']} pairs ({endpoints} calls) at speed {SPEED:g}: "
+        f"\n{name}{' on ' + fig['loop'] if 'loop' in fig else ''}: "
+        f"{fig['pairs']} pairs ({endpoints} calls) at speed {SPEED:g}: "
         f"{fig['calls_ok']} calls ok, {fig['pages_ok']} pages {fig['pages_are']}, "
         f"CPU {fig['cpu_seconds']:.2f} s in {fig['wall_seconds']:.1f} s wall, "
         f"{per_page * 1e3:.1f} ms CPU per page, {calls_per_core:.0f} calls per core "
@@ -148,7 +151,13 @@ def test_fastfax_calls() -> None:
     pairs = CALLS // 2
     raise_file_limit(2 * pairs + 256)
     sent = page()
-    fig = asyncio.run(run_ours(pairs, SPEED, sent))
+    if LOOP == "uvloop":
+        uvloop = pytest.importorskip("uvloop")
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            fig = runner.run(run_ours(pairs, SPEED, sent))
+    else:
+        fig = asyncio.run(run_ours(pairs, SPEED, sent))
+    fig["loop"] = LOOP
     report("fastfax", fig)
     assert fig["calls_ok"] == pairs, fig["causes"]
     assert fig["pages_ok"] == pairs
