@@ -254,16 +254,17 @@ def test_retransmissions_through_loss(tmp_path: Path) -> None:
 
 # --- kamailio ---------------------------------------------------------------------------
 
-def test_register_and_call_through_kamailio(tmp_path: Path) -> None:
+@pytest.mark.parametrize("transport", ["UDP", "TCP"])
+def test_register_and_call_through_kamailio(tmp_path: Path, transport: str) -> None:
     if not kamailio.available():
         pytest.skip("kamailio not installed (apt install kamailio)")
     sent_pages = pages(2, seed=9)
 
     async def main(proxy: tuple[str, int]):
         rx = SipAgent("127.0.0.1:0", user="2000", password="secret", registrar=proxy,
-                      proxy=proxy, t38_mode="on-request")
+                      proxy=proxy, t38_mode="on-request", transport=transport)
         tx = SipAgent("127.0.0.1:0", user="1000", password="secret", registrar=proxy,
-                      proxy=proxy)
+                      proxy=proxy, transport=transport)
         await rx.start()
         await tx.start()
         try:
@@ -278,6 +279,8 @@ def test_register_and_call_through_kamailio(tmp_path: Path) -> None:
             sent = await tx.send("2000", sent_pages, speed=SPEED)
             call, got = await taker
             unknown = await tx.send("3999", sent_pages, speed=SPEED)
+            if transport == "TCP":  # every message went over the connections
+                assert rx._streams and tx._streams and rx.send_errors == tx.send_errors == 0
             return registered, sent, call, got, unknown
         finally:
             rx.close()

@@ -59,6 +59,42 @@ def test_fastfax_to_fastfax(mode: str) -> None:
     assert got.sip is None and sent.call_id == got.call_id
 
 
+def test_fastfax_to_fastfax_over_tcp() -> None:
+    sent_pages = pages(1, seed=4)
+    tcp = {"sip": {"transport": "TCP"}}
+    sent, got = asyncio.run(pair(sent_pages, tx=tcp, rx=tcp))
+    assert sent.ok and got.ok and same(got.pages, sent_pages)
+
+
+def test_tcp_stream_with_garbage_is_closed_and_the_agent_lives() -> None:
+    async def main():
+        agent = SipAgent("127.0.0.1:0", transport="TCP")
+        await agent.start()
+        try:
+            port = agent.address[1]
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"OPTIONS sip:a@b SIP/2.0\r\nContent-Length: 99999999\r\n\r\n")
+            await writer.drain()
+            closed = await asyncio.wait_for(reader.read(), 5)  # the agent hangs up
+            writer.close()
+            # a well-formed OPTIONS on a new connection is still answered
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"OPTIONS sip:fax@127.0.0.1 SIP/2.0\r\n"
+                         b"Via: SIP/2.0/TCP 127.0.0.1:9;branch=z9hG4bKx1\r\n"
+                         b"From: <sip:t@127.0.0.1>;tag=1\r\nTo: <sip:fax@127.0.0.1>\r\n"
+                         b"Call-ID: c1\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n"
+                         b"Content-Length: 0\r\n\r\n")
+            await writer.drain()
+            answer = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            writer.close()
+            return closed, answer
+        finally:
+            agent.close()
+
+    closed, answer = asyncio.run(main())
+    assert closed == b"" and answer.startswith(b"SIP/2.0 200 OK")
+
+
 def test_receiver_reinvites_when_caller_stays_on_audio() -> None:
     # the caller waits for a request (on-request); the answerer switches after t38_wait
     sent_pages = pages(1)

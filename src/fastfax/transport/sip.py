@@ -24,8 +24,10 @@ whose ``sip`` is the user agent's :class:`~fastfax.sip.ua.Cause` (``busy``,
 :func:`send_fax` and :func:`receive_fax` place or take one call on an agent of their own
 and return the :class:`SipResult`; they run their own event loop, like
 :func:`fastfax.transport.t38.send_fax`. ``speed`` is the T.38 terminal's line-clock
-factor (both ends must use the same; keep 1 against real equipment). Only UDP is carried
-here; the user agent's TCP mode has no socket loop yet.
+factor (both ends must use the same; keep 1 against real equipment). With
+``transport="TCP"`` signalling goes over TCP (a listener on the same port number as the
+UDP socket, connections opened on demand and reused both ways, messages framed by
+Content-Length); media is UDP either way.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from ..errors import T38Error
 from ..page import Page
 from ..sip import ua as U
 from ..sip.auth import Credentials
-from ..sip.message import SipError, parse_uri
+from ..sip.message import Framer, SipError, parse_uri
 from ..t30.events import Note
 from ..t30.result import Cause, Result
 from ..t30.station import create, load_pages
@@ -156,6 +158,44 @@ class _Signalling(asyncio.DatagramProtocol):
         self.agent.send_errors += 1
 
 
+class _Stream(asyncio.Protocol):
+    """One TCP connection: framed by Content-Length, each message fed to the agent as
+    from the connection's peer; a stream that loses its framing is closed."""
+
+    def __init__(self, agent: SipAgent) -> None:
+        self.agent = agent
+        self.framer = Framer()
+        self.transport: asyncio.Transport | None = None
+        self.peer: Address | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        name = transport.get_extra_info("peername")
+        self.peer = (name[0], name[1])
+        self.agent._streams[self.peer] = self
+
+    def data_received(self, data: bytes) -> None:
+        assert self.peer is not None and self.transport is not None
+        try:
+            self.framer.feed(data)
+            while True:
+                try:
+                    message = self.framer.next_message()
+                except SipError as exc:
+                    if "limit" in str(exc) or "Content-Length" in str(exc):
+                        raise  # the framing is lost
+                    continue  # a malformed message was consumed: read on
+                if message is None:
+                    return
+                self.agent._feed(U.Datagram(bytes(message), self.peer))
+        except SipError:
+            self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.peer is not None and self.agent._streams.get(self.peer) is self:
+            del self.agent._streams[self.peer]
+
+
 class _Run:
     """One call's sockets and what the user agent reported about it."""
 
@@ -228,6 +268,9 @@ class SipAgent:
         self._transport: asyncio.DatagramTransport | None = None
         self._timers: dict[tuple[Any, ...], asyncio.TimerHandle] = {}
         self._names: dict[str, str] = {}
+        self._streams: dict[Address, _Stream] = {}
+        self._server: asyncio.AbstractServer | None = None
+        self.tcp = str(config.get("transport", "UDP")).upper() == "TCP"
         self._runs: dict[str, _Run] = {}
         self._incoming: asyncio.Queue[IncomingFax] = asyncio.Queue()
         self._registration: asyncio.Future[U.Registered | U.RegistrationFailed] | None = None
@@ -262,6 +305,13 @@ class SipAgent:
         family = socket.AF_INET6 if ":" in self.bind[0] else socket.AF_INET
         self._transport, _ = await loop.create_datagram_endpoint(
             lambda: _Signalling(self), local_addr=self.bind, family=family)
+        if self.tcp:  # the same port number for the stream listener
+            try:
+                self._server = await loop.create_server(
+                    lambda: _Stream(self), self.bind[0], self.address[1], family=family)
+            except OSError:
+                self._transport.close()
+                raise
         host, port = self.address
         if self.contact_host:
             host = self.contact_host
@@ -311,6 +361,11 @@ class SipAgent:
         self._runs.clear()
         if self._transport is not None:
             self._transport.close()
+        for stream in list(self._streams.values()):
+            if stream.transport is not None:
+                stream.transport.close()
+        if self._server is not None:
+            self._server.close()
 
     # -- the user agent's events and actions -----------------------------------------------
     def _now(self) -> float:
@@ -348,6 +403,9 @@ class SipAgent:
         host = self._names.get(host, host)
         if self._transport is None or self._transport.is_closing():
             return
+        if self.tcp:
+            self._send_stream(data, (host, port))
+            return
         if _is_ip(host):
             self._transport.sendto(data, (host, port))
             return
@@ -362,6 +420,32 @@ class SipAgent:
 
         assert self._loop is not None
         self._loop.create_task(later())
+
+    def _send_stream(self, data: bytes, destination: Address) -> None:
+        """Send on the connection to ``destination``, opening one when there is none
+        (responses go back on the connection their request came in on)."""
+        stream = self._streams.get(destination)
+        if stream is not None and stream.transport is not None \
+                and not stream.transport.is_closing():
+            stream.transport.write(data)
+            return
+
+        async def connect() -> None:
+            loop = asyncio.get_running_loop()
+            try:
+                address = await self._resolve(destination[0])
+                known = self._streams.get((address, destination[1]))
+                if known is None or known.transport is None or known.transport.is_closing():
+                    _, known = await loop.create_connection(
+                        lambda: _Stream(self), address, destination[1])
+                    self._streams[destination] = known
+                assert known.transport is not None
+                known.transport.write(data)
+            except (OSError, T38Error):
+                self.send_errors += 1  # the transaction times out and says so
+
+        assert self._loop is not None
+        self._loop.create_task(connect())
 
     def _event(self, event: object) -> None:
         if isinstance(event, U.Registered | U.RegistrationFailed):
