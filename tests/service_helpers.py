@@ -5,12 +5,16 @@ that never answers, documents to send."""
 from __future__ import annotations
 
 import email
+import glob
 import os
+import re
+import shutil
 import signal
 import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -26,12 +30,25 @@ from fastfax.service.rights import ALL_RIGHTS, Right
 from fastfax.service.server import Service
 
 
+#: The database spools made by :func:`spool_toml` use (``[store] url``): None for SQLite
+#: in the spool, else a PostgreSQL URL (set per test by the ``store_kind`` fixture).
+STORE: dict[str, str | None] = {"url": None}
+
+
+def spool_store(spool: str):  # noqa: ANN201
+    """The store a service on ``spool`` opens (as a killed process left it)."""
+    from fastfax.service.store import open_store
+
+    return open_store(STORE["url"] or spool)
+
+
 def spool_toml(tmp: str, **configuration: object) -> str:
     """A spool TOML: pair ``lp`` (100 <-> 200, line 2 stores in ``inbox``), pair
     ``noisy`` (300 <-> 400, a line too noisy to train), pair ``slow`` (500 <-> 600, half
     a second per page), print routing that copies the fax into ``printed``."""
     conf = {"retries": 2, "retry_delay": 0.2, **configuration}
-    lines = ["[configuration]"]
+    lines = [f"[store]\nurl = {STORE['url']!r}"] if STORE["url"] else []
+    lines.append("[configuration]")
     for key, value in conf.items():
         lines.append(f"{key} = {value!r}".replace("True", "true").replace("False", "false"))
     lines += [
@@ -414,3 +431,75 @@ def _bare_call() -> float:
     sent, got = loopback.call([job_page(12345)], sender={"ident": "A"}, receiver={"ident": "B"})
     assert sent.ok and got.ok
     return time.perf_counter() - start
+
+
+class PostgresUnavailable(RuntimeError):
+    """No PostgreSQL server binaries here (Debian package ``postgresql``)."""
+
+
+class PostgresServer:
+    """A throw-away PostgreSQL cluster: ``initdb`` into a temporary directory and
+    ``pg_ctl start`` listening only on a Unix socket in it (no TCP), trust auth, fsync off.
+    As root (CI) the cluster is owned and run by the ``postgres`` system user (else
+    ``nobody``): PostgreSQL refuses to run as root. :meth:`database` makes a fresh,
+    empty database and returns its URL; :meth:`stop` stops the server and removes it all."""
+
+    def __init__(self) -> None:
+        found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=_version_key)
+        if not found and shutil.which("initdb") is None:
+            raise PostgresUnavailable("PostgreSQL's initdb/pg_ctl are not installed")
+        self.bindir = os.path.dirname(found[-1]) if found else os.path.dirname(
+            shutil.which("initdb") or "")  # fmt: skip
+        self.dir = tempfile.mkdtemp(prefix="fastfax-pg-")
+        self._user: dict[str, object] = {}
+        if os.geteuid() == 0:
+            import pwd
+
+            for name in ("postgres", "nobody"):
+                try:
+                    pw = pwd.getpwnam(name)
+                except KeyError:
+                    continue
+                self._user = {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
+                os.chown(self.dir, pw.pw_uid, pw.pw_gid)
+                break
+            else:
+                raise PostgresUnavailable("running as root and no postgres/nobody user")
+        self.data = os.path.join(self.dir, "data")
+        self._count = 0
+        self._run("initdb", "-D", self.data, "-U", "fastfax", "--auth=trust", "-E", "UTF8",
+                  "--no-sync", "--no-instructions")  # fmt: skip
+        options = (f"-k {self.dir} -c listen_addresses='' -c fsync=off "
+                   "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+        try:
+            self._run("pg_ctl", "-D", self.data, "-l", os.path.join(self.dir, "log"),
+                      "-o", options, "-w", "-t", "30", "start")  # fmt: skip
+        except BaseException:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            raise
+        self.url = f"postgresql://fastfax@/postgres?host={self.dir}"
+
+    def _run(self, tool: str, *args: str) -> None:
+        subprocess.run([os.path.join(self.bindir, tool), *args], check=True, cwd=self.dir,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                       env={**os.environ, "LC_ALL": "C"}, **self._user)  # fmt: skip
+
+    def database(self) -> str:
+        """The URL of a new, empty database."""
+        import psycopg
+
+        self._count += 1
+        name = f"t{os.getpid()}_{self._count}"
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return f"postgresql://fastfax@/{name}?host={self.dir}"
+
+    def stop(self) -> None:
+        try:
+            self._run("pg_ctl", "-D", self.data, "-m", "immediate", "-w", "stop")
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _version_key(path: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in re.findall(r"\d+", path))

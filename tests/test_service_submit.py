@@ -198,7 +198,7 @@ def test_pixels_of_a_prepared_job_match_the_submitted_pages(tmp_path):
 def test_a_job_whose_fax_reached_our_line_before_a_kill_is_not_sent_again(tmp_path):
     """The state a SIGKILL leaves between a loopback fax arriving and its send job being
     marked completed: the next start marks the job completed instead of sending again."""
-    from fastfax.service.store import Store
+    from fastfax.service.store import open_store
 
     spool = make_spool(str(tmp_path))
     with connect(spool=spool) as server:
@@ -207,7 +207,7 @@ def test_a_job_whose_fax_reached_our_line_before_a_kill_is_not_sent_again(tmp_pa
         job = server.send(text_pages(1), to="200")
         while job.status is JobState.PREPARING:
             time.sleep(0.01)
-    store = Store(spool)  # as the killed process left it
+    store = open_store(spool)  # as the killed process left it
     store.update_job(job.id, state="inprogress", attempts=1, port="lp/1")
     row = store.job(job.id)
     store.add_job({"type": "receive", "state": "pending", "number": "100", "submitted": 1.0,

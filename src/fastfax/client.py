@@ -49,12 +49,12 @@ class _Local:
     _shared: dict[str, list[Any]] = {}  # spool -> [service, connections]
     _lock = threading.Lock()
 
-    def __init__(self, spool: str, token: str | None) -> None:
+    def __init__(self, spool: str, token: str | None, store: str | None = None) -> None:
         self.spool = os.path.abspath(spool)
         with self._lock:
             entry = self._shared.get(self.spool)
             if entry is None:
-                entry = self._shared[self.spool] = [Service(self.spool), 0]
+                entry = self._shared[self.spool] = [Service(self.spool, store=store), 0]
             entry[1] += 1
         self.service: Service = entry[0]
         try:
@@ -95,17 +95,21 @@ def connect(
     token: str | None = None,
     timeout: float = 60.0,
     ca: str | None = None,
+    store: str | None = None,
 ) -> FaxServer:
     """A :class:`FaxServer`: embedded on ``spool`` when ``address`` is None, else the
     daemon at ``address`` (``https://host:port``, or ``http://host:port`` where the
     daemon serves plain HTTP on loopback). ``token`` authenticates a user (an embedded
     connection without one is the spool's owner, with every right). ``timeout``: seconds
     a remote call may take. ``ca``: the PEM file or directory that verifies an HTTPS
-    daemon's certificate (default: the system's trusted CAs)."""
+    daemon's certificate (default: the system's trusted CAs). ``store``: the database of
+    an embedded service, a ``postgresql://`` URL (default: the spool TOML's ``[store]
+    url``, else SQLite in the spool)."""
     if address is None:
-        return FaxServer(_Local(os.fspath(spool) if spool else default_spool(), token))
-    if spool is not None:
-        raise ServiceError("give either an address or a spool, not both")
+        spool = os.fspath(spool) if spool else default_spool()
+        return FaxServer(_Local(spool, token, store))
+    if spool is not None or store is not None:
+        raise ServiceError("give either an address or a spool (and store), not both")
     from .service.remote import RemoteBackend
 
     return FaxServer(RemoteBackend(address, token, timeout, ca))

@@ -240,9 +240,8 @@ class Scheduler:
         for row in self.store.jobs(
             "state IN (?, ?)", (JobState.INPROGRESS.value, JobState.ROUTING.value)
         ):
-            if row["type"] == JobType.SEND.value and self.store.jobs(
-                "type = 'receive' AND json_extract(info, '$.from_job') = ?", (row["id"],)
-            ):  # its fax reached a line of ours before the stop: it was sent, once
+            if row["type"] == JobType.SEND.value and self.store.received_from(row["id"]):
+                # its fax reached a line of ours before the stop: it was sent, once
                 self.store.update_job(row["id"], state=JobState.COMPLETED.value,
                                       finished=time.time(), cause="")  # fmt: skip
                 out_log.warning("job %d was delivered when the service stopped", row["id"])
@@ -308,8 +307,7 @@ class Scheduler:
         if config.pause_queue:
             return 1.0
         due = f"type = 'send' AND state IN ({','.join('?' * len(_DUE))})"
-        later = self.store.query(f"SELECT MIN(schedule) FROM jobs WHERE {due} AND schedule > ?",
-                                 (*_DUE, now))[0][0]  # fmt: skip
+        later = self.store.earliest_schedule(f"{due} AND schedule > ?", (*_DUE, now))
         next_at = now + 1.0 if later is None else min(now + 1.0, later)
         cheap = in_window(config.discount_start, config.discount_end, _dt.datetime.now())
         senders = self.ports.senders()
@@ -665,10 +663,8 @@ class Scheduler:
         """Send the delivery report of each finished send job that asked for one (at
         most once): to its e-mail address through the e-mail method's pool, or into
         ``<spool>/receipts/<owner>/`` for "inbox"."""
-        rows = self.store.jobs(
-            "type = 'send' AND state IN (?, ?, ?) AND json_extract(info, '$.receipt') != ''"
-            " AND json_extract(info, '$.reported') IS NOT 1",
-            (JobState.COMPLETED.value, JobState.FAILED.value, JobState.RETRIES_EXCEEDED.value),
+        rows = self.store.unreported_receipts(
+            (JobState.COMPLETED.value, JobState.FAILED.value, JobState.RETRIES_EXCEEDED.value)
         )
         methods = dict(self._routing_methods())
         for row in rows:

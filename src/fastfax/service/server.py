@@ -73,7 +73,7 @@ from .rights import (
 from .routing import load_methods
 from .scheduler import Scheduler
 from .spool import Spool
-from .store import Store
+from .store import Store, open_store
 
 __all__ = ["Service", "Session", "default_spool", "SPOOL_TOML", "SESSION_LEASE"]
 
@@ -125,8 +125,9 @@ class Session:
 
 class Service:
     """A running fax service on ``spool``. ``settings``: a parsed TOML file (default: the
-    spool's ``fastfax.toml`` if present). Raises :class:`SpoolBusy` if another process
-    runs a service on the same spool.
+    spool's ``fastfax.toml`` if present). ``store``: the database, a ``postgresql://``
+    URL (default: ``settings.store``, else SQLite in the spool; see :mod:`.store`).
+    Raises :class:`SpoolBusy` if another process runs a service on the same spool.
 
     A remote session (and the ports it holds for modify) ends :attr:`session_lease`
     seconds after its last request: a client that dies without closing frees its ports
@@ -134,7 +135,12 @@ class Service:
 
     session_lease: float = SESSION_LEASE
 
-    def __init__(self, spool: str | os.PathLike[str], settings: DaemonConfig | None = None) -> None:
+    def __init__(
+        self,
+        spool: str | os.PathLike[str],
+        settings: DaemonConfig | None = None,
+        store: str | None = None,
+    ) -> None:
         self.spool = os.path.abspath(os.fspath(spool))
         os.makedirs(self.spool, exist_ok=True)
         self._lockfile = open(os.path.join(self.spool, "lock"), "w")  # noqa: SIM115
@@ -147,7 +153,14 @@ class Service:
                 "(fastfax.connect('http://...')) instead"
             ) from None
         self._closed = False
-        self.store = Store(self.spool)
+        try:
+            if settings is None:
+                toml = os.path.join(self.spool, SPOOL_TOML)
+                settings = load_toml(toml) if os.path.exists(toml) else DaemonConfig()
+            self.store: Store = open_store(store or settings.store or self.spool)
+        except BaseException:
+            self._lockfile.close()
+            raise
         self.files = Spool(self.spool)
         self.ports = PortTable(self.store)
         self._lock = self.ports.lock
@@ -162,10 +175,7 @@ class Service:
             self._lockfile.close()
             raise
 
-    def _start(self, settings: DaemonConfig | None) -> None:
-        if settings is None:
-            toml = os.path.join(self.spool, SPOOL_TOML)
-            settings = load_toml(toml) if os.path.exists(toml) else DaemonConfig()
+    def _start(self, settings: DaemonConfig) -> None:
         self.settings = settings
         if self.store.setting("configuration") is None:
             conf = Configuration.from_dict(settings.configuration)

@@ -1,0 +1,150 @@
+"""The service's database: one contract (:class:`Store`), two stores.
+
+- :mod:`.sqlite`: SQLite in WAL mode, the file ``spool.db`` in the spool (the default:
+  nothing to set up, one process per spool).
+- :mod:`.postgresql`: PostgreSQL through psycopg 3, the store several ``fastfax serve``
+  nodes share (``[store] url = "postgresql://user@host/db"`` in the TOML, ``--store URL``
+  for ``fastfax serve``, ``fastfax.connect(spool=..., store=URL)`` embedded).
+
+Both hold the same tables: ``settings`` (configuration, logging categories, routing
+priorities, as JSON), ``ports`` (per-line settings), ``routing`` (per-port method
+switches and data), ``users`` (rights and token digests), ``jobs``, ``requests`` (the
+job ids each client request id of a user was answered with, so a repeated request
+creates nothing) and ``schema_version``. Each store creates and migrates its schema
+itself when opened (numbered migrations; migration 1 is the schema of fastfax's first
+spools), so a database is never set up by hand.
+
+Every change is committed before the call returns. Callers see rows as dicts; a job's
+``info`` is a dict. Conditions handed to :meth:`Store.jobs` and :meth:`Store.update_job`
+are in the portable subset of SQL both stores speak: column names, ``=``/``<``/``IN``,
+``AND``/``OR``/``NOT``, ``IS NULL``, string and number literals, and ``?`` for each
+argument (the PostgreSQL store turns these into its own placeholders). Anything a
+dialect spells differently (JSON fields, upserts, ids of new rows) stays inside the
+store modules.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from ...errors import ConfigError
+
+__all__ = ["Store", "open_store", "is_url"]
+
+#: URL schemes of the PostgreSQL store.
+POSTGRESQL_SCHEMES = ("postgresql://", "postgres://")
+
+
+class Store(Protocol):
+    """What the service asks of its database. Times are POSIX seconds (float)."""
+
+    #: What the store is (``sqlite:<path>`` or the PostgreSQL URL without password).
+    location: str
+
+    def close(self) -> None:
+        """Close the connection(s); the store is unusable afterwards."""
+
+    # -- settings (values are anything JSON holds) -------------------------------------
+    def setting(self, key: str, default: Any = None) -> Any:
+        """The value stored under ``key``, else ``default``."""
+
+    def set_setting(self, key: str, value: Any) -> None:
+        """Store ``value`` under ``key`` (replacing any)."""
+
+    # -- ports and routing --------------------------------------------------------------
+    def port(self, port_id: str) -> dict[str, Any] | None:
+        """The stored settings of a line (id send receive rings priority tsid csid)."""
+
+    def save_port(self, port_id: str, values: dict[str, Any]) -> None:
+        """Store a line's settings (``values`` has every column but ``id``)."""
+
+    def routing(self, port_id: str) -> dict[str, tuple[bool, dict]]:
+        """Method name -> (enabled, data) for a line."""
+
+    def set_routing(self, port_id: str, method: str, enabled: bool, data: dict) -> None:
+        """Switch routing ``method`` of a line on or off, with its data."""
+
+    # -- users ---------------------------------------------------------------------------
+    def user_by_token(self, digest: str) -> dict[str, Any] | None:
+        """``{"name", "rights"}`` of the user whose token has SHA-256 hex ``digest``."""
+
+    def users(self) -> list[dict[str, Any]]:
+        """Every user's ``{"name", "rights"}``, by name."""
+
+    def save_user(self, name: str, rights: int, digest: str) -> None:
+        """Add or replace a user."""
+
+    def delete_user(self, name: str) -> bool:
+        """Remove a user; whether there was one."""
+
+    # -- jobs -----------------------------------------------------------------------------
+    def add_job(self, values: dict[str, Any]) -> int:
+        """Add a job row (columns of ``jobs`` but ``id``); its new id."""
+
+    def add_jobs(
+        self, rows: list[dict[str, Any]], request: tuple[str, str, float] | None = None
+    ) -> tuple[list[int], bool]:
+        """Add ``rows`` as one group in one transaction (when more than one, each row's
+        ``grp`` is the first id). ``request``: (user, request id, now): if that request
+        was answered before, nothing is added and its job ids come back. Returns the ids
+        and whether they are new."""
+
+    def request_jobs(self, user: str, key: str) -> list[int] | None:
+        """The job ids request ``key`` of ``user`` was answered with, if it was."""
+
+    def forget_requests(self, before: float) -> None:
+        """Drop the request ids answered before ``before``."""
+
+    def file_used(self, file: str) -> bool:
+        """Whether a job names ``file``."""
+
+    def job(self, job_id: int) -> dict[str, Any] | None:
+        """One job's row, or None."""
+
+    def jobs(self, where: str = "1 = 1", args: tuple = (), order: str = "id") -> list[dict]:
+        """The jobs matching portable condition ``where`` (``?`` per item of ``args``),
+        ordered by ``order`` (columns, ``DESC``, optionally ``LIMIT n``)."""
+
+    def earliest_schedule(self, where: str, args: tuple = ()) -> float | None:
+        """The smallest ``schedule`` of the jobs matching ``where``, or None."""
+
+    def received_from(self, job_id: int) -> bool:
+        """Whether a receive job records (``info.from_job``) that send job ``job_id``
+        reached a line of ours."""
+
+    def unreported_receipts(self, states: Iterable[str]) -> list[dict[str, Any]]:
+        """Send jobs in ``states`` that ask for a receipt (``info.receipt``) not yet
+        sent (``info.reported`` unset)."""
+
+    def update_job(self, job_id: int, when: str | None = None, **values: Any) -> bool:
+        """Set columns of a job (``info`` is merged into the stored one); with ``when``
+        (a portable condition without arguments), only if it holds. Whether the row
+        changed."""
+
+    def delete_job(self, job_id: int) -> None:
+        """Remove a job's row (its file is the caller's)."""
+
+
+def is_url(target: str) -> bool:
+    """Whether ``target`` names a database server rather than a spool directory."""
+    return target.startswith(POSTGRESQL_SCHEMES)
+
+
+def open_store(url_or_spool: str | os.PathLike[str]) -> Store:
+    """The store at ``url_or_spool``: a ``postgresql://`` URL (libpq's form, e.g.
+    ``postgresql://fax@db.example/fax`` or ``postgresql:///fax?host=/run/postgresql``),
+    or a spool directory (its ``spool.db``, SQLite). Migrates the schema to this
+    version. Raises :class:`ConfigError` for a URL of another kind or a database that
+    cannot be reached."""
+    target = os.fspath(url_or_spool)
+    if is_url(target):
+        from .postgresql import PostgresStore
+
+        return PostgresStore(target)
+    if "://" in target:
+        raise ConfigError(f"unknown store {target.split('://')[0]!r}: use postgresql://...")
+    from .sqlite import SqliteStore
+
+    return SqliteStore(target)

@@ -1,0 +1,238 @@
+"""What the two stores share: every query of the contract in SQL both speak (upserts
+as ``INSERT ... ON CONFLICT``, new ids by ``RETURNING id``, ``?`` placeholders), over
+four things each store supplies: a transaction, reads, how JSON goes in and comes out,
+and its migrations."""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
+
+JOB_COLUMNS = (
+    "type state number grp priority owner submitted schedule discount started finished "
+    "attempts pages port cause file info"
+).split()
+PORT_COLUMNS = ["id", "send", "receive", "rings", "priority", "tsid", "csid"]
+
+
+class Tx(Protocol):
+    """An open transaction: ``fetch`` rows as dicts, ``execute`` and get the row count."""
+
+    def fetch(self, sql: str, args: Iterable[Any] = ()) -> list[dict[str, Any]]: ...
+
+    def execute(self, sql: str, args: Iterable[Any] = ()) -> int: ...
+
+
+class SqlStore(ABC):
+    """The contract's queries; subclasses bind them to a database."""
+
+    location: str
+
+    # -- what a store supplies ----------------------------------------------------------
+    @abstractmethod
+    def transaction(self) -> AbstractContextManager[Tx]:
+        """A write transaction: committed when the block ends, rolled back on error."""
+
+    @abstractmethod
+    def fetch(self, sql: str, args: Iterable[Any] = ()) -> list[dict[str, Any]]:
+        """Rows of one read, as dicts."""
+
+    @abstractmethod
+    def json_in(self, value: Any) -> Any:
+        """``value`` as the JSON column takes it."""
+
+    @abstractmethod
+    def json_out(self, value: Any) -> Any:
+        """A JSON column's value as Python data."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    #: (version, statements) in order; version 1 is the first schema.
+    migrations: tuple[tuple[int, tuple[str, ...]], ...]
+
+    def migrate(self) -> int:
+        """Apply the migrations this database lacks, each in its own transaction;
+        returns the version it is at."""
+        with self.transaction() as tx:
+            self.lock_schema(tx)
+            tx.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        version = self.schema_version()
+        for number, statements in self.migrations:
+            if number <= version:
+                continue
+            with self.transaction() as tx:
+                self.lock_schema(tx)
+                now = tx.fetch("SELECT MAX(version) AS v FROM schema_version")[0]["v"] or 0
+                if now >= number:  # another node did it meanwhile
+                    continue
+                for sql in statements:
+                    tx.execute(sql)
+                tx.execute("INSERT INTO schema_version (version) VALUES (?)", (number,))
+            version = number
+        return version
+
+    def lock_schema(self, tx: Tx) -> None:  # noqa: B027 (SQLite: BEGIN IMMEDIATE does it)
+        """Keep other processes from migrating until ``tx`` ends (if they could)."""
+
+    def schema_version(self) -> int:
+        return self.fetch("SELECT MAX(version) AS v FROM schema_version")[0]["v"] or 0
+
+    # -- settings --------------------------------------------------------------------------
+    def setting(self, key: str, default: Any = None) -> Any:
+        rows = self.fetch("SELECT value FROM settings WHERE key = ?", (key,))
+        return json.loads(rows[0]["value"]) if rows else default
+
+    def set_setting(self, key: str, value: Any) -> None:
+        with self.transaction() as tx:
+            tx.execute(
+                "INSERT INTO settings (key, value) VALUES (?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, json.dumps(value)),
+            )
+
+    # -- ports -----------------------------------------------------------------------------
+    def port(self, port_id: str) -> dict[str, Any] | None:
+        rows = self.fetch("SELECT * FROM ports WHERE id = ?", (port_id,))
+        return rows[0] if rows else None
+
+    def save_port(self, port_id: str, values: dict[str, Any]) -> None:
+        row = [port_id] + [_plain(values[c]) for c in PORT_COLUMNS[1:]]
+        sets = ", ".join(f"{c} = excluded.{c}" for c in PORT_COLUMNS[1:])
+        with self.transaction() as tx:
+            tx.execute(
+                f"INSERT INTO ports ({', '.join(PORT_COLUMNS)})"
+                f" VALUES ({', '.join('?' * len(PORT_COLUMNS))})"
+                f" ON CONFLICT (id) DO UPDATE SET {sets}",
+                row,
+            )
+
+    def routing(self, port_id: str) -> dict[str, tuple[bool, dict]]:
+        rows = self.fetch("SELECT method, enabled, data FROM routing WHERE port = ?", (port_id,))
+        return {r["method"]: (bool(r["enabled"]), json.loads(r["data"])) for r in rows}
+
+    def set_routing(self, port_id: str, method: str, enabled: bool, data: dict) -> None:
+        with self.transaction() as tx:
+            tx.execute(
+                "INSERT INTO routing (port, method, enabled, data) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (port, method) DO UPDATE"
+                " SET enabled = excluded.enabled, data = excluded.data",
+                (port_id, method, int(enabled), json.dumps(data)),
+            )
+
+    # -- users -----------------------------------------------------------------------------
+    def user_by_token(self, digest: str) -> dict[str, Any] | None:
+        rows = self.fetch("SELECT name, rights FROM users WHERE token = ?", (digest,))
+        return rows[0] if rows else None
+
+    def users(self) -> list[dict[str, Any]]:
+        return self.fetch("SELECT name, rights FROM users ORDER BY name")
+
+    def save_user(self, name: str, rights: int, digest: str) -> None:
+        with self.transaction() as tx:
+            tx.execute(
+                "INSERT INTO users (name, rights, token) VALUES (?, ?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET rights = excluded.rights,"
+                " token = excluded.token",
+                (name, rights, digest),
+            )
+
+    def delete_user(self, name: str) -> bool:
+        with self.transaction() as tx:
+            return tx.execute("DELETE FROM users WHERE name = ?", (name,)) > 0
+
+    # -- jobs ------------------------------------------------------------------------------
+    def _insert_job(self, tx: Tx, values: dict[str, Any]) -> int:
+        values = {**values, "info": self.json_in(values.get("info", {}))}
+        cols = [c for c in JOB_COLUMNS if c in values]
+        rows = tx.fetch(
+            f"INSERT INTO jobs ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+            " RETURNING id",
+            [_plain(values[c]) for c in cols],
+        )
+        return int(rows[0]["id"])
+
+    def add_job(self, values: dict[str, Any]) -> int:
+        with self.transaction() as tx:
+            return self._insert_job(tx, values)
+
+    def add_jobs(
+        self, rows: list[dict[str, Any]], request: tuple[str, str, float] | None = None
+    ) -> tuple[list[int], bool]:
+        with self.transaction() as tx:
+            if request is not None:
+                old = tx.fetch(
+                    'SELECT jobs FROM requests WHERE "user" = ? AND key = ?', request[:2]
+                )
+                if old:
+                    return json.loads(old[0]["jobs"]), False
+            ids: list[int] = []
+            for values in rows:
+                if len(rows) > 1 and ids:
+                    values = {**values, "grp": ids[0]}
+                ids.append(self._insert_job(tx, values))
+            if len(rows) > 1:
+                tx.execute("UPDATE jobs SET grp = ? WHERE id = ?", (ids[0], ids[0]))
+            if request is not None:
+                tx.execute(
+                    'INSERT INTO requests ("user", key, jobs, created) VALUES (?, ?, ?, ?)',
+                    (request[0], request[1], json.dumps(ids), request[2]),
+                )
+            return ids, True
+
+    def request_jobs(self, user: str, key: str) -> list[int] | None:
+        rows = self.fetch('SELECT jobs FROM requests WHERE "user" = ? AND key = ?', (user, key))
+        return json.loads(rows[0]["jobs"]) if rows else None
+
+    def forget_requests(self, before: float) -> None:
+        with self.transaction() as tx:
+            tx.execute("DELETE FROM requests WHERE created < ?", (before,))
+
+    def file_used(self, file: str) -> bool:
+        return bool(self.fetch("SELECT 1 AS one FROM jobs WHERE file = ? LIMIT 1", (file,)))
+
+    def _job(self, row: dict[str, Any]) -> dict[str, Any]:
+        row["info"] = self.json_out(row["info"])
+        return row
+
+    def job(self, job_id: int) -> dict[str, Any] | None:
+        rows = self.fetch("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        return self._job(rows[0]) if rows else None
+
+    def jobs(self, where: str = "1 = 1", args: tuple = (), order: str = "id") -> list[dict]:
+        rows = self.fetch(f"SELECT * FROM jobs WHERE {where} ORDER BY {order}", args)
+        return [self._job(r) for r in rows]
+
+    def earliest_schedule(self, where: str, args: tuple = ()) -> float | None:
+        return self.fetch(f"SELECT MIN(schedule) AS s FROM jobs WHERE {where}", args)[0]["s"]
+
+    def update_job(self, job_id: int, when: str | None = None, **values: Any) -> bool:
+        with self.transaction() as tx:
+            if "info" in values:
+                rows = tx.fetch("SELECT info FROM jobs WHERE id = ?", (job_id,))
+                if not rows:
+                    return False
+                values["info"] = self.json_in({**self.json_out(rows[0]["info"]), **values["info"]})
+            sets = ", ".join(f"{c} = ?" for c in values)
+            sql = f"UPDATE jobs SET {sets} WHERE id = ?" + (f" AND ({when})" if when else "")
+            return tx.execute(sql, [*map(_plain, values.values()), job_id]) > 0
+
+    def delete_job(self, job_id: int) -> None:
+        with self.transaction() as tx:
+            tx.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+
+
+def _plain(value: Any) -> Any:
+    """Booleans as the integers the INTEGER columns hold (PostgreSQL keeps the types
+    apart; SQLite stores them as 0/1 anyway)."""
+    return int(value) if isinstance(value, bool) else value
+
+
+def iter_statements(script: str) -> Iterator[str]:
+    """The statements of a schema script (no ``;`` inside a statement)."""
+    for part in script.split(";"):
+        if part.strip():
+            yield part.strip()

@@ -1,0 +1,117 @@
+"""The SQLite store: ``<spool>/spool.db`` in WAL mode, ``synchronous=FULL``. One
+connection, serialised by a lock, is shared by the service's threads; a write
+transaction is ``BEGIN IMMEDIATE``. JSON is kept as text and read with ``json_extract``.
+Page data lives beside the database as TIFF-F files (``out/<job>.tif``,
+``in/<job>.tif``); a job row names its file."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from ._sql import SqlStore, iter_statements
+
+__all__ = ["SqliteStore"]
+
+# Migration 1: the schema of the first spools (IF NOT EXISTS: those spools have it
+# already, without a schema_version table).
+_SCHEMA_1 = """
+CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS ports (
+    id TEXT PRIMARY KEY, send INTEGER, receive INTEGER, rings INTEGER, priority INTEGER,
+    tsid TEXT, csid TEXT);
+CREATE TABLE IF NOT EXISTS routing (
+    port TEXT, method TEXT, enabled INTEGER NOT NULL DEFAULT 0, data TEXT NOT NULL DEFAULT '{}',
+    PRIMARY KEY (port, method));
+CREATE TABLE IF NOT EXISTS users (
+    name TEXT PRIMARY KEY, rights INTEGER NOT NULL, token TEXT UNIQUE NOT NULL);
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    type TEXT NOT NULL, state TEXT NOT NULL, number TEXT NOT NULL DEFAULT '',
+    grp INTEGER, priority INTEGER NOT NULL DEFAULT 1, owner TEXT NOT NULL DEFAULT '',
+    submitted REAL NOT NULL, schedule REAL NOT NULL, discount INTEGER NOT NULL DEFAULT 0,
+    started REAL, finished REAL, attempts INTEGER NOT NULL DEFAULT 0,
+    pages INTEGER NOT NULL DEFAULT 0, port TEXT, cause TEXT NOT NULL DEFAULT '',
+    file TEXT NOT NULL DEFAULT '', info TEXT NOT NULL DEFAULT '{}');
+CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state);
+CREATE INDEX IF NOT EXISTS jobs_file ON jobs (file);
+CREATE TABLE IF NOT EXISTS requests (
+    user TEXT NOT NULL, key TEXT NOT NULL, jobs TEXT NOT NULL, created REAL NOT NULL,
+    PRIMARY KEY (user, key));
+"""
+
+
+class _Tx:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def fetch(self, sql: str, args: Iterable[Any] = ()) -> list[dict[str, Any]]:
+        return [dict(r) for r in self._db.execute(sql, tuple(args)).fetchall()]
+
+    def execute(self, sql: str, args: Iterable[Any] = ()) -> int:
+        return self._db.execute(sql, tuple(args)).rowcount
+
+
+class SqliteStore(SqlStore):
+    """The spool's SQLite database at ``<spool>/spool.db``."""
+
+    migrations = ((1, tuple(iter_statements(_SCHEMA_1))),)
+
+    def __init__(self, spool: str) -> None:
+        self.path = os.path.join(spool, "spool.db")
+        self.location = f"sqlite:{self.path}"
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        try:
+            self.migrate()
+        except BaseException:
+            self._db.close()
+            raise
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[_Tx]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield _Tx(self._db)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def fetch(self, sql: str, args: Iterable[Any] = ()) -> list[dict[str, Any]]:
+        with self._lock:
+            return _Tx(self._db).fetch(sql, args)
+
+    def json_in(self, value: Any) -> Any:
+        return json.dumps(value)
+
+    def json_out(self, value: Any) -> Any:
+        return json.loads(value)
+
+    def received_from(self, job_id: int) -> bool:
+        return bool(self.fetch(
+            "SELECT 1 AS one FROM jobs WHERE type = 'receive'"
+            " AND json_extract(info, '$.from_job') = ? LIMIT 1", (job_id,)
+        ))  # fmt: skip
+
+    def unreported_receipts(self, states: Iterable[str]) -> list[dict[str, Any]]:
+        states = tuple(states)
+        return self.jobs(
+            f"type = 'send' AND state IN ({','.join('?' * len(states))})"
+            " AND json_extract(info, '$.receipt') != ''"
+            " AND json_extract(info, '$.reported') IS NOT 1",
+            states,
+        )
