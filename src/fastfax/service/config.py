@@ -12,6 +12,9 @@ The TOML file (``fastfax.toml`` in the spool directory, or the file ``fastfax se
     key = "/etc/fastfax/key.pem"            # plain HTTP serves loopback only, unless
     allow_plain_http = false                # this says otherwise (a TLS proxy in front)
 
+    [logging]                   # fastfax serve only
+    format = "json"             # JSON lines on stderr (default "text"; see service.logs)
+
     [configuration]             # initial values, applied when the spool is created
     retries = 3
     retry_delay = 60.0
@@ -46,7 +49,6 @@ from typing import Any
 
 from ..devices.contract import INBOUND_LOGGER
 from .errors import ConfigError
-from .store import POSTGRESQL_SCHEMES as STORE_SCHEMES
 
 __all__ = [
     "Configuration",
@@ -184,7 +186,7 @@ class DaemonConfig:
     key: str | None = None
     allow_plain_http: bool = False
     spool: str | None = None
-    store: str | None = None  # [store] url: a postgresql:// URL (default: SQLite in the spool)
+    log_format: str = "text"  # [logging] format: "text" or "json" (fastfax serve's stderr)
     configuration: dict[str, Any] = field(default_factory=dict)
     devices: list[dict[str, Any]] = field(default_factory=list)
     routing: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -199,9 +201,7 @@ def load_toml(path: str | os.PathLike[str]) -> DaemonConfig:
         raise ConfigError(f"cannot read {os.fspath(path)!r}: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{os.fspath(path)!r} is not valid TOML: {exc}") from None
-    unknown = sorted(
-        set(raw) - {"http", "configuration", "devices", "routing", "spool", "store"}
-    )
+    unknown = sorted(set(raw) - {"http", "configuration", "devices", "routing", "spool", "logging"})
     if unknown:
         raise ConfigError(f"{os.fspath(path)!r}: unknown section(s) {unknown}")
     out = DaemonConfig()
@@ -228,13 +228,12 @@ def load_toml(path: str | os.PathLike[str]) -> DaemonConfig:
     if spool is not None and not isinstance(spool, str):
         raise ConfigError("spool must be a directory path")
     out.spool = spool
-    store = raw.get("store", {})
-    if not isinstance(store, dict) or set(store) - {"url"}:
-        raise ConfigError("[store] takes url")
-    url = store.get("url")
-    if url is not None and not (isinstance(url, str) and url.startswith(STORE_SCHEMES)):
-        raise ConfigError(f"[store] url must be a postgresql:// URL, got {url!r}")
-    out.store = url
+    logs = raw.get("logging", {})
+    if not isinstance(logs, dict) or set(logs) - {"format"}:
+        raise ConfigError("[logging] takes format")
+    out.log_format = logs.get("format", out.log_format)
+    if out.log_format not in ("text", "json"):
+        raise ConfigError(f'[logging] format is "text" or "json", got {out.log_format!r}')
     conf = raw.get("configuration", {})
     if not isinstance(conf, dict):
         raise ConfigError("[configuration] must be a table")

@@ -24,7 +24,11 @@ and :attr:`Limits.max_waiting` calls waiting, and event streams past
 
 Every request is authenticated by its bearer token; requests without a valid token get
 401 and change nothing. The server logs request lines only (at DEBUG), never headers,
-so tokens are never logged.
+so tokens are never logged; ``--log-format json`` (or ``[logging] format``) writes JSON
+lines with the call, request and job ids (:mod:`fastfax.service.logs`).
+
+The web console (:mod:`fastfax.service.console`) is served at ``/console/``; it logs in
+with a token exchanged for an HttpOnly cookie, which its routes alone accept.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from aiohttp import web
 from ..errors import ConfigError, FaxError
 from . import api
 from .config import LOG_CATEGORIES, DaemonConfig, load_toml
+from .console import Console
 from .errors import (
     AccessDenied,
     AuthenticationError,
@@ -61,6 +66,7 @@ from .errors import (
     ServiceClosed,
     SessionGone,
 )
+from .logs import FORMATS, configure, request_context
 from .metrics import CONTENT_TYPE, Metrics
 from .model import to_wire
 from .rights import ALL_RIGHTS, Right, new_token, require, token_digest
@@ -251,6 +257,7 @@ class HttpService:
         self.metrics = Metrics(service, self._gauges)
         self._routes = {(r.method, r.path): r for r in api.routes()}
         self._openapi = json.dumps(api.openapi()).encode()
+        self.console = Console(self)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="fastfax-http", daemon=True
@@ -278,6 +285,7 @@ class HttpService:
         for route in self._routes.values():
             app.router.add_route(route.method, route.path, self._handler(route))
         app.router.add_route("POST", "/api/{name}", self._unknown_call)
+        self.console.add_routes(app)
         self._closing = asyncio.Event()
         self._slots = asyncio.Semaphore(self.limits.max_calls)
         self._runner = web.AppRunner(
@@ -531,7 +539,11 @@ class HttpService:
                 raise RequestError(
                     f"request_id {args['request_id']!r} and {api.IDEMPOTENCY_HEADER} {key!r} differ"
                 )
-        result = self.service.call(session, name, args)
+        context = {"call": name, "user": session.user, "request": os.urandom(6).hex()}
+        if isinstance(args, dict) and isinstance(args.get("job_id"), int):
+            context["job_id"] = args["job_id"]
+        with request_context(**context):
+            result = self.service.call(session, name, args)
         return json.dumps({"result": encode(to_wire(result))}).encode()
 
     async def _session_open(self, request: web.Request, route: api.Route) -> web.StreamResponse:
@@ -671,16 +683,13 @@ def ensure_admin(service: Service) -> str | None:
 
 
 def serve_main(argv: Sequence[str] | None = None) -> int:
-    """``fastfax serve [--config FILE] [--spool DIR] [--store URL] [--host H] [--port N]
+    """``fastfax serve [--config FILE] [--spool DIR] [--host H] [--port N]
     [--certificate PEM --key PEM] [--allow-plain-http]``: run the daemon until SIGINT or
     SIGTERM (calls in progress finish, or are put back for the next start). Prints
     ``listening on URL`` once ready."""
     parser = argparse.ArgumentParser(prog="fastfax serve", description="Run the fax service.")
     parser.add_argument("--config", help="TOML file: [http], [configuration], [[devices]]")
     parser.add_argument("--spool", help="spool directory (default: $FASTFAX_SPOOL or ~/.local/...)")
-    parser.add_argument(
-        "--store", help="postgresql://... URL (default: [store] url, else SQLite in the spool)"
-    )
     parser.add_argument("--host", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="TCP port (default 8765; 0: any free port)")
     parser.add_argument("--certificate", help="PEM certificate (chain): serve HTTPS")
@@ -691,8 +700,17 @@ def serve_main(argv: Sequence[str] | None = None) -> int:
         help="serve plain HTTP beyond loopback (e.g. behind a TLS proxy)",
     )
     parser.add_argument("--log-level", default="INFO", help="Python logging level for stderr")
+    parser.add_argument(
+        "--log-format",
+        choices=FORMATS,
+        help='stderr as text or JSON lines (default: [logging] format, else "text")',
+    )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    try:
+        configure(args.log_format or "text", args.log_level)
+    except ValueError as exc:
+        print(f"fastfax serve: {exc}", file=sys.stderr)
+        return 2
     try:
         spool = args.spool
         settings: DaemonConfig | None = None
@@ -703,6 +721,8 @@ def serve_main(argv: Sequence[str] | None = None) -> int:
         if settings is None and os.path.exists(os.path.join(spool, SPOOL_TOML)):
             settings = load_toml(os.path.join(spool, SPOOL_TOML))
         settings = settings or DaemonConfig()
+        if args.log_format is None and settings.log_format != "text":
+            configure(settings.log_format, args.log_level)
         host = args.host or settings.host
         certificate = args.certificate or getattr(settings, "certificate", None)
         key = args.key or getattr(settings, "key", None)
@@ -710,7 +730,7 @@ def serve_main(argv: Sequence[str] | None = None) -> int:
             raise ConfigError("a key needs its certificate ([http] certificate, --certificate)")
         plain_ok = args.allow_plain_http or getattr(settings, "allow_plain_http", False)
         check_plain_http(host, certificate is not None, plain_ok)
-        service = Service(spool, settings, store=args.store)
+        service = Service(spool, settings)
     except FaxError as exc:
         print(f"fastfax serve: {exc}", file=sys.stderr)
         return 2
@@ -723,7 +743,7 @@ def serve_main(argv: Sequence[str] | None = None) -> int:
     try:
         admin = ensure_admin(service)
         if admin:
-            print(f"administrator token written to {admin}", file=sys.stderr)
+            log.warning("administrator token written to %s", admin)
         http = HttpService(
             service,
             host,
