@@ -49,6 +49,7 @@ from typing import Any
 
 from ..devices.contract import INBOUND_LOGGER
 from .errors import ConfigError
+from .store import POSTGRESQL_SCHEMES as STORE_SCHEMES
 
 __all__ = [
     "Configuration",
@@ -186,6 +187,7 @@ class DaemonConfig:
     key: str | None = None
     allow_plain_http: bool = False
     spool: str | None = None
+    store: str | None = None  # [store] url: a postgresql:// URL (default: SQLite in the spool)
     log_format: str = "text"  # [logging] format: "text" or "json" (fastfax serve's stderr)
     configuration: dict[str, Any] = field(default_factory=dict)
     devices: list[dict[str, Any]] = field(default_factory=list)
@@ -201,7 +203,9 @@ def load_toml(path: str | os.PathLike[str]) -> DaemonConfig:
         raise ConfigError(f"cannot read {os.fspath(path)!r}: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{os.fspath(path)!r} is not valid TOML: {exc}") from None
-    unknown = sorted(set(raw) - {"http", "configuration", "devices", "routing", "spool", "logging"})
+    unknown = sorted(
+        set(raw) - {"http", "configuration", "devices", "routing", "spool", "store", "logging"}
+    )
     if unknown:
         raise ConfigError(f"{os.fspath(path)!r}: unknown section(s) {unknown}")
     out = DaemonConfig()
@@ -228,6 +232,13 @@ def load_toml(path: str | os.PathLike[str]) -> DaemonConfig:
     if spool is not None and not isinstance(spool, str):
         raise ConfigError("spool must be a directory path")
     out.spool = spool
+    store = raw.get("store", {})
+    if not isinstance(store, dict) or set(store) - {"url"}:
+        raise ConfigError("[store] takes url")
+    url = store.get("url")
+    if url is not None and not (isinstance(url, str) and url.startswith(STORE_SCHEMES)):
+        raise ConfigError(f"[store] url must be a postgresql:// URL, got {url!r}")
+    out.store = url
     logs = raw.get("logging", {})
     if not isinstance(logs, dict) or set(logs) - {"format"}:
         raise ConfigError("[logging] takes format")

@@ -683,13 +683,16 @@ def ensure_admin(service: Service) -> str | None:
 
 
 def serve_main(argv: Sequence[str] | None = None) -> int:
-    """``fastfax serve [--config FILE] [--spool DIR] [--host H] [--port N]
+    """``fastfax serve [--config FILE] [--spool DIR] [--store URL] [--host H] [--port N]
     [--certificate PEM --key PEM] [--allow-plain-http]``: run the daemon until SIGINT or
     SIGTERM (calls in progress finish, or are put back for the next start). Prints
     ``listening on URL`` once ready."""
     parser = argparse.ArgumentParser(prog="fastfax serve", description="Run the fax service.")
     parser.add_argument("--config", help="TOML file: [http], [configuration], [[devices]]")
     parser.add_argument("--spool", help="spool directory (default: $FASTFAX_SPOOL or ~/.local/...)")
+    parser.add_argument(
+        "--store", help="postgresql://... URL (default: [store] url, else SQLite in the spool)"
+    )
     parser.add_argument("--host", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="TCP port (default 8765; 0: any free port)")
     parser.add_argument("--certificate", help="PEM certificate (chain): serve HTTPS")
@@ -730,7 +733,7 @@ def serve_main(argv: Sequence[str] | None = None) -> int:
             raise ConfigError("a key needs its certificate ([http] certificate, --certificate)")
         plain_ok = args.allow_plain_http or getattr(settings, "allow_plain_http", False)
         check_plain_http(host, certificate is not None, plain_ok)
-        service = Service(spool, settings)
+        service = Service(spool, settings, store=args.store)
     except FaxError as exc:
         print(f"fastfax serve: {exc}", file=sys.stderr)
         return 2
