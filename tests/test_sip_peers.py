@@ -364,7 +364,7 @@ def test_service_devices_register_and_call_through_kamailio(tmp_path: Path) -> N
         common = {"kind": "sip", "local": "127.0.0.1:0", "registrar": trunk, "proxy": trunk,
                   "password_file": str(tmp_path / "pass"), "speed": float(SPEED)}
         spool = service_spool(tmp_path, [
-            {**common, "name": "out", "user": "1000"},
+            {**common, "name": "out", "user": "1000", "transport": "TCP"},
             {**common, "name": "in", "user": "2000", "numbers": ["2000"], "channels": 2,
              "t38_mode": "on-request"}])
         fax = [job_page(n) for n in (3, 4)]

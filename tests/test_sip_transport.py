@@ -345,7 +345,8 @@ def test_sip_device_options_are_checked(tmp_path) -> None:
     assert not lonely.can_reach("u/1", "2001")  # no proxy, registrar or domain
     for bad in ({"channels": 0}, {"numbers": "2000"}, {"local": "x:y"}, {"t38_mode": "x"},
                 {"password": "a", "password_file": "b"}, {"password_file": "/no/such"},
-                {"session_expires": 30}, {"speed": True}, {"colour": 1}):
+                {"session_expires": 30}, {"speed": True}, {"colour": 1},
+                {"transport": "SCTP"}):
         with pytest.raises(ConfigError) as info:
             SipDevice("t", {**bad, "password": "hunter2"} if "password" not in bad
                       and "password_file" not in bad else bad)

@@ -13,6 +13,7 @@ TOML::
     kind = "sip"
     name = "trunk"
     local = "0.0.0.0:5080"         # our signalling address (port 0: any)
+    transport = "UDP"              # or "TCP" (a listener on the same port); media is UDP
     contact_host = "192.0.2.10"    # the address peers reach us at, when local is 0.0.0.0
     registrar = "sip.example.net"  # registered with (and refreshed) when given
     proxy = "sip.example.net:5060" # every request goes through it, when given
@@ -72,8 +73,8 @@ _SIP_STATES = {
     "normal": DeviceState.DISCONNECTED,
 }
 
-_KNOWN = {"local", "contact_host", "registrar", "proxy", "gateway", "domain", "user", "password",
-          "password_file", "channels", "numbers", "t38_mode", "setup_timeout",
+_KNOWN = {"local", "transport", "contact_host", "registrar", "proxy", "gateway", "domain",
+          "user", "password", "password_file", "channels", "numbers", "t38_mode", "setup_timeout",
           "session_expires", "ecm", "max_rate", "speed", "register_retry"}
 
 
@@ -134,6 +135,9 @@ class SipDevice:
             raise ConfigError(f"sip device {name!r}: numbers must be a list of numbers "
                               "(digits, letters, + * # . _ ~ -)")
         self.numbers = set(numbers)
+        self.transport = options.get("transport", "UDP")
+        if self.transport not in ("UDP", "TCP", "udp", "tcp"):
+            raise ConfigError(f"sip device {name!r}: transport must be UDP or TCP")
         self.t38_mode = options.get("t38_mode", "reinvite")
         if self.t38_mode not in ("reinvite", "direct", "on-request"):
             raise ConfigError(f"sip device {name!r}: t38_mode must be reinvite, direct or "
@@ -215,6 +219,7 @@ class SipDevice:
         agent = SipAgent(self.local, contact_host=self.contact_host, password=self.password,
                          registrar=self.registrar, proxy=self.proxy, user=self.user,
                          t38_mode=self.t38_mode, session_expires=self.session_expires,
+                         transport=self.transport.upper(),
                          max_calls=2 * len(self.lines), **({"domain": self.domain}
                                                            if self.domain else {}))
         await agent.start()
