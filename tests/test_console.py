@@ -256,12 +256,26 @@ def _chrome():
     return webdriver.Chrome(service=DriverService(driver), options=options)
 
 
+#: Records, in the page, each state the sent job's queue row and line slow/1 show.
+_TRAIL = """
+window.trail = {job: [], line: []};
+const note = (list, value) => { if (value && list[list.length - 1] !== value) list.push(value); };
+new MutationObserver(() => {
+  const row = document.querySelector('#queue tbody tr[data-type="send"]');
+  note(window.trail.job, row && row.dataset.state);
+  const line = document.querySelector('#lines tr[data-port="slow/1"] td.state');
+  note(window.trail.line, line && line.textContent);
+}).observe(document.getElementById("main-view"), {childList: true, subtree: true});
+"""
+
+
 def test_console_in_a_real_browser(console, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
     front, admin, token = console
+    only_sender(admin, "slow/1")  # half a second a page: time to see it on the line
     downloads = tmp_path / "downloads"
     downloads.mkdir()
     document = make_pdf(str(tmp_path / "letter.pdf"), 2)
@@ -282,8 +296,9 @@ def test_console_in_a_real_browser(console, tmp_path):
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#lines tbody tr")) == 6)
         assert browser.execute_script("return document.cookie") == ""  # HttpOnly
 
+        browser.execute_script(_TRAIL)
         browser.find_element(By.ID, "send-file").send_keys(document)
-        browser.find_element(By.ID, "send-to").send_keys("200")
+        browser.find_element(By.ID, "send-to").send_keys("600")
         browser.find_element(By.ID, "send-recipient").send_keys("Accounts")
         browser.find_element(By.ID, "send-cover").click()
         browser.find_element(By.ID, "send-subject").send_keys("Invoice 42")
@@ -291,9 +306,12 @@ def test_console_in_a_real_browser(console, tmp_path):
         wait.until(ec.text_to_be_present_in_element((By.ID, "send-result"), "queued as job"))
         job_id = int(browser.find_element(By.ID, "send-result").text.split()[-1])
         row = f"#job-{job_id}"
-        # the queue follows the job over the event stream until it is sent
+        # the page never polls: the queue and the line follow the job over the event stream
         wait.until(lambda d: d.find_element(By.CSS_SELECTOR, row).get_attribute("data-state")
                    == "completed")  # fmt: skip
+        trail = browser.execute_script("return window.trail")
+        assert "inprogress" in trail["job"] and trail["job"][-1] == "completed", trail
+        assert "sending" in trail["line"], trail
         info = admin.job(job_id).info()
         assert info.state is JobState.COMPLETED
         assert info.pages == 3  # the cover and the two pages
@@ -301,6 +319,7 @@ def test_console_in_a_real_browser(console, tmp_path):
         assert [b.get_attribute("data-action") for b in restart] == ["restart"]
 
         card = wait.until(ec.visibility_of_element_located((By.CSS_SELECTOR, ".fax")))
+        fax_id = int(card.get_attribute("id").split("-")[1])
         thumbs = card.find_elements(By.CSS_SELECTOR, "img.thumb")
         assert len(thumbs) == 3
         wait.until(lambda d: all(d.execute_script(
@@ -314,14 +333,22 @@ def test_console_in_a_real_browser(console, tmp_path):
             time.sleep(0.1)
         (pdf,) = [p for p in downloads.iterdir() if p.suffix == ".pdf"]
         assert pdf.read_bytes().startswith(b"%PDF")
-        (stored,) = os.listdir(tmp_path / "inbox")
-        _same_as_ghostscript_renders(
-            pdf.read_bytes(), tiff.read(str(tmp_path / "inbox" / stored)), tmp_path
-        )
+        _same_as_ghostscript_renders(pdf.read_bytes(), admin.job(fax_id).pages(), tmp_path)
 
-        # log out: the page asks for a token again, and the cookie is gone
+        # log out: the page asks for a token again
         browser.find_element(By.ID, "logout").click()
         wait.until(ec.visibility_of_element_located((By.ID, "token")))
+        assert browser.find_elements(By.CSS_SELECTOR, "#queue tbody tr") == []
+
+        # a user who may only look: no send form, no job actions, no others' faxes
+        viewer = admin.add_user("viewer", Right.JOB_QUERY | Right.PORT_QUERY)
+        browser.find_element(By.ID, "token").send_keys(viewer)
+        browser.find_element(By.ID, "login-button").click()
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#queue tbody tr")) == 2)
+        assert browser.find_element(By.ID, "who").text == "viewer"
+        assert not browser.find_element(By.ID, "send-card").is_displayed()
+        assert browser.find_elements(By.CSS_SELECTOR, "#queue button") == []
+        assert browser.find_elements(By.CSS_SELECTOR, ".fax") == []
     finally:
         browser.quit()
     assert (tmp_path / "console.png").stat().st_size > 10_000

@@ -15,8 +15,8 @@ removed user, or one with new rights, is out, or has the new rights, at once).
 
 Requests that change something (``POST``) must carry the header
 ``X-Fastfax-Console: 1`` (which a page of another site cannot send without a CORS
-preflight this server never grants) and, when the browser sends one, an ``Origin`` of
-this server. Pages are served with a strict Content-Security-Policy.
+preflight this server never grants) and, when the browser sends one, an ``Origin``
+naming this server's host. Pages are served with a strict Content-Security-Policy.
 
 Routes (all under ``/console``): ``GET /`` and the static files; ``POST /login``
 (``{"token"}`` -> ``{"user", "rights"}``), ``POST /logout``, ``GET /me``;
@@ -149,7 +149,8 @@ class Console:
         if request.headers.get(CSRF_HEADER) != "1":
             raise AccessDenied(f"console requests that change something carry {CSRF_HEADER}: 1")
         origin = request.headers.get("Origin")
-        if origin is not None and origin != f"{request.scheme}://{request.host}":
+        # the host alone: behind a TLS proxy the browser's scheme is not the server's
+        if origin is not None and origin.partition("://")[2] != request.host:
             raise AccessDenied(f"a request from another site ({origin!r}) was refused")
 
     async def _login(self, request: web.Request) -> web.StreamResponse:

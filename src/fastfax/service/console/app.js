@@ -92,15 +92,20 @@ async function start() {
     return;
   }
   state.user = me.user;
-  const [manage, submit, ports] = await Promise.all(
-    ["job_manage", "job_submit", "port_query"].map((right) => call("has_access", { right })),
-  );
-  state.rights = { manage, submit, ports };
+  try {
+    const [manage, submit, ports] = await Promise.all(
+      ["job_manage", "job_submit", "port_query"].map((right) => call("has_access", { right })),
+    );
+    state.rights = { manage, submit, ports };
+  } catch (error) {
+    showLogin(error instanceof LoginNeeded ? "" : error.message);
+    return;
+  }
   $("login-view").hidden = true;
   $("main-view").hidden = false;
   $("logout").hidden = false;
   $("who").textContent = me.user;
-  $("send-card").hidden = !submit;
+  $("send-card").hidden = !state.rights.submit;
   startEvents();
   await refresh();
 }
@@ -125,6 +130,8 @@ async function logout() {
     await request("logout", {});
   } finally {
     $("received").replaceChildren();
+    $("queue").tBodies[0].replaceChildren();
+    $("lines").tBodies[0].replaceChildren();
     showLogin("");
   }
 }
@@ -245,7 +252,9 @@ async function refreshJobs() {
       el("td", {}, job.cause), el("td", { class: "actions" }, ...buttons));
   });
   $("queue").tBodies[0].replaceChildren(...rows);
+  // a fax's pages: one's own with the job query right, anyone's with job manage too
   showReceived(jobs.filter((j) => j.type === "receive" && j.pages > 0 &&
+    (state.rights.manage || j.owner === state.user) &&
     (j.state === "completed" || j.state === "routing" || j.state === "failed")));
 }
 
