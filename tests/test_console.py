@@ -62,7 +62,8 @@ class Browser:
         if self.cookie:
             headers["Cookie"] = f"{COOKIE}={self.cookie}"
         if body is not None:
-            body = json.dumps(body).encode()
+            if not isinstance(body, bytes):
+                body = json.dumps(body).encode()
             headers["Content-Type"] = "application/json"
             if csrf:
                 headers[CSRF_HEADER] = "1"
@@ -139,6 +140,71 @@ def test_login_cookie_guards_and_rights(console):
 
     assert b.request("POST", "/console/logout", {})[0].status == 200
     assert b.request("GET", "/console/me")[0].status == 401
+
+
+def test_hostile_requests_get_errors_not_tracebacks(console):
+    front, admin, token = console
+    b = Browser(front.url)
+    for body, status in (
+        (b"[1]", 400),
+        (b"\xff\xfe", 400),
+        (b"{", 400),
+        ({"token": 5}, 401),
+        ({"token": ""}, 401),
+        ({"token": "x" * 100}, 401),
+        (b"{" + b" " * (1 << 15) + b"}", 413),
+    ):
+        response, data = b.request("POST", "/console/login", body)
+        assert response.status == status, (body[:20], data)
+        assert json.loads(data)["error"]["type"] != "ServiceError"
+        assert response.getheader("Set-Cookie") is None
+    b.cookie = "garbage"
+    assert b.request("GET", "/console/me")[0].status == 401
+    b.cookie = None
+    b.login(token)
+    for path, status in (
+        ("/console/jobs/abc/pages/1.png", 404),
+        ("/console/jobs/1/pages/x.png", 404),
+        ("/console/jobs/99999999999999/fax.pdf", 404),
+        ("/console/jobs/1/pages/1.png?width=abc", 400),
+        ("/console/jobs/1/pages/1.png?width=100000", 400),
+        ("/console/jobs/-1/fax.pdf", 404),
+        ("/console/nothing", 404),
+        ("/console/events?since=x", 400),
+    ):
+        response, data = b.request("GET", path)
+        assert response.status == status, (path, data)
+        assert json.loads(data)["error"]["type"] != "ServiceError"
+    status, answer = b.call("send", document={"$bytes": "not base64!"}, to="200")
+    assert status == 400
+    status, answer = b.call("job_control", job_id="1; drop", action="cancel")
+    assert status == 404
+    response, _ = b.request("POST", "/console/api/jobs", b"not json")
+    assert response.status == 400
+
+
+def test_the_cookie_is_secure_over_https(console, tmp_path):
+    import ssl
+
+    from test_http_front import _certificate
+
+    front, admin, token = console
+    cert, key = _certificate(str(tmp_path))
+    secure = HttpService(front.service, certificate=cert, key=key)
+    try:
+        parts = urllib.parse.urlsplit(secure.url)
+        context = ssl.create_default_context(cafile=cert)
+        conn = http.client.HTTPSConnection(parts.hostname, parts.port, context=context, timeout=T)
+        body = json.dumps({"token": token})
+        conn.request("POST", "/console/login", body, {CSRF_HEADER: "1"})
+        response = conn.getresponse()
+        response.read()
+        assert response.status == 200
+        cookie = response.getheader("Set-Cookie")
+        assert "Secure" in cookie and "HttpOnly" in cookie
+        conn.close()
+    finally:
+        secure.close()
 
 
 def _received(admin, timeout=T):
