@@ -8,7 +8,10 @@ the strict decoders, and nothing may escape :meth:`UdptlDecoder.feed`. Oracles:
 * a datagram the strict decoder reads encodes again to bytes it reads the same way;
 * the streaming decoder delivers sequence numbers in order, each at most once, holds no
   more than its window, and its counters account for every datagram;
-* an IFP packet that decodes re-encodes and decodes to itself, in the version read.
+* an IFP packet that decodes re-encodes and decodes to itself, in the version read;
+* a second decoder fed the same datagrams through ``feed_ifp`` (UDPTL and IFP in one
+  native call, as the terminal reads) delivers the same sequence numbers, and the same
+  packets as ``feed`` followed by ``ifp.decode_raw``.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ def test_one_input(data: bytes) -> None:
     version = fdp.ConsumeIntInRange(0, 3)
     first = fdp.ConsumeIntInRange(-1, 65535)
     decoder = udptl.UdptlDecoder(window=window, first_seq=None if first < 0 else first)
+    merged = udptl.UdptlDecoder(window=window, first_seq=None if first < 0 else first)
     delivered: list[int] = []
     count = 0
     while fdp.remaining_bytes() and count < MAX_DATAGRAMS:
@@ -59,10 +63,23 @@ def test_one_input(data: bytes) -> None:
             )
             assert again == packet, "UDPTL re-encoding reads differently"
             _check_ifp(packet.primary, version)
-        for seq, item in decoder.feed(datagram):
+        got = decoder.feed(datagram)
+        both = merged.feed_ifp(datagram, version)
+        assert [seq for seq, _ in got] == [item[0] for item in both], "feed_ifp delivers others"
+        for (seq, item), (_, kind, type_, fields) in zip(got, both, strict=True):
             delivered.append(seq)
-            if item is not None:
-                _check_ifp(item, version)
+            if item is None:
+                assert kind == -1, f"a lost packet came out of feed_ifp as kind {kind}"
+                continue
+            _check_ifp(item, version)
+            try:
+                raw = ifp.decode_raw(item, version)
+            except T38Error:
+                assert kind == -2, "feed_ifp decoded what decode_raw refuses"
+                continue
+            assert (kind, type_) == raw[:2], "feed_ifp and decode_raw disagree"
+            if kind == 1:
+                assert list(fields) == list(raw[2]), "feed_ifp and decode_raw fields differ"
         assert decoder.held <= window, f"holds {decoder.held} > window {window}"
     for seq, _ in decoder.flush():
         delivered.append(seq)

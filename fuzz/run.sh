@@ -45,7 +45,7 @@ if [[ -z "${FASTFAX_FUZZ_PLAIN:-}" ]]; then
         dir=$(dirname "$pyx")
         name=$(basename "$pyx" .pyx)
         stage=$(mktemp -d "$build/stage.XXXXXX")
-        for file in "$pyx" $(cd "$root" && ls "$dir"/"$name"*.pxi 2>/dev/null); do
+        for file in "$pyx" $(cd "$root" && ls "$dir"/*.pxi 2>/dev/null); do
             if [[ $rev == worktree ]]; then
                 cp "$root/$file" "$stage/"
             else
