@@ -19,7 +19,7 @@ from service_helpers import job_page
 from fastfax import samples
 from fastfax.errors import T38Error
 from fastfax.page import Page
-from fastfax.t30.events import PageReceived
+from fastfax.t30.events import PageReceived, PageSent
 from fastfax.t30.result import Cause
 from fastfax.transport import sip
 from fastfax.transport.sip import SipAgent, parse_address
@@ -185,6 +185,36 @@ def test_far_end_hangs_up_mid_fax() -> None:
     assert sent.cause in (Cause.CALLDROPPED, Cause.TX_PHDDEAD, Cause.TX_PHBDEAD)
     assert got.cause is Cause.CALLDROPPED and got.sip.name == "normal"
     assert 1 <= len(got.pages) < 3 and len(sent.pages) < 3  # cut after the first page
+
+
+def test_abort_mid_fax_sends_dcn_then_bye() -> None:
+    async def main():
+        answerer = SipAgent("127.0.0.1:0")
+        caller = SipAgent("127.0.0.1:0")
+        await answerer.start()
+        await caller.start()
+        stop = asyncio.Event()
+
+        async def take():
+            call = await answerer.next_call(10)
+            return await answerer.answer(call, speed=4)
+
+        taker = asyncio.create_task(take())
+        try:
+            sent = await caller.send(
+                f"sip:fax@127.0.0.1:{answerer.address[1]}", pages(3, rows=1200), speed=4,
+                on_event=lambda note: isinstance(note, PageSent) and stop.set(),
+                abort=stop.is_set)
+            return sent, await taker
+        finally:
+            answerer.close()
+            caller.close()
+
+    sent, got = asyncio.run(main())
+    assert sent.cause is Cause.CANCELLED and 1 <= len(sent.pages) < 3
+    # the DCN ends both faxes; whichever side is done first hangs up with BYE
+    assert not got.ok and {sent.sip is None, got.sip is None} == {True, False}
+    assert (sent.sip or got.sip).name == "normal"
 
 
 def test_garbage_on_the_sip_port_is_survived() -> None:
