@@ -18,7 +18,9 @@ import subprocess
 import time
 from pathlib import Path
 
-MODULES = "/usr/lib/x86_64-linux-gnu/kamailio/modules/"
+#: Debian's module directory (multiarch), or None when kamailio's modules are missing.
+MODULES = next((str(p) + "/" for p in sorted(Path("/usr/lib").glob("*/kamailio/modules"))
+                if (p / "tm.so").exists()), None)
 
 CONFIG = """#!KAMAILIO
 debug=2
@@ -71,7 +73,7 @@ request_route {{
 
 
 def available() -> bool:
-    return shutil.which("kamailio") is not None and Path(MODULES, "tm.so").exists()
+    return shutil.which("kamailio") is not None and MODULES is not None
 
 
 def _free_port() -> int:
