@@ -8,6 +8,8 @@ import http.client
 import json
 import logging
 import os
+import subprocess
+import sys
 import urllib.parse
 
 import pytest
@@ -16,7 +18,7 @@ from service_helpers import Daemon, make_pdf, make_spool, only_sender
 from fastfax.client import connect
 from fastfax.errors import ConfigError
 from fastfax.service.config import load_toml
-from fastfax.service.console import COOKIE, CSRF_HEADER
+from fastfax.service.console import CSRF_HEADER
 from fastfax.service.logs import JsonFormatter, redact, request_context
 from fastfax.service.model import JobState
 from fastfax.service.rights import Right
@@ -126,3 +128,16 @@ def test_a_daemon_run_logs_json_lines_and_never_a_token(tmp_path):
     assert any(x.get("call") == "add_user" and x.get("user") == "admin" for x in lines)
     for secret in (*tokens, tokens[1][::-1], "guess" * 9):
         assert secret not in err
+
+
+def test_a_refused_start_is_a_json_line_too(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[logging]\nformat = "json"\n[[devices]]\nkind = "warp-drive"\nname = "x"\n')
+    code = "import sys; from fastfax.service.http import serve_main; sys.exit(serve_main())"
+    done = subprocess.run(
+        [sys.executable, "-c", code, "--config", str(bad), "--spool", str(tmp_path / "s")],
+        capture_output=True, text=True, timeout=T,
+    )  # fmt: skip
+    assert done.returncode == 2
+    (line,) = [json.loads(x) for x in done.stderr.splitlines()]
+    assert line["level"] == "CRITICAL" and "unknown device kind 'warp-drive'" in line["message"]

@@ -709,11 +709,21 @@ def serve_main(argv: Sequence[str] | None = None) -> int:
         help='stderr as text or JSON lines (default: [logging] format, else "text")',
     )
     args = parser.parse_args(argv)
-    try:
-        configure(args.log_format or "text", args.log_level)
-    except ValueError as exc:
-        print(f"fastfax serve: {exc}", file=sys.stderr)
+    form = args.log_format or "text"
+
+    def refuse(exc: BaseException) -> int:
+        """Say why the daemon cannot start (a log line in JSON mode); exit status 2."""
+        if form == "json":
+            log.critical("fastfax serve: %s", exc)
+        else:
+            print(f"fastfax serve: {exc}", file=sys.stderr)
         return 2
+
+    try:
+        configure(form, args.log_level)
+    except ValueError as exc:
+        form = "text"
+        return refuse(exc)
     try:
         spool = args.spool
         settings: DaemonConfig | None = None
@@ -724,8 +734,9 @@ def serve_main(argv: Sequence[str] | None = None) -> int:
         if settings is None and os.path.exists(os.path.join(spool, SPOOL_TOML)):
             settings = load_toml(os.path.join(spool, SPOOL_TOML))
         settings = settings or DaemonConfig()
-        if args.log_format is None and settings.log_format != "text":
-            configure(settings.log_format, args.log_level)
+        if args.log_format is None and settings.log_format != form:
+            form = settings.log_format
+            configure(form, args.log_level)
         host = args.host or settings.host
         certificate = args.certificate or getattr(settings, "certificate", None)
         key = args.key or getattr(settings, "key", None)
@@ -735,8 +746,7 @@ def serve_main(argv: Sequence[str] | None = None) -> int:
         check_plain_http(host, certificate is not None, plain_ok)
         service = Service(spool, settings, store=args.store)
     except FaxError as exc:
-        print(f"fastfax serve: {exc}", file=sys.stderr)
-        return 2
+        return refuse(exc)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:  # connections are file descriptors: take what the system allows
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 1 << 16), hard))
@@ -758,8 +768,7 @@ def serve_main(argv: Sequence[str] | None = None) -> int:
         )
     except (OSError, FaxError) as exc:
         service.close()
-        print(f"fastfax serve: {exc}", file=sys.stderr)
-        return 2
+        return refuse(exc)
     print(f"listening on {http.url}", flush=True)
     stop.wait()
     http.close()
