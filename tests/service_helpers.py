@@ -29,7 +29,6 @@ from fastfax.service.http import ADMIN_TOKEN_FILE, HttpService
 from fastfax.service.rights import ALL_RIGHTS, Right
 from fastfax.service.server import Service
 
-
 #: The database spools made by :func:`spool_toml` use (``[store] url``): None for SQLite
 #: in the spool, else a PostgreSQL URL (set per test by the ``store_kind`` fixture).
 STORE: dict[str, str | None] = {"url": None}

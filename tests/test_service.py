@@ -49,8 +49,11 @@ from fastfax.service.server import Service
 T = 30  # seconds any job may take before a test fails (they take well under one)
 
 
+#: Every test here runs on SQLite and on PostgreSQL (see conftest.store_kind).
+pytestmark = pytest.mark.usefixtures("store_kind")
+
 @pytest.fixture(params=["local", "remote"])
-def env(request, tmp_path):
+def env(request, tmp_path, store_kind):
     env = start_env(request.param, str(tmp_path))
     yield env
     env.close()

@@ -7,13 +7,12 @@ import http.client
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import urllib.parse
 
 import pytest
-from service_helpers import make_spool, only_sender, text_pages
+from service_helpers import make_spool, only_sender, spool_store, text_pages
 
 from fastfax import tiff
 from fastfax.client import connect
@@ -54,7 +53,7 @@ class Daemon:
 
 
 @pytest.fixture
-def spool(tmp_path):
+def spool(tmp_path, store_kind):  # on SQLite and on PostgreSQL (conftest.store_kind)
     return make_spool(str(tmp_path), retries=3, retry_delay=0.1)
 
 
@@ -104,11 +103,12 @@ def test_serve_send_receive_and_refusals(spool, tmp_path):
 
 
 def _job_state(spool: str, job_id: int) -> tuple[str, int]:
-    db = sqlite3.connect(os.path.join(spool, "spool.db"))
+    store = spool_store(spool)  # the database as the killed daemon left it
     try:
-        return db.execute("SELECT state, attempts FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        row = store.job(job_id)
+        return row["state"], row["attempts"]
     finally:
-        db.close()
+        store.close()
 
 
 def test_kill_9_mid_send_completes_exactly_once(spool, tmp_path):

@@ -13,11 +13,14 @@ from fastfax.service.errors import AccessDenied, JobStateError
 from fastfax.service.model import EventKind, JobState
 from fastfax.service.rights import Right
 
+#: Every test here runs on SQLite and on PostgreSQL (see conftest.store_kind).
+pytestmark = pytest.mark.usefixtures("store_kind")
+
 T = 30
 
 
 @pytest.fixture(params=["local", "remote"])
-def env(request, tmp_path):
+def env(request, tmp_path, store_kind):
     env = start_env(request.param, str(tmp_path))
     yield env
     env.close()

@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 import pytest
-from service_helpers import SmtpSink, make_pdf, make_spool, only_sender, text_pages
+from service_helpers import SmtpSink, make_pdf, make_spool, only_sender, spool_store, text_pages
 
 from fastfax import tiff
 from fastfax.client import connect
@@ -22,6 +22,9 @@ from fastfax.service.http import HttpService
 from fastfax.service.model import EventKind, JobState
 from fastfax.service.rights import ALL_RIGHTS
 from fastfax.service.server import Service
+
+#: Every test here runs on SQLite and on PostgreSQL (see conftest.store_kind).
+pytestmark = pytest.mark.usefixtures("store_kind")
 
 T = 60
 
@@ -198,8 +201,6 @@ def test_pixels_of_a_prepared_job_match_the_submitted_pages(tmp_path):
 def test_a_job_whose_fax_reached_our_line_before_a_kill_is_not_sent_again(tmp_path):
     """The state a SIGKILL leaves between a loopback fax arriving and its send job being
     marked completed: the next start marks the job completed instead of sending again."""
-    from fastfax.service.store import open_store
-
     spool = make_spool(str(tmp_path))
     with connect(spool=spool) as server:
         only_sender(server, "lp/1")
@@ -207,7 +208,7 @@ def test_a_job_whose_fax_reached_our_line_before_a_kill_is_not_sent_again(tmp_pa
         job = server.send(text_pages(1), to="200")
         while job.status is JobState.PREPARING:
             time.sleep(0.01)
-    store = open_store(spool)  # as the killed process left it
+    store = spool_store(spool)  # as the killed process left it
     store.update_job(job.id, state="inprogress", attempts=1, port="lp/1")
     row = store.job(job.id)
     store.add_job({"type": "receive", "state": "pending", "number": "100", "submitted": 1.0,

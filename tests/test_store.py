@@ -1,0 +1,279 @@
+"""The store contract (fastfax.service.store) on both stores: SQLite in a spool and a real
+PostgreSQL (conftest.postgres). Random operation sequences are checked against a plain
+Python model of the tables; migrations of an old spool and of nodes starting together;
+how a store is chosen (TOML, argument, serve --store) and what a bad choice says."""
+
+from __future__ import annotations
+
+import os
+import random
+import sqlite3
+import subprocess
+import sys
+import threading
+
+import pytest
+from service_helpers import make_spool, only_sender, text_pages
+
+from fastfax.client import connect
+from fastfax.errors import ConfigError
+from fastfax.service.config import load_toml
+from fastfax.service.errors import ServiceError
+from fastfax.service.http import ADMIN_TOKEN_FILE
+from fastfax.service.model import JobState
+from fastfax.service.server import Service
+from fastfax.service.store import open_store
+
+T = 30
+STATES = ["pending", "inprogress", "completed", "failed"]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def target(request, tmp_path):
+    """Where a store lives: a spool directory or a fresh PostgreSQL database's URL."""
+    if request.param == "sqlite":
+        return str(tmp_path)
+    return request.getfixturevalue("postgres").database()
+
+
+def _job(rng: random.Random) -> dict:
+    return {
+        "type": rng.choice(["send", "receive"]),
+        "state": rng.choice(STATES),
+        "number": str(rng.randrange(100, 999)),
+        "priority": rng.randrange(3),
+        "owner": rng.choice(["alice", "bob"]),
+        "submitted": rng.random() * 1e9,
+        "schedule": round(rng.random() * 100, 3),
+        "pages": rng.randrange(5),
+        "discount": rng.choice([False, True]),
+        "info": {"k": rng.randrange(10), "s": "é%?\"'"},
+    }
+
+
+_DEFAULTS = {"grp": None, "started": None, "finished": None, "attempts": 0, "port": None,
+             "cause": "", "file": ""}  # fmt: skip
+
+
+def test_random_operations_match_a_model(target):
+    store = open_store(target)
+    rng = random.Random(14)
+    jobs: dict[int, dict] = {}
+    settings: dict[str, object] = {}
+    requests: dict[tuple[str, str], list[int]] = {}
+    try:
+        for _ in range(300):
+            op = rng.randrange(8)
+            if op == 0:
+                values = _job(rng)
+                job_id = store.add_job(values)
+                assert job_id not in jobs
+                jobs[job_id] = {**_DEFAULTS, **values, "id": job_id,
+                                "discount": int(values["discount"])}  # fmt: skip
+            elif op == 1:
+                rows = [_job(rng) for _ in range(rng.randrange(1, 4))]
+                request = (rng.choice(["alice", "bob"]), str(rng.randrange(5)), 1.0)
+                ids, new = store.add_jobs(rows, request)
+                assert new == (request[:2] not in requests)
+                if not new:
+                    assert ids == requests[request[:2]]
+                    continue
+                requests[request[:2]] = ids
+                for job_id, values in zip(ids, rows, strict=True):
+                    jobs[job_id] = {**_DEFAULTS, **values, "id": job_id,
+                                    "discount": int(values["discount"]),
+                                    "grp": ids[0] if len(ids) > 1 else None}  # fmt: skip
+            elif op == 2 and jobs:
+                job_id = rng.choice(list(jobs))
+                old, new = rng.choice(STATES), rng.choice(STATES)
+                changed = store.update_job(job_id, f"state = '{old}'", state=new,
+                                           attempts=rng.randrange(4), info={"x": old})  # fmt: skip
+                assert changed == (jobs[job_id]["state"] == old)
+                if changed:
+                    jobs[job_id].update(state=new, attempts=store.job(job_id)["attempts"])
+                    jobs[job_id]["info"] = {**jobs[job_id]["info"], "x": old}
+            elif op == 3 and jobs:
+                job_id = rng.choice(list(jobs))
+                store.delete_job(job_id)
+                del jobs[job_id]
+            elif op == 4:
+                key, value = rng.choice("abc"), {"v": [rng.random(), "x"]}
+                store.set_setting(key, value)
+                settings[key] = value
+            elif op == 5:
+                state = rng.choice(STATES)
+                got = store.jobs("state = ? AND priority >= ?", (state, 1),
+                                 order="priority DESC, id")  # fmt: skip
+                want = [j for j in jobs.values() if j["state"] == state and j["priority"] >= 1]
+                assert got == sorted(want, key=lambda j: (-j["priority"], j["id"]))
+            elif op == 6:
+                state = rng.choice(STATES)
+                pending = [j["schedule"] for j in jobs.values() if j["state"] == state]
+                assert store.earliest_schedule("state = ?", (state,)) == min(pending, default=None)
+            else:
+                key = rng.choice("abcd")
+                assert store.setting(key, "none") == settings.get(key, "none")
+        assert store.jobs() == [jobs[k] for k in sorted(jobs)]
+        for (user, key), ids in requests.items():
+            assert store.request_jobs(user, key) == ids
+        store.forget_requests(2.0)
+        assert store.request_jobs(*next(iter(requests))) is None
+    finally:
+        store.close()
+
+
+def test_ports_routing_users_and_json_queries(target):
+    store = open_store(target)
+    try:
+        values = {"send": True, "receive": False, "rings": 2, "priority": 3, "tsid": "a",
+                  "csid": ""}  # fmt: skip
+        store.save_port("lp/1", values)
+        store.save_port("lp/1", {**values, "rings": 4})
+        assert store.port("lp/1") == {"id": "lp/1", **values, "send": 1, "receive": 0, "rings": 4}
+        assert store.port("nope") is None
+        store.set_routing("lp/1", "store", True, {"folder": "/x"})
+        store.set_routing("lp/1", "print", False, {})
+        store.set_routing("lp/1", "store", False, {"folder": "/y"})
+        assert store.routing("lp/1") == {"store": (False, {"folder": "/y"}), "print": (False, {})}
+        store.save_user("bob", 3, "d1")
+        store.save_user("al", 1, "d2")
+        store.save_user("bob", 7, "d3")
+        assert store.users() == [{"name": "al", "rights": 1}, {"name": "bob", "rights": 7}]
+        assert store.user_by_token("d3") == {"name": "bob", "rights": 7}
+        assert store.user_by_token("d1") is None
+        assert store.delete_user("al") and not store.delete_user("al")
+        base = {"number": "1", "submitted": 1.0, "schedule": 1.0}
+        sent = store.add_job({**base, "type": "send", "state": "completed", "file": "f",
+                              "info": {"receipt": "inbox"}})  # fmt: skip
+        store.add_job({**base, "type": "send", "state": "failed", "info": {"receipt": ""}})
+        store.add_job({**base, "type": "send", "state": "pending", "info": {"receipt": "x"}})
+        assert [r["id"] for r in store.unreported_receipts(["completed", "failed"])] == [sent]
+        store.update_job(sent, info={"reported": 1})
+        assert store.unreported_receipts(["completed", "failed"]) == []
+        assert store.job(sent)["info"] == {"receipt": "inbox", "reported": 1}
+        assert not store.received_from(sent)
+        store.add_job({**base, "type": "receive", "state": "pending", "info": {"from_job": sent}})
+        assert store.received_from(sent) and store.file_used("f") and not store.file_used("g")
+        with pytest.raises(Exception):  # a row without its type: the whole group is refused
+            store.add_jobs([{**base, "type": "send", "state": "x"}, {**base, "state": "x"}])
+        assert len(store.jobs()) == 4
+    finally:
+        store.close()
+
+
+def test_an_old_spool_is_migrated_in_place(tmp_path):
+    """A spool made before versioned migrations (the schema, no schema_version table)
+    keeps its rows and is at version 1 after one open; opening again changes nothing."""
+    from fastfax.service.store import sqlite as sqlite_store
+
+    db = sqlite3.connect(tmp_path / "spool.db")
+    db.executescript(sqlite_store._SCHEMA_1)
+    db.execute("INSERT INTO jobs (type, state, submitted, schedule, info) VALUES"
+               " ('send', 'pending', 1, 2, '{\"a\": 1}')")  # fmt: skip
+    db.execute("INSERT INTO settings VALUES ('run', '7')")
+    db.commit()
+    db.close()
+    for _ in range(2):
+        store = open_store(str(tmp_path))
+        assert store.setting("run") == 7
+        assert [(j["id"], j["info"]) for j in store.jobs()] == [(1, {"a": 1})]
+        store.close()
+    db = sqlite3.connect(tmp_path / "spool.db")
+    assert db.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+    db.close()
+
+
+def test_nodes_starting_together_migrate_once(postgres):
+    import psycopg
+
+    url = postgres.database()
+    stores, errors = [], []
+
+    def node() -> None:
+        try:
+            stores.append(open_store(url))
+        except Exception as exc:  # noqa: BLE001 (reported below)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=node) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and len(stores) == 4
+    ids = [s.add_job({"type": "send", "state": "pending", "submitted": 1, "schedule": 1})
+           for s in stores]  # fmt: skip
+    assert sorted(ids) == [1, 2, 3, 4]  # one jobs table, seen by every node
+    for s in stores:
+        s.close()
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+
+
+def test_choosing_a_store_and_bad_choices(tmp_path, postgres):
+    with pytest.raises(ConfigError, match="unknown store 'mysql'"):
+        open_store("mysql://x/y")
+    with pytest.raises(ConfigError, match="cannot reach the store"):
+        open_store(f"postgresql://fastfax@/nodb?host={tmp_path}")
+    for body, message in [
+        ('[store]\nurl = "sqlite:///x"\n', "postgresql:// URL"),
+        ('[store]\nurl = 5\n', "postgresql:// URL"),
+        ('[store]\nurl = "postgresql:///x"\nuser = "a"\n', r"\[store\] takes url"),
+        ('store = "postgresql:///x"\n', r"\[store\] takes url"),
+    ]:
+        (tmp_path / "bad.toml").write_text(body)
+        with pytest.raises(ConfigError, match=message):
+            load_toml(tmp_path / "bad.toml")
+    (tmp_path / "good.toml").write_text('[store]\nurl = "postgresql://fax@db/fax"\n')
+    assert load_toml(tmp_path / "good.toml").store == "postgresql://fax@db/fax"
+    with pytest.raises(ServiceError, match="not both"):
+        connect("http://127.0.0.1:1", store="postgresql:///x")
+
+    url = postgres.database()
+    spool = make_spool(str(tmp_path / "a"))
+    with connect(spool=spool, store=url) as server:  # embedded, store by argument
+        only_sender(server, "lp/1")
+        job = server.send(text_pages(1), to="200")
+        job_id = job.id
+        assert job.wait(T).state is JobState.COMPLETED
+    assert not os.path.exists(os.path.join(spool, "spool.db"))
+    store = open_store(url)
+    assert store.job(job_id)["state"] == "completed"
+    store.close()
+    service = Service(spool, store=url)  # a restart finds the jobs in the database
+    try:
+        assert service.store.location == url
+        assert [j["id"] for j in service.store.jobs("type = 'send'")] == [job_id]
+    finally:
+        service.close()
+
+
+def test_serve_takes_its_store_from_the_command_line(tmp_path, postgres):
+    url = postgres.database()
+    spool = make_spool(str(tmp_path))
+    code = "import sys; from fastfax.service.http import serve_main; sys.exit(serve_main())"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, "--spool", spool, "--port", "0", "--store", url],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("listening on "), proc.stderr.read() if proc.poll() else line
+        with open(os.path.join(spool, ADMIN_TOKEN_FILE)) as fh:
+            token = fh.read().strip()
+        with connect(line.split()[-1], token=token, timeout=T) as server:
+            only_sender(server, "lp/1")
+            assert server.job(server.send(text_pages(1), to="200").id).wait(T).state is (
+                JobState.COMPLETED)
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=T)
+    assert not os.path.exists(os.path.join(spool, "spool.db"))
+    store = open_store(url)
+    try:
+        assert [u["name"] for u in store.users()] == ["admin"]
+        assert [(j["type"], j["state"]) for j in store.jobs("type = 'send'")] == [
+            ("send", "completed")]
+        assert [j["type"] for j in store.jobs("type = 'receive'")] == ["receive"]
+    finally:
+        store.close()
