@@ -25,6 +25,12 @@ from fastfax.service.server import Service
 from fastfax.service.store import open_store
 
 T = 30
+try:
+    from psycopg.errors import NotNullViolation
+
+    _NOT_NULL: tuple[type[Exception], ...] = (sqlite3.IntegrityError, NotNullViolation)
+except ImportError:  # the PostgreSQL cases skip
+    _NOT_NULL = (sqlite3.IntegrityError,)
 STATES = ["pending", "inprogress", "completed", "failed"]
 
 
@@ -154,7 +160,7 @@ def test_ports_routing_users_and_json_queries(target):
         assert not store.received_from(sent)
         store.add_job({**base, "type": "receive", "state": "pending", "info": {"from_job": sent}})
         assert store.received_from(sent) and store.file_used("f") and not store.file_used("g")
-        with pytest.raises(Exception):  # a row without its type: the whole group is refused
+        with pytest.raises(_NOT_NULL):  # a row without its type: the whole group is refused
             store.add_jobs([{**base, "type": "send", "state": "x"}, {**base, "state": "x"}])
         assert len(store.jobs()) == 4
     finally:
