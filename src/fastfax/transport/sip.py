@@ -303,15 +303,19 @@ class SipAgent:
             if peer is not None:
                 await self._resolve(peer[0])
         family = socket.AF_INET6 if ":" in self.bind[0] else socket.AF_INET
-        self._transport, _ = await loop.create_datagram_endpoint(
-            lambda: _Signalling(self), local_addr=self.bind, family=family)
-        if self.tcp:  # the same port number for the stream listener
-            try:
+        for attempt in range(20 if self.bind[1] == 0 else 1):
+            self._transport, _ = await loop.create_datagram_endpoint(
+                lambda: _Signalling(self), local_addr=self.bind, family=family)
+            if not self.tcp:
+                break
+            try:  # the same port number for the stream listener
                 self._server = await loop.create_server(
                     lambda: _Stream(self), self.bind[0], self.address[1], family=family)
-            except OSError:
+                break
+            except OSError:  # taken for TCP: with port 0, try another number
                 self._transport.close()
-                raise
+                if attempt == 19 or self.bind[1] != 0:
+                    raise
         host, port = self.address
         if self.contact_host:
             host = self.contact_host
