@@ -1134,6 +1134,11 @@ class UserAgent:
                 pass
         headers += [("From", request.get("From") or ""), ("To", to),
                     ("Call-ID", request.get("Call-ID") or ""), ("CSeq", request.get("CSeq") or "")]
+        if request.method == "INVITE" and 100 < status < 300:
+            # RFC 3261 12.1.1: a UAS copies the Record-Route of the request into its
+            # dialog-creating responses (a record-routing proxy refuses in-dialog requests
+            # of a dialog without them).
+            headers += [("Record-Route", v) for v in request.get_all("Record-Route")]
         response = Response(status, headers=headers)
         response.set("Server", self.config.user_agent)
         return response

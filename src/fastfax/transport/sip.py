@@ -120,21 +120,6 @@ def parse_address(value: str | Address, default_port: int = 5060) -> Address:
     return host, port
 
 
-class _UserAgent(U.UserAgent):
-    """:class:`~fastfax.sip.ua.UserAgent` whose provisional and 2xx responses to an INVITE
-    copy its Record-Route headers, as RFC 3261 section 12.1.1 requires of a UAS (without
-    them a record-routing proxy such as kamailio refuses the caller's in-dialog requests).
-    To go once :mod:`fastfax.sip.ua` does this itself."""
-
-    def _response(self, request: Any, status: int, to_tag: str | None = None) -> Any:
-        response = super()._response(request, status, to_tag)
-        if request.method == "INVITE" and 100 < status < 300 \
-                and not response.get_all("Record-Route"):
-            for value in request.get_all("Record-Route"):
-                response.add("Record-Route", value)
-        return response
-
-
 def _is_ip(host: str) -> bool:
     try:
         ipaddress.ip_address(host)
@@ -327,7 +312,7 @@ class SipAgent:
         if self.password is not None:
             config["credentials"] = Credentials(user, self.password)
         try:
-            self.ua = _UserAgent(U.UaConfig(host, port, registrar=self.registrar,
+            self.ua = U.UserAgent(U.UaConfig(host, port, registrar=self.registrar,
                                              proxy=self.proxy, **config))
         except (SipError, TypeError) as exc:
             self.close()
