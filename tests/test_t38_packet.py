@@ -9,6 +9,8 @@ never raises out of the decoders; bad arguments raise T38Error.
 
 from __future__ import annotations
 
+import gc
+import pickle
 import random
 
 import pytest
@@ -17,7 +19,13 @@ from hypothesis import strategies as st
 
 from fastfax.errors import T38Error
 from fastfax.t38.ifp import decode_raw, encode_data, encode_indicator
-from fastfax.t38.udptl import UdptlDecoder, UdptlEncoder, feed_many, pack_many
+from fastfax.t38.udptl import (
+    UdptlDecoder,
+    UdptlEncoder,
+    decode_datagram,
+    feed_many,
+    pack_many,
+)
 
 EC = [
     {"error_correction": "none"},
@@ -194,3 +202,91 @@ def test_fec_rebuild_of_a_one_octet_ifp_leaves_shared_bytes_alone() -> None:
     assert [t for _, k, t, _ in got if k == 0] == indicators
     assert dec.stats.recovered_fec == 2
     assert all(bytes([k])[0] == k and bytes((k,)) == k.to_bytes(1, "big") for k in range(256))
+
+
+def _xor(ifps: list[bytes]) -> bytes:
+    """Parity of IFPs, each zero-padded to the longest (the FEC string the spec defines)."""
+    out = bytearray(max(len(p) for p in ifps))
+    for p in ifps:
+        for i, octet in enumerate(p):
+            out[i] ^= octet
+    return bytes(out)
+
+
+@pytest.mark.parametrize("ec", EC[1:], ids=["redundancy", "fec"])
+def test_encoder_history_over_many_ring_turns(ec) -> None:
+    """The encoder keeps its history in C memory (short IFPs inside the object, long ones in
+    a buffer of their slot): over 1,000 packets (several turns of its ring) of lengths from 1
+    to 300 octets, every datagram's recovery data is the IFPs actually sent before it, read
+    back with the strict datagram parser and computed here from the sent IFPs."""
+    rng = random.Random(7)
+    enc = UdptlEncoder(max_datagram=4000, **ec)
+    sent: list[bytes] = []
+    for n in range(1000):
+        length = rng.choice((1, 5, 59, 71, 72, 73, 120, 300))
+        if n % 3 == 0:
+            payload = rng.randbytes(length)
+            ifp = encode_data(8, [(6, payload)])
+            datagram = enc.pack_data(8, 6, payload)
+        else:
+            ifp = rng.randbytes(length)
+            datagram = enc.pack(ifp)
+        got = decode_datagram(datagram)
+        assert got.seq == n and got.primary == ifp
+        if ec["error_correction"] == "redundancy":
+            assert got.secondary == sent[::-1][:3]
+        else:
+            span, entries = 3, min(3, len(sent) // 3)
+            assert got.fec.npackets == span and len(got.fec.data) == entries
+            for m, string in enumerate(got.fec.data):
+                covered = [sent[n + m - entries * j] for j in range(1, span + 1)]
+                assert string == _xor(covered)
+        sent.append(ifp)
+
+
+def test_refused_ifp_leaves_the_history_alone() -> None:
+    """An IFP too big for the datagram is refused without touching the IFPs the next
+    datagrams repeat, in the inline and the long-IFP storage alike."""
+    enc = UdptlEncoder(redundancy=2, max_datagram=300)
+    first, second = bytes(range(1, 100)), b"\x07" * 30
+    enc.pack(first)
+    enc.pack(second)
+    for _ in range(3):
+        with pytest.raises(T38Error, match="needs a"):
+            enc.pack(b"\x01" * 297)
+        with pytest.raises(T38Error, match="needs a"):
+            enc.pack_data(8, 6, b"\x02" * 290)
+    got = decode_datagram(enc.pack(b"\x05"))
+    assert (got.seq, got.secondary) == (2, [second, first])
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_feed_many_puts_the_collector_back(enabled) -> None:
+    """feed_many holds the cyclic GC off while it builds its results and puts it back as it
+    was, also when an item is refused."""
+    enc, dec = UdptlEncoder(), UdptlDecoder()
+    batch = [(dec, enc.pack_indicator(k % 23)) for k in range(50)]
+    was = gc.isenabled()
+    try:
+        gc.enable() if enabled else gc.disable()
+        got = feed_many(batch)
+        assert gc.isenabled() is enabled
+        assert [(i, seq, kind, type_) for i, seq, kind, type_, _ in got] == [
+            (k, k, 0, k % 23) for k in range(50)
+        ]
+        with pytest.raises(TypeError):
+            feed_many([(dec, enc.pack_indicator(1)), ("not a decoder", b"")])
+        assert gc.isenabled() is enabled
+    finally:
+        gc.enable() if was else gc.disable()
+
+
+def test_encoder_pickles_with_its_history() -> None:
+    """A pickled encoder (history in C memory) goes on with the same datagrams."""
+    enc = UdptlEncoder(redundancy=3)
+    for k in range(300):
+        enc.pack(bytes([k % 256]) * (1 + k % 100))
+    copy = pickle.loads(pickle.dumps(enc))
+    assert type(copy) is UdptlEncoder
+    for k in range(5):
+        assert copy.pack_indicator(k) == enc.pack_indicator(k)

@@ -122,6 +122,18 @@ cdef object _decode_ifp(const unsigned char *p, Py_ssize_t n, int version):
     """One IFP packet at ``p`` (``n`` octets) to ``(0, indicator)`` or
     ``(1, data_type, [(field_type, bytes)])``; T38Error for anything else. The caller has
     checked ``version``."""
+    cdef unsigned int value
+    cdef object fields = _decode_ifp_parts(p, n, version, &value)
+    if fields is None:
+        return _IND_RESULTS[value]
+    return (1, value, fields)
+
+
+cdef object _decode_ifp_parts(const unsigned char *p, Py_ssize_t n, int version,
+                              unsigned int *type_out):
+    """:func:`_decode_ifp` without the result tuple: None for an indicator packet, the list
+    of ``(field_type, bytes)`` for a data packet; ``type_out`` gets the indicator or the
+    data type."""
     cdef Py_ssize_t nbits, pos, count, length, end, minbits, k
     cdef unsigned int present, choice, value, b
     cdef int last, ft
@@ -154,7 +166,8 @@ cdef object _decode_ifp(const unsigned char *p, Py_ssize_t n, int version):
         if present:
             raise T38Error("T.38 indicator packet carries a data-field")
         _check_tail(p, (pos + 7) >> 3, n)
-        return _IND_RESULTS[value]
+        type_out[0] = value
+        return None
 
     if value >= N_DATA or (pos == 7 and value >= N_DATA_ROOT):
         raise T38Error(f"unknown T.38 data type {value}")
@@ -228,46 +241,40 @@ cdef object _decode_ifp(const unsigned char *p, Py_ssize_t n, int version):
                 else:
                     out.append((ft, _EMPTY))
     _check_tail(p, (pos + 7) >> 3, n)
-    return (1, value, out)
+    type_out[0] = value
+    return out
 
 
 
-cdef bytes _encode_one(int dt, int ft, const unsigned char *data, Py_ssize_t length,
-                       int version):
-    """The IFP octets of a data packet of one field (``dt``, ``ft`` and ``version`` already
-    checked, ``length`` 0..MAX_DATA; 0: no field-data). Same octets as ``encode_data``."""
-    cdef unsigned char stack_buf[STACK_BUF]
-    cdef unsigned char *buf = stack_buf
-    cdef Py_ssize_t bound = 8 + length, pos
-    if bound > STACK_BUF:
-        buf = <unsigned char *>PyMem_Malloc(bound)
-        if buf == NULL:
-            raise MemoryError()
-    try:
-        memset(buf, 0, bound)
-        pos = _put(buf, 0, 3, 2)        # data-field present, CHOICE t30-data
-        if dt < N_DATA_ROOT:
-            pos = _put(buf, pos, <unsigned int>dt, 5)
-        else:
-            pos = _put(buf, pos, 0x80 | <unsigned int>(dt - N_DATA_ROOT), 8)
-        pos = _put(buf, _align(pos), 1, 8)     # one field
-        pos = _put(buf, pos, length > 0, 1)
-        if version == 0:
-            pos = _put(buf, pos, ft, 3)
-        elif ft < N_FIELD_ROOT:
-            pos = _put(buf, pos, ft, 4)
-        else:
-            pos = _put(buf, pos, 0x80 | (ft - N_FIELD_ROOT), 8)
-        if length > 0:
-            pos = _align(pos)
-            buf[pos >> 3] = <unsigned char>((length - 1) >> 8)
-            buf[(pos >> 3) + 1] = <unsigned char>((length - 1) & 0xFF)
-            memcpy(buf + (pos >> 3) + 2, data, length)
-            pos += 8 * (2 + length)
-        return PyBytes_FromStringAndSize(<char *>buf, (pos + 7) >> 3)
-    finally:
-        if buf != stack_buf:
-            PyMem_Free(buf)
+cdef inline Py_ssize_t _write_one(unsigned char *buf, int dt, int ft, const unsigned char *data,
+                                  Py_ssize_t length, int version) noexcept:
+    """Write the IFP octets of a data packet of one field into ``buf`` (at least
+    ``8 + length`` octets; ``dt``, ``ft`` and ``version`` already checked, ``length``
+    0..MAX_DATA, 0: no field-data) and return how many octets it took."""
+    cdef Py_ssize_t pos, i
+    memset(buf, 0, 8)       # the header (7 octets at most) is OR-ed in
+    pos = _put(buf, 0, 3, 2)    # data-field present, CHOICE t30-data
+    if dt < N_DATA_ROOT:
+        pos = _put(buf, pos, <unsigned int>dt, 5)
+    else:
+        pos = _put(buf, pos, 0x80 | <unsigned int>(dt - N_DATA_ROOT), 8)
+    pos = _put(buf, _align(pos), 1, 8)     # one field
+    pos = _put(buf, pos, length > 0, 1)
+    if version == 0:
+        pos = _put(buf, pos, ft, 3)
+    elif ft < N_FIELD_ROOT:
+        pos = _put(buf, pos, ft, 4)
+    else:
+        pos = _put(buf, pos, 0x80 | (ft - N_FIELD_ROOT), 8)
+    if length > 0:
+        pos = _align(pos)
+        buf[pos >> 3] = <unsigned char>((length - 1) >> 8)
+        buf[(pos >> 3) + 1] = <unsigned char>((length - 1) & 0xFF)
+        buf += (pos >> 3) + 2
+        for i in range(length):     # a loop: shorter than a call for a chunk's few octets
+            buf[i] = data[i]
+        pos += 8 * (2 + length)
+    return (pos + 7) >> 3
 
 
 cdef bytes _encode_data(object data_type, object fields, int version):

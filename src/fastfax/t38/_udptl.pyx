@@ -25,11 +25,18 @@ string's length (trailing zero octets beyond the IFP's own length, when it was n
 longest, cannot be told from data).
 """
 
+cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.stdint cimport uint8_t, uint16_t
 from libc.string cimport memcpy, memset
+from cpython.mem cimport PyMem_Free, PyMem_Realloc
 
 from fastfax.errors import T38Error
+
+
+cdef extern from "Python.h":
+    int PyGC_Enable()
+    int PyGC_Disable()
 
 include "_ifp_core.pxi"
 
@@ -50,10 +57,18 @@ cdef enum:
     # The encoder's history of sent IFPs (a power of two above redundancy and span*entries).
     TX_RING = 256
     TX_MASK = 255
+    # IFPs up to this long are kept inside the encoder object (a 54-octet chunk's IFP is 59).
+    TX_INLINE = 72
     # Encoder error-correction modes.
     MODE_NONE = 0
     MODE_REDUNDANCY = 1
     MODE_FEC = 2
+
+# What DecoderCore.emit appends for a delivered IFP.
+cdef enum:
+    OUT_RAW = 0     # (seq, ifp or None), as feed() returns them
+    OUT_IFP = 1     # (seq, kind, type, fields), as feed_ifp() returns them
+    OUT_BATCH = 2   # (index, seq, kind, type, fields), as feed_many() returns them
 
 # Decoder slot states.
 cdef enum:
@@ -233,6 +248,14 @@ cdef inline Py_ssize_t put_len(uint8_t* o, Py_ssize_t pos, Py_ssize_t n) noexcep
     return pos + 2
 
 
+cdef inline void copy(uint8_t* dst, const uint8_t* src, Py_ssize_t n) noexcept nogil:
+    """memcpy for the short runs of a datagram (a loop: GCC's inline ``rep movs`` for a
+    variable length costs more than the copy at these sizes)."""
+    cdef Py_ssize_t i
+    for i in range(n):
+        dst[i] = src[i]
+
+
 cdef inline Py_ssize_t put_item(uint8_t* o, Py_ssize_t pos, bytes item) noexcept:
     cdef Py_ssize_t n = PyBytes_GET_SIZE(item)
     pos = put_len(o, pos, n)
@@ -314,16 +337,25 @@ def encode_datagram(int seq, primary, list secondary, object fec):
     return out
 
 
+@cython.auto_pickle(False)     # the history is C memory: pickled by __getstate__
 cdef class EncoderCore:
     """Sequence numbers, the history of sent IFPs and datagram building; the argument
-    checks live in :class:`fastfax.t38.udptl.UdptlEncoder`."""
+    checks live in :class:`fastfax.t38.udptl.UdptlEncoder`.
+
+    The history is kept in C memory, a slot of the TX_RING ring for each seq: IFPs of up to
+    TX_INLINE octets in the object itself, longer ones in a buffer of the slot's (grown to
+    the longest such IFP it has held). A datagram costs one bytes object; nothing else is
+    made or retained per packet."""
 
     cdef int mode, redundancy, span, entries
     cdef Py_ssize_t max_datagram
     cdef int next_seq
     cdef long long sent
-    cdef list hist
+    cdef uint8_t* hbuf[TX_RING]     # where each slot's IFP is (inline or big)
+    cdef uint8_t* big[TX_RING]      # a slot's buffer for IFPs over TX_INLINE octets, or NULL
+    cdef Py_ssize_t bigcap[TX_RING]
     cdef Py_ssize_t hlen[TX_RING]
+    cdef uint8_t inline[TX_RING][TX_INLINE]
 
     def __init__(self, int mode, int redundancy, int span, int entries,
                  Py_ssize_t max_datagram, int first_seq):
@@ -334,8 +366,33 @@ cdef class EncoderCore:
         self.max_datagram = max_datagram
         self.next_seq = first_seq
         self.sent = 0
-        self.hist = [None] * TX_RING
         memset(self.hlen, 0, sizeof(self.hlen))
+
+    def __dealloc__(self):
+        cdef int t
+        for t in range(TX_RING):
+            PyMem_Free(self.big[t])
+
+    def __getstate__(self):
+        cdef int t
+        return (self.mode, self.redundancy, self.span, self.entries, self.max_datagram,
+                self.next_seq, self.sent,
+                tuple([PyBytes_FromStringAndSize(<char*>self.hbuf[t], self.hlen[t])
+                       if self.hlen[t] else b"" for t in range(TX_RING)]))
+
+    def __setstate__(self, state):
+        cdef tuple history
+        cdef bytes ifp
+        cdef int t, first
+        (self.mode, self.redundancy, self.span, self.entries, self.max_datagram,
+         first, self.sent, history) = state
+        for t in range(TX_RING):
+            ifp = <bytes?>history[t]
+            self.next_seq = t
+            copy(self.slot(PyBytes_GET_SIZE(ifp)), <const uint8_t*>PyBytes_AS_STRING(ifp),
+                 PyBytes_GET_SIZE(ifp))
+            self.hlen[t] = PyBytes_GET_SIZE(ifp)
+        self.next_seq = first
 
     @property
     def seq(self) -> int:
@@ -365,14 +422,54 @@ cdef class EncoderCore:
             total += len_size(longest) + longest
         return total
 
+    cdef uint8_t* slot(self, Py_ssize_t need) except NULL:
+        """The history buffer of the next seq's slot, at least ``need`` octets long. Its old
+        content (the IFP TX_RING sequence numbers back) is covered by no datagram any more."""
+        cdef int t = self.next_seq & TX_MASK
+        cdef void* grown
+        self.hlen[t] = 0
+        if need <= TX_INLINE:
+            self.hbuf[t] = self.inline[t]
+        else:
+            if self.bigcap[t] < need:
+                grown = PyMem_Realloc(self.big[t], need)
+                if grown == NULL:
+                    raise MemoryError()
+                self.big[t] = <uint8_t*>grown
+                self.bigcap[t] = need
+            self.hbuf[t] = self.big[t]
+        return self.hbuf[t]
+
+    cdef bytes _pack_raw(self, const uint8_t* ifp, Py_ssize_t n):
+        """The next datagram of the IFP octets at ``ifp``."""
+        if n == 0:
+            raise T38Error("an IFP packet is at least one octet; got an empty one")
+        if n > MAX_OPEN:
+            raise T38Error(f"IFP of {n} octets; UDPTL carries at most {MAX_OPEN} unfragmented")
+        copy(self.slot(n), ifp, n)
+        return self._pack(n)
+
+    cdef bytes _pack_one(self, int dt, int ft, const unsigned char* data, Py_ssize_t length,
+                         int version):
+        """The next datagram of a one-field data IFP (arguments checked as for _write_one),
+        the IFP written straight into the history."""
+        cdef uint8_t* buf = self.slot(8 + length)
+        cdef Py_ssize_t n = _write_one(buf, dt, ft, data, length, version)
+        if n > MAX_OPEN:
+            raise T38Error(f"IFP of {n} octets; UDPTL carries at most {MAX_OPEN} unfragmented")
+        return self._pack(n)
+
     def pack(self, ifp) -> bytes:
         """The next datagram: this IFP as primary and recovery data of the IFPs before it."""
-        return self._pack(as_bytes(ifp))
+        cdef bytes b = as_bytes(ifp)
+        return self._pack_raw(<const uint8_t*>PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b))
 
     def pack_indicator(self, indicator, int version=0) -> bytes:
         """:meth:`pack` of ``ifp.encode_indicator(indicator, version)``, in one call."""
+        cdef bytes b
         _check_version(version)
-        return self._pack(<bytes>_IND_OCTETS[_index(indicator, N_IND, "indicator")])
+        b = <bytes>_IND_OCTETS[_index(indicator, N_IND, "indicator")]
+        return self._pack_raw(<const uint8_t*>PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b))
 
     def pack_data(self, data_type, field_type, data=b"", int version=0) -> bytes:
         """:meth:`pack` of ``ifp.encode_data(data_type, [(field_type, data)], version)``
@@ -393,22 +490,18 @@ cdef class EncoderCore:
                 f"field 0: {PyBytes_GET_SIZE(payload)} octets of field data, more than the "
                 f"{MAX_DATA} allowed"
             )
-        return self._pack(_encode_one(
+        return self._pack_one(
             <int>dt, <int>ft, <const unsigned char *>PyBytes_AS_STRING(payload),
-            PyBytes_GET_SIZE(payload), version))
+            PyBytes_GET_SIZE(payload), version)
 
-    cdef bytes _pack(self, bytes prim):
-        cdef Py_ssize_t n = PyBytes_GET_SIZE(prim)
+    cdef bytes _pack(self, Py_ssize_t n):
+        """The datagram of the IFP of ``n`` octets (1..MAX_OPEN) just written in the next
+        seq's history slot; the seq is used only when the datagram is made."""
         cdef Py_ssize_t base, size, k, pos, ln, longest, i
         cdef int s = self.next_seq, r = 0, span = 0, entries = 0, m, j, t
         cdef uint8_t* o
         cdef uint8_t* dst
         cdef const uint8_t* src
-        cdef bytes item
-        if n == 0:
-            raise T38Error("an IFP packet is at least one octet; got an empty one")
-        if n > MAX_OPEN:
-            raise T38Error(f"IFP of {n} octets; UDPTL carries at most {MAX_OPEN} unfragmented")
         base = 2 + len_size(n) + n + 1
         if self.mode == MODE_FEC:
             span = self.span
@@ -439,7 +532,9 @@ cdef class EncoderCore:
         o = <uint8_t*>PyBytes_AS_STRING(out)
         o[0] = <uint8_t>(s >> 8)
         o[1] = <uint8_t>(s & 0xFF)
-        pos = put_item(o, 2, prim)
+        pos = put_len(o, 2, n)
+        copy(o + pos, self.hbuf[s & TX_MASK], n)
+        pos += n
         if self.mode == MODE_FEC:
             o[pos] = 0x80
             k = int_size(span)
@@ -461,8 +556,7 @@ cdef class EncoderCore:
                 memset(dst, 0, longest)
                 for j in range(1, span + 1):
                     t = (s + m - entries * j) & TX_MASK
-                    item = <bytes>self.hist[t]
-                    src = <const uint8_t*>PyBytes_AS_STRING(item)
+                    src = self.hbuf[t]
                     for i in range(self.hlen[t]):
                         dst[i] ^= src[i]
                 pos += longest
@@ -471,10 +565,12 @@ cdef class EncoderCore:
             o[pos + 1] = <uint8_t>r
             pos += 2
             for k in range(r):
-                pos = put_item(o, pos, <bytes>self.hist[(s - 1 - k) & TX_MASK])
-        t = s & TX_MASK
-        self.hist[t] = prim
-        self.hlen[t] = n
+                t = (s - 1 - k) & TX_MASK
+                ln = self.hlen[t]
+                pos = put_len(o, pos, ln)
+                copy(o + pos, self.hbuf[t], ln)
+                pos += ln
+        self.hlen[s & TX_MASK] = n
         self.next_seq = (s + 1) & 0xFFFF
         self.sent += 1
         return out
@@ -492,6 +588,9 @@ cdef class DecoderCore:
     cdef list data
     cdef list pending           # FEC strings: (first seq, stride, count, bytes)
     cdef Parsed par
+    cdef int omode              # what emit() appends: OUT_RAW, OUT_IFP or OUT_BATCH
+    cdef int oversion           # the T.38 version IFPs are decoded as (OUT_IFP, OUT_BATCH)
+    cdef object oindex          # the batch item's index (OUT_BATCH)
     cdef readonly long long duplicates, malformed, recovered_redundancy, recovered_fec
     cdef readonly long long lost, reordered, late, resyncs
 
@@ -542,30 +641,61 @@ cdef class DecoderCore:
         self.end = self.expected
         self.started = 1
 
-    cdef void step(self, list out):
+    cdef int emit(self, list out, int e, object ifp) except -1:
+        """Append the delivery of IFP ``ifp`` (None: lost) of seq ``e`` to ``out``, in the
+        form self.omode says; the decoded forms are built in one go, with no intermediate
+        (seq, ifp) pair or (kind, type, fields) tuple."""
+        cdef unsigned int value = 0
+        cdef int kind
+        cdef object fields = ()
+        if self.omode == OUT_RAW:
+            out.append((e, ifp))
+            return 0
+        if ifp is None:
+            kind = -1
+        else:
+            try:
+                fields = _decode_ifp_parts(<const unsigned char *>PyBytes_AS_STRING(ifp),
+                                           PyBytes_GET_SIZE(ifp), self.oversion, &value)
+            except T38Error:
+                kind = -2
+                fields = ()
+            else:
+                if fields is None:
+                    kind = 0
+                    fields = ()
+                else:
+                    kind = 1
+        if self.omode == OUT_BATCH:
+            out.append((self.oindex, e, kind, value, fields))
+        else:
+            out.append((e, kind, value, fields))
+        return 0
+
+    cdef int step(self, list out) except -1:
         """Deliver the IFP at ``expected``, or declare it lost, and move on."""
         cdef int e = self.expected
         cdef int st = self.slot(e)
-        if st == PRIMARY or st == RECOVERED:
-            out.append((e, self.data[e & RING_MASK]))
-        else:
-            self.put(e, LOST, None)
-            out.append((e, None))
-            self.lost += 1
         self.expected = (e + 1) & 0xFFFF
+        if st == PRIMARY or st == RECOVERED:
+            return self.emit(out, e, self.data[e & RING_MASK])
+        self.put(e, LOST, None)
+        self.lost += 1
+        return self.emit(out, e, None)
 
-    cdef void deliver(self, list out):
+    cdef int deliver(self, list out) except -1:
         cdef int e = self.expected
         cdef int st
         while e != self.end:
             st = self.slot(e)
             if st != PRIMARY and st != RECOVERED:
                 break
-            out.append((e, self.data[e & RING_MASK]))
-            e = (e + 1) & 0xFFFF
-        self.expected = e
+            self.expected = (e + 1) & 0xFFFF
+            self.emit(out, e, self.data[e & RING_MASK])
+            e = self.expected
+        return 0
 
-    cdef void resync(self, int s, list out):
+    cdef int resync(self, int s, list out) except -1:
         """The peer's numbering jumped: hand over what is held, then start again at ``s``."""
         while self.expected != self.end:
             self.step(out)
@@ -573,6 +703,7 @@ cdef class DecoderCore:
         self.pending = []
         self.resyncs += 1
         self.start(s)
+        return 0
 
     cdef int try_fec(self, int first, int stride, int count, bytes fec):
         """Use one FEC string: 1 when it is spent (used or useless), 0 to keep it."""
@@ -630,47 +761,34 @@ cdef class DecoderCore:
 
     def feed(self, datagram) -> list:
         """One received datagram in; the IFPs now deliverable out, as (seq, ifp or None)."""
-        return self._feed(datagram)
+        cdef list out = []
+        self.omode = OUT_RAW
+        self._feed(datagram, out)
+        return out
 
     def feed_ifp(self, datagram, int version=0) -> list:
         """:meth:`feed`, with each IFP delivered decoded (as ``ifp.decode_raw``) in the same
         call: ``(seq, 0, indicator, ())``, ``(seq, 1, data_type, [(field_type, bytes)])``,
         ``(seq, -1, 0, ())`` for an IFP declared lost and ``(seq, -2, 0, ())`` for one that
         did not decode as IFP (of T.38 ``version``)."""
-        cdef list out, got
-        cdef tuple item
-        cdef object ifp, dec
+        cdef list out = []
         _check_version(version)
-        got = self._feed(datagram)
-        out = []
-        for item in got:
-            ifp = item[1]
-            if ifp is None:
-                out.append((item[0], -1, 0, ()))
-                continue
-            try:
-                dec = _decode_ifp(<const unsigned char *>PyBytes_AS_STRING(ifp),
-                                  PyBytes_GET_SIZE(ifp), version)
-            except T38Error:
-                out.append((item[0], -2, 0, ()))
-                continue
-            if len(<tuple>dec) == 2:
-                out.append((item[0], 0, (<tuple>dec)[1], ()))
-            else:
-                out.append((item[0], 1, (<tuple>dec)[1], (<tuple>dec)[2]))
+        self.omode = OUT_IFP
+        self.oversion = version
+        self._feed(datagram, out)
         return out
 
-    cdef list _feed(self, object datagram):
+    cdef int _feed(self, object datagram, list out) except -1:
+        """Take one datagram; append what it makes deliverable to ``out`` (see emit)."""
         cdef bytes b = as_bytes(datagram)
         cdef const uint8_t* p = <const uint8_t*>PyBytes_AS_STRING(b)
         cdef Py_ssize_t n = PyBytes_GET_SIZE(b)
         cdef Parsed* r = &self.par
         cdef int s, d, k, t, st, m, stride, newest
         cdef long long span
-        cdef list out = []
         if parse(p, n, r) != E_OK or r.prim_len == 0:
             self.malformed += 1
-            return out
+            return 0
         s = r.seq
         if not self.started:
             self.start(s)
@@ -684,14 +802,14 @@ cdef class DecoderCore:
                     self.duplicates += 1
                 else:
                     self.late += 1
-                return out
+                return 0
         elif d >= JUMP:
             self.resync(s, out)
             d = (s - self.expected) & 0xFFFF
         st = self.slot(s)
         if st == PRIMARY:
             self.duplicates += 1
-            return out
+            return 0
         newest = (self.end - self.expected) & 0xFFFF
         if d < newest:
             self.reordered += 1
@@ -724,12 +842,13 @@ cdef class DecoderCore:
         while ((self.end - self.expected) & 0xFFFF) > self.window:
             self.step(out)
         self.deliver(out)
-        return out
+        return 0
 
     def flush(self) -> list:
         """Declare the gap at the head lost and deliver the IFPs waiting behind it."""
         cdef list out = []
         cdef int st
+        self.omode = OUT_RAW
         if not self.started:
             return out
         while self.expected != self.end:
@@ -754,7 +873,7 @@ def pack_many(items, int version=0) -> list:
     cdef object item, fields, ft, data
     cdef EncoderCore enc
     cdef long dt
-    cdef bytes payload
+    cdef bytes ind
     cdef Py_ssize_t n, ln
     _check_version(version)
     if type(items) is not list and type(items) is not tuple:
@@ -764,7 +883,9 @@ def pack_many(items, int version=0) -> list:
         item = items[i]
         enc = <EncoderCore?>item[0]
         if item[1] == 0:
-            out.append(enc._pack(<bytes>_IND_OCTETS[_index(item[2], N_IND, "indicator")]))
+            ind = <bytes>_IND_OCTETS[_index(item[2], N_IND, "indicator")]
+            out.append(enc._pack_raw(<const uint8_t*>PyBytes_AS_STRING(ind),
+                                     PyBytes_GET_SIZE(ind)))
             continue
         fields = item[3]
         if (type(fields) is tuple or type(fields) is list) and len(fields) == 1:
@@ -775,43 +896,43 @@ def pack_many(items, int version=0) -> list:
                 dt = _index(item[2], N_DATA, "data type")
                 ln = PyBytes_GET_SIZE(data)
                 if ln <= MAX_DATA:
-                    out.append(enc._pack(_encode_one(
+                    out.append(enc._pack_one(
                         <int>dt, <int>_index(ft, N_FIELD, "field type"),
-                        <const unsigned char *>PyBytes_AS_STRING(data), ln, version)))
+                        <const unsigned char *>PyBytes_AS_STRING(data), ln, version))
                     continue
-        out.append(enc._pack(_encode_data(item[2], fields, version)))
+        ind = _encode_data(item[2], fields, version)
+        out.append(enc._pack_raw(<const uint8_t*>PyBytes_AS_STRING(ind), PyBytes_GET_SIZE(ind)))
     return out
 
 
 def feed_many(items, int version=0) -> list:
     """Feed a batch of received datagrams, each item ``(decoder, datagram)``, and decode the
     IFPs delivered: one flat list of ``(i, seq, kind, type, fields)``, ``i`` the item's index,
-    the rest as :meth:`DecoderCore.feed_ifp` gives them. Never raises on datagram content."""
+    the rest as :meth:`DecoderCore.feed_ifp` gives them. Never raises on datagram content.
+
+    The cyclic garbage collector is held off for the call (and put back as it was): the
+    result tuples and lists it makes cannot form cycles, and a batch makes enough of them to
+    set off collections that would each walk the growing result."""
     cdef list out = []
-    cdef object item, ifp, dec
+    cdef object item
     cdef DecoderCore d
-    cdef tuple got
     cdef Py_ssize_t i, n
+    cdef int gc_was_on
     _check_version(version)
     if type(items) is not list and type(items) is not tuple:
         items = list(items)
     n = len(items)
-    for i in range(n):
-        item = items[i]
-        d = <DecoderCore?>item[0]
-        for got in d._feed(item[1]):
-            ifp = got[1]
-            if ifp is None:
-                out.append((i, got[0], -1, 0, ()))
-                continue
-            try:
-                dec = _decode_ifp(<const unsigned char *>PyBytes_AS_STRING(ifp),
-                                  PyBytes_GET_SIZE(ifp), version)
-            except T38Error:
-                out.append((i, got[0], -2, 0, ()))
-                continue
-            if len(<tuple>dec) == 2:
-                out.append((i, got[0], 0, (<tuple>dec)[1], ()))
-            else:
-                out.append((i, got[0], 1, (<tuple>dec)[1], (<tuple>dec)[2]))
+    gc_was_on = PyGC_Disable()
+    try:
+        for i in range(n):
+            item = items[i]
+            d = <DecoderCore?>item[0]
+            d.omode = OUT_BATCH
+            d.oversion = version
+            d.oindex = i
+            d._feed(item[1], out)
+            d.oindex = None
+    finally:
+        if gc_was_on:
+            PyGC_Enable()
     return out
