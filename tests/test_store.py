@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 from service_helpers import make_spool, only_sender, text_pages
@@ -58,7 +59,7 @@ def _job(rng: random.Random) -> dict:
 
 
 _DEFAULTS = {"grp": None, "started": None, "finished": None, "attempts": 0, "port": None,
-             "cause": "", "file": ""}  # fmt: skip
+             "cause": "", "file": "", "node": None, "lease": None, "fence": 0}  # fmt: skip
 
 
 def test_random_operations_match_a_model(target):
@@ -169,7 +170,8 @@ def test_ports_routing_users_and_json_queries(target):
 
 def test_an_old_spool_is_migrated_in_place(tmp_path):
     """A spool made before versioned migrations (the schema, no schema_version table)
-    keeps its rows and is at version 1 after one open; opening again changes nothing."""
+    keeps its rows and is at the latest version after one open (migration 1 finds its
+    tables, 2 adds the claim columns); opening again changes nothing."""
     from fastfax.service.store import sqlite as sqlite_store
 
     db = sqlite3.connect(tmp_path / "spool.db")
@@ -185,7 +187,7 @@ def test_an_old_spool_is_migrated_in_place(tmp_path):
         assert [(j["id"], j["info"]) for j in store.jobs()] == [(1, {"a": 1})]
         store.close()
     db = sqlite3.connect(tmp_path / "spool.db")
-    assert db.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+    assert db.execute("SELECT version FROM schema_version").fetchall() == [(1,), (2,)]
     db.close()
 
 
@@ -213,7 +215,7 @@ def test_nodes_starting_together_migrate_once(postgres):
     for s in stores:
         s.close()
     with psycopg.connect(url) as conn:
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,), (2,)]
 
 
 def test_choosing_a_store_and_bad_choices(tmp_path, postgres):
@@ -281,5 +283,103 @@ def test_serve_takes_its_store_from_the_command_line(tmp_path, postgres):
         assert [(j["type"], j["state"]) for j in store.jobs("type = 'send'")] == [
             ("send", "completed")]
         assert [j["type"] for j in store.jobs("type = 'receive'")] == ["receive"]
+    finally:
+        store.close()
+
+
+def test_claims_fence_out_a_stale_holder(target):
+    store = open_store(target)
+    try:
+        job = store.add_job({"type": "send", "state": "pending", "submitted": 1, "schedule": 1})
+        first = store.claim(job, "pending", "a", 100.0, state="inprogress", attempts=1)
+        assert first == 1 and store.claim(job, "pending", "b", 100.0, state="inprogress") is None
+        row = store.job(job)
+        assert (row["state"], row["node"], row["lease"], row["fence"]) == ("inprogress", "a",
+                                                                           100.0, 1)
+        assert store.renew("a", {job: first}, 150.0) == {job}
+        assert store.stale_claims(["inprogress"], "b", 149.0) == []  # a's lease holds
+        assert [r["id"] for r in store.stale_claims(["inprogress"], "b", 151.0)] == [job]
+        assert [r["id"] for r in store.stale_claims(["inprogress"], "a", 0.0)] == [job]
+        second = store.claim(job, "inprogress", "b", 300.0)  # b takes the expired claim over
+        assert second == 2
+        assert store.renew("a", {job: first}, 400.0) == set()  # a's token is stale
+        assert not store.update_job(job, f"state = 'inprogress' AND fence = {first}",
+                                    state="completed")  # fmt: skip
+        assert store.update_job(job, f"state = 'inprogress' AND fence = {second}",
+                                state="completed")  # fmt: skip
+        assert store.job(job)["lease"] == 300.0
+    finally:
+        store.close()
+
+
+def test_nodes_claiming_one_queue_take_each_job_once(postgres):
+    """Six nodes (each its own connection) race to claim 300 jobs, each trying them in
+    its own order: every job is claimed by exactly one node, with token 1."""
+    url = postgres.database()
+    setup = open_store(url)
+    ids = setup.add_jobs([{"type": "send", "state": "pending", "submitted": 1, "schedule": 1}
+                          for _ in range(300)])[0]  # fmt: skip
+    setup.close()
+    won: dict[str, list[tuple[int, int]]] = {}
+
+    def node(name: str) -> None:
+        store = open_store(url)
+        order = list(ids)
+        random.Random(name).shuffle(order)
+        won[name] = []
+        for job_id in order:
+            fence = store.claim(job_id, "pending", name, 1e12, state="inprogress")
+            if fence is not None:
+                won[name].append((job_id, fence))
+        store.close()
+
+    threads = [threading.Thread(target=node, args=(f"n{i}",)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    claims = [c for got in won.values() for c in got]
+    assert sorted(job_id for job_id, _ in claims) == sorted(ids)
+    assert {fence for _, fence in claims} == {1}
+    store = open_store(url)
+    try:
+        assert {(r["node"], r["id"]) for r in store.jobs()} == {
+            (name, job_id) for name, got in won.items() for job_id, _ in got}
+    finally:
+        store.close()
+
+
+@pytest.mark.usefixtures("store_kind")
+def test_a_live_claim_of_another_node_is_left_alone_an_expired_one_is_taken_over(tmp_path):
+    from service_helpers import spool_store
+
+    spool = make_spool(str(tmp_path))
+    with connect(spool=spool) as server:
+        only_sender(server, "lp/1")
+        server.set_configuration(pause_queue=True)
+        job_id = server.send(text_pages(1), to="200").id
+        while server.job(job_id).info().state is JobState.PREPARING:
+            time.sleep(0.01)
+    store = spool_store(spool)
+    far = time.time() + 3600
+    token = store.claim(job_id, "pending", "other", far, state="inprogress", attempts=1)
+    store.close()
+    with connect(spool=spool) as server:  # a restart leaves the other node's call alone
+        server.set_configuration(pause_queue=False)
+        time.sleep(0.3)
+        assert server.job(job_id).info().state is JobState.INPROGRESS
+    store = spool_store(spool)
+    assert store.renew("other", {job_id: token}, time.time() - 1) == {job_id}  # it dies
+    store.close()
+    with connect(spool=spool) as server:
+        info = server.job(job_id).wait(T)
+        assert info.state is JobState.COMPLETED and info.attempts == 2
+        assert len([j for j in server.jobs() if j.type.value == "receive"]) == 1
+    store = spool_store(spool)
+    try:  # the dead node, back, cannot write its outcome over the taker's
+        row = store.job(job_id)
+        assert row["fence"] == token + 1 and row["node"] != "other"
+        assert not store.update_job(job_id, f"fence = {token}", state="failed")
+        assert store.renew("other", {job_id: token}, far) == set()
     finally:
         store.close()

@@ -53,6 +53,8 @@ REQUEST_DAYS = 2
 MAX_BACKOFF = 8
 #: Due jobs looked at per scheduler pass, per free sending port (and this many more).
 _BATCH = 8
+#: Seconds a node's claim on a job on the line lasts unless renewed (every third of it).
+LEASE = 30.0
 #: Threads of a routing method's pool unless its settings say (``workers``).
 ROUTE_WORKERS = 2
 #: Seconds a routing method may run beyond its own ``timeout`` (default 300 s) before
@@ -200,7 +202,13 @@ class Scheduler:
     """The scheduler thread and its workers. It sees of the service only what it is
     given: the port table, the job store, the event bus, the spool's files, and
     callables for the live configuration, the routing methods in order (name, method)
-    and the work to do on every tick (``on_tick``: expiring idle client sessions)."""
+    and the work to do on every tick (``on_tick``: expiring idle client sessions).
+
+    ``node`` names this service among the nodes sharing the store: a job it puts on a
+    line is claimed for it with a lease of :data:`LEASE` seconds, renewed while the
+    call runs, and a fencing token; its outcome is written only while the job still
+    holds that token, so a node whose claim was taken over (its lease ran out) does
+    not act on it. In-progress jobs whose lease ran out go back to the queue."""
 
     def __init__(
         self,
@@ -212,7 +220,9 @@ class Scheduler:
         config: Callable[[], Configuration],
         routing: Callable[[], list[tuple[str, RoutingMethod]]],
         on_tick: Callable[[], None],
+        node: str = "",
     ) -> None:
+        self.node = node
         self.ports = ports
         self.store = store
         self.bus = bus
@@ -232,26 +242,35 @@ class Scheduler:
         self._cleaned = 0.0  # when finished jobs were last looked at
         self._rounds: dict[int, _Round] = {}  # received faxes being routed
         self._pools: dict[str, ThreadPoolExecutor] = {}  # one per routing method
+        self._fences: dict[int, int] = {}  # job id -> fencing token of our claim
+        self._renewed = time.time()  # when the leases of our calls were last renewed
 
     # -- life -----------------------------------------------------------------------
     def recover(self) -> None:
-        """Put jobs a stopped or killed process left in progress (on a line, or being
-        routed) back in the queue."""
-        for row in self.store.jobs(
-            "state IN (?, ?)", (JobState.INPROGRESS.value, JobState.ROUTING.value)
-        ):
+        """Put jobs a stopped or killed run of this node left in progress (on a line, or
+        being routed), and calls of other nodes whose lease ran out, back in the queue."""
+        self._take_over((JobState.INPROGRESS.value, JobState.ROUTING.value), self.node)
+
+    def _take_over(self, states: tuple[str, ...], node: str) -> None:
+        """Requeue the stale claims (see :meth:`Store.stale_claims`) in ``states``."""
+        for row in self.store.stale_claims(states, node, time.time()):
+            if row["id"] in self._calls:
+                continue
+            when = f"state = '{row['state']}' AND fence = {int(row['fence'])}"
             if row["type"] == JobType.SEND.value and self.store.received_from(row["id"]):
                 # its fax reached a line of ours before the stop: it was sent, once
-                self.store.update_job(row["id"], state=JobState.COMPLETED.value,
-                                      finished=time.time(), cause="")  # fmt: skip
-                out_log.warning("job %d was delivered when the service stopped", row["id"])
+                if self.store.update_job(row["id"], when, state=JobState.COMPLETED.value,
+                                         finished=time.time(), cause=""):  # fmt: skip
+                    out_log.warning("job %d was delivered when the service stopped", row["id"])
                 continue
-            self.store.update_job(
+            if not self.store.update_job(
                 row["id"],
+                when,
                 state=JobState.PENDING.value,
                 schedule=time.time(),
                 cause="interrupted: the service stopped during the call",
-            )
+            ):
+                continue  # another node took it meanwhile
             out_log.warning(
                 "job %d was in progress when the service stopped: queued again", row["id"]
             )
@@ -299,6 +318,9 @@ class Scheduler:
         config = self._config()
         now = time.time()
         self._on_tick()
+        if now - self._renewed >= LEASE / 3:
+            self._renewed = now
+            self._renew(now)
         if now - self._cleaned >= 1.0:  # finished jobs are looked at once a second
             self._cleaned = now
             self._cleanup(now)
@@ -343,6 +365,18 @@ class Scheduler:
             self._dispatch(row, port, target)
         return max(0.0, next_at - now)
 
+    def _renew(self, now: float) -> None:
+        """Extend the leases of our calls; abort a call whose claim was taken over (its
+        outcome will not be written), and requeue other nodes' expired calls."""
+        with self.ports.lock:
+            fences = dict(self._fences)
+        held = self.store.renew(self.node, fences, now + LEASE) if fences else set()
+        for job_id in set(fences) - held:
+            out_log.error("job %d: our claim was taken over (lease expired): abandoning "
+                          "the call", job_id)  # fmt: skip
+            self.abort(job_id)
+        self._take_over((JobState.INPROGRESS.value,), "")
+
     def _reaches(self, port: str, number: str, seen: dict[tuple[str, str], bool]) -> bool:
         """Whether ``port``'s device may reach ``number`` (None, unknown, counts as yes)."""
         key = (port, number)
@@ -366,8 +400,13 @@ class Scheduler:
             self.bus.publish(EventKind.BAD_ADDRESS, job_id=row["id"], cause=cause)
 
     def _set(self, job_id: int, old: str, new: JobState, **values: Any) -> bool:
+        """Move a job from state ``old`` to ``new``; a job we claimed only while the
+        claim is still ours (its fencing token)."""
+        when = f"state = '{old}'"
         with self.ports.lock:
-            done = self.store.update_job(job_id, f"state = '{old}'", state=new.value, **values)
+            if old == JobState.INPROGRESS.value and job_id in self._fences:
+                when += f" AND fence = {self._fences[job_id]}"
+            done = self.store.update_job(job_id, when, state=new.value, **values)
             self.ports.changed.notify_all()
         return done
 
@@ -379,17 +418,22 @@ class Scheduler:
         with self.ports.lock:
             if self.stopping or not self.ports.claim(port):
                 return
-            claimed = self._set(
+            now = time.time()
+            fence = self.store.claim(  # committed before the call starts
                 row["id"],
                 row["state"],
-                JobState.INPROGRESS,
+                self.node,
+                now + LEASE,
+                state=JobState.INPROGRESS.value,
                 port=port,
-                started=time.time(),
+                started=now,
                 attempts=row["attempts"] + 1,
             )
-            if not claimed:  # paused or cancelled meanwhile
+            self.ports.changed.notify_all()
+            if fence is None:  # paused, cancelled or taken by another node meanwhile
                 self.ports.release(port)
                 return
+            self._fences[row["id"]] = fence
             level = min(row["info"].get("fallback", 0), len(FALLBACK) - 1)
             rate, ecm = FALLBACK[level]
             settings = self.ports.settings(port)
@@ -431,6 +475,7 @@ class Scheduler:
         finally:
             with self.ports.lock:
                 self._calls.pop(row["id"], None)
+                self._fences.pop(row["id"], None)
                 self._targets.pop(row["id"], None)
                 after = self._after.pop(row["id"], None)
             if after == "delete":

@@ -15,6 +15,7 @@ import fcntl
 import logging
 import os
 import secrets
+import socket
 import time
 import weakref
 from collections.abc import Callable
@@ -204,6 +205,7 @@ class Service:
             config=lambda: self.config,
             routing=lambda: [(name, self.methods[name]) for name in self.routing_order],
             on_tick=self.expire_sessions,
+            node=f"{socket.gethostname()}:{self.spool}",
         )
         self.preparer = Preparer(self.store, self.files, self.bus, lambda: self.config,
                                  self._prepared)  # fmt: skip

@@ -10,7 +10,9 @@ Both hold the same tables: ``settings`` (configuration, logging categories, rout
 priorities, as JSON), ``ports`` (per-line settings), ``routing`` (per-port method
 switches and data), ``users`` (rights and token digests), ``jobs``, ``requests`` (the
 job ids each client request id of a user was answered with, so a repeated request
-creates nothing) and ``schema_version``. Each store creates and migrates its schema
+creates nothing) and ``schema_version``. A job being worked on carries the node holding
+it, the lease (when that claim ends unless renewed) and a fencing token (see
+:meth:`Store.claim`). Each store creates and migrates its schema
 itself when opened (numbered migrations; migration 1 is the schema of fastfax's first
 spools), so a database is never set up by hand.
 
@@ -122,6 +124,25 @@ class Store(Protocol):
         """Set columns of a job (``info`` is merged into the stored one); with ``when``
         (a portable condition without arguments), only if it holds. Whether the row
         changed."""
+
+    # -- claims ---------------------------------------------------------------------------
+    def claim(
+        self, job_id: int, old: str, node: str, until: float, **values: Any
+    ) -> int | None:
+        """Take a job that is in state ``old`` for ``node`` until POSIX time ``until``
+        (its lease), setting ``values`` (e.g. ``state``) in the same transaction, which
+        is committed before this returns. Returns the claim's fencing token (one more
+        than any before), or None if the job is not in ``old`` or another node is
+        claiming it right now (PostgreSQL: ``FOR UPDATE SKIP LOCKED``, never waiting).
+        A node acts on the job only while ``fence`` still holds its token."""
+
+    def renew(self, node: str, fences: dict[int, int], until: float) -> set[int]:
+        """Extend to ``until`` the leases ``node`` holds (job id -> fencing token);
+        returns the ids it still holds (a claim taken over meanwhile is not renewed)."""
+
+    def stale_claims(self, states: Iterable[str], node: str, now: float) -> list[dict]:
+        """Jobs in ``states`` claimed by ``node`` itself (a run of it that stopped), by
+        no node, or whose lease ended before ``now``: what ``node`` may take over."""
 
     def delete_job(self, job_id: int) -> None:
         """Remove a job's row (its file is the caller's)."""

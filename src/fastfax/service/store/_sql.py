@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 JOB_COLUMNS = (
     "type state number grp priority owner submitted schedule discount started finished "
-    "attempts pages port cause file info"
+    "attempts pages port cause file info node lease fence"
 ).split()
 PORT_COLUMNS = ["id", "send", "receive", "rings", "priority", "tsid", "csid"]
 
@@ -219,6 +219,46 @@ class SqlStore(ABC):
             sets = ", ".join(f"{c} = ?" for c in values)
             sql = f"UPDATE jobs SET {sets} WHERE id = ?" + (f" AND ({when})" if when else "")
             return tx.execute(sql, [*map(_plain, values.values()), job_id]) > 0
+
+    # -- claims: leases and fencing tokens ------------------------------------------------
+    #: What a claim's row lock reads (PostgreSQL: skip rows another node is claiming).
+    lock_clause = ""
+
+    def claim(
+        self, job_id: int, old: str, node: str, until: float, **values: Any
+    ) -> int | None:
+        with self.transaction() as tx:
+            rows = tx.fetch(
+                f"SELECT fence FROM jobs WHERE id = ? AND state = ?{self.lock_clause}",
+                (job_id, old),
+            )
+            if not rows:
+                return None
+            fence = int(rows[0]["fence"]) + 1
+            values = {**values, "node": node, "lease": until, "fence": fence}
+            if "info" in values:
+                values["info"] = self.json_in(values["info"])
+            sets = ", ".join(f"{c} = ?" for c in values)
+            tx.execute(f"UPDATE jobs SET {sets} WHERE id = ?",
+                       [*map(_plain, values.values()), job_id])  # fmt: skip
+            return fence
+
+    def renew(self, node: str, fences: dict[int, int], until: float) -> set[int]:
+        held = set()
+        with self.transaction() as tx:
+            for job_id, fence in fences.items():
+                if tx.execute("UPDATE jobs SET lease = ? WHERE id = ? AND node = ? AND fence = ?",
+                              (until, job_id, node, fence)):  # fmt: skip
+                    held.add(job_id)
+        return held
+
+    def stale_claims(self, states: Iterable[str], node: str, now: float) -> list[dict]:
+        states = tuple(states)
+        return self.jobs(
+            f"state IN ({','.join('?' * len(states))})"
+            " AND (node IS NULL OR node = ? OR lease IS NULL OR lease < ?)",
+            (*states, node, now),
+        )
 
     def delete_job(self, job_id: int) -> None:
         with self.transaction() as tx:

@@ -47,6 +47,14 @@ _SCHEMA_1 = (
     ' created DOUBLE PRECISION NOT NULL, PRIMARY KEY ("user", key))',
 )
 
+# Migration 2: see the SQLite store's.
+_SCHEMA_2 = (
+    "ALTER TABLE jobs ADD COLUMN node TEXT",
+    "ALTER TABLE jobs ADD COLUMN lease DOUBLE PRECISION",
+    "ALTER TABLE jobs ADD COLUMN fence BIGINT NOT NULL DEFAULT 0",
+    "CREATE INDEX jobs_due ON jobs (state, schedule)",
+)
+
 _PLACEHOLDER = re.compile(r"%|\?")
 
 
@@ -69,7 +77,8 @@ class _Tx:
 class PostgresStore(SqlStore):
     """The database at libpq URL ``url``."""
 
-    migrations = ((1, _SCHEMA_1),)
+    migrations = ((1, _SCHEMA_1), (2, _SCHEMA_2))
+    lock_clause = " FOR UPDATE SKIP LOCKED"
 
     def __init__(self, url: str) -> None:
         try:

@@ -46,6 +46,16 @@ CREATE TABLE IF NOT EXISTS requests (
 """
 
 
+# Migration 2: claims carry the node holding them, a lease (POSIX time it ends) and a
+# fencing token (raised by each claim; a node acts on a job only with the latest).
+_SCHEMA_2 = (
+    "ALTER TABLE jobs ADD COLUMN node TEXT",
+    "ALTER TABLE jobs ADD COLUMN lease REAL",
+    "ALTER TABLE jobs ADD COLUMN fence INTEGER NOT NULL DEFAULT 0",
+    "CREATE INDEX jobs_due ON jobs (state, schedule)",
+)
+
+
 class _Tx:
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
@@ -60,7 +70,7 @@ class _Tx:
 class SqliteStore(SqlStore):
     """The spool's SQLite database at ``<spool>/spool.db``."""
 
-    migrations = ((1, tuple(iter_statements(_SCHEMA_1))),)
+    migrations = ((1, tuple(iter_statements(_SCHEMA_1))), (2, _SCHEMA_2))
 
     def __init__(self, spool: str) -> None:
         self.path = os.path.join(spool, "spool.db")
