@@ -1,0 +1,138 @@
+"""The two stores under the service's queue: claim latency and end-to-end jobs per second,
+SQLite (in the spool) and PostgreSQL (a throw-away local server, Unix socket, fsync off:
+the same set-up as the tests; a production server with fsync on adds its commit time).
+
+* ``claim``: :meth:`Store.claim` of a pending job (the transaction that commits
+  "in progress" with lease and fencing token before a call starts), p50/p99 in ms, with
+  ``FINISHED`` finished jobs in the table, from 1 node and from 4 nodes at once
+  (PostgreSQL only: SQLite is one process per spool);
+* ``jobs/s``: 1-page faxes through two loopback pairs, submitted, sent, received and
+  stored, as in ``test_service_bench.py``, on each store in the same run.
+
+Run: ``python -m pytest bench/test_store_bench.py -s``
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fastfax.client import connect
+from fastfax.service.model import JobState
+from fastfax.service.store import open_store
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from service_helpers import PostgresServer, PostgresUnavailable, text_pages  # noqa: E402
+
+FINISHED = 100_000
+CLAIMS = 1000
+JOBS = 40
+RESULTS: dict[str, str] = {}
+
+
+@pytest.fixture(scope="module")
+def pg():
+    try:
+        import psycopg  # noqa: F401
+
+        server = PostgresServer()
+    except (ImportError, PostgresUnavailable) as exc:
+        pytest.skip(str(exc))
+    yield server
+    server.stop()
+
+
+def _fill(store, finished: int, pending: int) -> list[int]:
+    """``finished`` completed jobs (one transaction), then ``pending`` pending ones."""
+    row = {"type": "send", "state": "completed", "number": "1", "submitted": 1.0,
+           "schedule": 1.0, "finished": 2.0}  # fmt: skip
+    for start in range(0, finished, 10_000):
+        store.add_jobs([row] * min(10_000, finished - start))
+    return store.add_jobs([{**row, "state": "pending", "finished": None}] * pending)[0]
+
+
+def _claims(url: str, ids: list[int], node: str) -> list[float]:
+    store = open_store(url)
+    took = []
+    try:
+        for job_id in ids:
+            t = time.perf_counter()
+            store.claim(job_id, "pending", node, time.time() + 30, state="inprogress")
+            took.append(time.perf_counter() - t)
+    finally:
+        store.close()
+    return took
+
+
+def _p(took: list[float]) -> str:
+    ms = np.array(took) * 1000
+    return f"p50 {np.percentile(ms, 50):.2f} ms, p99 {np.percentile(ms, 99):.2f} ms"
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_claim_latency(kind, tmp_path, request):
+    url = request.getfixturevalue("pg").database() if kind == "postgresql" else str(tmp_path)
+    store = open_store(url)
+    ids = _fill(store, FINISHED, CLAIMS)
+    store.close()
+    RESULTS[f"{kind} claim, 1 node"] = _p(_claims(url, ids[: CLAIMS // 2], "a"))
+    if kind == "postgresql":
+        rest, took = ids[CLAIMS // 2 :], []
+        threads = [threading.Thread(target=lambda n=n: took.extend(
+            _claims(url, rest[n::4], f"n{n}"))) for n in range(4)]  # fmt: skip
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        RESULTS[f"{kind} claim, 4 nodes"] = _p(took)
+    if kind == "postgresql":  # what autovacuum does after a bulk load
+        import psycopg
+
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("ANALYZE jobs")
+    store = open_store(url)
+    t = time.perf_counter()
+    page = store.jobs("state = ? AND id > ?", ("completed", FINISHED // 2), order="id LIMIT 100")
+    RESULTS[f"{kind} page of 100"] = f"{(time.perf_counter() - t) * 1000:.2f} ms"
+    assert len(page) == 100
+    store.close()
+
+
+def _spool(tmp: str, url: str | None) -> str:
+    spool = os.path.join(tmp, "spool")
+    os.makedirs(spool)
+    lines = [f"[store]\nurl = {url!r}"] if url else []
+    lines += ["[configuration]", "branding = false", "retries = 99", "retry_delay = 0.01"]
+    for n in range(2):
+        lines += ["[[devices]]", 'kind = "loopback-pair"', f'name = "p{n}"',
+                  f'numbers = ["{n}1", "{n}2"]', f"store = {os.path.join(tmp, f'in{n}')!r}"]
+    with open(os.path.join(spool, "fastfax.toml"), "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+    return spool
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_jobs_per_second(kind, tmp_path, request):
+    url = request.getfixturevalue("pg").database() if kind == "postgresql" else None
+    pages = text_pages(1)
+    with connect(spool=_spool(str(tmp_path), url)) as server:
+        for port in server.ports():
+            with server.port(port.id, modify=True) as handle:
+                handle.update(send=port.id.endswith("/1"))
+        t = time.perf_counter()
+        jobs = [server.send(pages, to=f"{n % 2}2") for n in range(JOBS)]
+        for job in jobs:
+            assert job.wait(120).state is JobState.COMPLETED
+        RESULTS[f"{kind} jobs/s (2 pairs)"] = f"{JOBS / (time.perf_counter() - t):.1f}"
+
+
+def teardown_module() -> None:
+    print()
+    for name, value in RESULTS.items():
+        print(f"{name:32} {value}")
