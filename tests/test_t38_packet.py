@@ -283,10 +283,11 @@ def test_feed_many_puts_the_collector_back(enabled) -> None:
 
 def test_encoder_pickles_with_its_history() -> None:
     """A pickled encoder (history in C memory) goes on with the same datagrams."""
-    enc = UdptlEncoder(redundancy=3)
+    enc = UdptlEncoder(redundancy=3, max_datagram=900)
     for k in range(300):
         enc.pack(bytes([k % 256]) * (1 + k % 100))
     copy = pickle.loads(pickle.dumps(enc))
     assert type(copy) is UdptlEncoder
+    assert (copy.error_correction, copy.seq, copy.max_ifp) == ("redundancy", 300, enc.max_ifp)
     for k in range(5):
         assert copy.pack_indicator(k) == enc.pack_indicator(k)

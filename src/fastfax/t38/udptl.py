@@ -185,7 +185,11 @@ def feed_many(
     every IFP delivered, decoded, as ``(i, seq, kind, type, fields)``: ``i`` the item's
     index, ``kind`` 0 (``type`` an indicator, ``fields`` ``()``), 1 (``type`` a data type,
     ``fields`` a list of ``(field type, data)``), -1 (lost) or -2 (not a valid IFP of
-    ``version``), as :meth:`UdptlDecoder.feed_ifp`. Never raises on datagram content."""
+    ``version``), as :meth:`UdptlDecoder.feed_ifp`. Never raises on datagram content.
+
+    The cyclic garbage collector is held off during the call and put back as it was (the
+    results cannot form cycles; collections set off by a batch's many result objects would
+    each walk the growing result)."""
     return _udptl.feed_many(items, version)
 
 
