@@ -291,3 +291,25 @@ def test_encoder_pickles_with_its_history() -> None:
     assert (copy.error_correction, copy.seq, copy.max_ifp) == ("redundancy", 300, enc.max_ifp)
     for k in range(5):
         assert copy.pack_indicator(k) == enc.pack_indicator(k)
+
+
+@pytest.mark.parametrize("length", [3, 700, 1500])
+def test_decoder_keeps_ifps_of_short_and_long_datagrams(length) -> None:
+    """The decoder keeps a short datagram by reference in the slots of the IFPs it brings
+    and copies the IFPs out of a long one (over 2048 octets): with every other datagram lost
+    and the rest out of order, each IFP is delivered as sent, by feed and by feed_ifp."""
+    rng = random.Random(length)
+    enc = UdptlEncoder(redundancy=3, max_datagram=8000)
+    payloads = [rng.randbytes(length + k % 5) for k in range(60)]
+    sent = [encode_data(8, [(6, p)]) for p in payloads]
+    wire = [enc.pack(ifp) for ifp in sent]
+    kept = [dg for k, dg in enumerate(wire) if k % 2 == 0 or k == len(wire) - 1]
+    for k in range(1, len(kept) - 1, 3):
+        kept[k], kept[k + 1] = kept[k + 1], kept[k]
+    raw, dec = UdptlDecoder(window=8), UdptlDecoder(window=8)
+    got_raw = [ifp for dg in kept for _, ifp in raw.feed(dg)] + [i for _, i in raw.flush()]
+    got_dec = [item for dg in kept for item in dec.feed_ifp(dg)]
+    assert got_raw == sent
+    assert [(seq, kind, type_, fields) for seq, kind, type_, fields in got_dec] == [
+        (k, 1, 8, [(6, p)]) for k, p in enumerate(payloads)
+    ]

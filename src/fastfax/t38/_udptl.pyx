@@ -54,6 +54,10 @@ cdef enum:
     JUMP = RING - HISTORY
     # FEC strings waiting for a second missing IFP of theirs to arrive.
     MAX_PENDING = 256
+    # A received datagram up to this long is kept by reference in the slots of the IFPs it
+    # brought (no copy of them); from a longer one each IFP is copied out (so a slot never
+    # keeps more than this many octets alive for an IFP shorter than that).
+    SHARE_MAX = 2048
     # The encoder's history of sent IFPs (a power of two above redundancy and span*entries).
     TX_RING = 256
     TX_MASK = 255
@@ -374,18 +378,23 @@ cdef class EncoderCore:
             PyMem_Free(self.big[t])
 
     def __getstate__(self):
+        """The settings, the counters, the history (one bytes a slot) and the instance
+        ``__dict__`` of a subclass's (None without one)."""
         cdef int t
         return (self.mode, self.redundancy, self.span, self.entries, self.max_datagram,
                 self.next_seq, self.sent,
                 tuple([PyBytes_FromStringAndSize(<char*>self.hbuf[t], self.hlen[t])
-                       if self.hlen[t] else b"" for t in range(TX_RING)]))
+                       if self.hlen[t] else b"" for t in range(TX_RING)]),
+                getattr(self, "__dict__", None))
 
     def __setstate__(self, state):
         cdef tuple history
         cdef bytes ifp
         cdef int t, first
         (self.mode, self.redundancy, self.span, self.entries, self.max_datagram,
-         first, self.sent, history) = state
+         first, self.sent, history, attrs) = state
+        if attrs:
+            self.__dict__.update(attrs)
         for t in range(TX_RING):
             ifp = <bytes?>history[t]
             self.next_seq = t
@@ -585,7 +594,9 @@ cdef class DecoderCore:
     cdef int end                # one past the newest seq held (expected when none is)
     cdef uint16_t tags[RING]    # the seq a slot holds, when its state is not EMPTY
     cdef uint8_t state[RING]
-    cdef list data
+    cdef list data              # the bytes holding each slot's IFP (None: lost)...
+    cdef int doff[RING]         # ... at this offset in it ...
+    cdef int dlen[RING]         # ... this many octets long
     cdef list pending           # FEC strings: (first seq, stride, count, bytes)
     cdef Parsed par
     cdef int omode              # what emit() appends: OUT_RAW, OUT_IFP or OUT_BATCH
@@ -623,11 +634,23 @@ cdef class DecoderCore:
             return self.state[i]
         return EMPTY
 
-    cdef inline void put(self, int t, int st, object value):
+    cdef inline void put(self, int t, int st, object holder, Py_ssize_t off, Py_ssize_t n):
+        """Fill slot ``t``: state ``st``, its IFP the ``n`` octets at ``off`` of ``holder``."""
         cdef int i = t & RING_MASK
         self.tags[i] = <uint16_t>t
         self.state[i] = <uint8_t>st
-        self.data[i] = value
+        self.data[i] = holder
+        self.doff[i] = <int>off
+        self.dlen[i] = <int>n
+
+    cdef inline void put_ifp(self, int t, int st, bytes datagram, Py_ssize_t off,
+                             Py_ssize_t n):
+        """put() of an IFP of a received datagram: by reference, or copied out of a long one."""
+        if PyBytes_GET_SIZE(datagram) <= SHARE_MAX:
+            self.put(t, st, datagram, off, n)
+        else:
+            self.put(t, st, PyBytes_FromStringAndSize(PyBytes_AS_STRING(datagram) + off, n),
+                     0, n)
 
     cdef void start(self, int s):
         """Begin a stream whose first datagram has seq ``s`` (uses self.par)."""
@@ -641,22 +664,29 @@ cdef class DecoderCore:
         self.end = self.expected
         self.started = 1
 
-    cdef int emit(self, list out, int e, object ifp) except -1:
-        """Append the delivery of IFP ``ifp`` (None: lost) of seq ``e`` to ``out``, in the
-        form self.omode says; the decoded forms are built in one go, with no intermediate
-        (seq, ifp) pair or (kind, type, fields) tuple."""
+    cdef int emit(self, list out, int e) except -1:
+        """Append the delivery of the IFP in slot ``e`` (lost when its holder is None) to
+        ``out``, in the form self.omode says; the decoded forms are decoded where the IFP
+        lies and built in one go, with no intermediate bytes, (seq, ifp) pair or
+        (kind, type, fields) tuple."""
         cdef unsigned int value = 0
-        cdef int kind
+        cdef int kind, i = e & RING_MASK
+        cdef object holder = self.data[i]
         cdef object fields = ()
         if self.omode == OUT_RAW:
-            out.append((e, ifp))
+            if holder is not None and (
+                    self.doff[i] != 0 or self.dlen[i] != PyBytes_GET_SIZE(holder)):
+                holder = PyBytes_FromStringAndSize(
+                    PyBytes_AS_STRING(holder) + self.doff[i], self.dlen[i])
+            out.append((e, holder))
             return 0
-        if ifp is None:
+        if holder is None:
             kind = -1
         else:
             try:
-                fields = _decode_ifp_parts(<const unsigned char *>PyBytes_AS_STRING(ifp),
-                                           PyBytes_GET_SIZE(ifp), self.oversion, &value)
+                fields = _decode_ifp_parts(
+                    <const unsigned char *>PyBytes_AS_STRING(holder) + self.doff[i],
+                    self.dlen[i], self.oversion, &value)
             except T38Error:
                 kind = -2
                 fields = ()
@@ -677,11 +707,10 @@ cdef class DecoderCore:
         cdef int e = self.expected
         cdef int st = self.slot(e)
         self.expected = (e + 1) & 0xFFFF
-        if st == PRIMARY or st == RECOVERED:
-            return self.emit(out, e, self.data[e & RING_MASK])
-        self.put(e, LOST, None)
-        self.lost += 1
-        return self.emit(out, e, None)
+        if st != PRIMARY and st != RECOVERED:
+            self.put(e, LOST, None, 0, 0)
+            self.lost += 1
+        return self.emit(out, e)
 
     cdef int deliver(self, list out) except -1:
         cdef int e = self.expected
@@ -691,7 +720,7 @@ cdef class DecoderCore:
             if st != PRIMARY and st != RECOVERED:
                 break
             self.expected = (e + 1) & 0xFFFF
-            self.emit(out, e, self.data[e & RING_MASK])
+            self.emit(out, e)
             e = self.expected
         return 0
 
@@ -712,6 +741,7 @@ cdef class DecoderCore:
         cdef uint8_t* dst
         cdef const uint8_t* src
         cdef bytes other
+        cdef int o
         for k in range(count):
             t = (first + k * stride) & 0xFFFF
             st = self.slot(t)
@@ -735,12 +765,13 @@ cdef class DecoderCore:
             t = (first + k * stride) & 0xFFFF
             if t == missing:
                 continue
-            other = <bytes>self.data[t & RING_MASK]
-            src = <const uint8_t*>PyBytes_AS_STRING(other)
-            ln = min(PyBytes_GET_SIZE(other), n)
+            o = t & RING_MASK
+            other = <bytes>self.data[o]
+            src = <const uint8_t*>PyBytes_AS_STRING(other) + self.doff[o]
+            ln = min(<Py_ssize_t>self.dlen[o], n)
             for i in range(ln):
                 dst[i] ^= src[i]
-        self.put(missing, RECOVERED, rebuilt)
+        self.put(missing, RECOVERED, rebuilt, 0, n)
         self.recovered_fec += 1
         return 1
 
@@ -813,7 +844,7 @@ cdef class DecoderCore:
         newest = (self.end - self.expected) & 0xFFFF
         if d < newest:
             self.reordered += 1
-        self.put(s, PRIMARY, PyBytes_FromStringAndSize(<char*>p + r.prim_off, r.prim_len))
+        self.put_ifp(s, PRIMARY, b, r.prim_off, r.prim_len)
         if d >= newest:
             self.end = (s + 1) & 0xFFFF
         if r.count:
@@ -822,8 +853,7 @@ cdef class DecoderCore:
                 for k in range(min(r.count, d)):
                     t = (s - 1 - k) & 0xFFFF
                     if r.ln[k] and self.slot(t) == EMPTY:
-                        self.put(t, RECOVERED, PyBytes_FromStringAndSize(
-                            <char*>p + r.off[k], r.ln[k]))
+                        self.put_ifp(t, RECOVERED, b, r.off[k], r.ln[k])
                         self.recovered_redundancy += 1
             else:
                 span = r.span
