@@ -313,3 +313,28 @@ def test_decoder_keeps_ifps_of_short_and_long_datagrams(length) -> None:
     assert [(seq, kind, type_, fields) for seq, kind, type_, fields in got_dec] == [
         (k, 1, 8, [(6, p)]) for k, p in enumerate(payloads)
     ]
+
+
+@pytest.mark.parametrize("ec", EC[1:], ids=["redundancy", "fec"])
+def test_one_decoder_fed_by_feed_and_feed_ifp_in_turn(ec) -> None:
+    """IFPs taken in by feed_ifp (kept by reference to their datagram) and by feed (copied)
+    mix in one decoder: with losses, both calls hand out each IFP as sent (an IFP rebuilt
+    from FEC may carry trailing zero octets, which decode away)."""
+    rng = random.Random(11)
+    enc = UdptlEncoder(**ec)
+    payloads = [rng.randbytes(1 + k % 40) for k in range(90)]
+    sent = [encode_data(8, [(6, p)]) for p in payloads]
+    wire = [enc.pack(ifp) for ifp in sent]
+    dec = UdptlDecoder(window=12)
+    got: dict[int, bytes | None] = {}
+    for k, dg in enumerate(wire):
+        if k % 4 == 1 and k < len(wire) - 6:
+            continue
+        if k % 3:
+            got.update(dec.feed(dg))
+        else:
+            for seq, kind, type_, fields in dec.feed_ifp(dg):
+                got[seq] = encode_data(type_, fields) if kind == 1 else None
+    got.update(dec.flush())
+    assert sorted(got) == list(range(len(sent)))
+    assert [decode_raw(got[k]) for k in sorted(got)] == [decode_raw(ifp) for ifp in sent]

@@ -645,8 +645,9 @@ cdef class DecoderCore:
 
     cdef inline void put_ifp(self, int t, int st, bytes datagram, Py_ssize_t off,
                              Py_ssize_t n):
-        """put() of an IFP of a received datagram: by reference, or copied out of a long one."""
-        if PyBytes_GET_SIZE(datagram) <= SHARE_MAX:
+        """put() of an IFP of a received datagram: by reference for feed_ifp / feed_many (which
+        decode it in place), copied out for feed (which hands it out) or of a long datagram."""
+        if self.omode != OUT_RAW and PyBytes_GET_SIZE(datagram) <= SHARE_MAX:
             self.put(t, st, datagram, off, n)
         else:
             self.put(t, st, PyBytes_FromStringAndSize(PyBytes_AS_STRING(datagram) + off, n),
@@ -676,8 +677,11 @@ cdef class DecoderCore:
         if self.omode == OUT_RAW:
             if holder is not None and (
                     self.doff[i] != 0 or self.dlen[i] != PyBytes_GET_SIZE(holder)):
+                # Kept by reference by feed_ifp: the slot keeps the copy it hands out now.
                 holder = PyBytes_FromStringAndSize(
                     PyBytes_AS_STRING(holder) + self.doff[i], self.dlen[i])
+                self.data[i] = holder
+                self.doff[i] = 0
             out.append((e, holder))
             return 0
         if holder is None:
