@@ -383,3 +383,46 @@ def test_a_live_claim_of_another_node_is_left_alone_an_expired_one_is_taken_over
         assert store.renew("other", {job_id: token}, far) == set()
     finally:
         store.close()
+
+
+def test_a_node_is_woken_when_another_adds_a_job(postgres, no_thread_left):
+    url = postgres.database()
+    a, b = open_store(url), open_store(url)
+    woken = threading.Event()
+    try:
+        b.listen(woken.set)
+        assert woken.wait(T)  # once on listening: whatever happened before
+        woken.clear()
+        job = a.add_job({"type": "send", "state": "pending", "submitted": 1, "schedule": 1})
+        assert woken.wait(T)
+        woken.clear()
+        a.update_job(job, info={"x": 1})  # no state change: nothing to wake for
+        a.update_job(job, state="paused")
+        assert woken.wait(T)
+    finally:
+        a.close()
+        b.close()  # and its listening thread ends
+
+
+@pytest.mark.xfail(reason="not yet: one node's preparer (service/documents.py) converts "
+                   "another node's PREPARING jobs, whose source is in that node's spool")
+def test_two_nodes_on_one_database_each_send_what_was_submitted_to_them(tmp_path, postgres):
+    """Until documents are shared between nodes, a node takes only jobs whose document
+    is in its own spool: two services on one database, a job submitted to each, both
+    sent once, by the node that took them in, and both nodes list both jobs."""
+    url = postgres.database()
+    spools = [make_spool(str(tmp_path / name)) for name in "ab"]
+    with connect(spool=spools[0], store=url) as a, connect(spool=spools[1], store=url) as b:
+        for server in (a, b):
+            only_sender(server, "lp/1")
+        jobs = [a.send(text_pages(1), to="200"), b.send(text_pages(1, seed=1), to="200")]
+        for job in jobs:
+            info = job.wait(T)
+            assert info.state is JobState.COMPLETED and info.attempts == 1
+        assert {j.id for j in a.jobs() if j.type.value == "send"} == {j.id for j in jobs}
+        assert {j.id for j in b.jobs() if j.type.value == "send"} == {j.id for j in jobs}
+    # port settings are keyed by port id, and both nodes call a line "lp/2": the node
+    # that started last set where that line stores (ports per node: not yet)
+    stored = [f for name in "ab" if (tmp_path / name / "inbox").exists()
+              for f in os.listdir(tmp_path / name / "inbox")]  # fmt: skip
+    assert len(stored) == 2

@@ -276,6 +276,7 @@ class Scheduler:
             )
 
     def start(self) -> None:
+        self.store.listen(self.wake)  # other nodes' new jobs; the tick polls as well
         self._thread.start()
 
     def wake(self) -> None:
@@ -346,6 +347,8 @@ class Scheduler:
         for row in ready:
             if senders and not free:
                 break
+            if self.store.shared and not os.path.exists(self.spool.path(row["file"])):
+                continue  # submitted to another node: its document is in that node's spool
             number = row["number"]
             able = [p for p in senders if self._reaches(p, number, reach)]
             if not able:

@@ -28,7 +28,7 @@ store modules.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from ...errors import ConfigError
@@ -44,6 +44,8 @@ class Store(Protocol):
 
     #: What the store is (``sqlite:<path>`` or the PostgreSQL URL without password).
     location: str
+    #: Whether several nodes (each with its own spool) may share it.
+    shared: bool
 
     def close(self) -> None:
         """Close the connection(s); the store is unusable afterwards."""
@@ -143,6 +145,11 @@ class Store(Protocol):
     def stale_claims(self, states: Iterable[str], node: str, now: float) -> list[dict]:
         """Jobs in ``states`` claimed by ``node`` itself (a run of it that stopped), by
         no node, or whose lease ended before ``now``: what ``node`` may take over."""
+
+    def listen(self, wake: Callable[[], None]) -> None:
+        """Call ``wake`` whenever another node adds jobs or changes a job's state
+        (PostgreSQL: LISTEN/NOTIFY, on a thread of the store's, until :meth:`close`;
+        SQLite: never, one process has the spool). Not a guarantee: poll as well."""
 
     def delete_job(self, job_id: int) -> None:
         """Remove a job's row (its file is the caller's)."""

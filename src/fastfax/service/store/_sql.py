@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
@@ -74,6 +74,12 @@ class SqlStore(ABC):
                 tx.execute("INSERT INTO schema_version (version) VALUES (?)", (number,))
             version = number
         return version
+
+    def changed(self, tx: Tx) -> None:  # noqa: B027 (SQLite: one process, nobody to tell)
+        """Tell other nodes, when ``tx`` commits, that jobs were added or changed state."""
+
+    def listen(self, wake: Callable[[], None]) -> None:  # noqa: B027 (see changed)
+        """Call ``wake`` (on a thread of the store's) when another node reports a change."""
 
     def lock_schema(self, tx: Tx) -> None:  # noqa: B027 (SQLite: BEGIN IMMEDIATE does it)
         """Keep other processes from migrating until ``tx`` ends (if they could)."""
@@ -157,6 +163,7 @@ class SqlStore(ABC):
 
     def add_job(self, values: dict[str, Any]) -> int:
         with self.transaction() as tx:
+            self.changed(tx)
             return self._insert_job(tx, values)
 
     def add_jobs(
@@ -176,6 +183,7 @@ class SqlStore(ABC):
                 ids.append(self._insert_job(tx, values))
             if len(rows) > 1:
                 tx.execute("UPDATE jobs SET grp = ? WHERE id = ?", (ids[0], ids[0]))
+            self.changed(tx)
             if request is not None:
                 tx.execute(
                     'INSERT INTO requests ("user", key, jobs, created) VALUES (?, ?, ?, ?)',
@@ -218,7 +226,10 @@ class SqlStore(ABC):
                 values["info"] = self.json_in({**self.json_out(rows[0]["info"]), **values["info"]})
             sets = ", ".join(f"{c} = ?" for c in values)
             sql = f"UPDATE jobs SET {sets} WHERE id = ?" + (f" AND ({when})" if when else "")
-            return tx.execute(sql, [*map(_plain, values.values()), job_id]) > 0
+            done = tx.execute(sql, [*map(_plain, values.values()), job_id]) > 0
+            if done and "state" in values:
+                self.changed(tx)
+            return done
 
     # -- claims: leases and fencing tokens ------------------------------------------------
     #: What a claim's row lock reads (PostgreSQL: skip rows another node is claiming).

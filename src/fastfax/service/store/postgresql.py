@@ -8,9 +8,11 @@ transaction-scoped advisory lock, so nodes starting together migrate once."""
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -55,6 +57,10 @@ _SCHEMA_2 = (
     "CREATE INDEX jobs_due ON jobs (state, schedule)",
 )
 
+#: The channel of "jobs were added or changed state" (NOTIFY, sent on commit).
+CHANNEL = "fastfax_jobs"
+log = logging.getLogger(__name__)
+
 _PLACEHOLDER = re.compile(r"%|\?")
 
 
@@ -77,6 +83,7 @@ class _Tx:
 class PostgresStore(SqlStore):
     """The database at libpq URL ``url``."""
 
+    shared = True
     migrations = ((1, _SCHEMA_1), (2, _SCHEMA_2))
     lock_clause = " FOR UPDATE SKIP LOCKED"
 
@@ -90,6 +97,9 @@ class PostgresStore(SqlStore):
                 "the postgresql store needs psycopg 3: pip install 'psycopg[binary]'"
             ) from None
         self._Jsonb = Jsonb
+        self._url = url
+        self._listener: threading.Thread | None = None
+        self._listening = threading.Event()
         self.location = re.sub(r"(://[^:/@]*):[^@/]*@", r"\1@", url)  # no password
         self._lock = threading.RLock()
         try:
@@ -103,8 +113,38 @@ class PostgresStore(SqlStore):
             raise
 
     def close(self) -> None:
+        self._listening.clear()
+        if self._listener is not None:
+            self._listener.join()
         with self._lock:
             self._conn.close()
+
+    def changed(self, tx: Any) -> None:
+        tx.execute(f"NOTIFY {CHANNEL}")
+
+    def listen(self, wake: Callable[[], None]) -> None:
+        """LISTEN on a connection of its own, in a thread that calls ``wake`` for each
+        notification (several at once: once) until :meth:`close`. If the connection
+        is lost the thread reconnects every second; callers poll meanwhile anyway."""
+        self._listening.set()
+        self._listener = threading.Thread(target=self._listen, args=(wake,),
+                                          name="fastfax-store-listen", daemon=True)  # fmt: skip
+        self._listener.start()
+
+    def _listen(self, wake: Callable[[], None]) -> None:
+        import psycopg
+
+        while self._listening.is_set():
+            try:
+                with psycopg.connect(self._url, autocommit=True) as conn:
+                    conn.execute(f"LISTEN {CHANNEL}")
+                    wake()  # whatever happened while not listening
+                    while self._listening.is_set():
+                        if any(True for _ in conn.notifies(timeout=0.5)):
+                            wake()
+            except psycopg.Error as exc:
+                log.warning("store %s: listening for changes failed: %s", self.location, exc)
+                time.sleep(1.0)
 
     @contextmanager
     def transaction(self) -> Iterator[_Tx]:

@@ -70,6 +70,7 @@ class _Tx:
 class SqliteStore(SqlStore):
     """The spool's SQLite database at ``<spool>/spool.db``."""
 
+    shared = False
     migrations = ((1, tuple(iter_statements(_SCHEMA_1))), (2, _SCHEMA_2))
 
     def __init__(self, spool: str) -> None:
