@@ -77,9 +77,18 @@ def available() -> bool:
 
 
 def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port number free on 127.0.0.1 for both TCP and UDP (kamailio listens on both)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            tcp.bind(("127.0.0.1", 0))
+            port = tcp.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                try:
+                    udp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
+    raise RuntimeError("no port free for both TCP and UDP on 127.0.0.1")
 
 
 class Kamailio:
@@ -95,6 +104,18 @@ class Kamailio:
         return ("127.0.0.1", self.port)
 
     def start(self, ready_timeout: float = 10.0) -> Kamailio:
+        """Start kamailio and wait until it answers OPTIONS; a port taken meanwhile by
+        another program (kamailio exits on it) is replaced by another, three times."""
+        for attempt in range(3):
+            try:
+                return self._start(ready_timeout)
+            except RuntimeError as exc:
+                if "Address already in use" not in str(exc) or attempt == 2:
+                    raise
+                self.port = _free_port()
+        raise AssertionError("unreachable")
+
+    def _start(self, ready_timeout: float) -> Kamailio:
         self.config.write_text(CONFIG.format(port=self.port, modules=MODULES))
         rundir = self.workdir / "run"
         rundir.mkdir(exist_ok=True)
