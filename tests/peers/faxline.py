@@ -47,19 +47,20 @@ def _cache_dir() -> Path:
     return Path(base) / "fastfax-peers"
 
 
-def build() -> Path:
-    """Compile ``faxline.c`` (once per source version) and return the binary's path.
+def build_program(source: Path) -> Path:
+    """Compile the C peer ``source`` (linking libspandsp) once per source version, into the
+    cache directory as ``<stem>-<sha256 prefix>``, and return the binary's path.
 
     Raises PeerUnavailable when gcc or pkg-config's ``spandsp`` package is missing, and
     PeerError when the compiler fails.
     """
-    source = SOURCE.read_bytes()
-    digest = hashlib.sha256(source).hexdigest()[:16]
-    target = _cache_dir() / f"faxline-{digest}"
+    name = source.stem
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:16]
+    target = _cache_dir() / f"{name}-{digest}"
     if target.exists():
         return target
     if shutil.which("gcc") is None or shutil.which("pkg-config") is None:
-        raise PeerUnavailable("gcc and pkg-config are needed to build the faxline peer")
+        raise PeerUnavailable(f"gcc and pkg-config are needed to build the {name} peer")
     flags = subprocess.run(
         ["pkg-config", "--cflags", "--libs", "spandsp"],
         capture_output=True,
@@ -69,22 +70,27 @@ def build() -> Path:
     if flags.returncode != 0:
         raise PeerUnavailable("libspandsp development files not found (apt install libspandsp-dev)")
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".faxline-")
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{name}-")
     os.close(fd)
     try:
         cc = subprocess.run(
-            ["gcc", "-O2", "-Wall", "-o", tmp, str(SOURCE), *flags.stdout.split(), "-lm"],
+            ["gcc", "-O2", "-Wall", "-o", tmp, str(source), *flags.stdout.split(), "-lm"],
             capture_output=True,
             text=True,
             timeout=120,
         )
         if cc.returncode != 0:
-            raise PeerError(f"gcc failed to build faxline:\n{cc.stderr}")
+            raise PeerError(f"gcc failed to build {name}:\n{cc.stderr}")
         os.replace(tmp, target)  # atomic: concurrent builders never see a partial binary
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return target
+
+
+def build() -> Path:
+    """Compile ``faxline.c`` (see :func:`build_program`) and return the binary's path."""
+    return build_program(SOURCE)
 
 
 def _list(values: list[str] | None) -> str | None:

@@ -21,11 +21,9 @@ The binary is compiled on first use into a cache directory keyed by the source's
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import select
-import shutil
 import signal
 import subprocess
 import sys
@@ -35,56 +33,17 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from faxline import PeerError, PeerUnavailable  # noqa: E402
+from faxline import PeerError, PeerUnavailable, build_program  # noqa: E402
 
 __all__ = ["PeerError", "PeerUnavailable", "SOURCE", "T38Peer", "build"]
 
 SOURCE = Path(__file__).with_name("t38peer.c")
 
 
-def _cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "fastfax-peers"
-
-
 def build() -> Path:
-    """Compile ``t38peer.c`` (once per source version) and return the binary's path.
-
-    Raises PeerUnavailable when gcc or pkg-config's ``spandsp`` package is missing, and
-    PeerError when the compiler fails.
-    """
-    source = SOURCE.read_bytes()
-    digest = hashlib.sha256(source).hexdigest()[:16]
-    target = _cache_dir() / f"t38peer-{digest}"
-    if target.exists():
-        return target
-    if shutil.which("gcc") is None or shutil.which("pkg-config") is None:
-        raise PeerUnavailable("gcc and pkg-config are needed to build the t38peer peer")
-    flags = subprocess.run(
-        ["pkg-config", "--cflags", "--libs", "spandsp"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    if flags.returncode != 0:
-        raise PeerUnavailable("libspandsp development files not found (apt install libspandsp-dev)")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".t38peer-")
-    os.close(fd)
-    try:
-        cc = subprocess.run(
-            ["gcc", "-O2", "-Wall", "-o", tmp, str(SOURCE), *flags.stdout.split(), "-lm"],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        if cc.returncode != 0:
-            raise PeerError(f"gcc failed to build t38peer:\n{cc.stderr}")
-        os.replace(tmp, target)  # atomic: concurrent builders never see a partial binary
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return target
+    """Compile ``t38peer.c`` (once per source version, as :func:`faxline.build_program`
+    does) and return the binary's path."""
+    return build_program(SOURCE)
 
 
 def _list(values: list[str] | None) -> str | None:
