@@ -390,6 +390,8 @@ def gateway_load(tmp: str, clients: int, jobs: int, kill: bool = True) -> dict[s
     seen: dict[int, int] = {}
     for folder in inboxes:
         for name in os.listdir(folder):
+            if name.startswith("."):  # a temporary file a SIGKILL left mid-write
+                continue
             (page,) = tiff.read(os.path.join(folder, name))
             n = page_number(page)
             assert np.array_equal(page.to_array(), job_page(n).to_array()), name
