@@ -19,8 +19,9 @@ The TOML file (``fastfax.toml`` in the spool directory, or the file ``fastfax se
     retries = 3
     retry_delay = 60.0
 
-    [[devices]]
-    kind = "loopback-pair"      # two virtual lines joined in memory
+    [[devices]]                 # none declared: the test lines (TEST_LINES); none
+    kind = "loopback-pair"      # at all: devices = [] before any table
+                                # (two virtual lines joined in memory)
     name = "lp"
     numbers = ["1001", "1002"]
     store = "/home/me/faxes"    # the second line stores what it receives here
@@ -58,6 +59,8 @@ __all__ = [
     "apply_logging",
     "check_logging",
     "DaemonConfig",
+    "TEST_LINES",
+    "test_lines",
     "load_toml",
     "in_window",
 ]
@@ -175,10 +178,26 @@ def apply_logging(levels: dict[str, str]) -> None:
 
 # -- the TOML file -----------------------------------------------------------------------
 
+#: The lines of a spool whose TOML declares no ``[[devices]]`` (or that has no TOML), so
+#: that a new spool can send at once: a loopback pair, two virtual lines joined in
+#: memory (no telephone line), ports ``test/1`` ("test line 1", number 100) and
+#: ``test/2`` ("test line 2", number 200). A fax sent to 200 is received on test line 2
+#: (and the other way round). ``devices = []`` in the TOML declares a spool with no lines.
+TEST_LINES: tuple[dict[str, Any], ...] = (
+    {"kind": "loopback-pair", "name": "test", "numbers": ["100", "200"]},
+)
+
+
+def test_lines() -> list[dict[str, Any]]:
+    """A fresh copy of :data:`TEST_LINES` (device specs, as ``[[devices]]`` tables)."""
+    return [{**spec, "numbers": list(spec["numbers"])} for spec in TEST_LINES]
+
+
 
 @dataclass
 class DaemonConfig:
-    """What a TOML file declares: HTTP settings, initial configuration, devices, routing."""
+    """What a TOML file declares: HTTP settings, initial configuration, devices (the
+    ``[[devices]]`` tables; :data:`TEST_LINES` when it declares none), routing."""
 
     host: str = "127.0.0.1"
     port: int = 8765
@@ -190,8 +209,14 @@ class DaemonConfig:
     store: str | None = None  # [store] url: a postgresql:// URL (default: SQLite in the spool)
     log_format: str = "text"  # [logging] format: "text" or "json" (fastfax serve's stderr)
     configuration: dict[str, Any] = field(default_factory=dict)
-    devices: list[dict[str, Any]] = field(default_factory=list)
+    devices: list[dict[str, Any]] = field(default_factory=test_lines)
     routing: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def own_devices(self) -> bool:
+        """Whether the spool declares lines of its own (False: only the test lines, or
+        ``devices = []``: no lines at all)."""
+        return bool(self.devices) and self.devices != test_lines()
 
 
 def load_toml(path: str | os.PathLike[str]) -> DaemonConfig:
@@ -250,7 +275,7 @@ def load_toml(path: str | os.PathLike[str]) -> DaemonConfig:
         raise ConfigError("[configuration] must be a table")
     Configuration.from_dict(conf)
     out.configuration = conf
-    devices = raw.get("devices", [])
+    devices = raw.get("devices", test_lines())
     if not isinstance(devices, list) or not all(isinstance(d, dict) for d in devices):
         raise ConfigError("[[devices]] must be an array of tables")
     for n, dev in enumerate(devices):

@@ -41,6 +41,32 @@ class BadNumber(ServiceError, ValueError):
     """A fax number that cannot be dialled (empty, or characters a dial string cannot hold)."""
 
 
+class NoLine(ServiceError):
+    """No line of the spool can ever carry the job: it failed without a call, and the
+    spool declares no lines of its own (only the test lines, or none). The message
+    names the number and what to declare in the spool's TOML."""
+
+    @classmethod
+    def unreachable(cls, job_id: int, number: str, numbers: list[str], toml: str) -> NoLine:
+        """The error for job ``job_id`` to ``number``, on a spool whose lines have
+        ``numbers``, whose TOML file is ``toml``."""
+        if numbers:
+            have = (
+                f"its only lines are the test lines, a loopback pair in memory answering "
+                f"on {' and '.join(numbers)}"
+            )
+        else:
+            have = "it has no lines (its TOML declares devices = [])"
+        return cls(
+            f"job {job_id} cannot be sent: no line of this spool can reach the number "
+            f"{number!r}; {have}. To fax {number!r}, declare the line to send on in "
+            f"{toml} (or the file fastfax serve --config names), for example a Class 1 "
+            'modem: [[devices]] kind = "class1", name = "modem", url = "/dev/ttyUSB0" '
+            '(or kind = "sip" for a SIP trunk, "t38" for T.38 peers), then start the '
+            "service again"
+        )
+
+
 class JobStateError(ServiceError):
     """The job is in a state that does not allow the operation (e.g. pausing a sent job)."""
 
@@ -96,6 +122,7 @@ ERRORS: dict[str, type[FaxError]] = {
         RoutingMethodNotFound,
         ConfigError,
         BadNumber,
+        NoLine,
         JobStateError,
         PortBusy,
         SpoolBusy,

@@ -728,7 +728,15 @@ class Service:
     def wait_job(
         self, session: Session, job_id: int, timeout: float | None = 30.0
     ) -> dict[str, Any]:
-        """The job once it is final, or as it is after ``timeout`` seconds (at most 30)."""
+        """The job once it is final, or as it is after ``timeout`` seconds (at most 30).
+
+        Raises :class:`~.errors.NoLine` (saying what to declare in the spool's TOML) for
+        a send job that failed without a call because no line can reach its number,
+        on a spool that declares no lines of its own (only the test lines, or none);
+        with lines of its own, such a job is answered as failed, its cause naming the
+        number."""
+        from .errors import NoLine  # here: this call's own error
+
         timeout = 30.0 if timeout is None else min(30.0, max(0.0, float(timeout)))
         deadline = time.monotonic() + timeout
         with self.changed:
@@ -736,8 +744,24 @@ class Service:
                 row = self.job_row(job_id)
                 left = deadline - time.monotonic()
                 if JobState(row["state"]).final or left <= 0 or self._closed:
-                    return self.job_info(row)
+                    break
                 self.changed.wait(min(left, 1.0))
+        number = row["number"]
+        if (
+            row["state"] == JobState.FAILED.value
+            and row["type"] == JobType.SEND.value
+            and row["attempts"] == 0
+            and not self.settings.own_devices
+            and not any(  # the scheduler's rule: a device's can_reach None counts as yes
+                getattr(self.ports.device(p), "can_reach", lambda *_: None)(p, number)
+                is not False
+                for p in self.ports
+            )
+        ):
+            numbers = [self.ports.line(p).number for p in self.ports]
+            toml = os.path.join(self.spool, SPOOL_TOML)
+            raise NoLine.unreachable(row["id"], number, numbers, toml)
+        return self.job_info(row)
 
     @api(Right.JOB_QUERY)
     def first_page(self, session: Session, job_id: int) -> bytes:
