@@ -4,6 +4,9 @@ Pixels are stored as packed rows: ``stride = (width + 7) // 8`` bytes per row, t
 significant bit of each byte is the leftmost pixel, 1 = black, 0 = white. The unused low
 bits of the last byte of each row are always 0. Resolutions are in dots per inch
 (fax "fine" is 204 x 196, "standard" 204 x 98).
+
+numpy is imported only by :meth:`Page.from_array` and :meth:`Page.to_array`, so that
+programs that only move pages (the ``fastfax`` command's start) do not load it.
 """
 
 from __future__ import annotations
@@ -13,11 +16,10 @@ import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from .errors import PageError
 
 if TYPE_CHECKING:
+    import numpy as np
     from PIL import Image
 
 #: Widest page accepted anywhere in fastfax, in pixels (T.4 ultrafine A3 is 4864).
@@ -83,11 +85,12 @@ class Page:
             )
         mask = _tail_mask(width)
         if mask != 0xFF and height:
-            arr = np.frombuffer(data, dtype=np.uint8).reshape(height, stride)
-            if (arr[:, -1] & ~np.uint8(mask)).any():
-                arr = arr.copy()
-                arr[:, -1] &= mask
-                data = arr.tobytes()
+            last = data[stride - 1 :: stride]  # each row's last byte
+            kept = last.translate(_MASKED[mask])
+            if kept != last:
+                fixed = bytearray(data)
+                fixed[stride - 1 :: stride] = kept
+                data = bytes(fixed)
         self.data = data
         self.width = width
         self.height = height
@@ -108,6 +111,8 @@ class Page:
     @classmethod
     def from_array(cls, array: np.ndarray, xres: float = 204, yres: float = 196) -> Page:
         """A page from a 2-D array, shape (height, width): bool, or integers 0/1; True/1 = black."""
+        import numpy as np
+
         arr = np.asarray(array)
         if arr.ndim != 2:
             raise PageError(f"expected a 2-D array (height, width), got shape {arr.shape}")
@@ -170,6 +175,8 @@ class Page:
 
     def to_array(self) -> np.ndarray:
         """The pixels as a bool array of shape (height, width), True = black."""
+        import numpy as np
+
         packed = np.frombuffer(self.data, dtype=np.uint8).reshape(self.height, self.stride)
         return np.unpackbits(packed, axis=1, count=self.width, bitorder="big").astype(np.bool_)
 
@@ -200,7 +207,7 @@ class Page:
 
     def black_pixels(self) -> int:
         """The number of black pixels on the page."""
-        return int(np.unpackbits(np.frombuffer(self.data, dtype=np.uint8)).sum())
+        return int.from_bytes(self.data, "big").bit_count()
 
     # -- value semantics ------------------------------------------------------------
     def __eq__(self, other: object) -> bool:
@@ -221,4 +228,7 @@ class Page:
         return f"Page({self.width}x{self.height} at {self.xres:g}x{self.yres:g} dpi)"
 
 
+#: For each tail mask (see :func:`_tail_mask`), a ``bytes.translate`` table that clears
+#: the bits outside it.
+_MASKED = {(0xFF << n) & 0xFF: bytes(b & (0xFF << n) for b in range(256)) for n in range(1, 8)}
 _PBM_HEADER = re.compile(rb"P4(?:\s|#[^\n]*\n)+(\d+)(?:\s|#[^\n]*\n)+(\d+)\s")

@@ -25,9 +25,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal
-
-from PIL.Image import Resampling
+from typing import TYPE_CHECKING, Literal
 
 from .. import tiff
 from ..codec import CodedPage
@@ -37,10 +35,12 @@ from ..page import Page
 from . import pdfout
 from .affinity import Planner
 from .branding import apply_header, header_text
-from .cover import CoverInfo, load_template, render_cover
 from .layout import Layout, layout_for
 from .render import DEFAULT_THRESHOLD, MODES, Source, open_source
 from .workers import WorkerDied, Workers
+
+if TYPE_CHECKING:
+    from .cover import CoverInfo
 
 __all__ = [
     "ConvertError",
@@ -204,6 +204,8 @@ def _headed(page: Page, options: Options, number: int, total: int) -> Page:
 
 
 def _cover_page(options: Options, layout: Layout, total: int) -> Page:
+    from .cover import load_template, render_cover
+
     assert options.cover is not None
     info = replace(options.cover, pages=total, time_sent=options.when or _dt.datetime.now())
     page = render_cover(info, layout, load_template(options.cover_template))
@@ -327,6 +329,8 @@ def _png(page: Page) -> bytes:
     resolutions differ by a factor of 1.5 or more (standard 204 x 98, superfine
     204 x 391) has its rows (or columns) repeated that factor (rounded) times."""
     import io
+
+    from PIL.Image import Resampling
 
     image = page.to_image()
     xres, yres = page.xres, page.yres

@@ -18,26 +18,30 @@ scaled to fit keeping its aspect ratio and centred, then binarised by
   image's dpi.
 - Plain text (UTF-8, else Latin-1): monospaced 10 pt, 20 mm margins, lines wrapped at
   the margin, tabs every 8 columns, a form feed starts a new page.
+
+numpy and Pillow are imported by the functions that use them, not with this module: a
+PDF converts in text mode without either (the ``fastfax convert`` command's start-up).
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import warnings
 from collections.abc import Iterator
 from contextlib import closing
-from ctypes import c_void_p
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Literal
-
-import numpy as np
-from PIL import Image, ImageDraw, ImageFont, ImageOps
+from typing import TYPE_CHECKING, Literal
 
 from ..errors import ConvertError
 from ..page import Page
 from . import _raster
 from .layout import Layout, Placement, layout_for
+
+if TYPE_CHECKING:
+    import numpy as np
+    from PIL import Image, ImageDraw, ImageFont
 
 __all__ = ["Mode", "MODES", "Source", "open_source", "font", "Canvas", "binarize"]
 
@@ -69,6 +73,8 @@ def binarize(
     """Area-average 8-bit ``grey`` (rows, columns; 0 = black) into the ``width`` x
     ``height`` rectangle at pixel ``(x, y)`` of a white ``layout`` page and binarise it.
     Returns the page and the mode used ("text" or "photo")."""
+    import numpy as np
+
     if mode not in MODES:
         raise ConvertError(f"unknown mode {mode!r}: use one of {', '.join(MODES)}")
     grey = np.asarray(grey, dtype=np.uint8)
@@ -85,6 +91,8 @@ def binarize(
 def font(size_px: int, *, mono: bool = False, bold: bool = False) -> ImageFont.ImageFont:
     """A TrueType font ``size_px`` pixels high: DejaVu Sans (Mono) from the system font
     directories, else Pillow's built-in font (proportional)."""
+    from PIL import ImageFont
+
     name = "DejaVuSans" + ("Mono" if mono else "") + ("-Bold" if bold else "") + ".ttf"
     try:
         return ImageFont.truetype(name, size_px)
@@ -105,6 +113,8 @@ class Canvas:
     @classmethod
     def new(cls, layout: Layout, height_px: int | None = None) -> Canvas:
         """A canvas for the page, or for its top ``height_px`` page rows."""
+        from PIL import Image
+
         dpi = max(layout.xres, layout.yres)
         rows = layout.height if height_px is None else height_px
         size = (round(layout.width / layout.xres * dpi), round(rows / layout.yres * dpi))
@@ -119,10 +129,14 @@ class Canvas:
         return max(1, round(points / 72 * self.dpi))
 
     def draw(self) -> ImageDraw.ImageDraw:
+        from PIL import ImageDraw
+
         return ImageDraw.Draw(self.image)
 
     def grey_rows(self, rows: int) -> tuple[np.ndarray, int]:
         """The canvas as grey pixels, and how many page rows it covers (``rows`` at most)."""
+        import numpy as np
+
         grey = np.asarray(self.image)
         return grey, min(rows, round(self.image.height / self.dpi * self.layout.yres))
 
@@ -178,7 +192,8 @@ class PdfSource(Source):
                 )
             raise self._error(f"cannot open the PDF: {text}") from None
         self.pages = len(self._doc)
-        self._grey = np.empty(0, dtype=np.uint8)
+        self._grey = bytearray()
+        self._grey_at = (ctypes.c_char * 0).from_buffer(self._grey)  # pins it: no resizing
         if self.pages == 0:
             self.close()
             raise self._error("the PDF has no pages")
@@ -203,11 +218,12 @@ class PdfSource(Source):
 
     def bands(
         self, index: int, layout: Layout, mode: str = "text", *, whole: bool = False
-    ) -> Iterator[tuple[np.ndarray, Placement, int]]:
+    ) -> Iterator[tuple[memoryview, Placement, int]]:
         """Page ``index`` drawn by PDFium in 8-bit grey (0 = black) at the size it takes
         on ``layout``, a band of rows at a time from the top (one band with ``whole``):
-        each band's grey rows, the page's placement on ``layout`` and the band's first
-        row. A band is a view of a buffer the next one is drawn over."""
+        each band's grey rows (a C-contiguous memoryview of shape (rows, placement
+        width)), the page's placement on ``layout`` and the band's first row. A band is a
+        view of a buffer the next one is drawn over."""
         self._check_index(index)
         raw = self._raw
         page = raw.FPDF_LoadPage(self._doc.raw, index)
@@ -219,15 +235,15 @@ class PdfSource(Source):
             if not (width_pt > 0 and height_pt > 0):
                 raise self._error(f"the page is {width_pt} x {height_pt} points", index)
             place = layout.fit(width_pt / 72, height_pt / 72)
-            stride = (place.width + 3) & ~3
+            stride = place.width  # rows unpadded: the band is one contiguous array
             step = place.height if whole else max(16, self.BAND_BYTES // stride)
             flags = self._flags(mode)
             for top in range(0, place.height, step):
                 rows = min(step, place.height - top)
-                grey = self._buffer(rows * stride).reshape(rows, stride)
-                grey.fill(255)
+                address = self._buffer(rows * stride)
+                ctypes.memset(address, 255, rows * stride)
                 bitmap = raw.FPDFBitmap_CreateEx(
-                    place.width, rows, raw.FPDFBitmap_Gray, grey.ctypes.data_as(c_void_p), stride
+                    place.width, rows, raw.FPDFBitmap_Gray, address, stride
                 )
                 if not bitmap:
                     raise self._error("PDFium cannot allocate the page bitmap", index)
@@ -246,7 +262,8 @@ class PdfSource(Source):
                     )
                 finally:
                     raw.FPDFBitmap_Destroy(bitmap)
-                yield grey[:, : place.width], place, top
+                band = memoryview(self._grey)[: rows * stride]
+                yield band.cast("B", (rows, stride)), place, top
         finally:
             raw.FPDF_ClosePage(page)
 
@@ -258,11 +275,13 @@ class PdfSource(Source):
         flags = raw.FPDF_ANNOT | raw.FPDF_GRAYSCALE
         return flags if mode == "photo" else flags | raw.FPDF_RENDER_NO_SMOOTHTEXT
 
-    def _buffer(self, size: int) -> np.ndarray:
-        """A reused grey buffer of ``size`` bytes (fresh memory costs page faults)."""
-        if self._grey.size < size:
-            self._grey = np.empty(size, dtype=np.uint8)
-        return self._grey[:size]
+    def _buffer(self, size: int) -> int:
+        """The address of a reused grey buffer of at least ``size`` bytes (fresh memory
+        costs page faults)."""
+        if len(self._grey) < size:
+            self._grey = bytearray(size)
+            self._grey_at = (ctypes.c_char * size).from_buffer(self._grey)
+        return ctypes.addressof(self._grey_at)
 
     def close(self) -> None:
         self._doc.close()
@@ -276,6 +295,8 @@ class ImageSource(Source):
 
     def __init__(self, path: str, *, decode: bool = True) -> None:
         super().__init__(path)
+        from PIL import Image
+
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -289,6 +310,9 @@ class ImageSource(Source):
     def render(
         self, index: int, layout: Layout, mode: str = "text", threshold: int = DEFAULT_THRESHOLD
     ) -> Page:
+        import numpy as np
+        from PIL import Image, ImageOps
+
         self._check_index(index)
         try:
             self._image.seek(index)
@@ -328,6 +352,9 @@ class ImageSource(Source):
 
 def _flatten(image: Image.Image) -> Image.Image:
     """``image`` as 8-bit grey, transparent parts white."""
+    import numpy as np
+    from PIL import Image
+
     if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
         rgba = image.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
@@ -428,6 +455,8 @@ def open_source(
         raise ConvertError("the file is empty", path=path)
     if b"%PDF-" in head[:1024]:
         return PdfSource(path, password)
+    from PIL import Image
+
     try:
         Image.open(path).close()
     except Exception:
