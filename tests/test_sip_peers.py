@@ -153,6 +153,58 @@ def test_sipp_calls_us_and_switches_to_t38(tmp_path: Path) -> None:
                for p, e in zip(result.pages, expected, strict=True))
 
 
+def answer_sipp(scenario: str, tmp_path: Path, *, media: dict | None = None,
+                agent_options: dict | None = None, before_answer: float = 0.0):
+    """SIPp (as UAC, running ``scenario``) calls our SipAgent, which answers after
+    ``before_answer`` seconds; SpanDSP's t38peer (``media``: its options) sends the fax
+    from the port the scenario names. Returns (our result, SIPp's status, SIPp,
+    SpanDSP's result or None, the agent's user agent after the call)."""
+
+    async def main():
+        agent = SipAgent("127.0.0.1:0", **(agent_options or {}))
+        await agent.start()
+        try:
+            with T38Peer(**(media or {"send": tmp_path / "tx.tif"}), calling=True, speed=SPEED,
+                         timeout=60) as t38:
+                peer = Sipp(scenario, tmp_path, keys={"t38port": t38.port},
+                            remote=agent.address)
+                try:
+                    call = await agent.next_call(10)
+                    assert call is not None and call.callee.startswith("sip:fax@")
+                    await asyncio.sleep(before_answer)
+                    result = await agent.answer(call, speed=SPEED, setup_timeout=15)
+                    status = await asyncio.to_thread(peer.wait, 30)
+                finally:
+                    peer.stop()
+                spandsp = await asyncio.to_thread(t38.wait, 30) if result.rate else None
+            await agent.drain()
+            return result, status, peer, spandsp, agent.ua
+        finally:
+            agent.close()
+
+    return asyncio.run(main())
+
+
+def test_glare_491_both_ways_then_our_retry_wins(tmp_path: Path) -> None:
+    # our T.38 re-INVITE (we re-INVITE 0.3 s after answering) crosses SIPp's: each side
+    # answers the other's 491 Request Pending; we do not own the Call-ID, so we retry
+    # first (0-2 s; SIPp as owner would wait 2.1-4 s) and SIPp takes our retry
+    sent_pages = pages(1, seed=7)
+    write_tiff(tmp_path / "tx.tif", sent_pages)
+    result, status, peer, spandsp, _ = answer_sipp(
+        "uac_glare", tmp_path, agent_options={"t38_mode": "on-request", "t38_wait": 0.3})
+    assert status == 0, peer.errors()
+    assert result.ok and spandsp["ok"]
+    assert all((p.to_array() == s.to_array()).all()
+               for p, s in zip(result.pages, sent_pages, strict=True))
+    trace = peer.messages()
+    assert trace.count("SIP/2.0 491 Request Pending") == 2  # ours to SIPp, SIPp's to us
+    blocks = re.split(r"-{20,} [^\n]*\n", trace)
+    ours = [b for b in blocks if b.startswith("UDP message received")
+            and b.split("\n")[2].startswith("INVITE sip:sipp@")]
+    assert len(ours) == 2 and all("m=image" in b for b in ours)  # the crossed one, the retry
+
+
 @pytest.mark.parametrize(("status", "name", "cause"), [
     (486, "busy", Cause.BUSY), (404, "bad_address", Cause.CALLDROPPED),
     (600, "busy", Cause.BUSY), (480, "no_answer", Cause.NO_ANSWER)])

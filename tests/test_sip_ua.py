@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -488,6 +489,21 @@ def test_callee_sends_the_t38_reinvite_and_glare_resolves() -> None:
     t38_offers = [m for _, _, m in net.wire if isinstance(m, Request) and m.method == "INVITE"
                   and b"m=image" in m.body]
     assert len(t38_offers) == 3  # the two that crossed and the one retry that won
+
+
+@pytest.mark.parametrize("run", range(8))
+def test_glare_retry_delays_follow_rfc3261_14_1(run: int) -> None:
+    # the caller (a) owns the Call-ID: it retries 2.1-4 s after the 491, the callee 0-2 s
+    a, b, net = agents(a_mode="reinvite", b_mode="reinvite")
+    call_id = place_call(a, b, net, answer=False)
+    net.run(b, b.answer(call_id, net.now))  # both re-INVITE to T.38 at once
+    delays: dict[str, float] = {}
+    while len(delays) < 2 and net.step(net.now + 10):
+        for (ident, key), deadline in net.timers.items():
+            name = "a" if ident == id(a) else "b"
+            if key[0] == "reinvite" and name not in delays:
+                delays[name] = deadline - net.now
+    assert 2.1 <= delays["a"] <= 4.0 and 0.0 <= delays["b"] <= 2.0
 
 
 def test_delayed_offer_answer_in_ack() -> None:

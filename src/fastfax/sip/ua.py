@@ -41,6 +41,7 @@ Behaviour a fax gateway needs:
 from __future__ import annotations
 
 import enum
+import hashlib
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -797,14 +798,19 @@ class UserAgent:
                 call.auth_tries += 1
                 self._send_reinvite(call, t38, now, out, (challenge, header))
                 return
-        if code == 491:
-            spread = sum(map(ord, self._token())) % 190 / 100
-            delay = 2.1 + spread if call.outbound else spread  # RFC 3261 14.1
-            out.append(SetTimer(("reinvite", call.call_id, t38), now + delay))
+        if code == 491:  # glare: try again later, unless the far end's re-INVITE wins
+            out.append(SetTimer(("reinvite", call.call_id, t38),
+                                now + self._glare_delay(call.outbound)))
             return
         if t38:
             self._end(call, CAUSES["no_t38"].with_status(code), now, out)
         # a failed refresh leaves the session as it was (RFC 4028 section 10)
+
+    def _glare_delay(self, owner: bool) -> float:
+        """Seconds before retrying a re-INVITE refused 491 (RFC 3261 14.1): random in
+        steps of 10 ms, 2.1-4 s when we own the Call-ID (we placed the call), else 0-2 s."""
+        draw = int.from_bytes(hashlib.blake2s(self._token().encode(), digest_size=4).digest())
+        return 2.1 + draw % 191 / 100 if owner else draw % 201 / 100
 
     def _arm_session_timer(self, call: _Call, out: list[Action]) -> None:
         timer = call.timer
