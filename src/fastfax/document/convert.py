@@ -33,14 +33,13 @@ from ..errors import ConvertError, FaxError, TiffError
 from ..files import write_files
 from ..page import Page
 from . import pdfout
-from .affinity import Planner
 from .branding import apply_header, header_text
 from .layout import Layout, layout_for
 from .render import DEFAULT_THRESHOLD, MODES, Source, open_source
-from .workers import WorkerDied, Workers
 
 if TYPE_CHECKING:
     from .cover import CoverInfo
+    from .workers import Workers
 
 __all__ = [
     "ConvertError",
@@ -413,6 +412,8 @@ def start_workers(processes: int | None = None) -> Workers:
     """Worker processes for :func:`convert` (default: one per core), to pass as its
     ``workers`` for many calls; close them (or use them as a context manager) when
     done."""
+    from .workers import Workers  # multiprocessing: only for work in other processes
+
     return Workers(_processes(processes), _forget_cache)
 
 
@@ -533,6 +534,9 @@ def _run_pool(
     """Each worker is kept :data:`_DEPTH` tasks ahead, the next one chosen by
     :class:`Planner` (so it stays on the pages whose fonts it has loaded). A worker that
     dies fails the documents it held tasks of; a new one takes its place."""
+    from .affinity import Planner
+    from .workers import WorkerDied
+
     todo = [i for i, d in enumerate(docs) if not d.result.error]
     todo.reverse()
     planner = Planner(workers.count)
