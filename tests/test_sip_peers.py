@@ -23,6 +23,7 @@ from PIL import Image, ImageSequence
 
 from fastfax import samples
 from fastfax.page import Page
+from fastfax.sip.ua import CallState
 from fastfax.t30.result import Cause
 from fastfax.transport import sip
 from fastfax.transport.sip import SipAgent
@@ -121,6 +122,39 @@ def test_session_refresh_mid_fax_keeps_t38(tmp_path: Path) -> None:
     assert origin[0] == origin[1]
 
 
+def test_we_refresh_the_session_mid_fax(tmp_path: Path) -> None:
+    # SIPp's 200s say Session-Expires: 4;refresher=uac: we must re-INVITE every 2 s; the
+    # page takes several seconds at speed 4, so the refreshes land mid-fax
+    sent_pages = pages(1, rows=1200)
+    with T38Peer(receive=tmp_path / "rx.tif", speed=4, timeout=60) as media:
+        peer = Sipp("uas_t38_we_refresh", tmp_path, keys={"t38port": media.port})
+        try:
+            result = sip.send_fax(f"sip:fax@127.0.0.1:{peer.port}", sent_pages,
+                                  local="127.0.0.1:0", speed=4, setup_timeout=15,
+                                  sip={"session_expires": 90, "min_se": 4})
+            status = peer.wait(30)
+        finally:
+            peer.stop()
+        spandsp = media.wait(30)
+    assert status == 0, peer.errors()
+    assert result.ok and spandsp["ok"] and spandsp["pages"] == 1
+    got = tiff_pixels(tmp_path / "rx.tif")
+    assert (got[0] == sent_pages[0].to_array().astype(bool)).all()
+    blocks = re.split(r"-{20,} [^\n]*\n", peer.messages())
+    invites = [b for b in blocks if b.startswith("UDP message received")
+               and b.split("\n")[2].startswith("INVITE sip:")]
+    # the first INVITE (audio), the T.38 re-INVITE, then at least one refresh before
+    # our BYE; every refresh repeats the T.38 description (same o= line, RFC 3264 8)
+    assert len(invites) >= 3
+    origin = [re.search(r"^o=.*$", b, re.M).group(0) for b in invites[1:]]
+    assert all("m=image" in b and "Session-Expires: 4;refresher=uac" in b
+               for b in invites[2:])
+    assert len(set(origin)) == 1
+    bye = next(k for k, b in enumerate(blocks) if b.startswith("UDP message received")
+               and b.split("\n")[2].startswith("BYE sip:"))
+    assert blocks.index(invites[-1]) < bye
+
+
 def test_sipp_calls_us_and_switches_to_t38(tmp_path: Path) -> None:
     sent_pages = pages(2, seed=5)
     write_tiff(tmp_path / "tx.tif", sent_pages)
@@ -205,13 +239,43 @@ def test_glare_491_both_ways_then_our_retry_wins(tmp_path: Path) -> None:
     assert len(ours) == 2 and all("m=image" in b for b in ours)  # the crossed one, the retry
 
 
-@pytest.mark.parametrize(("status", "name", "cause"), [
-    (486, "busy", Cause.BUSY), (404, "bad_address", Cause.CALLDROPPED),
-    (600, "busy", Cause.BUSY), (480, "no_answer", Cause.NO_ANSWER)])
-def test_sipp_refuses(tmp_path: Path, status: int, name: str, cause: Cause) -> None:
+def test_sipp_offers_t38_in_its_invite(tmp_path: Path) -> None:
+    sent_pages = pages(2, seed=9)
+    write_tiff(tmp_path / "tx.tif", sent_pages)
+    result, status, peer, spandsp, _ = answer_sipp("uac_t38_direct", tmp_path)
+    assert status == 0, peer.errors()
+    assert result.ok and spandsp["ok"] and len(result.pages) == 2
+    assert all((p.to_array() == s.to_array()).all()
+               for p, s in zip(result.pages, sent_pages, strict=True))
+    trace = peer.messages()
+    # no re-INVITE either way: the INVITE's T.38 offer was answered with T.38
+    assert trace.count("INVITE sip:") == 1 and "CSeq: 2 INVITE" not in trace
+
+
+def test_sipp_cancels_before_we_answer(tmp_path: Path) -> None:
+    write_tiff(tmp_path / "tx.tif", pages(1))
+    result, status, peer, _, ua = answer_sipp("uac_cancel", tmp_path, before_answer=1.5)
+    assert status == 0, peer.errors()  # 200 to its CANCEL, 487 to its INVITE, its ACK taken
+    assert not result.ok and result.cause is Cause.CALLDROPPED and not result.pages
+    assert result.sip.name == "caller_canceled" and result.sip.status == 487
+    assert not result.sip.retry
+    assert ua.state_of(result.call_id) is CallState.ENDED
+    trace = peer.messages()
+    # the 487 went once: SIPp's ACK matched our INVITE transaction (nothing retransmitted)
+    assert trace.count("SIP/2.0 487") == 1 and "SIP/2.0 200 OK" in trace
+    assert "SIP/2.0 180" not in trace and "m=image" not in trace
+
+
+@pytest.mark.parametrize(("status", "name", "cause", "retry"), [
+    (486, "busy", Cause.BUSY, True), (600, "busy", Cause.BUSY, True),
+    (404, "bad_address", Cause.BAD_ADDRESS, False), (484, "bad_address", Cause.BAD_ADDRESS, False),
+    (604, "bad_address", Cause.BAD_ADDRESS, False), (480, "no_answer", Cause.NO_ANSWER, True),
+    (408, "no_answer", Cause.NO_ANSWER, True), (403, "refused_by_trunk", Cause.REFUSED, False)])
+def test_sipp_refuses(tmp_path: Path, status: int, name: str, cause: Cause, retry: bool) -> None:
     result, code, peer = call_sipp("uas_busy", tmp_path, fill={"status": status})
     assert code == 0, peer.errors()  # it got our ACK for its final response
     assert result.cause is cause and result.sip.name == name and result.sip.status == status
+    assert result.sip.retry is retry and not result.ok
 
 
 def test_sipp_refuses_t38_and_we_hang_up(tmp_path: Path) -> None:
@@ -219,6 +283,8 @@ def test_sipp_refuses_t38_and_we_hang_up(tmp_path: Path) -> None:
     assert code == 0, peer.errors()  # ... and our BYE after the 488
     assert result.sip.name == "no_t38" and result.sip.text == "far end refused T.38"
     assert result.sip.status == 488 and not result.sip.retry
+    assert result.cause is Cause.NO_T38 and str(result.cause) == "NO_T38"
+    assert result.cause.value == "the far end refused T.38"
 
 
 def test_no_answer_is_cancelled(tmp_path: Path) -> None:

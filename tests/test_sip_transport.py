@@ -124,9 +124,9 @@ async def _refusing(status: int):
 
 @pytest.mark.parametrize(("status", "name", "cause", "retry"), [
     (486, "busy", Cause.BUSY, True),
-    (404, "bad_address", Cause.CALLDROPPED, False),
+    (404, "bad_address", Cause.BAD_ADDRESS, False),
     (480, "no_answer", Cause.NO_ANSWER, True),
-    (403, "refused_by_trunk", Cause.CALLDROPPED, False),
+    (403, "refused_by_trunk", Cause.REFUSED, False),
 ])
 def test_refusals_name_their_cause(status: int, name: str, cause: Cause, retry: bool) -> None:
     result = asyncio.run(_refusing(status))

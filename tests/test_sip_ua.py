@@ -104,7 +104,7 @@ def test_cancel_before_answer() -> None:
     net.run(a, a.hangup(call_id, net.now))
     net.pump(until=net.now + 100)
     assert net.methods()[3:] == ["CANCEL", "200 CANCEL", "487 INVITE", "ACK"]
-    assert ended(a, net) == ["canceled"] == ended(b, net)
+    assert ended(a, net) == ["canceled"] and ended(b, net) == ["caller_canceled"]
     assert net.timers == {}
 
 
@@ -469,7 +469,7 @@ def test_cancel_before_any_provisional_waits_for_one() -> None:
     net.pump(until=100.0)  # b's 100 Trying arrives: now the CANCEL goes out
     assert net.methods()[:6] == ["INVITE", "100 INVITE", "CANCEL", "200 CANCEL", "487 INVITE",
                                  "ACK"]
-    assert ended(b, net) == ["canceled"] and net.timers == {}
+    assert ended(b, net) == ["caller_canceled"] and net.timers == {}
 
 
 def test_callee_sends_the_t38_reinvite_and_glare_resolves() -> None:

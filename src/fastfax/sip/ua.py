@@ -119,6 +119,8 @@ CAUSES = {
     "no_t38": Cause("no_t38", False, "far end refused T.38"),
     "refused_by_trunk": Cause("refused_by_trunk", False, "refused by trunk"),
     "canceled": Cause("canceled", False, "call canceled"),
+    "caller_canceled": Cause("caller_canceled", False,
+                             "the caller hung up (CANCEL) before we answered"),
     "session_expired": Cause("session_expired", True, "session timer expired"),
     "failed": Cause("failed", True, "call failed"),
 }
@@ -319,6 +321,7 @@ class _Call:
     cancel_wanted: bool = False
     cancel_sent: bool = False
     source: tuple[str, int] | None = None
+    cause: Cause | None = None
     acks: dict[tuple[int, str], tuple[bytes, tuple[str, int]]] = field(default_factory=dict)
 
 
@@ -910,7 +913,8 @@ class UserAgent:
 
     def hangup(self, call_id: str, now: float) -> list[Action]:
         """End a call: BYE when established, CANCEL while our INVITE is pending, 480 for an
-        unanswered incoming call. The owner gets :class:`CallEnded` ("normal" or "canceled")."""
+        unanswered incoming call. The owner gets :class:`CallEnded` ("normal", "canceled" or,
+        for an incoming call, the status it was refused with)."""
         call = self._call(call_id)
         out: list[Action] = []
         if call.state == CallState.ENDED:
@@ -960,7 +964,7 @@ class UserAgent:
         if call.state == CallState.ENDED:
             return
         was_up = call.state == CallState.UP
-        call.state = CallState.ENDED
+        call.state, call.cause = CallState.ENDED, cause
         if bye and was_up:
             self._send_bye(call, now, out)
         out.append(ClearTimer(("refresh", call.call_id)))
@@ -995,6 +999,10 @@ class UserAgent:
     def state_of(self, call_id: str) -> CallState:
         """The state of call ``call_id``."""
         return self._call(call_id).state
+
+    def cause_of(self, call_id: str) -> Cause | None:
+        """The :class:`Cause` call ``call_id`` ended with (None while it goes on)."""
+        return self._call(call_id).cause
 
     # --- timers --------------------------------------------------------------------
 
@@ -1256,7 +1264,7 @@ class UserAgent:
         if invite_tx.state is State.PROCEEDING and call is not None and call.state != CallState.UP:
             self._respond(invite_tx, self._response(invite_tx.request, 487, call.local_tag), now,
                           out)
-            self._end(call, CAUSES["canceled"], now, out, bye=False)
+            self._end(call, CAUSES["caller_canceled"].with_status(487), now, out, bye=False)
 
     def _on_bye(self, request: Request, source: tuple[str, int], now: float,
                 out: list[Action]) -> None:

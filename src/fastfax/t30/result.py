@@ -55,6 +55,9 @@ class Cause(StrEnum):
     BUSY = "the number was busy"
     NO_DIALTONE = "no dial tone"
     NO_CALL = "no call came in"
+    BAD_ADDRESS = "the number does not exist or is incomplete"
+    REFUSED = "the trunk or network refused the call (after our credentials, if asked)"
+    NO_T38 = "the far end refused T.38"
     MODEM_ERROR = "the modem refused a command or stopped answering during the call"
 
     def __str__(self) -> str:

@@ -16,10 +16,14 @@ call ends first (BYE, session expiry), the fax is given ``grace`` seconds to fin
 already arrived and is then dropped (``Cause.CALLDROPPED``).
 
 A SIP failure before any T.38 media becomes a :class:`SipResult` whose ``cause`` is the
-nearest T.30 one (``BUSY``, ``NO_ANSWER``, ``CANCELLED``, otherwise ``CALLDROPPED``) and
+same in :class:`~fastfax.t30.result.Cause` (``BUSY`` for 486/600, ``BAD_ADDRESS`` for
+404/484/604, ``NO_ANSWER`` for 408/480 and no answer in time, ``NO_T38`` for 488/606 to
+our T.38 offer, ``REFUSED`` for 401/403/407 after our credentials, ``CANCELLED`` when we
+cancelled, otherwise ``CALLDROPPED``, e.g. the caller's CANCEL before we answered) and
 whose ``sip`` is the user agent's :class:`~fastfax.sip.ua.Cause` (``busy``,
 ``bad_address``, ``no_answer``, ``no_t38`` "far end refused T.38", ``refused_by_trunk``,
-... with the SIP status): that is the cause a service reports and retries by.
+``caller_canceled``, ... with the SIP status and whether a retry may help): that is the
+cause a service reports and retries by.
 
 :func:`send_fax` and :func:`receive_fax` place or take one call on an agent of their own
 and return the :class:`SipResult`; they run their own event loop, like
@@ -71,7 +75,10 @@ _NUMBER = re.compile(r"[0-9A-Za-z+*#._~-]{1,64}")
 _T30_CAUSE = {
     "busy": Cause.BUSY,
     "no_answer": Cause.NO_ANSWER,
-    "canceled": Cause.CANCELLED,
+    "bad_address": Cause.BAD_ADDRESS,
+    "no_t38": Cause.NO_T38,
+    "refused_by_trunk": Cause.REFUSED,
+    "canceled": Cause.CANCELLED,  # we cancelled (our abort, or a 487 to our INVITE)
 }
 
 
@@ -571,10 +578,10 @@ class SipAgent:
             actions = self.ua.ring(call.call_id, now)
             actions += self.ua.answer(call.call_id, now, audio_port=run.audio_port,
                                       t38_port=run.t38_port)
-        except SipError:  # cancelled before we answered
+        except SipError:  # ended before we answered (the caller's CANCEL)
             actions = []
             if not run.ended.done():
-                run.ended.set_result(U.CAUSES["canceled"])
+                run.ended.set_result(self.ua.cause_of(call.call_id) or U.CAUSES["failed"])
         return await self._carry(run, call.call_id, actions, False, None, speed, setup_timeout,
                                  timeout, grace, on_event, abort, redundancy, options)
 
