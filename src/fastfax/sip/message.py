@@ -535,34 +535,29 @@ class Message:
         want = canonical_name(name).lower()
         self.headers = [h for h in self.headers if h[0].lower() != want]
 
-    # Structured views of the common headers; each raises SipError when malformed.
-    @property
-    def call_id(self) -> str:
-        value = self.get("Call-ID")
+    # Structured views of the common headers; each raises SipError when missing or malformed.
+    def required(self, name: str) -> str:
+        """The value of header ``name``; :class:`SipError` when it is missing or empty."""
+        value = self.get(name)
         if not value:
-            raise SipError("no Call-ID")
+            raise SipError(f"no {canonical_name(name)}")
         return value
 
     @property
+    def call_id(self) -> str:
+        return self.required("Call-ID")
+
+    @property
     def cseq(self) -> tuple[int, str]:
-        value = self.get("CSeq")
-        if value is None:
-            raise SipError("no CSeq")
-        return parse_cseq(value)
+        return parse_cseq(self.required("CSeq"))
 
     @property
     def from_(self) -> Address:
-        value = self.get("From")
-        if value is None:
-            raise SipError("no From")
-        return parse_address(value)
+        return parse_address(self.required("From"))
 
     @property
     def to(self) -> Address:
-        value = self.get("To")
-        if value is None:
-            raise SipError("no To")
-        return parse_address(value)
+        return parse_address(self.required("To"))
 
     @property
     def vias(self) -> list[Via]:

@@ -166,6 +166,27 @@ class Transaction:
         self._interval[name] = delay
         out.append(StartTimer(name, now + delay))
 
+    def _arm(self, out: list[Action], retransmit: str, timeout: str, now: float) -> None:
+        """Start timer ``retransmit`` at T1 (unreliable transports only) and the timeout
+        timer ``timeout`` at 64*T1: the pair every transaction starts with its first send
+        (A/B, E/F) or final response (G/H, G2xx/L)."""
+        if not self.reliable:
+            self._start(out, retransmit, self.timers.t1, now)
+        self._start(out, timeout, 64 * self.timers.t1, now)
+
+    def _resend(self, out: list[Action], name: str, message: Request | Response, now: float,
+                cap: float, *, double: bool = True) -> None:
+        """Timer ``name`` fired: send ``message`` again and restart ``name`` at twice its
+        last interval, at most ``cap`` seconds (without ``double``: at ``cap``)."""
+        out.append(Send(message))
+        self._start(out, name, min(2 * self._interval[name], cap) if double else cap, now)
+
+    def _stop(self, out: list[Action], *names: str) -> None:
+        """Stop the running timers among ``names``."""
+        for name in names:
+            if self._active.pop(name, None) is not None:
+                out.append(StopTimer(name))
+
     def _stop_all(self, out: list[Action]) -> None:
         for name in list(self._active):
             out.append(StopTimer(name))
@@ -205,17 +226,14 @@ class ClientInvite(Transaction):
         """Send the INVITE and start timers A (unreliable only) and B."""
         out: list[Action] = [Send(self.request)]
         self.state = State.CALLING
-        if not self.reliable:
-            self._start(out, "A", self.timers.t1, now)
-        self._start(out, "B", 64 * self.timers.t1, now)
+        self._arm(out, "A", "B", now)
         return out
 
     def _handle(self, event: Event, now: float, out: list[Action]) -> None:
         st = self.state
         if isinstance(event, TimerFired):
             if event.name == "A" and st is State.CALLING:
-                out.append(Send(self.request))
-                self._start(out, "A", 2 * self._interval["A"], now)
+                self._resend(out, "A", self.request, now, float("inf"))
             elif event.name == "B" and st is State.CALLING:
                 out.append(TimedOut())
                 self._terminate(out)
@@ -230,9 +248,7 @@ class ClientInvite(Transaction):
             if code < 200:
                 if st is State.CALLING:
                     self.state = State.PROCEEDING
-                    if "A" in self._active:
-                        del self._active["A"]
-                        out.append(StopTimer("A"))
+                    self._stop(out, "A")
                 out.append(Deliver(response))
             elif code < 300:
                 self._stop_all(out)
@@ -258,19 +274,16 @@ class ClientNonInvite(Transaction):
         """Send the request and start timers E (unreliable only) and F."""
         out: list[Action] = [Send(self.request)]
         self.state = State.TRYING
-        if not self.reliable:
-            self._start(out, "E", self.timers.t1, now)
-        self._start(out, "F", 64 * self.timers.t1, now)
+        self._arm(out, "E", "F", now)
         return out
 
     def _handle(self, event: Event, now: float, out: list[Action]) -> None:
         st = self.state
         if isinstance(event, TimerFired):
             if event.name == "E" and st in (State.TRYING, State.PROCEEDING):
-                out.append(Send(self.request))
-                delay = (min(2 * self._interval["E"], self.timers.t2)
-                         if st is State.TRYING else self.timers.t2)
-                self._start(out, "E", delay, now)
+                # doubling up to T2 while Trying; every T2 once Proceeding
+                self._resend(out, "E", self.request, now, self.timers.t2,
+                             double=st is State.TRYING)
             elif event.name == "F" and st in (State.TRYING, State.PROCEEDING):
                 out.append(TimedOut())
                 self._terminate(out)
@@ -313,12 +326,10 @@ class ServerInvite(Transaction):
         st = self.state
         t = self.timers
         if isinstance(event, TimerFired):
-            if event.name == "G" and st is State.COMPLETED:
-                out.append(Send(self.last_response))  # type: ignore[arg-type]
-                self._start(out, "G", min(2 * self._interval["G"], t.t2), now)
-            elif event.name == "G2xx" and st is State.ACCEPTED:
-                out.append(Send(self.last_response))  # type: ignore[arg-type]
-                self._start(out, "G2xx", min(2 * self._interval["G2xx"], t.t2), now)
+            # G resends a 3xx-6xx, G2xx (RFC 3261 13.3.1.4) a 2xx, until ACKed
+            if (event.name, st) in (("G", State.COMPLETED), ("G2xx", State.ACCEPTED)):
+                assert self.last_response is not None
+                self._resend(out, event.name, self.last_response, now, t.t2)
             elif event.name == "H" and st is State.COMPLETED:
                 out.append(TimedOut())
                 self._terminate(out)
@@ -339,19 +350,14 @@ class ServerInvite(Transaction):
                 return
             if response.status < 300:
                 self.state = State.ACCEPTED
-                if not self.reliable:
-                    self._start(out, "G2xx", t.t1, now)
-                self._start(out, "L", 64 * t.t1, now)
+                self._arm(out, "G2xx", "L", now)
             else:
                 self.state = State.COMPLETED
-                if not self.reliable:
-                    self._start(out, "G", t.t1, now)
-                self._start(out, "H", 64 * t.t1, now)
+                self._arm(out, "G", "H", now)
             return
         if isinstance(event, AckReceived):
-            if st is State.ACCEPTED and "G2xx" in self._active:
-                del self._active["G2xx"]
-                out.append(StopTimer("G2xx"))
+            if st is State.ACCEPTED:
+                self._stop(out, "G2xx")
             return
         if not isinstance(event, Received) or not isinstance(event.message, Request):
             return
@@ -360,10 +366,7 @@ class ServerInvite(Transaction):
             if self.last_response is not None:
                 out.append(Send(self.last_response))
         elif method == "ACK" and st is State.COMPLETED:
-            for name in ("G", "H"):
-                if name in self._active:
-                    del self._active[name]
-                    out.append(StopTimer(name))
+            self._stop(out, "G", "H")
             self.state = State.CONFIRMED
             self._start(out, "I", 0.0 if self.reliable else t.t4, now)
 

@@ -37,11 +37,12 @@ Content-Length); media is UDP either way.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import os
 import re
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -683,6 +684,25 @@ class SipAgent:
                          calling=calling, sip=cause, call_id=run.call_id)
 
 
+@contextlib.asynccontextmanager
+async def _own_agent(local: str | Address, user: str | None, password: str | None,
+                     registrar: str | Address | None, proxy: str | Address | None,
+                     t38_mode: str, sip: dict[str, Any] | None) -> AsyncIterator[SipAgent]:
+    """A :class:`SipAgent` of its own for one call: started, registered first when a
+    registrar is given; afterwards its last transactions drained (the BYE's 200 ...) and
+    it is closed."""
+    agent = SipAgent(local, password=password, registrar=registrar, proxy=proxy,
+                     t38_mode=t38_mode, **({"user": user} if user else {}), **(sip or {}))
+    await agent.start()
+    try:
+        if registrar is not None:
+            await agent.register()
+        yield agent
+        await agent.drain()
+    finally:
+        agent.close()
+
+
 async def send_fax_async(
     uri: str,
     pages: Sequence[Page] | str | os.PathLike[str],
@@ -701,18 +721,9 @@ async def send_fax_async(
     **options: Any,
 ) -> SipResult:
     """:func:`send_fax` inside a running event loop."""
-    agent = SipAgent(local, password=password, registrar=registrar, proxy=proxy,
-                     t38_mode=t38_mode, **({"user": user} if user else {}), **(sip or {}))
-    await agent.start()
-    try:
-        if registrar is not None:
-            await agent.register()
-        result = await agent.send(uri, pages, speed=speed, timeout=timeout,
-                                  setup_timeout=setup_timeout, on_event=on_event, **options)
-        await agent.drain()
-        return result
-    finally:
-        agent.close()
+    async with _own_agent(local, user, password, registrar, proxy, t38_mode, sip) as agent:
+        return await agent.send(uri, pages, speed=speed, timeout=timeout,
+                                setup_timeout=setup_timeout, on_event=on_event, **options)
 
 
 async def receive_fax_async(
@@ -732,24 +743,15 @@ async def receive_fax_async(
     **options: Any,
 ) -> SipResult:
     """:func:`receive_fax` inside a running event loop."""
-    agent = SipAgent(local, password=password, registrar=registrar, proxy=proxy,
-                     t38_mode=t38_mode, **({"user": user} if user else {}), **(sip or {}))
-    await agent.start()
-    try:
-        if registrar is not None:
-            await agent.register()
+    async with _own_agent(local, user, password, registrar, proxy, t38_mode, sip) as agent:
         if on_ready is not None:
             on_ready(agent.address)
         call = await agent.next_call(timeout)
         if call is None:
             return SipResult(cause=Cause.NO_CALL, sending=False, calling=False)
         agent.accepting = False  # one call: later INVITEs are busy
-        result = await agent.answer(call, speed=speed, timeout=call_timeout,
-                                    on_event=on_event, **options)
-        await agent.drain()
-        return result
-    finally:
-        agent.close()
+        return await agent.answer(call, speed=speed, timeout=call_timeout, on_event=on_event,
+                                  **options)
 
 
 def send_fax(uri: str, pages: Sequence[Page] | str | os.PathLike[str],
