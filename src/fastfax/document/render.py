@@ -7,7 +7,7 @@ scaled to fit keeping its aspect ratio and centred, then binarised by
 :mod:`fastfax.document._raster` ("text": area-average and threshold; "photo": error diffusion;
 "auto": chosen per page).
 
-- PDF: rendered by PDFium (pypdfium2) straight at the fax resolution, in 8-bit grey;
+- PDF: rendered by PDFium (pypdfium2's C bindings) straight at the fax resolution, in 8-bit grey;
   paths and images anti-aliased (each pixel the ink coverage of its area), text drawn
   as hinted bilevel glyphs except in photo mode. In text mode a page is drawn and
   thresholded a band of rows at a time, so the grey stays in the CPU's cache (the
@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import ConvertError
 from ..page import Page
@@ -172,6 +172,28 @@ class Source:
             raise self._error(f"no page {index + 1}: the document has {self.pages}")
 
 
+@lru_cache(maxsize=1)
+def _pdfium() -> Any:
+    """PDFium's C API, initialised: the ctypes bindings pypdfium2 ships
+    (``pypdfium2_raw``), without pypdfium2's Python layer, whose import alone takes longer
+    than the rest of a conversion's start-up. PDFium ignores a second initialisation, so
+    pypdfium2 imported in the same process before or after works on."""
+    import pypdfium2_raw as raw
+
+    raw.FPDF_InitLibraryWithConfig(raw.FPDF_LIBRARY_CONFIG(version=2))
+    return raw
+
+
+#: What ``FPDF_GetLastError`` says when a document does not open (4, the password, aside).
+_PDFIUM_ERRORS = {
+    2: "the file cannot be read",
+    3: "not a PDF, or a damaged one",
+    5: "its security scheme is not supported",
+    6: "a page is missing or damaged",
+}
+_PDFIUM_PASSWORD_ERROR = 4
+
+
 class PdfSource(Source):
     """A PDF rendered by PDFium (see the module docstring)."""
 
@@ -179,19 +201,19 @@ class PdfSource(Source):
 
     def __init__(self, path: str, password: str | None = None) -> None:
         super().__init__(path)
-        import pypdfium2 as pdfium
-
-        self._raw = pdfium.raw
-        try:
-            self._doc = pdfium.PdfDocument(path, password=password)
-        except pdfium.PdfiumError as exc:
-            text = str(exc)
-            if "password" in text.lower():
+        raw = self._raw = _pdfium()
+        secret = password.encode("utf-8") if password is not None else None
+        self._doc = raw.FPDF_LoadDocument(os.fsencode(path), secret)
+        if not self._doc:
+            code = raw.FPDF_GetLastError()
+            if code == _PDFIUM_PASSWORD_ERROR:
                 text = "the PDF is encrypted: give its password" + (
                     " (the one given is wrong)" if password else ""
                 )
-            raise self._error(f"cannot open the PDF: {text}") from None
-        self.pages = len(self._doc)
+            else:
+                text = _PDFIUM_ERRORS.get(code, f"PDFium error {code}")
+            raise self._error(f"cannot open the PDF: {text}")
+        self.pages = raw.FPDF_GetPageCount(self._doc)
         self._grey = bytearray()
         self._grey_at = (ctypes.c_char * 0).from_buffer(self._grey)  # pins it: no resizing
         if self.pages == 0:
@@ -226,7 +248,7 @@ class PdfSource(Source):
         view of a buffer the next one is drawn over."""
         self._check_index(index)
         raw = self._raw
-        page = raw.FPDF_LoadPage(self._doc.raw, index)
+        page = raw.FPDF_LoadPage(self._doc, index)
         if not page:
             raise self._error("PDFium cannot load the page", index)
         try:
@@ -284,7 +306,9 @@ class PdfSource(Source):
         return ctypes.addressof(self._grey_at)
 
     def close(self) -> None:
-        self._doc.close()
+        if self._doc:
+            self._raw.FPDF_CloseDocument(self._doc)
+            self._doc = None
 
 
 class ImageSource(Source):
