@@ -227,12 +227,13 @@ def _targets(files: list[str], output: str, fmt: str | None, to_folder: bool) ->
 def _options(args: argparse.Namespace) -> Any:
     from .document.branding import DEFAULT_HEADER
     from .document.convert import Options
-    from .document.cover import CoverInfo
     from .document.layout import layout_for
     from .errors import ConvertError
 
     cover = None
     if args.cover or args.cover_template or any(getattr(args, k) for k in _COVER_TRIGGERS):
+        from .document.cover import CoverInfo  # Pillow: only for a cover page
+
         values = {field: getattr(args, arg) or "" for arg, field in _COVER_FIELDS.items()}
         cover = CoverInfo(**values)
     header = args.header
