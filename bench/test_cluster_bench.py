@@ -1,6 +1,7 @@
 """``fastfax serve`` nodes on one store (issue 14), as real processes on loopback lines
-(``tests/cluster_helpers.Node``: two loopback pairs a node, far lines ``901``/``902``
-on every node, 1-page faxes submitted over HTTP to the nodes in turn):
+(``tests/cluster_helpers.Node``: two loopback pairs a node, so each node adds two
+sending lines; far lines ``901``/``902`` on every node; 1-page faxes submitted over HTTP
+to the nodes in turn):
 
 * ``jobs/s``: ``BURST`` faxes submitted at once by 3 clients, from the first submit to
   the last send job completed, every fax checked stored once, pixel for pixel;

@@ -186,10 +186,6 @@ class Node:
         """The node's name in the jobs table (``jobs.node``): host and spool."""
         return f"{socket.gethostname()}:{self.spool}"
 
-    @property
-    def ports(self) -> set[str]:
-        return {f"n{self.index}p{j}/{n}" for j in range(len(self.inboxes)) for n in (1, 2)}
-
     def start(self) -> None:
         code = ("import sys; import fastfax.service.scheduler as s; "
                 f"s.LEASE = {self.lease!r}; "
