@@ -12,6 +12,7 @@ sent. Both T.38 ends run their clocks SPEED times faster than wall time.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import re
 import sys
 import time
@@ -368,6 +369,17 @@ def test_retransmissions_through_loss(tmp_path: Path) -> None:
     # retransmission got our ACK) were lost; in-dialog requests go to SIPp's Contact,
     # not through the relay
     assert relay.dropped[:3] == [b"INVITE", b"SIP/2.0 180 Ringing", b"SIP/2.0 200 OK"]
+
+
+def test_daemon_takes_simultaneous_calls_from_sipp(tmp_path: Path) -> None:
+    # the short version of bench/test_sip_load.py: a `fastfax serve` process with a sip
+    # device of 4 channels; SIPp calls it 4 times at once, SpanDSP sends each fax
+    spec = importlib.util.spec_from_file_location(
+        "fastfax_bench_sip_load", Path(__file__).parent.parent / "bench" / "test_sip_load.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    report = bench.run_load(tmp_path, calls=4, rate=20, speed=SPEED)
+    assert "every fax completed, pixel-exact: 4 completed receive jobs" in report
 
 
 # --- kamailio ---------------------------------------------------------------------------
