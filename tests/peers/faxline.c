@@ -4,8 +4,9 @@
  * Side A is an emulated Class 1 fax modem (SpanDSP t31) presented to a
  * DTE on a pseudo-terminal, or (--a-send) a SpanDSP audio fax terminal that
  * calls and sends a TIFF file.  Side B is either a SpanDSP audio fax terminal
- * (fax.h, sending or receiving a TIFF file) or a second emulated Class 1 modem
- * on a second pseudo-terminal.  The two sides exchange 8000 samples/s audio in
+ * (fax.h, sending or receiving a TIFF file), a second emulated Class 1 modem
+ * on a second pseudo-terminal, or (--peer voice) a telephone a person answers:
+ * speech-band sound, never a fax tone.  The two sides exchange 8000 samples/s audio in
  * blocks of 160 samples (20 ms), through a delay line and optional white noise.
  *
  * Stdout protocol (one line each): ["PTY A <path>"], ["PTY B <path>"], "READY",
@@ -27,6 +28,8 @@
 #include <unistd.h>
 
 #include <spandsp.h>
+
+#include "peer_common.h"
 
 #define SAMPLE_RATE 8000
 #define BLOCK 160
@@ -78,6 +81,7 @@ struct delay_line {
 
 static struct {
     int terminal;           /* side B is a fax terminal */
+    int voice;              /* side B is a telephone a person answers (--peer voice) */
     const char *a_file;     /* side A is a fax terminal sending this file (--a-send) */
     int term_sends;
     int term_calls;
@@ -144,15 +148,17 @@ static double start_wall;
 static int64_t now;                 /* simulated time, in samples */
 static int64_t realtime_samples;    /* simulated time spent paced at real time */
 static int64_t term_start_at = -1;  /* when the terminal goes off hook, in samples */
+/* Side B as a telephone a person answers: off hook --answer-delay ms after A dials, on
+   hook when A hangs up; every call alike. */
+static struct {
+    int64_t answer_at;      /* samples; -1 = not being called */
+    int answered;           /* off hook in the current call */
+    int calls;              /* calls answered */
+    int64_t answered_at;    /* when the first was, in samples */
+    int64_t talked;         /* samples of speech-band sound made so far */
+} voice = {.answer_at = -1};
 static volatile sig_atomic_t got_signal;
 static double last_input_wall;       /* when a DTE last sent something, wall clock */
-
-static double wall_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static double sim_seconds(void)
 {
@@ -269,11 +275,13 @@ static int modem_control(t31_state_t *s, void *user_data, int op, const char *nu
         m->pending_event = AT_CALL_EVENT_CONNECTED;
         if (dial_at < 0) {
             dial_at = now;
-            dial_wall = wall_now() - start_wall;
+            dial_wall = peer_wall_now() - start_wall;
         }
         if (opt.terminal) {
             if (!opt.term_calls && term_start_at < 0)
                 terminal_answer_or_dial_scheduled();
+        } else if (opt.voice) {
+            voice.answer_at = now + (int64_t) opt.answer_delay_ms * SAMPLE_RATE / 1000;
         } else if (m->other != NULL && m->other->call != IN_CALL) {
             /* A modem whose DTE has already answered (ATA on an idle line) takes the call. */
             m->other->call = RINGING;
@@ -295,6 +303,10 @@ static int modem_control(t31_state_t *s, void *user_data, int op, const char *nu
             m->call = (m->call == IN_CALL) ? ENDED : IDLE;
             if (m->other != NULL && m->other->call == RINGING)
                 m->other->call = IDLE;
+            if (opt.voice && voice.answered)
+                fprintf(stderr, "%10.3f VOICE: on hook\n", sim_seconds());
+            voice.answered = 0;
+            voice.answer_at = -1;
         }
         break;
     default:
@@ -332,19 +344,13 @@ static void phase_e_handler(t30_state_t *s, void *user_data, int completion_code
 
     t->done = 1;
     t->done_at = now;
-    t->done_wall = wall_now() - start_wall;
+    t->done_wall = peer_wall_now() - start_wall;
     t->completion = completion_code;
     t30_get_transfer_statistics(s, &t->stats);
     id = t30_get_rx_ident(s);
     snprintf(t->remote_ident, sizeof(t->remote_ident), "%s", id ? id : "");
     fprintf(stderr, "%10.3f %s: phase E %d %s\n", sim_seconds(), t->tag, completion_code,
             t30_completion_code_to_str(completion_code));
-}
-
-static void set_log(logging_state_t *log, const char *tag)
-{
-    span_log_set_level(log, opt.log_level | SPAN_LOG_SHOW_TAG | SPAN_LOG_SHOW_SAMPLE_TIME);
-    span_log_set_tag(log, tag);
 }
 
 static void open_pty(struct modem *m)
@@ -383,8 +389,8 @@ static void init_modem(struct modem *m, char name)
     }
     /* span_log_set_tag keeps the pointer, so the tag lives as long as the modem. */
     snprintf(m->tag, sizeof(m->tag), "%c.T31", name);
-    set_log(t31_get_logging_state(m->t31), m->tag);
-    set_log(&m->t31->at_state.logging, m->tag);
+    peer_set_log(t31_get_logging_state(m->t31), opt.log_level, m->tag);
+    peer_set_log(&m->t31->at_state.logging, opt.log_level, m->tag);
 }
 
 static void init_terminal(struct terminal *t, int calls, int sends, const char *file,
@@ -398,23 +404,16 @@ static void init_terminal(struct terminal *t, int calls, int sends, const char *
         exit(2);
     }
     t30 = fax_get_t30_state(t->fax);
-    t30_set_tx_ident(t30, ident);
+    peer_setup_t30(t30, sends, file, ident, opt.ecm, opt.resolutions, opt.compressions,
+                   opt.log_level, t->tag);
     if (opt.header)
         t30_set_tx_page_header_info(t30, opt.header);
-    if (sends)
-        t30_set_tx_file(t30, file, -1, -1);
-    else
-        t30_set_rx_file(t30, file, -1);
-    t30_set_ecm_capability(t30, opt.ecm);
     t30_set_supported_modems(t30, opt.modems);
-    t30_set_supported_resolutions(t30, opt.resolutions);
-    t30_set_supported_compressions(t30, opt.compressions);
     t30_set_phase_b_handler(t30, phase_b_handler, t);
     t30_set_phase_d_handler(t30, phase_d_handler, t);
     t30_set_phase_e_handler(t30, phase_e_handler, t);
     fax_set_transmit_on_idle(t->fax, 1);
-    set_log(fax_get_logging_state(t->fax), t->tag);
-    set_log(t30_get_logging_state(t30), t->tag);
+    peer_set_log(fax_get_logging_state(t->fax), opt.log_level, t->tag);
 }
 
 static void init_line(struct delay_line *l)
@@ -580,7 +579,7 @@ static void service_modem(struct modem *m)
         if (r > 0) {
             m->in_len += r;
             m->dte_turn = 0;
-            last_input_wall = wall_now();
+            last_input_wall = peer_wall_now();
         }
     }
     feed_modem(m);
@@ -629,16 +628,58 @@ static void ring_and_events(struct modem *m)
         t31_call_event(m->t31, ev);
         if (ev == AT_CALL_EVENT_BUSY)
             m->call = IDLE;
+        if (ev == AT_CALL_EVENT_NO_ANSWER) {
+            fprintf(stderr, "%10.3f %c: no answer\n", sim_seconds(), m->name);
+            m->call = ENDED;
+        }
     }
     if (m->call == RINGING && now >= m->next_ring) {
         if (m->rings >= opt.max_rings) {
             m->call = IDLE;
+            /* The caller's modem heard the ringback go on until the network gave up:
+               NO ANSWER, as a modem with call progress monitoring (ATX4) says.  Its
+               CNG and S7 timer stop (they would end in NO CARRIER). */
+            if (m->other != NULL && m->other->t31 != NULL && m->other->call == IN_CALL) {
+                at_modem_control(&m->other->t31->at_state, AT_MODEM_CONTROL_RESTART,
+                                 (const char *) (intptr_t) FAX_MODEM_SILENCE_TX);
+                m->other->pending_event = AT_CALL_EVENT_NO_ANSWER;
+            }
             return;
         }
         m->rings++;
         m->next_ring = now + (int64_t) opt.ring_ms * SAMPLE_RATE / 1000;
         t31_call_event(m->t31, AT_CALL_EVENT_ALERTING);
     }
+}
+
+/* What the person at side B says: two partials (300 and 520 Hz, clear of CNG's 1100 Hz,
+   CED's 2100 Hz and V.21's 1650/1850 Hz), in 250 ms syllables 150 ms apart, 2 s phrases
+   with 1 s pauses, about -15 dBm0 while sounding. */
+static int voice_tx(int16_t *amp, int len)
+{
+    int i;
+    int64_t t;
+    double v;
+
+    for (i = 0; i < len; i++) {
+        t = voice.talked++;
+        v = 0.0;
+        if (t % (3 * SAMPLE_RATE) < 2 * SAMPLE_RATE && t % (SAMPLE_RATE * 2 / 5) < SAMPLE_RATE / 4)
+            v = 3000.0 * sin(2.0 * M_PI * 300.0 * t / SAMPLE_RATE)
+                + 2000.0 * sin(2.0 * M_PI * 520.0 * t / SAMPLE_RATE);
+        amp[i] = (int16_t) v;
+    }
+    return len;
+}
+
+/* Is side B off hook (in the call)? */
+static int b_off_hook(void)
+{
+    if (opt.terminal)
+        return term.running;
+    if (opt.voice)
+        return voice.answered;
+    return modem_b.call == IN_CALL;
 }
 
 static void tick(void)
@@ -662,7 +703,7 @@ static void tick(void)
         term_a.running = 1;
         modem_a.call = IN_CALL;
         dial_at = now;
-        dial_wall = wall_now() - start_wall;
+        dial_wall = peer_wall_now() - start_wall;
         terminal_answer_or_dial_scheduled();
         fprintf(stderr, "%10.3f FAX-A: off hook, dialling\n", sim_seconds());
     }
@@ -679,6 +720,13 @@ static void tick(void)
         term.running = 1;
         fprintf(stderr, "%10.3f FAX: off hook\n", sim_seconds());
     }
+    if (opt.voice && !voice.answered && voice.answer_at >= 0 && now >= voice.answer_at
+        && modem_a.call == IN_CALL) {
+        voice.answered = 1;
+        if (voice.calls++ == 0)
+            voice.answered_at = now;
+        fprintf(stderr, "%10.3f VOICE: off hook, talking\n", sim_seconds());
+    }
 
     if (opt.a_file)
         n = (term_a.running && !term_a.done) ? fax_tx(term_a.fax, a_amp, BLOCK) : 0;
@@ -688,13 +736,15 @@ static void tick(void)
         memset(a_amp + n, 0, (BLOCK - n) * sizeof(int16_t));
     if (opt.terminal) {
         n = (term.running && !term.done) ? fax_tx(term.fax, b_amp, BLOCK) : 0;
+    } else if (opt.voice) {
+        n = voice.answered ? voice_tx(b_amp, BLOCK) : 0;
     } else {
         n = t31_tx(modem_b.t31, b_amp, BLOCK);
     }
     if (n < BLOCK)
         memset(b_amp + n, 0, (BLOCK - n) * sizeof(int16_t));
     /* Until both ends are off hook, and once either hangs up, the line carries nothing. */
-    if (modem_a.call != IN_CALL || (opt.terminal ? !term.running : modem_b.call != IN_CALL)) {
+    if (modem_a.call != IN_CALL || !b_off_hook()) {
         memset(a_amp, 0, sizeof(a_amp));
         memset(b_amp, 0, sizeof(b_amp));
     } else {
@@ -716,7 +766,7 @@ static void tick(void)
             fax_rx(term.fax, a_amp, BLOCK);
         span_log_bump_samples(fax_get_logging_state(term.fax), BLOCK);
         span_log_bump_samples(t30_get_logging_state(fax_get_t30_state(term.fax)), BLOCK);
-    } else {
+    } else if (!opt.voice) {
         t31_rx(modem_b.t31, a_amp, BLOCK);
         span_log_bump_samples(t31_get_logging_state(modem_b.t31), BLOCK);
         span_log_bump_samples(&modem_b.t31->at_state.logging, BLOCK);
@@ -737,26 +787,13 @@ static const char *finished(void)
             return "no_answer";
         return NULL;
     }
+    if (opt.voice)
+        return modem_a.call == ENDED ? "completed" : NULL;
     if (modem_a.call == ENDED && modem_b.call == ENDED)
         return "completed";
     if (modem_a.call == ENDED && modem_b.call == IDLE && modem_b.rings >= opt.max_rings)
         return "no_answer";
     return NULL;
-}
-
-static void json_string(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char) *s;
-        if (c == '"' || c == '\\')
-            fprintf(f, "\\%c", c);
-        else if (c < 0x20 || c >= 0x7F)
-            fprintf(f, "\\u%04x", c);
-        else
-            fputc(c, f);
-    }
-    fputc('"', f);
 }
 
 static void print_terminal(FILE *f, const char *name, const struct terminal *t, int sends,
@@ -770,8 +807,8 @@ static void print_terminal(FILE *f, const char *name, const struct terminal *t, 
         fprintf(f, ", \"done_sim_seconds\": %.3f, \"done_wall_seconds\": %.3f",
                 (double) t->done_at / SAMPLE_RATE, t->done_wall);
     fprintf(f, ", \"completion_code\": %d, \"completion\": ", t->completion);
-    json_string(f, t->completion >= 0 ? t30_completion_code_to_str(t->completion)
-                                      : "not finished");
+    peer_json_string(f, t->completion >= 0 ? t30_completion_code_to_str(t->completion)
+                                           : "not finished");
     fprintf(f, ", \"ok\": %s", t->completion == T30_ERR_OK ? "true" : "false");
     fprintf(f, ", \"pages_tx\": %d, \"pages_rx\": %d, \"bit_rate\": %d, \"ecm\": %s",
             st->pages_tx, st->pages_rx, st->bit_rate, st->error_correcting_mode ? "true" : "false");
@@ -782,9 +819,9 @@ static void print_terminal(FILE *f, const char *name, const struct terminal *t, 
     fprintf(f, ", \"ecm_retries\": %d, \"phase_b\": %d, \"phase_d\": %d",
             st->error_correcting_mode_retries, t->phase_b, t->phase_d);
     fprintf(f, ", \"remote_ident\": ");
-    json_string(f, t->remote_ident);
+    peer_json_string(f, t->remote_ident);
     fprintf(f, ", \"local_ident\": ");
-    json_string(f, ident);
+    peer_json_string(f, ident);
     fprintf(f, "}");
 }
 
@@ -793,7 +830,7 @@ static void print_result(const char *reason, double wall)
     FILE *f = stdout;
 
     fprintf(f, "RESULT {\"exit\": ");
-    json_string(f, reason);
+    peer_json_string(f, reason);
     fprintf(f, ", \"sim_seconds\": %.3f, \"realtime_seconds\": %.3f, \"wall_seconds\": %.3f",
             sim_seconds(), (double) realtime_samples / SAMPLE_RATE, wall);
     if (dial_at >= 0)
@@ -804,39 +841,19 @@ static void print_result(const char *reason, double wall)
     if (opt.a_file)
         print_terminal(f, "terminal_a", &term_a, 1, 1, A_IDENT);
     fprintf(f, ", \"modem_a\": {\"state\": %d, \"rings\": %d}", modem_a.call, modem_a.rings);
-    if (!opt.terminal)
+    if (opt.voice)
+        fprintf(f, ", \"voice\": {\"calls\": %d, \"answered_sim_seconds\": %.3f}",
+                voice.calls, voice.calls ? (double) voice.answered_at / SAMPLE_RATE : 0.0);
+    else if (!opt.terminal)
         fprintf(f, ", \"modem_b\": {\"state\": %d, \"rings\": %d}", modem_b.call, modem_b.rings);
     fprintf(f, "}\n");
     fflush(f);
 }
 
-static int parse_list(const char *arg, const char *const names[], const int bits[])
-{
-    char *copy = strdup(arg);
-    char *save = NULL;
-    char *tok;
-    int value = 0;
-    int i;
-
-    for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        for (i = 0; names[i]; i++) {
-            if (strcmp(tok, names[i]) == 0)
-                break;
-        }
-        if (!names[i]) {
-            fprintf(stderr, "faxline: unknown value '%s'\n", tok);
-            exit(2);
-        }
-        value |= bits[i];
-    }
-    free(copy);
-    return value;
-}
-
 static void usage(void)
 {
     fprintf(stderr,
-            "usage: faxline [--peer terminal|modem] [--send FILE | --receive FILE] [--calling]\n"
+            "usage: faxline [--peer terminal|modem|voice] [--send FILE | --receive FILE] [--calling]\n"
             "               [--a-send FILE]\n"
             "               [--ecm 0|1] [--ident ID] [--header TEXT] [--modems v27,v29,v17]\n"
             "               [--resolutions standard,fine,superfine] [--compressions mh,mr,mmr]\n"
@@ -850,13 +867,6 @@ static void parse_args(int argc, char **argv)
 {
     static const char *const modem_names[] = {"v27", "v29", "v17", NULL};
     static const int modem_bits[] = {T30_SUPPORT_V27TER, T30_SUPPORT_V29, T30_SUPPORT_V17};
-    static const char *const res_names[] = {"standard", "fine", "superfine", NULL};
-    static const int res_bits[] = {T30_SUPPORT_STANDARD_RESOLUTION | T30_SUPPORT_R8_RESOLUTION,
-                                   T30_SUPPORT_FINE_RESOLUTION | T30_SUPPORT_R8_RESOLUTION,
-                                   T30_SUPPORT_SUPERFINE_RESOLUTION | T30_SUPPORT_R8_RESOLUTION};
-    static const char *const comp_names[] = {"mh", "mr", "mmr", NULL};
-    static const int comp_bits[] = {T30_SUPPORT_T4_1D_COMPRESSION, T30_SUPPORT_T4_2D_COMPRESSION,
-                                    T30_SUPPORT_T6_COMPRESSION};
     static const struct option longopts[] = {
         {"peer", required_argument, NULL, 'p'},
         {"send", required_argument, NULL, 's'},
@@ -892,6 +902,8 @@ static void parse_args(int argc, char **argv)
                 opt.terminal = 1;
             else if (strcmp(optarg, "modem") == 0)
                 opt.terminal = 0;
+            else if (strcmp(optarg, "voice") == 0)
+                opt.terminal = 0, opt.voice = 1;
             else
                 usage();
             break;
@@ -908,9 +920,11 @@ static void parse_args(int argc, char **argv)
         case 'e': opt.ecm = atoi(optarg) != 0; break;
         case 'i': opt.ident = optarg; break;
         case 'H': opt.header = optarg; break;
-        case 'm': opt.modems = parse_list(optarg, modem_names, modem_bits); break;
-        case 'R': opt.resolutions = parse_list(optarg, res_names, res_bits); break;
-        case 'C': opt.compressions = parse_list(optarg, comp_names, comp_bits); break;
+        case 'm': opt.modems = peer_parse_list("faxline", optarg, modem_names, modem_bits); break;
+        case 'R': opt.resolutions = peer_parse_list("faxline", optarg, peer_resolution_names,
+                                                   peer_resolution_bits); break;
+        case 'C': opt.compressions = peer_parse_list("faxline", optarg, peer_compression_names,
+                                                    peer_compression_bits); break;
         case 'x': opt.speed = atof(optarg); break;
         case 'd': opt.delay_ms = atoi(optarg); break;
         case 'n': opt.noise_dbm0 = atof(optarg); opt.noise_on = 1; break;
@@ -926,7 +940,7 @@ static void parse_args(int argc, char **argv)
         }
     }
     if (optind != argc || opt.speed < 0 || opt.delay_ms < 0 || opt.delay_ms > 2000
-        || opt.timeout <= 0 || (opt.terminal && opt.file == NULL)
+        || opt.timeout <= 0 || (opt.terminal && opt.file == NULL) || (opt.voice && opt.file)
         || (opt.a_file && (!opt.terminal || opt.term_sends || opt.term_calls)))
         usage();
 }
@@ -962,25 +976,25 @@ int main(int argc, char **argv)
         init_modem(&modem_a, 'A');
     if (opt.terminal) {
         init_terminal(&term, opt.term_calls, opt.term_sends, opt.file, opt.ident);
-    } else {
+    } else if (!opt.voice) {
         init_modem(&modem_b, 'B');
         modem_a.other = &modem_b;
         modem_b.other = &modem_a;
     }
     if (!opt.a_file)
         printf("PTY A %s\n", modem_a.path);
-    if (!opt.terminal)
+    if (modem_b.t31 != NULL)
         printf("PTY B %s\n", modem_b.path);
     printf("READY\n");
     fflush(stdout);
 
-    start = wall_now();
+    start = peer_wall_now();
     start_wall = start;
     next = start;
     nfds = 0;
     if (!opt.a_file)
         fds[nfds++].fd = modem_a.master;
-    if (!opt.terminal)
+    if (modem_b.t31 != NULL)
         fds[nfds++].fd = modem_b.master;
     while (reason == NULL) {
         /* Real time while a DTE has the turn or after the call, else the speed factor
@@ -991,7 +1005,7 @@ int main(int argc, char **argv)
         } else {
             step = opt.speed > 0 ? (double) BLOCK / SAMPLE_RATE / opt.speed : 0.0;
         }
-        t = wall_now();
+        t = peer_wall_now();
         if (next < t - 0.1)
             next = t - 0.1;   /* do not run in a burst to catch up after a stall */
         next += step;
@@ -1005,12 +1019,12 @@ int main(int argc, char **argv)
             }
             if (!opt.a_file && modem_a.out_len)
                 fds[0].events |= POLLOUT;
-            if (!opt.terminal && modem_b.out_len)
-                fds[1].events |= POLLOUT;
+            if (modem_b.t31 != NULL && modem_b.out_len)
+                fds[nfds - 1].events |= POLLOUT;
             poll(fds, nfds, wait_ms);
             service_modem(&modem_a);
             service_modem(&modem_b);
-            t = wall_now();
+            t = peer_wall_now();
             if (got_signal)
                 break;
         } while (t < next);
@@ -1037,6 +1051,6 @@ int main(int argc, char **argv)
         service_modem(&modem_b);
         usleep(5000);
     }
-    print_result(reason, wall_now() - start);
+    print_result(reason, peer_wall_now() - start);
     return 0;
 }

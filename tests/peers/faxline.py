@@ -2,9 +2,11 @@
 
 ``faxline`` is a C program linking Debian's libspandsp.  Side A is an emulated Class 1
 fax modem (SpanDSP T.31) on a pseudo-terminal, or (``a_send``) a SpanDSP audio fax
-terminal that calls and sends a TIFF file; side B is either a SpanDSP audio fax terminal
-that sends or receives a TIFF file, or a second emulated modem on a second
-pseudo-terminal.  See README.md in this directory for the command line and protocol.
+terminal that calls and sends a TIFF file; side B is a SpanDSP audio fax terminal that
+sends or receives a TIFF file, a second emulated modem on a second pseudo-terminal, or a
+telephone a person answers (``voice``).  The process is driven as every C peer is
+(:class:`peer_process.PeerProcess`).  See README.md in this directory for the command
+line and protocol.
 
 Typical use::
 
@@ -19,73 +21,17 @@ The binary is compiled on first use into a cache directory keyed by the source's
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import select
-import shutil
-import signal
-import subprocess
-import tempfile
-import time
+import sys
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).parent))
+from peer_process import PeerError, PeerProcess, PeerUnavailable, build_program  # noqa: E402
+
+__all__ = ["FaxLine", "PeerError", "PeerUnavailable", "SOURCE", "build", "build_program"]
+
 SOURCE = Path(__file__).with_name("faxline.c")
-
-
-class PeerUnavailable(RuntimeError):
-    """The peer cannot be built here (no gcc, or no libspandsp development files)."""
-
-
-class PeerError(RuntimeError):
-    """The peer did not start, or did not finish in time."""
-
-
-def _cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "fastfax-peers"
-
-
-def build_program(source: Path) -> Path:
-    """Compile the C peer ``source`` (linking libspandsp) once per source version, into the
-    cache directory as ``<stem>-<sha256 prefix>``, and return the binary's path.
-
-    Raises PeerUnavailable when gcc or pkg-config's ``spandsp`` package is missing, and
-    PeerError when the compiler fails.
-    """
-    name = source.stem
-    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:16]
-    target = _cache_dir() / f"{name}-{digest}"
-    if target.exists():
-        return target
-    if shutil.which("gcc") is None or shutil.which("pkg-config") is None:
-        raise PeerUnavailable(f"gcc and pkg-config are needed to build the {name} peer")
-    flags = subprocess.run(
-        ["pkg-config", "--cflags", "--libs", "spandsp"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    if flags.returncode != 0:
-        raise PeerUnavailable("libspandsp development files not found (apt install libspandsp-dev)")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{name}-")
-    os.close(fd)
-    try:
-        cc = subprocess.run(
-            ["gcc", "-O2", "-Wall", "-o", tmp, str(source), *flags.stdout.split(), "-lm"],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        if cc.returncode != 0:
-            raise PeerError(f"gcc failed to build {name}:\n{cc.stderr}")
-        os.replace(tmp, target)  # atomic: concurrent builders never see a partial binary
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return target
 
 
 def build() -> Path:
@@ -97,11 +43,13 @@ def _list(values: list[str] | None) -> str | None:
     return None if values is None else ",".join(values)
 
 
-class FaxLine:
+class FaxLine(PeerProcess):
     """A running ``faxline`` process: one simulated call on one simulated line.
 
     Side B is a SpanDSP fax terminal when ``send`` or ``receive`` is given (a TIFF path),
-    otherwise a second emulated modem (``port_b``). Side A is an emulated modem
+    a telephone a person answers when ``voice`` (off hook ``answer_delay_ms`` after A
+    dials, then speech-band sound and never a fax tone), otherwise a second emulated
+    modem (``port_b``). Side A is an emulated modem
     (``port_a``) unless ``a_send`` names a TIFF: then it is a SpanDSP fax terminal that
     dials at once and sends it to side B's terminal, which must ``receive`` (no ports;
     the same line, terminal options and timing, so SpanDSP -> SpanDSP can be timed
@@ -123,6 +71,8 @@ class FaxLine:
     the DTEs), ``log_level`` (SpanDSP's, 0-10; 5 = flow).
     """
 
+    name = "faxline"
+
     def __init__(
         self,
         *,
@@ -130,6 +80,7 @@ class FaxLine:
         receive: str | os.PathLike[str] | None = None,
         calling: bool = False,
         a_send: str | os.PathLike[str] | None = None,
+        voice: bool = False,
         ecm: bool = True,
         ident: str = "FAXLINE",
         header: str | None = None,
@@ -153,6 +104,8 @@ class FaxLine:
             raise ValueError("give send or receive, not both")
         if a_send is not None and (receive is None or calling):
             raise ValueError("a_send needs a receiving, answering terminal on side B")
+        if voice and (send is not None or receive is not None):
+            raise ValueError("side B is a telephone (voice) or a fax terminal, not both")
         args: list[str] = []
         terminal = send is not None or receive is not None
         if terminal:
@@ -161,7 +114,7 @@ class FaxLine:
             args += ["--calling"] if calling else []
             args += ["--a-send", os.fspath(a_send)] if a_send is not None else []
         else:
-            args += ["--peer", "modem"]
+            args += ["--peer", "voice" if voice else "modem"]
         options: dict[str, Any] = {
             "--ecm": int(ecm),
             "--ident": ident,
@@ -185,110 +138,17 @@ class FaxLine:
                 args += [name, str(value)]
         if trace:
             args.append("--trace")
+        super().__init__(args, timeout, log_path)
         self.terminal = terminal
-        self.args = args
-        self.timeout = timeout
         self.port_a: str = ""
         self.port_b: str | None = None
-        self.result: dict[str, Any] | None = None
-        self._own_log = log_path is None
-        self.log_path = Path(log_path) if log_path is not None else None
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._pending = b""  # stdout read past the READY line
 
-    def start(self, ready_timeout: float = 10.0) -> FaxLine:
-        """Start the peer and wait until its pseudo-terminals are ready."""
-        binary = build()
-        if self.log_path is None:
-            fd, name = tempfile.mkstemp(prefix="faxline-", suffix=".log")
-            os.close(fd)
-            self.log_path = Path(name)
-        with open(self.log_path, "wb") as log:
-            self._proc = subprocess.Popen(
-                [str(binary), *self.args], stdout=subprocess.PIPE, stderr=log
-            )
-        deadline = time.monotonic() + ready_timeout
-        while True:
-            line = self._readline(deadline)
-            if line is None:
-                self.stop()
-                raise PeerError(f"faxline did not become ready:\n{self.log()[-2000:]}")
-            if line.startswith("PTY A "):
-                self.port_a = line[6:]
-            elif line.startswith("PTY B "):
-                self.port_b = line[6:]
-            elif line == "READY":
-                return self
+    def binary(self) -> Path:
+        return build()
 
-    def _readline(self, deadline: float) -> str | None:
-        assert self._proc is not None and self._proc.stdout is not None
-        fd = self._proc.stdout.fileno()
-        while b"\n" not in self._pending:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
-                return None
-            chunk = os.read(fd, 4096)
-            if not chunk:
-                return None
-            self._pending += chunk
-        line, _, self._pending = self._pending.partition(b"\n")
-        return line.decode()
-
-    def wait(self, timeout: float | None = None) -> dict[str, Any]:
-        """Wait for the peer to finish the call; return its RESULT line as a dict.
-
-        The peer exits by itself once the call is over and the DTEs have been quiet for
-        ``linger`` seconds, or after its own ``timeout``.  Raises PeerError (after
-        killing it) if it is still running after ``timeout`` seconds here (default: the
-        peer's own timeout plus 10 s).
-        """
-        assert self._proc is not None, "start() first"
-        limit = self.timeout + 10.0 if timeout is None else timeout
-        try:
-            out, _ = self._proc.communicate(timeout=limit)
-        except subprocess.TimeoutExpired:
-            self.stop()
-            raise PeerError(f"faxline still running after {limit} s") from None
-        self.result = self._parse(self._pending + out)
-        return self.result
-
-    def stop(self) -> dict[str, Any] | None:
-        """End the peer now (SIGTERM, then SIGKILL); return its RESULT if it printed one."""
-        proc = self._proc
-        if proc is None:
-            return self.result
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        try:
-            out, _ = proc.communicate(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, _ = proc.communicate(timeout=5)
-        if self.result is None and out:
-            self.result = self._parse(self._pending + out)
-        return self.result
-
-    @staticmethod
-    def _parse(out: bytes) -> dict[str, Any]:
-        for line in out.decode(errors="replace").splitlines():
-            if line.startswith("RESULT "):
-                return json.loads(line[7:])
-        raise PeerError("faxline printed no RESULT line")
-
-    def log(self) -> str:
-        """The peer's log so far: SpanDSP's T.30/T.31 logs and, with trace, DTE traffic."""
-        if self.log_path is None or not self.log_path.exists():
-            return ""
-        return self.log_path.read_text(errors="replace")
-
-    def close(self) -> None:
-        """Stop the peer and remove its log file if this object created it."""
-        self.stop()
-        if self._own_log and self.log_path is not None and self.log_path.exists():
-            self.log_path.unlink()
-
-    def __enter__(self) -> FaxLine:
-        return self.start() if self._proc is None else self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def ready_line(self, line: str) -> None:
+        """``PTY A path`` and ``PTY B path``: where the emulated modems are."""
+        if line.startswith("PTY A "):
+            self.port_a = line[6:]
+        elif line.startswith("PTY B "):
+            self.port_b = line[6:]

@@ -33,6 +33,8 @@
 
 #include <spandsp.h>
 
+#include "peer_common.h"
+
 #define SAMPLE_RATE 8000
 #define BLOCK 160                 /* samples per tick: 20 ms */
 #define MAX_IFP 1024              /* longest IFP packet we carry or accept, bytes */
@@ -103,14 +105,6 @@ static struct {
 
 static volatile sig_atomic_t got_signal;
 static double start_wall;
-
-static double wall_now(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static void die(const char *what)
 {
@@ -930,7 +924,7 @@ static void phase_e_handler(t30_state_t *s, void *user_data, int completion_code
 
     ep->done = 1;
     ep->done_at = ep->samples;
-    ep->done_wall = wall_now() - start_wall;
+    ep->done_wall = peer_wall_now() - start_wall;
     ep->completion = completion_code;
     t30_get_transfer_statistics(s, &ep->stats);
     id = t30_get_rx_ident(s);
@@ -938,14 +932,6 @@ static void phase_e_handler(t30_state_t *s, void *user_data, int completion_code
     if (opt.log_level > 0)
         fprintf(stderr, "%10.3f %s: phase E %d %s\n", (double) ep->samples / SAMPLE_RATE,
                 ep->tag, completion_code, t30_completion_code_to_str(completion_code));
-}
-
-static void set_log(logging_state_t *log, const char *tag)
-{
-    int level = opt.log_level < 0 ? 0 : opt.log_level;
-
-    span_log_set_level(log, level | SPAN_LOG_SHOW_TAG | SPAN_LOG_SHOW_SAMPLE_TIME);
-    span_log_set_tag(log, tag);
 }
 
 static int supported_modems(void)
@@ -959,20 +945,11 @@ static int supported_modems(void)
 
 static void setup_t30(struct endpoint *ep, const char *file)
 {
-    t30_state_t *t30 = ep->t30;
-
-    t30_set_tx_ident(t30, opt.ident);
-    if (ep->sends)
-        t30_set_tx_file(t30, file, -1, -1);
-    else
-        t30_set_rx_file(t30, file, -1);
-    t30_set_ecm_capability(t30, opt.ecm);
-    t30_set_supported_resolutions(t30, opt.resolutions);
-    t30_set_supported_compressions(t30, opt.compressions);
-    t30_set_phase_b_handler(t30, phase_b_handler, ep);
-    t30_set_phase_d_handler(t30, phase_d_handler, ep);
-    t30_set_phase_e_handler(t30, phase_e_handler, ep);
-    set_log(t30_get_logging_state(t30), ep->tag);
+    peer_setup_t30(ep->t30, ep->sends, file, opt.ident, opt.ecm, opt.resolutions,
+                   opt.compressions, opt.log_level, ep->tag);
+    t30_set_phase_b_handler(ep->t30, phase_b_handler, ep);
+    t30_set_phase_d_handler(ep->t30, phase_d_handler, ep);
+    t30_set_phase_e_handler(ep->t30, phase_e_handler, ep);
 }
 
 static void setup_core(struct endpoint *ep)
@@ -982,7 +959,7 @@ static void setup_core(struct endpoint *ep)
     t38_set_fill_bit_removal(ep->core, opt.fill_bit_removal);
     t38_set_fastest_image_data_rate(ep->core, opt.max_bitrate);
     t38_set_max_datagram_size(ep->core, MAX_IFP);
-    set_log(t38_core_get_logging_state(ep->core), ep->tag);
+    peer_set_log(t38_core_get_logging_state(ep->core), opt.log_level, ep->tag);
 }
 
 static void init_terminal_endpoint(struct endpoint *ep, int calls, int sends, const char *file)
@@ -1008,7 +985,7 @@ static void init_terminal_endpoint(struct endpoint *ep, int calls, int sends, co
         iaf = ep->t30->iaf | T30_IAF_MODE_NO_TCF;
         t30_set_iaf_mode(ep->t30, iaf);
     }
-    set_log(t38_terminal_get_logging_state(ep->term), ep->tag);
+    peer_set_log(t38_terminal_get_logging_state(ep->term), opt.log_level, ep->tag);
 }
 
 static void init_gateway_endpoint(struct endpoint *ep, int calls, int sends, const char *file)
@@ -1028,12 +1005,12 @@ static void init_gateway_endpoint(struct endpoint *ep, int calls, int sends, con
     t38_gateway_set_ecm_capability(ep->gw, opt.ecm);
     t38_gateway_set_supported_modems(ep->gw, supported_modems());
     t38_gateway_set_fill_bit_removal(ep->gw, opt.fill_bit_removal);
-    set_log(t38_gateway_get_logging_state(ep->gw), "GW");
+    peer_set_log(t38_gateway_get_logging_state(ep->gw), opt.log_level, "GW");
     ep->t30 = fax_get_t30_state(ep->fax);
     setup_t30(ep, file);
     t30_set_supported_modems(ep->t30, supported_modems());
     fax_set_transmit_on_idle(ep->fax, 1);
-    set_log(fax_get_logging_state(ep->fax), ep->tag);
+    peer_set_log(fax_get_logging_state(ep->fax), opt.log_level, ep->tag);
 }
 
 static void open_socket(struct endpoint *ep, const char *host, int port)
@@ -1095,7 +1072,7 @@ static void service_socket(struct endpoint *ep)
         n = recvfrom(ep->fd, buf, sizeof(buf), 0, (struct sockaddr *) &from, &flen);
         if (n < 0)
             break;
-        now = wall_now();
+        now = peer_wall_now();
         pcap_write(&from, &ep->local, buf, (int) n);
         if (!ep->have_remote) {
             /* Learn the peer from its first well-formed UDPTL packet. */
@@ -1115,7 +1092,7 @@ static void service_socket(struct endpoint *ep)
         ep->started = 1;
         udptl_receive(&ep->u, buf, (int) n, now);
     }
-    udptl_expire(&ep->u, wall_now());
+    udptl_expire(&ep->u, peer_wall_now());
 }
 
 static void bump_logs(struct endpoint *ep)
@@ -1160,21 +1137,6 @@ static void tick(struct endpoint *ep)
 }
 
 /* ---- results --------------------------------------------------------------------------- */
-
-static void json_string(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char) *s;
-        if (c == '"' || c == '\\')
-            fprintf(f, "\\%c", c);
-        else if (c < 0x20 || c >= 0x7F)
-            fprintf(f, "\\u%04x", c);
-        else
-            fputc(c, f);
-    }
-    fputc('"', f);
-}
 
 static const char *compression_name(int encoding)
 {
@@ -1226,14 +1188,14 @@ static void print_result(const struct endpoint *ep, const char *reason, double w
     t38_stats_t gs;
 
     fprintf(f, "RESULT {\"exit\": ");
-    json_string(f, reason);
+    peer_json_string(f, reason);
     fprintf(f, ", \"mode\": \"%s\", \"role\": \"%s\", \"calling\": %s", ep->gw ? "gateway" : "terminal",
             ep->sends ? "send" : "receive", ep->calls ? "true" : "false");
     fprintf(f, ", \"ok\": %s, \"done\": %s, \"completion_code\": %d, \"completion\": ",
             ep->completion == T30_ERR_OK ? "true" : "false", ep->done ? "true" : "false",
             ep->completion);
-    json_string(f, ep->completion >= 0 ? t30_completion_code_to_str(ep->completion)
-                                       : "not finished");
+    peer_json_string(f, ep->completion >= 0 ? t30_completion_code_to_str(ep->completion)
+                                            : "not finished");
     fprintf(f, ", \"pages\": %d, \"pages_tx\": %d, \"pages_rx\": %d, \"bit_rate\": %d, "
                "\"ecm\": %s",
             ep->sends ? st->pages_tx : st->pages_rx, st->pages_tx, st->pages_rx, st->bit_rate,
@@ -1245,9 +1207,9 @@ static void print_result(const struct endpoint *ep, const char *reason, double w
     fprintf(f, ", \"bad_rows\": %d, \"ecm_retries\": %d, \"phase_b\": %d, \"phase_d\": %d",
             st->bad_rows, st->error_correcting_mode_retries, ep->phase_b, ep->phase_d);
     fprintf(f, ", \"remote_ident\": ");
-    json_string(f, ep->remote_ident);
+    peer_json_string(f, ep->remote_ident);
     fprintf(f, ", \"local_ident\": ");
-    json_string(f, opt.ident);
+    peer_json_string(f, opt.ident);
     fprintf(f, ", \"local_port\": %d, \"remote_port\": %d", ntohs(ep->local.sin_port),
             ep->have_remote ? ntohs(ep->remote.sin_port) : 0);
     fprintf(f, ", \"t38_version\": %d, \"ec\": \"%s\", \"udptl\": ", opt.version, ec_name());
@@ -1267,29 +1229,6 @@ static void print_result(const struct endpoint *ep, const char *reason, double w
 }
 
 /* ---- option parsing -------------------------------------------------------------------- */
-
-static int parse_list(const char *arg, const char *const names[], const int bits[])
-{
-    char *copy = strdup(arg);
-    char *save = NULL;
-    char *tok;
-    int value = 0;
-    int i;
-
-    for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        for (i = 0; names[i]; i++) {
-            if (strcmp(tok, names[i]) == 0)
-                break;
-        }
-        if (!names[i]) {
-            fprintf(stderr, "t38peer: unknown value '%s'\n", tok);
-            exit(2);
-        }
-        value |= bits[i];
-    }
-    free(copy);
-    return value;
-}
 
 static void usage(void)
 {
@@ -1332,13 +1271,6 @@ static double float_arg(const char *s, double lo, double hi)
 
 static void parse_args(int argc, char **argv)
 {
-    static const char *const res_names[] = {"standard", "fine", "superfine", NULL};
-    static const int res_bits[] = {T30_SUPPORT_STANDARD_RESOLUTION | T30_SUPPORT_R8_RESOLUTION,
-                                   T30_SUPPORT_FINE_RESOLUTION | T30_SUPPORT_R8_RESOLUTION,
-                                   T30_SUPPORT_SUPERFINE_RESOLUTION | T30_SUPPORT_R8_RESOLUTION};
-    static const char *const comp_names[] = {"mh", "mr", "mmr", NULL};
-    static const int comp_bits[] = {T30_SUPPORT_T4_1D_COMPRESSION, T30_SUPPORT_T4_2D_COMPRESSION,
-                                    T30_SUPPORT_T6_COMPRESSION};
     static const struct option longopts[] = {
         {"send", required_argument, NULL, 's'},
         {"receive", required_argument, NULL, 'r'},
@@ -1397,8 +1329,10 @@ static void parse_args(int argc, char **argv)
         case 'm': opt.rate_management = int_arg(optarg, 1, 2); break;
         case 'f': opt.fill_bit_removal = int_arg(optarg, 0, 1); break;
         case 'b': opt.max_bitrate = int_arg(optarg, 2400, 14400); break;
-        case 'C': opt.compressions = parse_list(optarg, comp_names, comp_bits); break;
-        case 'Z': opt.resolutions = parse_list(optarg, res_names, res_bits); break;
+        case 'C': opt.compressions = peer_parse_list("t38peer", optarg, peer_compression_names,
+                                                    peer_compression_bits); break;
+        case 'Z': opt.resolutions = peer_parse_list("t38peer", optarg, peer_resolution_names,
+                                                   peer_resolution_bits); break;
         case 'i': opt.ident = optarg; break;
         case 'x': opt.speed = float_arg(optarg, 0.01, 1000.0); break;
         case 't': opt.timeout = float_arg(optarg, 0.1, 1e6); break;
@@ -1452,7 +1386,7 @@ static void log_to_stderr(int level, const char *text)
 static int pace(double *next, struct endpoint *eps, int n, struct pollfd *fds)
 {
     double step = (double) BLOCK / SAMPLE_RATE / opt.speed;
-    double t = wall_now();
+    double t = peer_wall_now();
     double wait;
     struct timespec ts;
     int i;
@@ -1476,11 +1410,11 @@ static int pace(double *next, struct endpoint *eps, int n, struct pollfd *fds)
             if (fds[i].revents)
                 service_socket(&eps[i]);
             else
-                udptl_expire(&eps[i].u, wall_now());
+                udptl_expire(&eps[i].u, peer_wall_now());
         }
         if (got_signal)
             return -1;
-        t = wall_now();
+        t = peer_wall_now();
     } while (t < *next);
     return 0;
 }
@@ -1526,14 +1460,14 @@ static int run_single(void)
     printf("PORT %d\nREADY\n", ntohs(ep.local.sin_port));
     fflush(stdout);
 
-    next = wall_now();
+    next = peer_wall_now();
     while (reason == NULL) {
         if (pace(&next, &ep, 1, fds) < 0) {
             reason = "signal";
             break;
         }
         tick(&ep);
-        t = wall_now();
+        t = peer_wall_now();
         if (t - start_wall > opt.timeout)
             reason = "timeout";
         else if (ep.done && t - start_wall - ep.done_wall >= opt.linger)
@@ -1542,7 +1476,7 @@ static int run_single(void)
     release_held(&ep);
     if (pcap_file)
         fclose(pcap_file);
-    print_result(&ep, reason, wall_now() - start_wall);
+    print_result(&ep, reason, peer_wall_now() - start_wall);
     return 0;
 }
 
@@ -1595,7 +1529,7 @@ static int run_pairs(void)
     printf("READY\n");
     fflush(stdout);
 
-    next = wall_now();
+    next = peer_wall_now();
     while (reason == NULL) {
         if (pace(&next, eps, n, fds) < 0) {
             reason = "signal";
@@ -1607,13 +1541,13 @@ static int run_pairs(void)
             all_done &= eps[i].done;
         }
         samples += BLOCK;
-        t = wall_now();
+        t = peer_wall_now();
         if (t - start_wall > opt.timeout)
             reason = "timeout";
         else if (all_done)
             reason = "completed";
     }
-    wall = wall_now() - start_wall;
+    wall = peer_wall_now() - start_wall;
     cpu = cpu_seconds() - cpu0;
     memset(&total, 0, sizeof(total));
     for (i = 0; i < n; i++) {
@@ -1667,6 +1601,6 @@ int main(int argc, char **argv)
     signal(SIGINT, on_signal);
     signal(SIGPIPE, SIG_IGN);
     span_set_message_handler(log_to_stderr);
-    start_wall = wall_now();
+    start_wall = peer_wall_now();
     return opt.pairs ? run_pairs() : run_single();
 }

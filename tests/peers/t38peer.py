@@ -5,7 +5,8 @@
 ``t38_gateway`` joined in-process by audio to a SpanDSP fax terminal: a G3 fax machine
 behind a T.38 gateway.  IFP packets travel in UDPTL over a real UDP socket on 127.0.0.1
 (the UDPTL code is the program's own: redundancy or parity FEC, duplicates dropped,
-reordering within a few packets absorbed).  See README.md in this directory.
+reordering within a few packets absorbed).  The process is driven as every C peer is
+(:class:`peer_process.PeerProcess`).  See README.md in this directory.
 
 Typical use::
 
@@ -21,19 +22,13 @@ The binary is compiled on first use into a cache directory keyed by the source's
 
 from __future__ import annotations
 
-import json
 import os
-import select
-import signal
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from faxline import PeerError, PeerUnavailable, build_program  # noqa: E402
+from peer_process import PeerError, PeerProcess, PeerUnavailable, build_program  # noqa: E402
 
 __all__ = ["PeerError", "PeerUnavailable", "SOURCE", "T38Peer", "build"]
 
@@ -41,8 +36,8 @@ SOURCE = Path(__file__).with_name("t38peer.c")
 
 
 def build() -> Path:
-    """Compile ``t38peer.c`` (once per source version, as :func:`faxline.build_program`
-    does) and return the binary's path."""
+    """Compile ``t38peer.c`` (once per source version, see
+    :func:`peer_process.build_program`) and return the binary's path."""
     return build_program(SOURCE)
 
 
@@ -50,7 +45,7 @@ def _list(values: list[str] | None) -> str | None:
     return None if values is None else ",".join(values)
 
 
-class T38Peer:
+class T38Peer(PeerProcess):
     """A running ``t38peer`` process: one T.38 endpoint (or, with ``pairs``, many).
 
     Endpoint: ``send`` or ``receive`` (a TIFF-F path), ``calling`` (originates the call:
@@ -84,6 +79,8 @@ class T38Peer:
     one process (``receive`` may name a directory to keep the received files in); the
     RESULT then has ``pages_ok``, ``wall_seconds`` and ``cpu_seconds``.
     """
+
+    name = "t38peer"
 
     def __init__(
         self,
@@ -157,118 +154,18 @@ class T38Peer:
         for name, value in options.items():
             if value is not None:
                 args += [name, str(value)]
-        self.args = args
-        self.timeout = timeout
+        super().__init__(args, timeout, log_path)
         self.port: int = 0
-        self.result: dict[str, Any] | None = None
-        self._own_log = log_path is None
-        self.log_path = Path(log_path) if log_path is not None else None
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._pending = b""  # stdout read past the READY line
 
     @property
     def address(self) -> tuple[str, int]:
         """Where this peer listens: ``("127.0.0.1", port)``."""
         return ("127.0.0.1", self.port)
 
-    def start(self, ready_timeout: float = 10.0) -> T38Peer:
-        """Start the peer; return once it printed its port (``.port``) and READY."""
-        binary = build()
-        if self.log_path is None:
-            fd, name = tempfile.mkstemp(prefix="t38peer-", suffix=".log")
-            os.close(fd)
-            self.log_path = Path(name)
-        with open(self.log_path, "wb") as log:
-            self._proc = subprocess.Popen(
-                [str(binary), *self.args], stdout=subprocess.PIPE, stderr=log
-            )
-        deadline = time.monotonic() + ready_timeout
-        while True:
-            line = self._readline(deadline)
-            if line is None:
-                self.stop()
-                raise PeerError(f"t38peer did not become ready:\n{self.log()[-2000:]}")
-            if line.startswith("PORT "):
-                self.port = int(line[5:])
-            elif line == "READY":
-                return self
+    def binary(self) -> Path:
+        return build()
 
-    def _readline(self, deadline: float) -> str | None:
-        assert self._proc is not None and self._proc.stdout is not None
-        fd = self._proc.stdout.fileno()
-        while b"\n" not in self._pending:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
-                return None
-            chunk = os.read(fd, 4096)
-            if not chunk:
-                return None
-            self._pending += chunk
-        line, _, self._pending = self._pending.partition(b"\n")
-        return line.decode()
-
-    def wait(self, timeout: float | None = None) -> dict[str, Any]:
-        """Wait for the peer to finish by itself; return its RESULT line as a dict.
-
-        The peer exits once its call is over (plus ``linger``) or after its own
-        ``timeout``.  Raises PeerError (after killing it) if it is still running after
-        ``timeout`` seconds here (default: the peer's own timeout plus 10 s).
-        """
-        assert self._proc is not None, "start() first"
-        limit = self.timeout + 10.0 if timeout is None else timeout
-        try:
-            out, _ = self._proc.communicate(timeout=limit)
-        except subprocess.TimeoutExpired:
-            self.stop()
-            raise PeerError(f"t38peer still running after {limit} s") from None
-        self.result = self._parse(self._pending + out)
-        return self.result
-
-    @property
-    def returncode(self) -> int | None:
-        """The process's exit status, once it has exited."""
-        return None if self._proc is None else self._proc.poll()
-
-    def stop(self) -> dict[str, Any] | None:
-        """End the peer now (SIGTERM, then SIGKILL); return its RESULT if it printed one."""
-        proc = self._proc
-        if proc is None:
-            return self.result
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        try:
-            out, _ = proc.communicate(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, _ = proc.communicate(timeout=5)
-        if self.result is None and (self._pending or out):
-            try:
-                self.result = self._parse(self._pending + out)
-            except PeerError:
-                pass
-        return self.result
-
-    @staticmethod
-    def _parse(out: bytes) -> dict[str, Any]:
-        for line in out.decode(errors="replace").splitlines():
-            if line.startswith("RESULT "):
-                return json.loads(line[7:])
-        raise PeerError("t38peer printed no RESULT line")
-
-    def log(self) -> str:
-        """The peer's log so far: SpanDSP's T.30/T.38 logs and the peer's own lines."""
-        if self.log_path is None or not self.log_path.exists():
-            return ""
-        return self.log_path.read_text(errors="replace")
-
-    def close(self) -> None:
-        """Stop the peer and remove its log file if this object created it."""
-        self.stop()
-        if self._own_log and self.log_path is not None and self.log_path.exists():
-            self.log_path.unlink()
-
-    def __enter__(self) -> T38Peer:
-        return self.start() if self._proc is None else self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def ready_line(self, line: str) -> None:
+        """``PORT n``: the UDP port the peer listens on."""
+        if line.startswith("PORT "):
+            self.port = int(line[5:])
