@@ -4,9 +4,9 @@ Real peers: SpanDSP's fax terminal sends to us and receives from us; our sender 
 our receiver and to efax (Debian's Class 1 program) through two emulated modems. Pages
 are compared pixel for pixel with their source (SpanDSP's TIFF read back with
 fastfax.tiff.read). When the far end fails (no answer, busy, DCN, silence after DCS, a
-hang-up mid-page) the far end is a DTE scripted here over a real emulated modem; junk
-and ERROR come from a scripted pty. Most lines run faster than real time (speed 8);
-one call runs at real time.
+hang-up mid-page) the far end is a DTE scripted here over a real emulated modem; a
+person answering is faxline's voice peer; junk and ERROR come from a scripted pty. Most
+lines run faster than real time (speed 8); one call runs at real time.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import pytest
 from test_modem import Scripted, ok_except
 
 from fastfax import Page, tiff
-from fastfax.class1 import ModemError, receive_fax, send_fax
+from fastfax.class1 import CallResult, ModemError, receive_fax, send_fax
 from fastfax.samples import text_page
 from fastfax.t30.events import Negotiated, PageReceived
 from fastfax.t30.frames import FCF, Frame, encode_ident
@@ -282,6 +282,21 @@ def test_no_answer(tmp_path: Path) -> None:
         with Modem.open(line.port_a) as again:
             assert again.command("AT") == []
     assert result.cause is Cause.NO_ANSWER and not result.ok
+    assert isinstance(result, CallResult) and result.dial is Code.NO_ANSWER
+
+
+def test_voice_answer_is_not_a_fax(tmp_path: Path) -> None:
+    """A person answers (faxline's voice peer: speech-band sound, never a fax tone): no
+    V.21 flags before the modem's S7 (our dial timeout) runs out, so NO CARRIER; to T.30
+    no frame came in T1."""
+    with FaxLine(voice=True, speed=8, log_path=tmp_path / "line.log") as line:
+        result = send_fax(line.port_a, "5551234", pages_of("standard", 1), dial_timeout=10)
+        with Modem.open(line.port_a) as again:
+            assert again.command("AT") == []
+        peer = line.wait(30)
+    assert isinstance(result, CallResult) and result.dial is Code.NO_CARRIER, show(line)
+    assert result.cause is Cause.T1_EXPIRED and not result.ok and not result.pages
+    assert peer["voice"]["calls"] == 1 and peer["sim_seconds"] >= 10
 
 
 def test_busy(tmp_path: Path) -> None:
@@ -299,6 +314,7 @@ def test_busy(tmp_path: Path) -> None:
             assert b.hangup()
         result = send_fax(line.port_a, "5551234", pages_of("standard", 1))
     assert result.cause is Cause.BUSY
+    assert isinstance(result, CallResult) and result.dial is Code.BUSY
 
 
 def test_junk_from_the_modem_after_connect() -> None:

@@ -5,7 +5,9 @@ line: set-up and capabilities, dialling one rings the other, frames at V.21 byte
 both ways, data at every modulation, silences, hang-up and the modem usable afterwards.
 A tiny scripted responder on a pseudo-terminal injects what SpanDSP never does (ERROR to
 AT+FCLASS=1, junk, silence, an FCS error verdict, BUSY / NO DIALTONE): it is for
-failure injection only.
+failure injection, and for the result codes of failed dials that no emulator produces
+(DELAYED, BLACKLISTED, VOICE), where it stands in for modem firmware and says them as
+the modem manuals cited at FAILED_DIALS document them.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import pytest
 
 from fastfax import FaxError
 from fastfax.link.hdlc import fcs16
+from fastfax.transport import at
 from fastfax.transport.at import Code, Modem, ModemError, ModemTimeout
 
 sys.path.insert(0, str(Path(__file__).parent / "peers"))
@@ -171,16 +174,31 @@ def test_frame_fcs_is_what_the_modem_checked(faxline_binary: None, tmp_path: Pat
         assert a.hangup() and b.hangup()
 
 
-def test_no_answer_times_out_and_the_modem_stays_usable(
-    faxline_binary: None, tmp_path: Path
-) -> None:
-    with modem_pair(tmp_path, max_rings=2, ring_interval_ms=300) as (a, b, _):
+def test_no_answer_and_the_modem_stays_usable(faxline_binary: None, tmp_path: Path) -> None:
+    """The far modem rings twice and nobody answers: the line gives up and our modem says
+    NO ANSWER (as one with call progress monitoring does) before its S7 runs out."""
+    with modem_pair(tmp_path, max_rings=2, ring_interval_ms=300) as (a, b, line):
         a.setup()
         b.setup()
-        assert a.dial("5551234", 3) is Code.TIMEOUT
+        assert a.dial("5551234", 30) is Code.NO_ANSWER
         assert b.wait_ring(2, timeout=5)
         assert a.hangup()
         assert a.command("AT") == []
+    assert "A: no answer" in line.log()
+
+
+def test_voice_answer_is_no_carrier(faxline_binary: None, tmp_path: Path) -> None:
+    """A person answers and talks: SpanDSP's T.31 modem hears no V.21 flags, and once the
+    S7 the dial set (3 s) has run out it says NO CARRIER and hangs up."""
+    line = FaxLine(voice=True, speed=4, log_path=tmp_path / "line.log", timeout=120)
+    with line, Modem.open(line.port_a) as a:
+        a.setup()
+        assert a.dial("5551234", 3) is Code.NO_CARRIER
+        assert a.command("AT") == []
+        a.hangup()
+        result = line.wait(30)
+    assert result["voice"]["calls"] == 1, line.log()[-3000:]
+    assert result["sim_seconds"] >= 3  # the modem waited its S7 out
 
 
 # ---------------------------------------------------------------------------------------
@@ -272,14 +290,50 @@ def test_junk_from_the_port() -> None:
         assert len(m._buf) <= 300  # junk without line ends is not hoarded
 
 
+#: What modems answer ATD with when the call fails, as their manuals give them (verbose
+#: and, after ATV0, numeric). V.250 6.3.1: NO CARRIER 3, NO DIALTONE 6, BUSY 7, NO ANSWER
+#: 8. Not emulated by SpanDSP: DELAYED 24 and BLACKLISTED 32 (Multi-Tech MT5600DSVD user
+#: guide, Boca WinStorm M56HI manual: Rockwell/Conexant codes), BLACKLIST FULL (Actiontec
+#: DataLink V.90 PC card), VOICE, and VCON (Hayes voice modems: "after ringback ceases
+#: in originate mode").
+FAILED_DIALS = {
+    "1": (b"\r\nBUSY\r\n", Code.BUSY),
+    "2": (b"6\r", Code.NO_DIALTONE),
+    "3": (b"\r\nNO ANSWER\r\n", Code.NO_ANSWER),
+    "4": (b"\r\nNO DIAL TONE\r\n", Code.NO_DIALTONE),
+    "5": (b"\r\nDELAYED\r\n", Code.DELAYED),
+    "6": (b"24\r", Code.DELAYED),
+    "7": (b"\r\nBLACKLISTED\r\n", Code.BLACKLISTED),
+    "8": (b"32\r", Code.BLACKLISTED),
+    "9": (b"\r\nBLACKLIST FULL\r\n", Code.BLACKLISTED),
+    "10": (b"\r\nVOICE\r\n", Code.VOICE),
+    "11": (b"\r\nVCON\r\n", Code.VOICE),
+    "12": (b"\r\nNO CARRIER\r\n", Code.NO_CARRIER),
+}
+
+
 def test_result_codes_of_a_failed_dial() -> None:
-    answers = {"ATD1": b"\r\nBUSY\r\n", "ATD2": b"6\r", "ATD3": b"\r\nNO ANSWER\r\n"}
+    """A scripted pty standing in for modem firmware (SpanDSP's T.31 never says these):
+    each documented result code to ATD is read as its :class:`Code`, and every dial sets
+    S7 to its timeout first."""
+    answers = {f"ATD{n}": text for n, (text, _) in FAILED_DIALS.items()}
     with scripted(ok_except(answers)) as fake, Modem.open(fake.path) as m:
-        assert m.dial("1") is Code.BUSY
-        assert m.dial("2") is Code.NO_DIALTONE
-        assert m.dial("3") is Code.NO_ANSWER
+        for number, (_, code) in FAILED_DIALS.items():
+            assert m.dial(number, 40) is code, number
         with pytest.raises(ModemError, match="dial"):
             m.dial("12;ATH\rATZ")
+    dials = [line for line in fake.lines if line.startswith(("ATS7", "ATD"))]
+    assert dials == [x for n in FAILED_DIALS for x in ("ATS7=40", f"ATD{n}")]
+
+
+def test_a_dial_the_modem_never_answers_times_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A modem silent after ATD: the wall clock ends the dial (S7 + DIAL_GRACE) and the
+    dial is aborted, leaving the modem in command mode."""
+    monkeypatch.setattr(at, "DIAL_GRACE", 0.5)
+    with scripted(ok_except({"ATD1": b""})) as fake, Modem.open(fake.path) as m:
+        assert m.dial("1", 1) is Code.TIMEOUT
+        assert m.command("AT") == []
+    assert fake.lines[-3:] == ["ATS7=1", "ATD1", "AT"]  # (the abort's CAN went before AT)
 
 
 def test_fcs_error_verdict_and_ring_in_between() -> None:

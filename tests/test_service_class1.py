@@ -2,9 +2,12 @@
 simulated telephone line (tests/peers/faxline.c), each declared as a ``class1`` port.
 
 Port ``a`` sends, port ``b`` answers and stores what it receives in a folder; the fax
-stored is compared pixel for pixel with the pages sent. Busy and no answer come from
-the line itself (faxline answers BUSY to a call to a modem whose last call ended; a
-modem nobody answers only rings). The line runs faster than real time.
+stored is compared pixel for pixel with the pages sent. Busy, no answer and a person
+answering come from the line itself (faxline answers BUSY to a call to a modem whose
+last call ended; a modem nobody answers rings until the line gives up; its voice peer
+answers and talks). Only the modem's refusals (no dial tone, DELAYED, BLACKLISTED) come
+from a scripted pty standing in for modem firmware. The line runs faster than real
+time.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from service_helpers import text_pages
+from test_modem import Scripted, ok_except
 
 from fastfax import connect, tiff
 from fastfax.client import FaxServer
@@ -139,6 +143,65 @@ def test_no_answer_is_retried(tmp_path: Path) -> None:
             assert info.attempts == 2 and info.cause == "NO_ANSWER"
             for _ in range(2):  # one NO_ANSWER a call
                 assert drain(stream, EventKind.NO_ANSWER, job.id)[-1].port == "a/1"
+
+
+def test_voice_answer_is_not_a_fax_call(tmp_path: Path) -> None:
+    """A person answers each call and talks (faxline's voice peer): the modem hears no fax
+    tones before its S7 (the dial timeout) runs out and says NO CARRIER. The job shows
+    NOT_FAX_CALL on each call, is retried at the same speed, and ends with that cause."""
+    with FaxLine(voice=True, speed=8, linger=30, log_path=tmp_path / "line.log") as line:
+        spool = spool_for(tmp_path, {"a": line.port_a}, dial_timeout=5)
+        with connect(spool=spool) as server, server.events() as stream:
+            roles(server)
+            job = server.send(text_pages(1), to="200")
+            info = job.wait(timeout=T)
+            assert info.state is JobState.RETRIES_EXCEEDED, f"{info}\n{line.log()[-3000:]}"
+            assert info.attempts == 2 and info.cause == "NO_CARRIER" and info.fallback == 0
+            for _ in range(2):  # one NOT_FAX_CALL a call
+                event = drain(stream, EventKind.NOT_FAX_CALL, job.id)[-1]
+                assert event.port == "a/1" and event.data["cause"] == "NO_CARRIER"
+            assert server.port("a/1").status().state is DeviceState.AVAILABLE
+        result = line.stop()
+    assert result is not None and result["voice"]["calls"] == 2, line.log()[-3000:]
+
+
+#: A modem's word on each dial, in turn (manuals: see tests/test_modem.py FAILED_DIALS).
+REFUSALS = [b"\r\nNO DIALTONE\r\n", b"\r\nDELAYED\r\n", b"\r\nBLACKLISTED\r\n"]
+
+
+def test_modem_refusals_through_the_service(tmp_path: Path) -> None:
+    """No dial tone, then DELAYED, then BLACKLISTED, from a scripted pty standing in for
+    modem firmware (no emulator says DELAYED or BLACKLISTED; the strings are the
+    Rockwell/Conexant result codes documented in the Multi-Tech MT5600 and Boca WinStorm
+    manuals). Each is its own FPS_ state; no dial tone and DELAYED are retried at the
+    same speed (DELAYED with backoff), BLACKLISTED fails the job at once."""
+    caps = b"\r\n24,48,72,96\r\n\r\nOK\r\n"
+    refusals = iter(REFUSALS)
+    base = ok_except({"AT+FTM=?": caps, "AT+FRM=?": caps})
+
+    def respond(line: str) -> bytes:
+        return next(refusals, b"\r\nERROR\r\n") if line.upper().startswith("ATD") else base(line)
+
+    fake = Scripted(respond)
+    try:
+        spool = spool_for(tmp_path, {"a": fake.path})
+        with connect(spool=spool) as server, server.events() as stream:
+            server.set_configuration(retries=5, retry_delay=0.1)
+            with server.port("a/1", modify=True) as handle:
+                handle.update(send=True, receive=False)
+            job = server.send(text_pages(1), to="5551234")
+            info = job.wait(timeout=T)
+            assert info.state is JobState.FAILED, info
+            assert info.attempts == 3 and info.fallback == 0
+            assert info.cause == "the modem refuses to dial it: BLACKLISTED"
+            kinds = [EventKind.NO_DIAL_TONE, EventKind.CALL_DELAYED, EventKind.CALL_BLACKLISTED]
+            for kind, cause in zip(kinds, ["NO_DIALTONE", "DELAYED", "BLACKLISTED"], strict=True):
+                event = drain(stream, kind, job.id)[-1]
+                assert event.port == "a/1" and event.data["cause"] == cause
+    finally:
+        fake.close()
+    assert sum(line.startswith("ATD") for line in fake.lines) == 3
+    assert fake.lines.count("ATS7=20") == 3  # the dial timeout is the modem's S7
 
 
 def test_abort_hangs_up_and_the_port_stays_usable(tmp_path: Path) -> None:

@@ -5,13 +5,18 @@
 (ITU-T T.31); the T.30 procedure runs in :mod:`fastfax.t30.engine`.
 
 Both calls return a :class:`fastfax.t30.result.Result` whatever the far end did:
-``.ok``, ``.cause`` (a :class:`~fastfax.t30.result.Cause`, or a
-:class:`~fastfax.t30.result.Cause` when the call never reached T.30: busy,
-no answer, no dial tone, no call, or a modem that failed mid-call), ``.pages``,
-``.rate``, ``.ecm``, ``.remote_id``. A port that cannot be opened, or a modem that is
-not a Class 1 fax modem, raises :class:`~fastfax.transport.at.ModemError`; bad pages
-or options raise :class:`~fastfax.t30.result.SessionError` (both
-:class:`fastfax.FaxError`) before the modem is touched.
+``.ok``, ``.cause`` (a :class:`~fastfax.t30.result.Cause`, also when the call never
+reached T.30: busy, no answer, no dial tone, no call, or a modem that failed mid-call),
+``.pages``, ``.rate``, ``.ecm``, ``.remote_id``. A dial that failed returns a
+:class:`~fastfax.transport.class1.CallResult` whose ``.dial`` is the modem's own word
+(a :class:`~fastfax.transport.at.Code`): ``DELAYED`` or ``BLACKLISTED`` (the modem
+refuses the number for now or for good; cause ``MODEM_ERROR``), ``VOICE`` or ``NO
+CARRIER`` (answered, but not by a fax; cause ``T1_EXPIRED``), ``BUSY``, ...
+
+A port that cannot be opened, or a modem that is not a Class 1 fax modem, raises
+:class:`~fastfax.transport.at.ModemError`; bad pages or options raise
+:class:`~fastfax.t30.result.SessionError` (both :class:`fastfax.FaxError`) before the
+modem is touched.
 """
 
 from __future__ import annotations
@@ -24,10 +29,11 @@ from .page import Page
 from .t30.events import Note
 from .t30.result import Cause, Result, SessionError
 from .t30.station import create, load_pages
-from .transport.at import ModemError, ModemTimeout
-from .transport.class1 import answer_call, open_modem, send_call
+from .transport.at import Code, ModemError, ModemTimeout
+from .transport.class1 import CallResult, answer_call, open_modem, send_call
 
-__all__ = ["send_fax", "receive_fax", "Cause", "ModemError", "ModemTimeout", "Result"]
+__all__ = ["send_fax", "receive_fax", "CallResult", "Cause", "Code", "ModemError",
+           "ModemTimeout", "Result"]  # fmt: skip
 
 
 def send_fax(
@@ -48,8 +54,9 @@ def send_fax(
     :class:`fastfax.Page`, or a TIFF-F path); return the :class:`Result`.
 
     ``ecm``: use error correction when the far end offers it. ``ident``: our TSI (up to
-    20 printable characters). ``dial_timeout``: seconds to wait for the far end to
-    answer. ``baudrate``/``rtscts``: the serial line (ignored by sockets and ptys).
+    20 printable characters). ``dial_timeout``: seconds (1-255) the far end has to
+    answer as a fax (the modem's S7). ``baudrate``/``rtscts``: the serial line
+    (ignored by sockets and ptys).
     ``init``: extra AT commands for set-up (e.g. ``["AT&F"]``). ``on_event``: called
     with each progress note (``Negotiated``, ``PageSent``, ``FrameNote``). Other
     ``options`` go to :func:`fastfax.t30.station.create`: ``max_rate`` (bit/s),

@@ -4,6 +4,14 @@ sending through the T.30 engine (:mod:`fastfax.transport.class1`).
 One modem does one call at a time: a thread answers while the port is set to receive,
 and gives the modem to sends as soon as one is queued. Abort and close stop a call in
 whatever phase it is, within 50 ms, and hang the modem up.
+
+How a send ends, as the service sees it (state, cause): the modem's word on a failed
+dial (``BUSY``, ``NO ANSWER``, ``NO DIALTONE``, ``DELAYED``, ``BLACKLISTED``, ``VOICE``
+and ``NO CARRIER`` -- answered without fax tones -- are BUSY, NO_ANSWER, NO_DIAL_TONE,
+CALL_DELAYED, CALL_BLACKLISTED and NOT_FAX_CALL); T1 expired with no DIS is NOT_FAX_CALL
+too, a dropped line DISCONNECTED, a modem that cannot be opened or set up OFFLINE; only
+the rest (a T.30 failure, a modem failing mid-call) is FATAL_ERROR, after which the
+service tries the next call slower.
 """
 
 from __future__ import annotations
@@ -19,7 +27,8 @@ from ..page import Page
 from ..t30.events import Negotiated, PageReceived
 from ..t30.result import Cause, Result, SessionError
 from ..t30.station import create
-from ..transport.class1 import answer_call, open_modem, send_call
+from ..transport.at import Code
+from ..transport.class1 import CallResult, answer_call, open_modem, send_call
 from .contract import (
     INBOUND_LOGGER,
     Call,
@@ -33,11 +42,24 @@ from .contract import (
 
 __all__ = ["Class1Modem"]
 
-#: How a modem call that did not reach T.30 shows in the device state (FPS_*).
+#: How a dial that failed shows (FPS_* state, cause), by the modem's result code. None
+#: of these is a protocol failure: the scheduler does not lower the next call's speed.
+_DIAL_OUTCOMES = {
+    Code.BUSY: (DeviceState.BUSY, "BUSY"),
+    Code.NO_ANSWER: (DeviceState.NO_ANSWER, "NO_ANSWER"),
+    Code.TIMEOUT: (DeviceState.NO_ANSWER, "NO_ANSWER"),
+    Code.NO_DIALTONE: (DeviceState.NO_DIAL_TONE, "NO_DIALTONE"),
+    Code.DELAYED: (DeviceState.CALL_DELAYED, "DELAYED"),
+    Code.BLACKLISTED: (DeviceState.CALL_BLACKLISTED, "BLACKLISTED"),
+    # Answered without fax tones (a person, an answering machine, a data modem).
+    Code.VOICE: (DeviceState.NOT_FAX_CALL, "VOICE"),
+    Code.NO_CARRIER: (DeviceState.NOT_FAX_CALL, "NO_CARRIER"),
+}
+#: How a call that reached T.30 and failed shows, by cause (else FATAL_ERROR). T1 ran out
+#: on a call the modem took for a fax (CONNECT) with no DIS from the far end: no fax
+#: terminal answered.
 _CALL_STATES = {
-    Cause.BUSY: DeviceState.BUSY,
-    Cause.NO_ANSWER: DeviceState.NO_ANSWER,
-    Cause.NO_DIALTONE: DeviceState.NO_DIAL_TONE,
+    Cause.T1_EXPIRED: DeviceState.NOT_FAX_CALL,
     Cause.CALLDROPPED: DeviceState.DISCONNECTED,
 }
 
@@ -152,7 +174,10 @@ class Class1Modem:
 
     def _listen(self, hooks: Hooks) -> None:
         """Open the modem, wait for the port's rings while nothing else wants it, then
-        answer and receive (under the modem lock)."""
+        answer and receive (under the modem lock). A caller that sends no T.30 command
+        within T1 (a person, a data modem) shows as NOT_FAX_CALL before the line is
+        released."""
+        log = logging.getLogger(INBOUND_LOGGER)
         line = self.lines[0].id
         modem, caps = self._open(self._stop)
         try:
@@ -184,6 +209,9 @@ class Class1Modem:
                 )  # fmt: skip
                 if result.pages:  # a call that failed after some pages keeps them
                     hooks.received(line, result, "")
+                elif result.cause is Cause.T1_EXPIRED:  # no DCS in T1: no fax terminal
+                    log.info("%s: the call was not a fax call (no T.30 command in T1)", line)
+                    hooks.status(line, DeviceState.NOT_FAX_CALL)
             finally:
                 hooks.release(line)
         finally:
@@ -227,6 +255,9 @@ class Class1Modem:
             return Outcome(DeviceState.ABORTING, "aborted by a user", result)
         if result.ok:
             return Outcome(DeviceState.COMPLETED, "", result)
+        if isinstance(result, CallResult) and result.dial in _DIAL_OUTCOMES:
+            state, cause = _DIAL_OUTCOMES[result.dial]
+            return Outcome(state, cause, result)
         state = _CALL_STATES.get(result.cause, DeviceState.FATAL_ERROR)
         return Outcome(state, str(result.cause), result)
 

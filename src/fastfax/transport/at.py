@@ -68,7 +68,18 @@ _NUMBER = re.compile(r"[0-9*#+,;TPWtpw!@ ()-]{1,64}")
 
 
 class Code(Enum):
-    """A final result code (V.250 and T.31)."""
+    """A final result code (V.250 and T.31, and the call-progress codes modems add).
+
+    After ``ATD`` (with call progress monitoring on, ``ATX4``): ``NO DIALTONE`` (also
+    spelt ``NO DIAL TONE``), ``BUSY``, ``NO ANSWER`` (ringback went on until S7 ran
+    out), ``NO CARRIER`` (no fax answer within S7: the ringback stopped but no V.21 flags
+    came, i.e. a voice or data answer; or no ringback was heard at all). Not in V.250:
+    ``DELAYED`` and ``BLACKLISTED`` (the modem holds back, or refuses, a number whose
+    calls keep failing, as national approvals require of repeat calls: Rockwell/Conexant
+    result codes 24 and 32, e.g. Multi-Tech MT5600 and Boca WinStorm manuals; Actiontec's
+    ``BLACKLIST FULL`` is taken as ``BLACKLISTED``), and ``VOICE`` (a voice answer
+    detected; ``VCON``, the voice connection of Hayes-style voice modems, reads the same).
+    """
 
     OK = "OK"
     CONNECT = "CONNECT"
@@ -78,13 +89,19 @@ class Code(Enum):
     NO_DIALTONE = "NO DIALTONE"
     BUSY = "BUSY"
     NO_ANSWER = "NO ANSWER"
+    DELAYED = "DELAYED"
+    BLACKLISTED = "BLACKLISTED"
+    VOICE = "VOICE"
     FCERROR = "+FCERROR"
     #: Not from the modem: nothing came before the deadline (the receive was aborted).
     TIMEOUT = "timeout"
 
 
 _VERBOSE = {c.value: c for c in Code if c is not Code.TIMEOUT}
-_VERBOSE["NO DIAL TONE"] = Code.NO_DIALTONE
+_VERBOSE.update({"NO DIAL TONE": Code.NO_DIALTONE, "BLACKLIST FULL": Code.BLACKLISTED,
+                 "VCON": Code.VOICE})  # fmt: skip
+#: Numeric codes (``ATV0``): V.250's 0-8, T.31's +F4, and Rockwell/Conexant's 24 and 32
+#: (other makers number DELAYED and BLACKLISTED differently, or not at all).
 _NUMERIC = {
     "0": Code.OK,
     "1": Code.CONNECT,
@@ -94,8 +111,13 @@ _NUMERIC = {
     "6": Code.NO_DIALTONE,
     "7": Code.BUSY,
     "8": Code.NO_ANSWER,
+    "24": Code.DELAYED,
+    "32": Code.BLACKLISTED,
     "+F4": Code.FCERROR,
 }
+#: Seconds the wall clock gives a dial beyond the modem's own S7 (which some modems
+#: start counting only once the number is dialled: pulse dialling takes seconds).
+DIAL_GRACE = 10.0
 
 
 class ModemError(FaxError):
@@ -381,8 +403,11 @@ class Modem:
 
     def setup(self, init: Iterable[str] = ()) -> Capabilities:
         """Make the modem ready for fax: wake it (``AT``, three tries), echo off and
-        verbose codes (``ATE0V1``), the ``init`` commands, no auto-answer (``ATS0=0``),
-        ``AT+FCLASS=1``; then ask ``AT+FTM=?`` and ``AT+FRM=?``.
+        verbose codes (``ATE0V1``), call progress monitoring (``ATX4``: dial tone and
+        busy detection, V.250 6.2.7; not checked, and an ``init`` command may change it,
+        e.g. ``ATX3`` on a line without dial tone), the ``init`` commands, no
+        auto-answer (``ATS0=0``), ``AT+FCLASS=1``; then ask ``AT+FTM=?`` and
+        ``AT+FRM=?``.
 
         Raises :class:`ModemTimeout` when nothing answers and :class:`ModemError` when
         the modem refuses fax class 1 or one of ``init``.
@@ -396,6 +421,7 @@ class Modem:
         else:
             raise ModemTimeout("the modem does not answer AT (is it a modem, and switched on?)")
         self.command("ATE0V1")
+        self.send_command("ATX4")  # BUSY and NO DIALTONE need it; not every modem has it
         for command in init:
             self.command(command)
         self.send_command("ATS0=0")  # some modems lack S0; not needed, so not checked
@@ -419,13 +445,20 @@ class Modem:
 
     def dial(self, number: str, timeout: float = 60.0) -> Code:
         """Dial ``number`` (``ATD``; digits, ``*#+,;TPW!@``, spaces, dashes, brackets) and
-        wait up to ``timeout`` s for the far end: :attr:`Code.CONNECT` means its V.21 flags
-        are heard and :meth:`receive_frame` takes the first frame without a command;
-        otherwise ``BUSY``, ``NO ANSWER``, ``NO DIALTONE``, ``NO CARRIER``, ``ERROR`` or
-        :attr:`Code.TIMEOUT` (the dial was aborted)."""
+        give the far end ``timeout`` s (1-255) to answer as a fax: the modem's S7
+        (connection completion timeout, V.250 6.3.10) is set to it, and the wall clock
+        waits :data:`DIAL_GRACE` s more for the modem's verdict.
+
+        :attr:`Code.CONNECT` means the far end's V.21 flags are heard and
+        :meth:`receive_frame` takes the first frame without a command; otherwise the
+        modem's reason (see :class:`Code`: ``BUSY``, ``NO ANSWER``, ``NO DIALTONE``,
+        ``NO CARRIER``, ``VOICE``, ``DELAYED``, ``BLACKLISTED``, ``ERROR``) or
+        :attr:`Code.TIMEOUT` (the modem said nothing; the dial was aborted)."""
         if not isinstance(number, str) or not _NUMBER.fullmatch(number):
             raise ModemError(f"not a number the modem can dial: {number!r}")
-        code, _ = self.send_command(f"ATD{number}", timeout)
+        seconds = min(255, max(1, math.ceil(timeout)))
+        self.send_command(f"ATS7={seconds}")  # not checked: the wall clock still bounds it
+        code, _ = self.send_command(f"ATD{number}", timeout + DIAL_GRACE)
         if code is Code.TIMEOUT:
             self._abort()
         elif code is Code.CONNECT:

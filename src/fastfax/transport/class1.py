@@ -14,7 +14,9 @@ into events, one blocking step at a time and without threads:
 
 Call set-up (phase A) is the modem's: :func:`place_call` dials, :func:`take_call` waits
 for rings and answers. Their failures end with the phase A members of
-:class:`fastfax.t30.result.Cause` (``NO_ANSWER``, ``BUSY``, ...).
+:class:`fastfax.t30.result.Cause` (``NO_ANSWER``, ``BUSY``, ...); a failed dial's
+:class:`CallResult` also keeps the modem's own result code (``DELAYED``,
+``BLACKLISTED``, ``VOICE``, ``NO CARRIER``, ...), which says more than those causes.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from ..link.hdlc import Decoder, Encoder
@@ -61,6 +64,7 @@ from ..t30.station import create
 from .at import Capabilities, Code, Modem, ModemError
 
 __all__ = [
+    "CallResult",
     "Class1Call",
     "modulation",
     "modems_of",
@@ -95,11 +99,30 @@ CHUNK = 2048
 DATA_IDLE_S = 5.0
 
 
+#: The Result cause of each way a dial can fail (any other code: MODEM_ERROR).
 _DIAL_CAUSES = {
     Code.BUSY: Cause.BUSY,
     Code.NO_DIALTONE: Cause.NO_DIALTONE,
+    Code.NO_ANSWER: Cause.NO_ANSWER,
+    Code.TIMEOUT: Cause.NO_ANSWER,
+    # Answered, but no V.21 flags within S7: to T.30 the far end sent no frame in T1.
+    Code.NO_CARRIER: Cause.T1_EXPIRED,
+    Code.VOICE: Cause.T1_EXPIRED,
+    # The modem refused to dial (it has no closer Cause: CallResult.dial says which).
+    Code.DELAYED: Cause.MODEM_ERROR,
+    Code.BLACKLISTED: Cause.MODEM_ERROR,
     Code.ERROR: Cause.MODEM_ERROR,
 }
+
+
+@dataclass(repr=False)
+class CallResult(Result):
+    """The :class:`~fastfax.t30.result.Result` of a call that never reached T.30:
+    ``dial`` is the modem's final result code to ``ATD`` (``BUSY``, ``NO DIALTONE``,
+    ``NO ANSWER``, ``NO CARRIER``, ``VOICE``, ``DELAYED``, ``BLACKLISTED``, ``ERROR``,
+    or :attr:`Code.TIMEOUT` when it said nothing in time)."""
+
+    dial: Code | None = None
 
 
 def modulation(rate: Rate, short_train: bool = False) -> int:
@@ -117,14 +140,15 @@ def modems_of(caps: Capabilities) -> tuple[list[str], int]:
     return modems, max((r.bps for r in rates), default=0)
 
 
-def place_call(modem: Modem, number: str, timeout: float) -> Result | None:
-    """Dial; None once the far end answered (its V.21 flags are heard), else the Result
-    that ends the call (BUSY, NO_ANSWER, ...), with the modem hung up."""
+def place_call(modem: Modem, number: str, timeout: float) -> CallResult | None:
+    """Dial, giving the far end ``timeout`` s (1-255) to answer as a fax; None once it
+    did (its V.21 flags are heard), else the :class:`CallResult` that ends the call,
+    with the modem hung up."""
     code = modem.dial(number, timeout)
     if code is Code.CONNECT:
         return None
     modem.hangup()
-    return Result(cause=_DIAL_CAUSES.get(code, Cause.NO_ANSWER), sending=True)
+    return CallResult(cause=_DIAL_CAUSES.get(code, Cause.MODEM_ERROR), sending=True, dial=code)
 
 
 def take_call(modem: Modem, rings: int, timeout: float | None) -> Result | None:
@@ -196,8 +220,10 @@ def send_call(
 ) -> Result:
     """Dial ``number`` on an open ``modem`` and send ``pages``: the one Class 1 sending
     path (:func:`fastfax.class1.send_fax` and the service's ``class1`` device both take
-    it). ``options`` go to :func:`fastfax.t30.station.create`, narrowed to ``caps``. On
-    an exception, or once ``abort`` is set, the modem is hung up; it stays open."""
+    it). ``dial_timeout``: seconds (1-255) the far end has to answer as a fax (see
+    :func:`place_call`; a failed dial returns a :class:`CallResult`). ``options`` go to
+    :func:`fastfax.t30.station.create`, narrowed to ``caps``. On an exception, or once
+    ``abort`` is set, the modem is hung up; it stays open."""
     session = create(
         calling=True, pages=pages, ecm=ecm, ident=ident, **limit_options(options, caps)
     )
