@@ -26,6 +26,10 @@ Behaviour a fax gateway needs:
   directly in the first INVITE (``"direct"``). A re-INVITE to T.38 from the far end is
   accepted. A 488/606 (or a port-0 answer) to our T.38 offer ends the call with the
   cause ``no_t38`` ("far end refused T.38") and a BYE: never a hanging call.
+- Re-INVITE glare (RFC 3261 14.1): a re-INVITE arriving while ours is pending is
+  answered 491 Request Pending; a 491 to ours is retried after a random 2.1-4 s when we
+  placed the call (we own its Call-ID), else 0-2 s, unless the far end's re-INVITE has
+  switched the call to T.38 meanwhile.
 - Session timers (RFC 4028): refresh re-INVITEs carry the unchanged session description
   (same o= version, same ports and T.38 parameters, RFC 3264 section 8), so the fax
   media is not disturbed; an unrefreshed session is ended with a BYE.
