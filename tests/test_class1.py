@@ -317,6 +317,17 @@ def test_busy(tmp_path: Path) -> None:
     assert isinstance(result, CallResult) and result.dial is Code.BUSY
 
 
+def test_voice_caller_is_not_a_fax(tmp_path: Path) -> None:
+    """A person calls and talks (faxline's voice peer, calling): we answer and send DIS
+    again and again, no command comes before T1 runs out, and we hang up."""
+    with FaxLine(voice=True, calling=True, speed=8, log_path=tmp_path / "line.log") as line:
+        result = receive_fax(line.port_a, ring_timeout=30, timers={"T1": 6000})
+        peer = line.wait(30)
+    assert result.cause is Cause.T1_EXPIRED and not result.ok and not result.pages, show(line)
+    assert peer["voice"]["calls"] == 1 and peer["modem_a"]["rings"] == 1
+    assert "A: on hook" in line.log()
+
+
 def test_junk_from_the_modem_after_connect() -> None:
     """A port that says OK to set-up, CONNECT to ATD, then only junk: T1 ends it."""
     caps = b"\r\n24,48,72,96\r\n\r\nOK\r\n"

@@ -165,6 +165,35 @@ def test_voice_answer_is_not_a_fax_call(tmp_path: Path) -> None:
     assert result is not None and result["voice"]["calls"] == 2, line.log()[-3000:]
 
 
+def test_voice_caller_on_an_answering_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A person calls the answering port and talks (faxline's voice peer, calling): no
+    T.30 command comes in T1, the port hangs up, says so in the inbound log (level med),
+    stores nothing, and is available again."""
+    spool = tmp_path / "spool"
+    with FaxLine(voice=True, calling=True, speed=8, linger=30,
+                 log_path=tmp_path / "line.log") as line:  # fmt: skip
+        spool.mkdir()
+        (spool / "fastfax.toml").write_text(
+            '[configuration]\nbranding = false\n[[devices]]\nkind = "class1"\n'
+            f'name = "a"\nurl = "{line.port_a}"\nnumber = "100"\n'
+            "receive_options = { timers = { T1 = 5000 } }\n"
+        )
+        with connect(spool=str(spool)) as server:
+            server.set_logging_categories(inbound="med")
+            with server.port("a/1", modify=True) as handle:
+                handle.update(send=False, receive=True, rings=1)
+            deadline = time.monotonic() + T
+            while "not a fax call" not in caplog.text and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert "a/1: a call that was not a fax call" in caplog.text, line.log()[-3000:]
+            assert [j for j in server.jobs() if j.type is JobType.RECEIVE] == []
+            assert server.port("a/1").status().state is DeviceState.AVAILABLE
+        result = line.stop()
+    assert result is not None and result["voice"]["calls"] == 1
+
+
 #: A modem's word on each dial, in turn (manuals: see tests/test_modem.py FAILED_DIALS).
 REFUSALS = [b"\r\nNO DIALTONE\r\n", b"\r\nDELAYED\r\n", b"\r\nBLACKLISTED\r\n"]
 

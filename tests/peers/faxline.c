@@ -295,6 +295,8 @@ static int modem_control(t31_state_t *s, void *user_data, int op, const char *nu
         m->pending_event = AT_CALL_EVENT_ANSWERED;
         if (opt.terminal && opt.term_calls && !term.running)
             term_start_at = now;
+        if (opt.voice && opt.term_calls && !voice.answered)
+            voice.answer_at = now;      /* the caller is on the line as soon as A answers */
         break;
     case AT_MODEM_CONTROL_HANGUP:
     case AT_MODEM_CONTROL_ONHOOK:
@@ -709,9 +711,11 @@ static void tick(void)
     }
     if (opt.a_file && term_a.done && modem_a.call == IN_CALL)
         modem_a.call = ENDED;
-    /* A calling terminal rings modem A once its DTE has put it in fax class. */
-    if (opt.terminal && opt.term_calls && !term.running && modem_a.call == IDLE
-        && modem_a.t31->at_state.fclass_mode != 0 && modem_a.rings == 0 && term_start_at < 0) {
+    /* A calling terminal, or person, rings modem A once its DTE has put it in fax class
+       (a person calls once). */
+    if (opt.term_calls && !b_off_hook() && modem_a.call == IDLE
+        && modem_a.t31->at_state.fclass_mode != 0 && modem_a.rings == 0
+        && (opt.voice ? voice.calls == 0 && voice.answer_at < 0 : term_start_at < 0)) {
         modem_a.call = RINGING;
         modem_a.next_ring = now + (int64_t) opt.answer_delay_ms * SAMPLE_RATE / 1000;
     }
@@ -787,8 +791,12 @@ static const char *finished(void)
             return "no_answer";
         return NULL;
     }
-    if (opt.voice)
+    if (opt.voice) {
+        if (opt.term_calls && voice.calls == 0 && modem_a.rings >= opt.max_rings
+            && modem_a.call == IDLE)
+            return "no_answer";
         return modem_a.call == ENDED ? "completed" : NULL;
+    }
     if (modem_a.call == ENDED && modem_b.call == ENDED)
         return "completed";
     if (modem_a.call == ENDED && modem_b.call == IDLE && modem_b.rings >= opt.max_rings)

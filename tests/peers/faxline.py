@@ -48,7 +48,8 @@ class FaxLine(PeerProcess):
 
     Side B is a SpanDSP fax terminal when ``send`` or ``receive`` is given (a TIFF path),
     a telephone a person answers when ``voice`` (off hook ``answer_delay_ms`` after A
-    dials, then speech-band sound and never a fax tone), otherwise a second emulated
+    dials, then speech-band sound and never a fax tone; with ``calling``, the person
+    calls modem A once, and talks once A's DTE answers), otherwise a second emulated
     modem (``port_b``). Side A is an emulated modem
     (``port_a``) unless ``a_send`` names a TIFF: then it is a SpanDSP fax terminal that
     dials at once and sends it to side B's terminal, which must ``receive`` (no ports;
@@ -115,6 +116,7 @@ class FaxLine(PeerProcess):
             args += ["--a-send", os.fspath(a_send)] if a_send is not None else []
         else:
             args += ["--peer", "voice" if voice else "modem"]
+            args += ["--calling"] if voice and calling else []
         options: dict[str, Any] = {
             "--ecm": int(ecm),
             "--ident": ident,

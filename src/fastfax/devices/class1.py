@@ -210,7 +210,8 @@ class Class1Modem:
                 if result.pages:  # a call that failed after some pages keeps them
                     hooks.received(line, result, "")
                 elif result.cause is Cause.T1_EXPIRED:  # no DCS in T1: no fax terminal
-                    log.info("%s: the call was not a fax call (no T.30 command in T1)", line)
+                    log.warning("%s: a call that was not a fax call (no T.30 command from "
+                                "the caller in T1): hung up", line)  # fmt: skip
                     hooks.status(line, DeviceState.NOT_FAX_CALL)
             finally:
                 hooks.release(line)
