@@ -88,7 +88,7 @@ class TcpRelay:
                 continue  # cut: a connecting peer waits in the backlog
             try:
                 client, _ = self._listener.accept()
-            except TimeoutError:
+            except OSError:  # (TimeoutError: nobody connecting)
                 continue
             self.accepted += 1
             family = socket.AF_UNIX if isinstance(self.target, str) else socket.AF_INET
@@ -108,8 +108,8 @@ class TcpRelay:
                 thread.start()
 
     def _pump(self, src: socket.socket, dst: socket.socket) -> None:
-        src.settimeout(0.1)
         try:
+            src.settimeout(0.1)
             while not self._closing:
                 self._open.wait()
                 try:
