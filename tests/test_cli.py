@@ -182,11 +182,15 @@ def test_progress_lines_into_a_log_and_a_bar_on_a_terminal(tmp_path, capsys, mon
     assert "3 of 3 files, 6 pages in" in text
 
 
-def test_one_short_input_converts_in_this_process(tmp_path):
-    """Worker processes only pay off past a couple of dozen pages: below, one input
-    converts in the command's process; ``--jobs`` always decides."""
+def test_one_short_input_converts_in_this_process(tmp_path, monkeypatch):
+    """Worker processes only pay off past a couple of dozen pages, and only with a core
+    idle: otherwise one input converts in the command's process; ``--jobs`` always
+    decides."""
     short = _pdf(tmp_path / "short.pdf", 2)
     long = _pdf(tmp_path / "long.pdf", cli.IN_PROCESS_PAGES + 1)
+    cores = os.cpu_count() or 1
+    load = [0.0]
+    monkeypatch.setattr(os, "getloadavg", lambda: (load[0], load[0], load[0]))
 
     def chosen(files, jobs=None):
         args = argparse.Namespace(jobs=jobs, password=None)
@@ -197,3 +201,8 @@ def test_one_short_input_converts_in_this_process(tmp_path):
     assert chosen([short, short]) is None
     assert chosen([long], jobs=1) == 1 and chosen([short], jobs=3) == 3
     assert chosen([str(tmp_path / "missing.pdf")]) is None  # convert reports it
+    load[0] = cores - 0.5  # a core still partly idle
+    assert chosen([long]) is None
+    load[0] = float(cores)  # every core busy: this process alone
+    assert chosen([long]) == 1
+    assert chosen([short, short]) is None and chosen([long], jobs=2) == 2

@@ -92,6 +92,7 @@ _COVER_FIELDS = {
 _COVER_TRIGGERS = ("to", "to_fax", "to_company", "to_address", "subject", "note")
 #: A single input of at most this many pages converts in this process: starting worker
 #: processes (each opening the document again) costs more than it saves on short ones.
+#: So does any single input while every core is busy (see :func:`_cores_busy`).
 IN_PROCESS_PAGES = 24
 
 _DOCUMENT_COMMANDS = {
@@ -168,7 +169,7 @@ def _convert_arguments(conv: argparse.ArgumentParser) -> None:
         "-j",
         type=int,
         help=f"worker processes (default: every core; one input of up to {IN_PROCESS_PAGES}"
-        " pages converts in this process)",
+        " pages, or any one input while every core is busy, converts in this process)",
     )
     conv.add_argument("--password", help="password of encrypted PDFs")
     conv.add_argument(
@@ -264,13 +265,28 @@ def _options(args: argparse.Namespace) -> Any:
     )
 
 
+def _cores_busy() -> bool:
+    """Whether every core is already busy: the 1-minute load average is at least the
+    number of cores (False where the system has no load average). Worker processes for
+    one document then only share the cores the command's own process would have, and
+    their start and hand-overs make it slower."""
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return False
+    return load >= (os.cpu_count() or 1)
+
+
 def _processes(args: argparse.Namespace, files: list[str]) -> int | None:
     """``--jobs``; else 1 for a single input of at most :data:`IN_PROCESS_PAGES` pages
-    (counted without rendering), else None: a worker per core."""
+    (counted without rendering) or while :func:`_cores_busy`, else None: a worker per
+    core."""
     if args.jobs is not None:
         return args.jobs
     if len(files) != 1:
         return None
+    if _cores_busy():
+        return 1
     from .document.render import open_source
 
     try:
