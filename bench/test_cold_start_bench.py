@@ -10,9 +10,14 @@ contender's wall times are reported as least, median and quartiles, with the CPU
 of its process tree, and the ratios gs / fastfax of the medians and of the least times
 (above 1: fastfax is faster).
 
+"fastfax" is the command as given (it chooses: one input of more than 24 pages renders
+in two worker processes on a 2-core machine, unless every core is already busy, by the
+1-minute load average, printed before and after the rounds); "fastfax -j 1" and
+"fastfax -j 2" fix the choice either way.
+
 Python's compiled bytecode: an installed fastfax has it (pip writes it at install); a
 source tree run with ``PYTHONDONTWRITEBYTECODE`` (as some sandboxes set) compiles every
-module at each start. "fastfax" runs with bytecode cached (in a temporary
+module at each start. The fastfax runs have bytecode cached (in a temporary
 ``PYTHONPYCACHEPREFIX``, written by a warm-up run); when this environment turns bytecode
 off, "fastfax, no bytecode" shows that case as well.
 
@@ -93,11 +98,17 @@ def test_cold_convert_against_ghostscript(benchmark, pdfs, tmp_path, name):
     gs_argv = [GS, "-q", "-dNOPAUSE", "-dBATCH", "-dSAFER", "-sDEVICE=tiffg4", "-r204x196",
                f"-sOutputFile={gs_tif}", pdf]  # fmt: skip
     ff_argv = [script, "convert", pdf, "-o", ff_tif, "-q"]
-    contenders = {"gs tiffg4": (gs_argv, plain), "fastfax": (ff_argv, cached)}
+    contenders = {
+        "gs tiffg4": (gs_argv, plain),
+        "fastfax": (ff_argv, cached),
+        "fastfax -j 1": ([*ff_argv, "-j", "1"], cached),
+        "fastfax -j 2": ([*ff_argv, "-j", "2"], cached),
+    }
     if plain.get("PYTHONDONTWRITEBYTECODE"):
         contenders["fastfax, no bytecode"] = (ff_argv, plain)
     for argv, env in contenders.values():  # warm-up: the page cache, the bytecode cache
         _run(argv, env)
+    load_before = os.getloadavg()[0]
     walls: dict[str, list[float]] = {k: [] for k in contenders}
     cpus: dict[str, list[float]] = {k: [] for k in contenders}
     for _ in range(ROUNDS):
@@ -105,12 +116,16 @@ def test_cold_convert_against_ghostscript(benchmark, pdfs, tmp_path, name):
             wall, cpu = _run(argv, env)
             walls[key].append(wall)
             cpus[key].append(cpu)
+    load_after = os.getloadavg()[0]
     assert len(tiff.read(gs_tif)) == pages
     assert len(tiff.read(ff_tif)) == pages
 
     gs_med, gs_min = statistics.median(walls["gs tiffg4"]), min(walls["gs tiffg4"])
     print(f"\ncold convert, {name} PDF ({pages} pages) -> TIFF-F G4 204x196, {ROUNDS} rounds:")
-    print(f"  fastfax: {script}")
+    print(
+        f"  fastfax: {script}; {os.cpu_count()} cores, 1-minute load average"
+        f" {load_before:.1f} before, {load_after:.1f} after"
+    )
     for key in contenders:
         w, c = walls[key], cpus[key]
         q1, q3 = _quartiles(w)
@@ -121,7 +136,7 @@ def test_cold_convert_against_ghostscript(benchmark, pdfs, tmp_path, name):
             else ""
         )
         print(
-            f"  {key:<21} wall ms: least {least * 1e3:5.0f}  median {med * 1e3:5.0f}"
+            f"  {key:<20} wall ms: least {least * 1e3:5.0f}  median {med * 1e3:5.0f}"
             f"  quartiles {q1 * 1e3:4.0f}-{q3 * 1e3:4.0f}   CPU ms median"
             f" {statistics.median(c) * 1e3:5.0f}{ratio}"
         )
@@ -136,5 +151,8 @@ def test_cold_convert_against_ghostscript(benchmark, pdfs, tmp_path, name):
         if key != "gs tiffg4":
             benchmark.extra_info[f"ratio gs/{key} median"] = round(gs_med / med, 2)
             benchmark.extra_info[f"ratio gs/{key} least"] = round(gs_min / least, 2)
-    benchmark.extra_info.update({"pdf": name, "pages": pages, "rounds": ROUNDS})
+    benchmark.extra_info.update(
+        {"pdf": name, "pages": pages, "rounds": ROUNDS, "cores": os.cpu_count(),
+         "load average before": round(load_before, 2), "load average after": round(load_after, 2)}
+    )  # fmt: skip
     benchmark.pedantic(_run, args=contenders["fastfax"], rounds=1, iterations=1)
