@@ -40,6 +40,8 @@ __all__ = ["JobParams", "check_number", "complete_params", "render", "write_page
 out_log = logging.getLogger(LOG_CATEGORIES["outbound"])
 #: PREPARING jobs converted per pass (a pass shares conversions among them).
 BATCH = 64
+#: Seconds of converting after which a pass commits the jobs it has prepared so far.
+COMMIT_AFTER = 0.25
 
 _DIAL = re.compile(r"^\+?[0-9*#,]{1,40}$")
 _COVER_FIELDS = {f.name for f in dataclasses.fields(CoverInfo)} - {"pages", "time_sent"}
@@ -254,9 +256,11 @@ class Preparer:
         config = self._config()
         done: dict[str, tuple[str, int] | BaseException] = {}  # share key -> (file, pages)
         sources = set()
+        ready: list[tuple[dict[str, Any], str, int, int]] = []  # (row, file, pages, size)
+        began = time.monotonic()
         for row in rows:
             if self._stopping:
-                return False
+                break
             sources.add(row["file"])
             info = row["info"]
             params = JobParams(number=row["number"], **info["params"])
@@ -283,25 +287,40 @@ class Preparer:
                 self._fail(row, failure_cause(info.get("document_name", "document"), exc))
                 continue
             size = os.path.getsize(self.spool.path(file))
-            moved = self.store.update_job(
-                row["id"],
-                f"state = '{JobState.PREPARING.value}'",
-                state=JobState.PENDING.value,
-                file=file,
-                pages=count,
-                info={"size": size},
-            )
-            if not moved:  # cancelled or deleted meanwhile (others may copy the file yet)
+            ready.append((row, file, count, size))
+            if time.monotonic() - began > COMMIT_AFTER:  # slow documents: don't hold these
+                self._commit(ready, sources)
+                ready, began = [], time.monotonic()
+        self._commit(ready, sources)
+        for source in sources:  # documents and pages no job names any longer
+            if not self.store.file_used(source):
+                self.spool.remove(source)
+        return len(rows) == BATCH
+
+    def _commit(self, ready: list[tuple[dict[str, Any], str, int, int]], sources: set) -> None:
+        """Make the ``ready`` jobs (row, pages file, pages, size) PENDING in one commit
+        that does not wait for the disk: a conversion lost in a power cut is done again
+        (its job is still PREPARING), and the durable claim that puts a job on a line
+        flushes this commit with it. Files of jobs cancelled meanwhile go to
+        ``sources`` (removed unless used)."""
+        if not ready:
+            return
+        when = f"state = '{JobState.PREPARING.value}'"
+        moved = self.store.update_jobs(
+            [(row["id"], when, {"state": JobState.PENDING.value, "file": file, "pages": count,
+                                "info": {"size": size}})
+             for row, file, count, size in ready],
+            durable=False,
+        )  # fmt: skip
+        for (row, file, count, size), ok in zip(ready, moved, strict=True):
+            if not ok:  # cancelled or deleted meanwhile (others may copy the file yet)
                 sources.add(file)
                 continue
             self.bus.publish(
                 EventKind.PREPARED, job_id=row["id"], pages=count, size=size, owner=row["owner"]
             )
+        if any(moved):
             self._ready()
-        for source in sources:  # documents and pages no job names any longer
-            if not self.store.file_used(source):
-                self.spool.remove(source)
-        return len(rows) == BATCH
 
     def _fail(self, row: dict[str, Any], cause: str) -> None:
         failed = self.store.update_job(

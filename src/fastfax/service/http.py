@@ -459,10 +459,9 @@ class HttpService:
     def _authenticate(self, token: str | None, session_id: str | None) -> Session:
         """The live session ``session_id`` of ``token``'s user (on a call thread)."""
         svc = self.service
-        fresh = svc.open_session(token)  # authenticates this request
-        svc.close_session(fresh)
+        user = svc.user_of(token)["name"]  # authenticates this request
         session = svc.sessions.get(session_id or "")
-        if session is None or session.user != fresh.user:
+        if session is None or session.user != user:
             raise SessionGone(
                 f"no such session (closed, or expired after {svc.session_lease:g} s without a"
                 f" request): open one (POST /api/session, then {SESSION_HEADER})"
@@ -515,9 +514,11 @@ class HttpService:
             pass
 
     async def _call(self, request: web.Request, route: api.Route) -> web.StreamResponse:
-        session = await self._auth(
-            self._authenticate, _token(request), request.headers.get(SESSION_HEADER)
-        )
+        token, sid = _token(request), request.headers.get(SESSION_HEADER)
+        if self.service.token_known(token):  # no database read: checked here at once
+            session = self._authenticate(token, sid)
+        else:
+            session = await self._auth(self._authenticate, token, sid)
         raw = await self._body(request, self.max_upload)
         key = request.headers.get(api.IDEMPOTENCY_HEADER)
         body = await self._run(self._do_call, session, route.call, raw, key)

@@ -34,6 +34,7 @@ class PortTable:
         self._status: dict[str, PortStatus] = {}
         self._busy: set[str] = set()
         self._receives: dict[str, threading.Event] = {}  # port -> stops its receive
+        self._settings: dict[str, dict[str, Any]] = {}  # port -> its stored settings
 
     def add(self, line: Line, device: Device) -> None:
         self._lines[line.id] = (line, device)
@@ -58,11 +59,27 @@ class PortTable:
         return self._lines[port][1]
 
     def settings(self, port: str) -> dict[str, Any]:
-        """The port's stored settings: send, receive (bools), rings, priority, tsid, csid."""
-        row = self._store.port(port)
-        if row is None:
-            raise PortNotFound(f"port {port!r} has no stored settings")
-        return {k: (bool(row[k]) if k in ("send", "receive") else row[k]) for k in row if k != "id"}
+        """The port's stored settings: send, receive (bools), rings, priority, tsid, csid
+        (read from the store once, then kept: only :meth:`save` changes them)."""
+        cached = self._settings.get(port)
+        if cached is None:
+            row = self._store.port(port)
+            if row is None:
+                raise PortNotFound(f"port {port!r} has no stored settings")
+            cached = {k: (bool(row[k]) if k in ("send", "receive") else row[k])
+                      for k in row if k != "id"}  # fmt: skip
+            self._settings[port] = cached
+        return dict(cached)
+
+    def stored(self, port: str) -> bool:
+        """Whether the store has settings for ``port``."""
+        return port in self._settings or self._store.port(port) is not None
+
+    def save(self, port: str, values: dict[str, Any]) -> None:
+        """Store a port's settings (``values``: every setting, booleans as 0/1)."""
+        self._store.save_port(port, values)
+        with self.lock:
+            self._settings.pop(port, None)
 
     def find(self, number: str, kind: str) -> str | None:
         """The port of device kind ``kind`` whose line has ``number``."""

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 from .. import tiff
 from ..document import convert, pdfout
+from ..files import write_files
 from .errors import ConfigError, RoutingMethodNotFound
 
 __all__ = [
@@ -113,6 +114,10 @@ class StoreMethod:
         target = os.path.join(folder, safe_name(fax, ext))
         if os.path.dirname(os.path.realpath(target)) != folder:
             raise ConfigError(f"store: {target!r} would fall outside {folder!r}")
+        if data["format"] == "tiff":  # the spool's file is TIFF-F (MMR) already: copied
+            with open(fax.path, "rb") as fh:
+                write_files([(target, [fh.read()])])
+            return target
         pages = tiff.read(fax.path)
         convert.save(pages, target, data["format"], title=os.path.basename(target))
         return target

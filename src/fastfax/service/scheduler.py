@@ -165,20 +165,24 @@ class _Hooks:
         }
         if not result.ok:  # the call failed after these pages: keep them, say so
             info["partial"] = f"partial: the call ended early ({result.cause})"
-        job_id = sched.store.add_job(
-            {
-                "type": JobType.RECEIVE.value,
-                "state": JobState.PENDING.value,
-                "number": caller_id,
-                "submitted": now,
-                "schedule": now,
-                "pages": len(pages),
-                "port": line_id,
-                "file": file,
-                "info": info,
-                "cause": info.get("partial", ""),
-            }
-        )
+        # stored straight into ROUTING (one commit; a run that stops while routing it
+        # leaves it there, and the next start queues it again)
+        route = not sched.stopping
+        row = {
+            "type": JobType.RECEIVE.value,
+            "state": (JobState.ROUTING if route else JobState.PENDING).value,
+            "number": caller_id,
+            "submitted": now,
+            "schedule": now,
+            "started": now if route else None,
+            "attempts": int(route),
+            "pages": len(pages),
+            "port": line_id,
+            "file": file,
+            "info": info,
+            "cause": info.get("partial", ""),
+        }
+        job_id = row["id"] = sched.store.add_job(row)
         in_log.info(
             "fax %d received on %s: %d page(s) from %r",
             job_id,
@@ -195,6 +199,8 @@ class _Hooks:
             remote_id=info["remote_id"],
             **({"partial": True} if "partial" in info else {}),
         )
+        if route:
+            sched.begin_round({**row, "attempts": 0, "info": dict(info)})
         sched.wake()
 
 
@@ -338,10 +344,11 @@ class Scheduler:
             free = [p for p in self.ports.free_senders(senders) if p not in self._targets.values()]
         if not free and senders:
             return max(0.0, next_at - now)
-        ready = self.store.jobs(
+        ready = self.store.jobs(  # what choosing needs; the whole row for a dispatch
             f"{due} AND schedule <= ?" + ("" if cheap else " AND discount = 0"),
             (*_DUE, now),
             order=f"priority DESC, id LIMIT {_BATCH * (len(free) + 1)}",
+            columns="id, state, number, file",
         )
         reach: dict[tuple[str, str], bool] = {}
         for row in ready:
@@ -420,6 +427,10 @@ class Scheduler:
         config = self._config()
         with self.ports.lock:
             if self.stopping or not self.ports.claim(port):
+                return
+            row = self.store.job(row["id"]) or {"state": None}  # the whole row now
+            if row["state"] not in _DUE:  # paused, cancelled or deleted meanwhile
+                self.ports.release(port)
                 return
             now = time.time()
             fence = self.store.claim(  # committed before the call starts
@@ -613,29 +624,33 @@ class Scheduler:
             "type = 'receive' AND state IN (?, ?) AND schedule <= ?",
             (JobState.PENDING.value, JobState.RETRYING.value, now),
         )
-        methods = self._routing_methods()
         for row in rows:
             if self.stopping or row["id"] in self._rounds:
                 continue
             if not self._set(row["id"], row["state"], JobState.ROUTING, started=time.time(),
                              attempts=row["attempts"] + 1):  # fmt: skip
                 continue
-            info, port = row["info"], row["port"]
-            fax = ReceivedFax(row["id"], self.spool.path(row["file"]), row["pages"], port,
-                              info.get("remote_id", ""), info.get("caller_id", ""),
-                              row["submitted"])  # fmt: skip
-            enabled = self.store.routing(port) if port in self.ports else {}
-            routed = dict(info.get("routed", {}))
-            todo = [(n, m, enabled[n][1]) for n, m in methods
-                    if enabled.get(n, (False, {}))[0] and n not in routed]  # fmt: skip
-            deadline = time.monotonic()
-            job = _Round(row, routed, {n: deadline + _time_limit(m) for n, m, _ in todo})
-            with self.ports.lock:
-                self._rounds[row["id"]] = job
-            if not todo:
-                self._end_round(job)
-            for name, method, data in todo:
-                self._pool(name, method).submit(self._route_one, job, name, method, fax, data)
+            self.begin_round(row)
+
+    def begin_round(self, row: dict[str, Any]) -> None:
+        """Route the received fax of ``row`` (a job now in ROUTING; ``attempts`` the
+        attempts before this one)."""
+        info, port = row["info"], row["port"]
+        fax = ReceivedFax(row["id"], self.spool.path(row["file"]), row["pages"], port,
+                          info.get("remote_id", ""), info.get("caller_id", ""),
+                          row["submitted"])  # fmt: skip
+        enabled = self.store.routing(port) if port in self.ports else {}
+        routed = dict(info.get("routed", {}))
+        todo = [(n, m, enabled[n][1]) for n, m in self._routing_methods()
+                if enabled.get(n, (False, {}))[0] and n not in routed]  # fmt: skip
+        deadline = time.monotonic()
+        job = _Round(row, routed, {n: deadline + _time_limit(m) for n, m, _ in todo})
+        with self.ports.lock:
+            self._rounds[row["id"]] = job
+        if not todo:
+            self._end_round(job)
+        for name, method, data in todo:
+            self._pool(name, method).submit(self._route_one, job, name, method, fax, data)
 
     def _pool(self, name: str, method: RoutingMethod) -> ThreadPoolExecutor:
         """The bounded pool of routing method ``name`` (``workers`` threads, default 2)."""
@@ -667,7 +682,7 @@ class Scheduler:
             if ok:
                 job.routed[name] = detail
                 if not last:  # (the last one is committed with the job's new state)
-                    self.store.update_job(job_id, info={"routed": job.routed})
+                    self.store.update_job(job_id, info={"routed": job.routed}, durable=False)
             else:
                 job.failed[name] = detail
         if ok:

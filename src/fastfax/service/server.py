@@ -107,6 +107,9 @@ def default_spool() -> str:
 
 #: Seconds a remote session lives without a request (its client renews it meanwhile).
 SESSION_LEASE = 60.0
+#: Seconds a checked token is remembered (a user removed on another node sharing the
+#: store loses access here after at most this long).
+TOKEN_CACHE = 2.0
 
 
 @dataclass
@@ -190,6 +193,7 @@ class Service:
         self.devices: list[Device] = []
         self.modifiers: dict[str, str] = {}
         self.sessions: dict[str, Session] = {}
+        self._tokens: dict[str, tuple[float, dict[str, Any]]] = {}  # see _user_of
         self._streams: dict[str, weakref.WeakSet[Subscription]] = {}  # user -> open streams
         try:
             for spec in settings.devices:
@@ -233,7 +237,7 @@ class Service:
             if line.id in self.ports:
                 raise ConfigError(f"two devices declare the port {line.id!r}")
             self.ports.add(line, device)
-            if self.store.port(line.id) is None:
+            if not self.ports.stored(line.id):
                 default = {
                     "send": line.can_send,
                     "receive": line.can_receive,
@@ -243,7 +247,7 @@ class Service:
                     "csid": line.number,
                 }
                 try:
-                    self.store.save_port(line.id, _port_settings(line, default, initial))
+                    self.ports.save(line.id, _port_settings(line, default, initial))
                 except ConfigError as exc:
                     raise ConfigError(f"device {spec['name']!r}: {exc}") from None
             if "store" in spec and n == len(device.lines) - 1:
@@ -258,19 +262,44 @@ class Service:
         if token is None and local:
             session = Session("owner", ALL_RIGHTS, True)
         else:
-            row = self.store.user_by_token(token_digest(token)) if token else None
-            if row is None:
-                raise AuthenticationError(
-                    "a valid token is required (Authorization: Bearer <token>)"
-                    if not token
-                    else "the token is not valid"
-                )
+            row = self.user_of(token)
             session = Session(row["name"], Right(row["rights"]), local)
             if not local:
                 session.expires = time.monotonic() + self.session_lease
         with self._lock:
             self.sessions[session.id] = session
         return session
+
+    def user_of(self, token: str | None) -> dict[str, Any]:
+        """``{"name", "rights"}`` of ``token``'s user, remembered :data:`TOKEN_CACHE`
+        seconds (every HTTP request authenticates; adding or removing a user here
+        forgets them all). Raises :class:`AuthenticationError`."""
+        row = self._user_of(token) if token else None
+        if row is None:
+            raise AuthenticationError(
+                "a valid token is required (Authorization: Bearer <token>)"
+                if not token
+                else "the token is not valid"
+            )
+        return row
+
+    def _user_of(self, token: str) -> dict[str, Any] | None:
+        digest = token_digest(token)
+        now = time.monotonic()
+        hit = self._tokens.get(digest)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        row = self.store.user_by_token(digest)
+        if row is not None:
+            if len(self._tokens) > 1000:
+                self._tokens.clear()
+            self._tokens[digest] = (now + TOKEN_CACHE, row)
+        return row
+
+    def token_known(self, token: str | None) -> bool:
+        """Whether ``token`` is a valid one remembered: checking it costs no database read."""
+        hit = self._tokens.get(token_digest(token)) if token else None
+        return hit is not None and hit[0] > time.monotonic()
 
     def touch(self, session: Session) -> None:
         """Renew a remote session's lease (each of its requests does)."""
@@ -427,7 +456,7 @@ class Service:
     def update_port(self, session: Session, port: str, changes: dict[str, Any]) -> dict[str, Any]:
         self._modifying(session, port, "update_port")
         new = _port_settings(self.ports.line(port), self.ports.settings(port), changes)
-        self.store.save_port(port, new)
+        self.ports.save(port, new)
         self.bus.publish(EventKind.PORT_CHANGED, port=port, fields=sorted(changes))
         self.scheduler.wake()
         return self._port_info(port)
@@ -518,6 +547,7 @@ class Service:
         mask = parse_rights(rights)
         token = new_token()
         self.store.save_user(name, mask.value, token_digest(token))
+        self._tokens.clear()
         self._end_user(name)  # a replaced user's connections held the old rights
         log.info("user %r saved with rights %s", name, right_names(mask))
         return token
@@ -526,6 +556,7 @@ class Service:
     def remove_user(self, session: Session, name: str) -> bool:
         """Delete a user: its sessions and event streams end at once."""
         gone = self.store.delete_user(name)
+        self._tokens.clear()
         self._end_user(name)
         return gone
 

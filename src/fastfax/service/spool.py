@@ -32,10 +32,16 @@ class Spool:
         return os.path.relpath(path, self.root)
 
     def copy(self, relative: str, folder: str) -> str:
-        """A copy of a spool file under a fresh name in ``folder``; its relative path."""
+        """A copy of a spool file under a fresh name in ``folder`` (a hard link where the
+        file system has them: spool files are never changed, only replaced or removed);
+        its relative path."""
         os.makedirs(os.path.join(self.root, folder), exist_ok=True)
         target = os.path.join(folder, f"{secrets.token_hex(8)}{os.path.splitext(relative)[1]}")
-        shutil.copyfile(os.path.join(self.root, relative), os.path.join(self.root, target))
+        source, copy = os.path.join(self.root, relative), os.path.join(self.root, target)
+        try:
+            os.link(source, copy)
+        except OSError:
+            shutil.copyfile(source, copy)
         return target
 
     def keep(self, document: bytes | str, ext: str) -> str:

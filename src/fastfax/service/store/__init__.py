@@ -107,9 +107,12 @@ class Store(Protocol):
     def job(self, job_id: int) -> dict[str, Any] | None:
         """One job's row, or None."""
 
-    def jobs(self, where: str = "1 = 1", args: tuple = (), order: str = "id") -> list[dict]:
+    def jobs(
+        self, where: str = "1 = 1", args: tuple = (), order: str = "id", columns: str = "*"
+    ) -> list[dict]:
         """The jobs matching portable condition ``where`` (``?`` per item of ``args``),
-        ordered by ``order`` (columns, ``DESC``, optionally ``LIMIT n``)."""
+        ordered by ``order`` (columns, ``DESC``, optionally ``LIMIT n``); ``columns``:
+        which (comma-separated), every one by default."""
 
     def earliest_schedule(self, where: str, args: tuple = ()) -> float | None:
         """The smallest ``schedule`` of the jobs matching ``where``, or None."""
@@ -122,10 +125,20 @@ class Store(Protocol):
         """Send jobs in ``states`` that ask for a receipt (``info.receipt``) not yet
         sent (``info.reported`` unset)."""
 
-    def update_job(self, job_id: int, when: str | None = None, **values: Any) -> bool:
+    def update_job(
+        self, job_id: int, when: str | None = None, *, durable: bool = True, **values: Any
+    ) -> bool:
         """Set columns of a job (``info`` is merged into the stored one); with ``when``
         (a portable condition without arguments), only if it holds. Whether the row
-        changed."""
+        changed. ``durable`` False: for a change that may be lost in a power cut (done
+        again after it, such as a conversion): its commit does not wait for the disk,
+        and the next durable commit makes it durable too."""
+
+    def update_jobs(
+        self, changes: list[tuple[int, str | None, dict[str, Any]]], durable: bool = True
+    ) -> list[bool]:
+        """:meth:`update_job` for each (job id, when, values), in one transaction;
+        whether each row changed."""
 
     # -- claims ---------------------------------------------------------------------------
     def claim(

@@ -33,8 +33,12 @@ class SqlStore(ABC):
 
     # -- what a store supplies ----------------------------------------------------------
     @abstractmethod
-    def transaction(self) -> AbstractContextManager[Tx]:
-        """A write transaction: committed when the block ends, rolled back on error."""
+    def transaction(self, durable: bool = True) -> AbstractContextManager[Tx]:
+        """A write transaction: committed when the block ends, rolled back on error.
+        ``durable`` False: its commit does not wait for the disk (SQLite
+        ``synchronous=NORMAL``, PostgreSQL ``synchronous_commit = off``): a power cut
+        may lose it, but only with every commit after it, since the next durable
+        commit flushes the log up to itself (both logs are written in order)."""
 
     @abstractmethod
     def fetch(self, sql: str, args: Iterable[Any] = ()) -> list[dict[str, Any]]:
@@ -203,33 +207,47 @@ class SqlStore(ABC):
         return bool(self.fetch("SELECT 1 AS one FROM jobs WHERE file = ? LIMIT 1", (file,)))
 
     def _job(self, row: dict[str, Any]) -> dict[str, Any]:
-        row["info"] = self.json_out(row["info"])
+        if "info" in row:
+            row["info"] = self.json_out(row["info"])
         return row
 
     def job(self, job_id: int) -> dict[str, Any] | None:
         rows = self.fetch("SELECT * FROM jobs WHERE id = ?", (job_id,))
         return self._job(rows[0]) if rows else None
 
-    def jobs(self, where: str = "1 = 1", args: tuple = (), order: str = "id") -> list[dict]:
-        rows = self.fetch(f"SELECT * FROM jobs WHERE {where} ORDER BY {order}", args)
+    def jobs(
+        self, where: str = "1 = 1", args: tuple = (), order: str = "id", columns: str = "*"
+    ) -> list[dict]:
+        rows = self.fetch(f"SELECT {columns} FROM jobs WHERE {where} ORDER BY {order}", args)
         return [self._job(r) for r in rows]
 
     def earliest_schedule(self, where: str, args: tuple = ()) -> float | None:
         return self.fetch(f"SELECT MIN(schedule) AS s FROM jobs WHERE {where}", args)[0]["s"]
 
-    def update_job(self, job_id: int, when: str | None = None, **values: Any) -> bool:
-        with self.transaction() as tx:
-            if "info" in values:
-                rows = tx.fetch("SELECT info FROM jobs WHERE id = ?", (job_id,))
-                if not rows:
-                    return False
-                values["info"] = self.json_in({**self.json_out(rows[0]["info"]), **values["info"]})
-            sets = ", ".join(f"{c} = ?" for c in values)
-            sql = f"UPDATE jobs SET {sets} WHERE id = ?" + (f" AND ({when})" if when else "")
-            done = tx.execute(sql, [*map(_plain, values.values()), job_id]) > 0
-            if done and "state" in values:
+    def update_job(
+        self, job_id: int, when: str | None = None, *, durable: bool = True, **values: Any
+    ) -> bool:
+        return self.update_jobs([(job_id, when, values)], durable=durable)[0]
+
+    def update_jobs(
+        self, changes: list[tuple[int, str | None, dict[str, Any]]], durable: bool = True
+    ) -> list[bool]:
+        with self.transaction(durable) as tx:
+            done = [self._update(tx, *change) for change in changes]
+            if any(d and "state" in c[2] for d, c in zip(done, changes, strict=True)):
                 self.changed(tx)
             return done
+
+    def _update(self, tx: Tx, job_id: int, when: str | None, values: dict[str, Any]) -> bool:
+        values = dict(values)
+        if "info" in values:
+            rows = tx.fetch("SELECT info FROM jobs WHERE id = ?", (job_id,))
+            if not rows:
+                return False
+            values["info"] = self.json_in({**self.json_out(rows[0]["info"]), **values["info"]})
+        sets = ", ".join(f"{c} = ?" for c in values)
+        sql = f"UPDATE jobs SET {sets} WHERE id = ?" + (f" AND ({when})" if when else "")
+        return tx.execute(sql, [*map(_plain, values.values()), job_id]) > 0
 
     # -- claims: leases and fencing tokens ------------------------------------------------
     #: What a claim's row lock reads (PostgreSQL: skip rows another node is claiming).

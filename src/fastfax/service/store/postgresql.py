@@ -147,8 +147,10 @@ class PostgresStore(SqlStore):
                 time.sleep(1.0)
 
     @contextmanager
-    def transaction(self) -> Iterator[_Tx]:
+    def transaction(self, durable: bool = True) -> Iterator[_Tx]:
         with self._lock, self._conn.transaction():
+            if not durable:
+                self._conn.execute("SET LOCAL synchronous_commit = off")
             yield _Tx(self._conn)
 
     def lock_schema(self, tx: Any) -> None:

@@ -92,15 +92,21 @@ class SqliteStore(SqlStore):
             self._db.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[_Tx]:
+    def transaction(self, durable: bool = True) -> Iterator[_Tx]:
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+            if not durable:  # (WAL: the next FULL commit's sync covers this one too)
+                self._db.execute("PRAGMA synchronous=NORMAL")
             try:
-                yield _Tx(self._db)
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield _Tx(self._db)
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+            finally:
+                if not durable:
+                    self._db.execute("PRAGMA synchronous=FULL")
 
     def fetch(self, sql: str, args: Iterable[Any] = ()) -> list[dict[str, Any]]:
         with self._lock:
