@@ -25,13 +25,13 @@ from . import tiff
 from .document.cover import CoverInfo
 from .page import Page
 from .service.config import Configuration
-from .service.errors import ServiceError
+from .service.errors import NoLine, ServiceError
 from .service.events import Subscription
 from .service.model import JobInfo, JobState, PortInfo, PortStatus, RoutingMethodInfo, from_wire
 from .service.rights import Right, parse_rights
 from .service.server import Service, default_spool
 
-__all__ = ["connect", "FaxServer", "Job", "Port", "JobTimeout", "Right"]
+__all__ = ["connect", "FaxServer", "Job", "Port", "JobTimeout", "NoLine", "Right"]
 
 
 _JOB_OPTIONS = ("request_id", "billing_code", "tsid", "sender_department", "receipt")
@@ -97,7 +97,9 @@ def connect(
     ca: str | None = None,
     store: str | None = None,
 ) -> FaxServer:
-    """A :class:`FaxServer`: embedded on ``spool`` when ``address`` is None, else the
+    """A :class:`FaxServer`: embedded on ``spool`` when ``address`` is None (a spool
+    whose ``fastfax.toml`` declares no ``[[devices]]`` has the test lines, a loopback
+    pair answering on 100 and 200: see :data:`.service.config.TEST_LINES`), else the
     daemon at ``address`` (``https://host:port``, or ``http://host:port`` where the
     daemon serves plain HTTP on loopback). ``token`` authenticates a user (an embedded
     connection without one is the spool's owner, with every right). ``timeout``: seconds
@@ -368,7 +370,9 @@ class Job:
 
     def wait(self, timeout: float | None = None) -> JobInfo:
         """Block until the job is final (completed, failed, retries exceeded, cancelled);
-        raise :class:`JobTimeout` after ``timeout`` seconds (None: no limit)."""
+        raise :class:`JobTimeout` after ``timeout`` seconds (None: no limit), and
+        :class:`NoLine` at once for a job no line of a spool without lines of its own
+        (only the test lines) can carry: its message says what to declare."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             left = 30.0 if deadline is None else max(0.0, deadline - time.monotonic())

@@ -193,7 +193,6 @@ def test_lines() -> list[dict[str, Any]]:
     return [{**spec, "numbers": list(spec["numbers"])} for spec in TEST_LINES]
 
 
-
 @dataclass
 class DaemonConfig:
     """What a TOML file declares: HTTP settings, initial configuration, devices (the
