@@ -60,7 +60,7 @@ __all__ = [
     "check_logging",
     "DaemonConfig",
     "TEST_LINES",
-    "test_lines",
+    "default_lines",
     "load_toml",
     "in_window",
 ]
@@ -188,7 +188,7 @@ TEST_LINES: tuple[dict[str, Any], ...] = (
 )
 
 
-def test_lines() -> list[dict[str, Any]]:
+def default_lines() -> list[dict[str, Any]]:
     """A fresh copy of :data:`TEST_LINES` (device specs, as ``[[devices]]`` tables)."""
     return [{**spec, "numbers": list(spec["numbers"])} for spec in TEST_LINES]
 
@@ -208,14 +208,14 @@ class DaemonConfig:
     store: str | None = None  # [store] url: a postgresql:// URL (default: SQLite in the spool)
     log_format: str = "text"  # [logging] format: "text" or "json" (fastfax serve's stderr)
     configuration: dict[str, Any] = field(default_factory=dict)
-    devices: list[dict[str, Any]] = field(default_factory=test_lines)
+    devices: list[dict[str, Any]] = field(default_factory=default_lines)
     routing: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def own_devices(self) -> bool:
         """Whether the spool declares lines of its own (False: only the test lines, or
         ``devices = []``: no lines at all)."""
-        return bool(self.devices) and self.devices != test_lines()
+        return bool(self.devices) and self.devices != default_lines()
 
 
 def load_toml(path: str | os.PathLike[str]) -> DaemonConfig:
@@ -274,7 +274,7 @@ def load_toml(path: str | os.PathLike[str]) -> DaemonConfig:
         raise ConfigError("[configuration] must be a table")
     Configuration.from_dict(conf)
     out.configuration = conf
-    devices = raw.get("devices", test_lines())
+    devices = raw.get("devices", default_lines())
     if not isinstance(devices, list) or not all(isinstance(d, dict) for d in devices):
         raise ConfigError("[[devices]] must be an array of tables")
     for n, dev in enumerate(devices):
