@@ -112,6 +112,24 @@ def test_usage_errors_exit_2(args, message):
     assert message in proc.stderr
 
 
+def test_convert_of_a_pdf_loads_no_numpy_pillow_or_worker_machinery(tmp_path):
+    """The cold start of ``fastfax convert``: a short PDF to G4 TIFF imports neither numpy
+    nor Pillow nor pypdfium2's Python layer (PDFium is reached through its C bindings),
+    nor multiprocessing when it converts in the command's own process."""
+    pdf = _pdf(tmp_path / "a.pdf", 2)
+    out = tmp_path / "a.tif"
+    code = (
+        "import sys; from fastfax.cli import main; "
+        f"assert main(['convert', {pdf!r}, '-o', {str(out)!r}, '-q', '-j', '1']) == 0; "
+        "print(sorted(m for m in ('numpy', 'PIL', 'pypdfium2', 'multiprocessing', 'tqdm') "
+        "if m in sys.modules))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "[]\n"
+    assert len(tiff.read(out)) == 2
+
+
 def test_missing_input_exits_1(tmp_path):
     proc = _run("convert", str(tmp_path / "nope.pdf"), "-o", str(tmp_path / "n.tif"))
     assert proc.returncode == 1 and "nope.pdf" in proc.stderr

@@ -357,6 +357,7 @@ def test_bad_inputs_raise_convert_errors_naming_the_file(tmp_path):
     (tmp_path / "empty.pdf").write_bytes(b"")
     (tmp_path / "junk.bin").write_bytes(bytes(range(256)) * 4)
     (tmp_path / "cut.pdf").write_bytes(b"%PDF-1.4\n1 0 obj << /Type /Catalog")
+    make_pdf(tmp_path / "blank.pdf", [])  # a whole PDF without a page
     png = tmp_path / "cut.png"
     _quadrant_image().save(png)
     png.write_bytes(png.read_bytes()[:300])
@@ -364,7 +365,8 @@ def test_bad_inputs_raise_convert_errors_naming_the_file(tmp_path):
         "missing.pdf": "cannot read the file",
         "empty.pdf": "empty",
         "junk.bin": "unknown file type",
-        "cut.pdf": "cannot open the PDF",
+        "cut.pdf": "cannot open the PDF: not a PDF, or a damaged one",
+        "blank.pdf": "the PDF has no pages",
         "cut.png": "image",
     }
     for name, message in cases.items():
