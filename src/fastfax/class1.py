@@ -54,8 +54,8 @@ def send_fax(
     :class:`fastfax.Page`, or a TIFF-F path); return the :class:`Result`.
 
     ``ecm``: use error correction when the far end offers it. ``ident``: our TSI (up to
-    20 printable characters). ``dial_timeout``: seconds (1-255) the far end has to
-    answer as a fax (the modem's S7). ``baudrate``/``rtscts``: the serial line
+    20 printable characters). ``dial_timeout``: seconds the far end has to answer as
+    a fax (the modem's S7, at most 255). ``baudrate``/``rtscts``: the serial line
     (ignored by sockets and ptys).
     ``init``: extra AT commands for set-up (e.g. ``["AT&F"]``). ``on_event``: called
     with each progress note (``Negotiated``, ``PageSent``, ``FrameNote``). Other

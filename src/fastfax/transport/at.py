@@ -445,8 +445,8 @@ class Modem:
 
     def dial(self, number: str, timeout: float = 60.0) -> Code:
         """Dial ``number`` (``ATD``; digits, ``*#+,;TPW!@``, spaces, dashes, brackets) and
-        give the far end ``timeout`` s (1-255) to answer as a fax: the modem's S7
-        (connection completion timeout, V.250 6.3.10) is set to it, and the wall clock
+        give the far end ``timeout`` s to answer as a fax: the modem's S7 (connection
+        completion timeout, V.250 6.3.10; 1-255 s) is set to it, and the wall clock
         waits :data:`DIAL_GRACE` s more for the modem's verdict.
 
         :attr:`Code.CONNECT` means the far end's V.21 flags are heard and

@@ -141,9 +141,9 @@ def modems_of(caps: Capabilities) -> tuple[list[str], int]:
 
 
 def place_call(modem: Modem, number: str, timeout: float) -> CallResult | None:
-    """Dial, giving the far end ``timeout`` s (1-255) to answer as a fax; None once it
-    did (its V.21 flags are heard), else the :class:`CallResult` that ends the call,
-    with the modem hung up."""
+    """Dial, giving the far end ``timeout`` s to answer as a fax (the modem's S7, at most
+    255 s; see :meth:`Modem.dial`); None once it did (its V.21 flags are heard), else
+    the :class:`CallResult` that ends the call, with the modem hung up."""
     code = modem.dial(number, timeout)
     if code is Code.CONNECT:
         return None
@@ -220,7 +220,7 @@ def send_call(
 ) -> Result:
     """Dial ``number`` on an open ``modem`` and send ``pages``: the one Class 1 sending
     path (:func:`fastfax.class1.send_fax` and the service's ``class1`` device both take
-    it). ``dial_timeout``: seconds (1-255) the far end has to answer as a fax (see
+    it). ``dial_timeout``: seconds the far end has to answer as a fax (see
     :func:`place_call`; a failed dial returns a :class:`CallResult`). ``options`` go to
     :func:`fastfax.t30.station.create`, narrowed to ``caps``. On an exception, or once
     ``abort`` is set, the modem is hung up; it stays open."""
