@@ -134,14 +134,35 @@ def test_ports_routing_users_and_json_queries(target):
     try:
         values = {"send": True, "receive": False, "rings": 2, "priority": 3, "tsid": "a",
                   "csid": ""}  # fmt: skip
-        store.save_port("lp/1", values)
-        store.save_port("lp/1", {**values, "rings": 4})
-        assert store.port("lp/1") == {"id": "lp/1", **values, "send": 1, "receive": 0, "rings": 4}
+        line = {"name": "lp", "kind": "loopback-pair", "number": "100"}
+        store.save_port("lp/1", {**values, **line})
+        store.save_port("lp/1", {**values, **line, "rings": 4})
+        store.save_port("lp/1", {**values, **line, "rings": 5}, node="b")  # another node's
+        assert store.port("lp/1") == {"node": "", "id": "lp/1", **values, **line, "send": 1,
+                                      "receive": 0, "rings": 4}  # fmt: skip
+        assert store.port("lp/1", "b")["rings"] == 5 and store.port("lp/1", "c") is None
+        assert [(p["node"], p["id"]) for p in store.all_ports()] == [("", "lp/1"), ("b", "lp/1")]
         assert store.port("nope") is None
         store.set_routing("lp/1", "store", True, {"folder": "/x"})
         store.set_routing("lp/1", "print", False, {})
         store.set_routing("lp/1", "store", False, {"folder": "/y"})
+        store.set_routing("lp/1", "store", True, {"folder": "/b"}, node="b")
         assert store.routing("lp/1") == {"store": (False, {"folder": "/y"}), "print": (False, {})}
+        assert store.routing("lp/1", "b") == {"store": (True, {"folder": "/b"})}
+        data = bytes(range(256)) * 40  # files: binary, kept whole
+        store.put_file("out/a.tif", data)
+        assert store.copy_file("out/a.tif", "out/b.tif") and not store.copy_file("x", "y")
+        store.delete_file("out/a.tif")
+        assert store.file_data("out/a.tif") is None and store.file_data("out/b.tif") == data
+        assert store.event_bounds() == (0, 0)
+        first = [{"at": 1.5, "kind": "queued", "job_id": 1, "port": None, "node": "a",
+                  "data": {"n": 1}}, {"at": 2.0, "kind": "ok", "job_id": None,
+                                      "port": "lp/1", "node": "b", "data": {}}]  # fmt: skip
+        assert store.add_events(first) == [1, 2] and store.add_events(first[:1]) == [3]
+        assert [(e["seq"], e["kind"], e["data"]) for e in store.events_after(1)] == [
+            (2, "ok", {}), (3, "queued", {"n": 1})]  # fmt: skip
+        store.forget_events(3)
+        assert store.event_bounds() == (3, 3)
         store.save_user("bob", 3, "d1")
         store.save_user("al", 1, "d2")
         store.save_user("bob", 7, "d3")
@@ -171,7 +192,8 @@ def test_ports_routing_users_and_json_queries(target):
 def test_an_old_spool_is_migrated_in_place(tmp_path):
     """A spool made before versioned migrations (the schema, no schema_version table)
     keeps its rows and is at the latest version after one open (migration 1 finds its
-    tables, 2 adds the claim columns); opening again changes nothing."""
+    tables, 2 adds the claim columns, 3 keys ports and routing by node); opening again
+    changes nothing."""
     from fastfax.service.store import sqlite as sqlite_store
 
     db = sqlite3.connect(tmp_path / "spool.db")
@@ -179,15 +201,19 @@ def test_an_old_spool_is_migrated_in_place(tmp_path):
     db.execute("INSERT INTO jobs (type, state, submitted, schedule, info) VALUES"
                " ('send', 'pending', 1, 2, '{\"a\": 1}')")  # fmt: skip
     db.execute("INSERT INTO settings VALUES ('run', '7')")
+    db.execute("INSERT INTO ports VALUES ('lp/1', 1, 0, 2, 3, 'a', 'b')")
+    db.execute("INSERT INTO routing VALUES ('lp/1', 'store', 1, '{\"folder\": \"/x\"}')")
     db.commit()
     db.close()
     for _ in range(2):
         store = open_store(str(tmp_path))
         assert store.setting("run") == 7
+        assert store.port("lp/1")["rings"] == 2  # migration 3: ports of node ''
+        assert store.routing("lp/1") == {"store": (True, {"folder": "/x"})}
         assert [(j["id"], j["info"]) for j in store.jobs()] == [(1, {"a": 1})]
         store.close()
     db = sqlite3.connect(tmp_path / "spool.db")
-    assert db.execute("SELECT version FROM schema_version").fetchall() == [(1,), (2,)]
+    assert db.execute("SELECT version FROM schema_version").fetchall() == [(1,), (2,), (3,)]
     db.close()
 
 
@@ -215,7 +241,8 @@ def test_nodes_starting_together_migrate_once(postgres):
     for s in stores:
         s.close()
     with psycopg.connect(url) as conn:
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,), (2,)]
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,), (2,),
+                                                                                 (3,)]
 
 
 def test_choosing_a_store_and_bad_choices(tmp_path, postgres):
@@ -404,12 +431,11 @@ def test_a_node_is_woken_when_another_adds_a_job(postgres, no_thread_left):
         b.close()  # and its listening thread ends
 
 
-@pytest.mark.xfail(reason="not yet: one node's preparer (service/documents.py) converts "
-                   "another node's PREPARING jobs, whose source is in that node's spool")
 def test_two_nodes_on_one_database_each_send_what_was_submitted_to_them(tmp_path, postgres):
-    """Until documents are shared between nodes, a node takes only jobs whose document
-    is in its own spool: two services on one database, a job submitted to each, both
-    sent once, by the node that took them in, and both nodes list both jobs."""
+    """Documents are shared through the store: two services on one database, a job
+    submitted to each, both sent once (by whichever node took them), both nodes list
+    both jobs and every port of both nodes, each with its node; each node keeps its
+    own port and routing settings."""
     url = postgres.database()
     spools = [make_spool(str(tmp_path / name)) for name in "ab"]
     with connect(spool=spools[0], store=url) as a, connect(spool=spools[1], store=url) as b:
@@ -421,8 +447,10 @@ def test_two_nodes_on_one_database_each_send_what_was_submitted_to_them(tmp_path
             assert info.state is JobState.COMPLETED and info.attempts == 1
         assert {j.id for j in a.jobs() if j.type.value == "send"} == {j.id for j in jobs}
         assert {j.id for j in b.jobs() if j.type.value == "send"} == {j.id for j in jobs}
-    # port settings are keyed by port id, and both nodes call a line "lp/2": the node
-    # that started last set where that line stores (ports per node: not yet)
+        for server in (a, b):  # six lines each (service_helpers.spool_toml)
+            listed = server._call("ports")
+            assert len(listed) == 12 and len({p["node"] for p in listed}) == 2
+    # each node's "lp/2" stores in its own inbox (ports and routing per node)
     stored = [f for name in "ab" if (tmp_path / name / "inbox").exists()
               for f in os.listdir(tmp_path / name / "inbox")]  # fmt: skip
     assert len(stored) == 2

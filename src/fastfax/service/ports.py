@@ -20,13 +20,17 @@ from .errors import PortNotFound
 from .model import PortStatus
 from .store import Store
 
-__all__ = ["PortTable"]
+__all__ = ["PortTable", "SETTINGS"]
+
+#: A port's stored settings (FAX_PORT_INFO).
+SETTINGS = ("send", "receive", "rings", "priority", "tsid", "csid")
 
 
 class PortTable:
     """Lines by port id (a line's :attr:`~fastfax.devices.contract.Line.id`)."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, node: str = "") -> None:
+        self.node = node  #: the node's name its ports are stored under ('': one node)
         self.lock = threading.RLock()
         self.changed = threading.Condition(self.lock)
         self._store = store
@@ -63,23 +67,35 @@ class PortTable:
         (read from the store once, then kept: only :meth:`save` changes them)."""
         cached = self._settings.get(port)
         if cached is None:
-            row = self._store.port(port)
+            row = self._store.port(port, self.node)
             if row is None:
                 raise PortNotFound(f"port {port!r} has no stored settings")
             cached = {k: (bool(row[k]) if k in ("send", "receive") else row[k])
-                      for k in row if k != "id"}  # fmt: skip
+                      for k in SETTINGS}  # fmt: skip
             self._settings[port] = cached
         return dict(cached)
 
     def stored(self, port: str) -> bool:
         """Whether the store has settings for ``port``."""
-        return port in self._settings or self._store.port(port) is not None
+        return port in self._settings or self._store.port(port, self.node) is not None
 
     def save(self, port: str, values: dict[str, Any]) -> None:
-        """Store a port's settings (``values``: every setting, booleans as 0/1)."""
-        self._store.save_port(port, values)
+        """Store a port's settings (``values``: every setting, booleans as 0/1) with its
+        line's name, kind and number, under this node."""
+        line = self.line(port)
+        self._store.save_port(
+            port, {**values, "name": line.name, "kind": line.kind, "number": line.number},
+            self.node,
+        )  # fmt: skip
         with self.lock:
             self._settings.pop(port, None)
+
+    def routing(self, port: str) -> dict[str, tuple[bool, dict]]:
+        """The port's routing methods: name -> (enabled, data)."""
+        return self._store.routing(port, self.node)
+
+    def set_routing(self, port: str, method: str, enabled: bool, data: dict) -> None:
+        self._store.set_routing(port, method, enabled, data, self.node)
 
     def find(self, number: str, kind: str) -> str | None:
         """The port of device kind ``kind`` whose line has ``number``."""

@@ -53,6 +53,8 @@ REQUEST_DAYS = 2
 MAX_BACKOFF = 8
 #: Due jobs looked at per scheduler pass, per free sending port (and this many more).
 _BATCH = 8
+#: Finished jobs deleted per clean-up pass (one pass a second while there are more).
+CLEAN_BATCH = 500
 #: Seconds a node's claim on a job on the line lasts unless renewed (every third of it).
 LEASE = 30.0
 #: Threads of a routing method's pool unless its settings say (``workers``).
@@ -354,8 +356,6 @@ class Scheduler:
         for row in ready:
             if senders and not free:
                 break
-            if self.store.shared and not os.path.exists(self.spool.path(row["file"])):
-                continue  # submitted to another node: its document is in that node's spool
             number = row["number"]
             able = [p for p in senders if self._reaches(p, number, reach)]
             if not able:
@@ -639,7 +639,7 @@ class Scheduler:
         fax = ReceivedFax(row["id"], self.spool.path(row["file"]), row["pages"], port,
                           info.get("remote_id", ""), info.get("caller_id", ""),
                           row["submitted"])  # fmt: skip
-        enabled = self.store.routing(port) if port in self.ports else {}
+        enabled = self.ports.routing(port) if port in self.ports else {}
         routed = dict(info.get("routed", {}))
         todo = [(n, m, enabled[n][1]) for n, m in self._routing_methods()
                 if enabled.get(n, (False, {}))[0] and n not in routed]  # fmt: skip
@@ -752,15 +752,24 @@ class Scheduler:
 
     # -- dirty days -----------------------------------------------------------------
     def _cleanup(self, now: float) -> None:
+        """Delete up to :data:`CLEAN_BATCH` finished jobs older than the dirty days (and
+        their files no other job names), oldest first, in one short transaction: a
+        large backlog goes a batch a tick, never holding the store for long."""
         limit = now - self._config().dirty_days * 86400
         finals = [s.value for s in JobState if s.final]
         rows = self.store.jobs(  # a received fax whose routing failed stays until restarted
-            f"state IN ({','.join('?' * len(finals))}) AND finished IS NOT NULL AND finished <= ?"
+            "finished <= ? AND finished IS NOT NULL"
+            f" AND state IN ({','.join('?' * len(finals))})"
             " AND NOT (type = 'receive' AND state = 'retries_exceeded')",
-            (*finals, limit),
+            (limit, *finals),
+            order=f"finished LIMIT {CLEAN_BATCH}",
+            columns="id, file",
         )
+        if len(rows) == CLEAN_BATCH:
+            self._cleaned = 0.0  # more to do: the next tick goes on
+        # not waiting for the disk: a deletion lost in a power cut is done again
+        self.store.delete_jobs([r["id"] for r in rows], durable=False)
         for row in rows:
-            self.store.delete_job(row["id"])
             if not self.store.file_used(row["file"]):  # a document jobs still share
                 self.spool.remove(row["file"])
             self.bus.publish(EventKind.DELETED, job_id=row["id"])

@@ -60,7 +60,7 @@ from .model import (
     RoutingMethodInfo,
     to_wire,
 )
-from .ports import PortTable
+from .ports import SETTINGS, PortTable
 from .rights import (
     ALL_RIGHTS,
     Right,
@@ -165,8 +165,10 @@ class Service:
         except BaseException:
             self._lockfile.close()
             raise
-        self.files = Spool(self.spool)
-        self.ports = PortTable(self.store)
+        self.files = Spool(self.spool, self.store)
+        #: this node's name among those sharing the store
+        self.node = f"{socket.gethostname()}:{self.spool}"
+        self.ports = PortTable(self.store, self.node if self.store.shared else "")
         self._lock = self.ports.lock
         self.changed = self.ports.changed
         try:
@@ -209,11 +211,15 @@ class Service:
             config=lambda: self.config,
             routing=lambda: [(name, self.methods[name]) for name in self.routing_order],
             on_tick=self.expire_sessions,
-            node=f"{socket.gethostname()}:{self.spool}",
+            node=self.node,
         )
         self.preparer = Preparer(self.store, self.files, self.bus, lambda: self.config,
                                  self._prepared)  # fmt: skip
         self.scheduler.recover()
+        folders = {d.get("folder") for p in self.ports
+                   for n, (_, d) in self.ports.routing(p).items() if n == "store"}  # fmt: skip
+        for path in self.files.sweep(sorted(f for f in folders if isinstance(f, str))):
+            log.warning("removed %s, left by a write that was cut short", path)
         self.scheduler.start()
         self.preparer.start()
         for device in self.devices:
@@ -252,7 +258,7 @@ class Service:
                     raise ConfigError(f"device {spec['name']!r}: {exc}") from None
             if "store" in spec and n == len(device.lines) - 1:
                 data = self.methods["store"].check({"folder": spec["store"]})
-                self.store.set_routing(line.id, "store", True, data)
+                self.ports.set_routing(line.id, "store", True, data)
 
     # -- sessions -------------------------------------------------------------------
     def open_session(self, token: str | None = None, *, local: bool = False) -> Session:
@@ -417,11 +423,24 @@ class Service:
             state=self.ports.status(port).state,
             **self.ports.settings(port),
         )
-        return to_wire(info)
+        return {**to_wire(info), "node": self.node}
 
     @api(Right.PORT_QUERY)
     def ports(self, session: Session) -> list[dict[str, Any]]:
-        return [self._port_info(p) for p in self.ports]
+        """This node's ports, then (on a store several nodes share) every other node's
+        as stored, each with its ``node``; another node's live state is not known
+        here: its ports show as available."""
+        ours = [self._port_info(p) for p in self.ports]
+        if not self.store.shared:
+            return ours
+        others = [r for r in self.store.all_ports() if r["node"] != self.node]
+        return ours + [
+            {**to_wire(PortInfo(id=r["id"], name=r["name"], kind=r["kind"], number=r["number"],
+                                **{k: bool(r[k]) if k in ("send", "receive") else r[k]
+                                   for k in SETTINGS})),
+             "node": r["node"]}
+            for r in others
+        ]  # fmt: skip
 
     @api(Right.PORT_QUERY)
     def open_port(self, session: Session, port: str, modify: bool = False) -> dict[str, Any]:
@@ -504,7 +523,7 @@ class Service:
     @api(Right.PORT_QUERY)
     def port_routing(self, session: Session, port: str) -> list[dict[str, Any]]:
         self.ports.line(port)
-        stored = self.store.routing(port)
+        stored = self.ports.routing(port)
         return [
             {
                 "method": m,
@@ -520,10 +539,10 @@ class Service:
         self._method(method)
         if not isinstance(enabled, bool):
             raise ConfigError("enabled must be true or false")
-        _, data = self.store.routing(port).get(method, (False, {}))
+        _, data = self.ports.routing(port).get(method, (False, {}))
         if enabled:
             self.methods[method].check(data)
-        self.store.set_routing(port, method, enabled, data)
+        self.ports.set_routing(port, method, enabled, data)
 
     @api(Right.PORT_SET)
     def set_routing_info(
@@ -534,8 +553,8 @@ class Service:
         if not isinstance(data, dict):
             raise ConfigError("routing data must be an object")
         data = self.methods[method].check(data)
-        enabled, _ = self.store.routing(port).get(method, (False, {}))
-        self.store.set_routing(port, method, enabled, data)
+        enabled, _ = self.ports.routing(port).get(method, (False, {}))
+        self.ports.set_routing(port, method, enabled, data)
         return data
 
     # -- users ----------------------------------------------------------------------
@@ -748,8 +767,40 @@ class Service:
         return to_wire(job)
 
     @api(Right.JOB_QUERY)
-    def jobs(self, session: Session) -> list[dict[str, Any]]:
-        return [self.job_info(r) for r in self.store.jobs()]
+    def jobs(
+        self,
+        session: Session,
+        state: str | list[str] | None = None,
+        owner: str | None = None,
+        number: str | None = None,
+        submitted_from: float | None = None,
+        submitted_to: float | None = None,
+        finished_from: float | None = None,
+        finished_to: float | None = None,
+        after: int | None = None,
+        limit: int | None = None,
+        newest_first: bool = False,
+    ) -> list[dict[str, Any]]:
+        """The jobs (FaxEnumJobs), by id (``newest_first``: highest id first), those
+        matching every filter given: ``state`` (one or a list), ``owner``, ``number``,
+        ``submitted_from``/``submitted_to`` and ``finished_from``/``finished_to``
+        (POSIX seconds; from inclusive, to exclusive). Keyset paging: ``limit`` (1 to
+        :data:`MAX_PAGE`) jobs at most, those after job id ``after`` in this order (the
+        last id of the page before). Raises :class:`RequestError` for a bad filter."""
+        where, args = _job_filter(state, owner, number, submitted_from, submitted_to,
+                                  finished_from, finished_to)  # fmt: skip
+        if after is not None:
+            if not isinstance(after, int) or isinstance(after, bool):
+                raise RequestError(f"after is a job id, got {after!r}")
+            where.append("id < ?" if newest_first else "id > ?")
+            args.append(after)
+        order = "id DESC" if newest_first else "id"
+        if limit is not None:
+            if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_PAGE:
+                raise RequestError(f"limit is 1-{MAX_PAGE}, got {limit!r}")
+            order += f" LIMIT {limit}"
+        rows = self.store.jobs(" AND ".join(where) or "1 = 1", tuple(args), order=order)
+        return [self.job_info(r) for r in rows]
 
     @api(Right.JOB_QUERY)
     def job(self, session: Session, job_id: int) -> dict[str, Any]:
@@ -798,14 +849,14 @@ class Service:
     def first_page(self, session: Session, job_id: int) -> bytes:
         """Page 1 of the job's fax as a TIFF-F (MMR) file."""
         row = self._pages_of(session, job_id)
-        pages = tiff.read(os.path.join(self.spool, row["file"]))
+        pages = tiff.read(self.files.path(row["file"]))
         return tiff.dumps(pages[:1], "g4")
 
     @api(Right.JOB_QUERY)
     def document(self, session: Session, job_id: int) -> bytes:
         """Every page of the job's fax as a TIFF-F (MMR) file."""
         row = self._pages_of(session, job_id)
-        with open(os.path.join(self.spool, row["file"]), "rb") as fh:
+        with open(self.files.path(row["file"]), "rb") as fh:
             return fh.read()
 
     def _pages_of(self, session: Session, job_id: Any) -> dict[str, Any]:
@@ -967,6 +1018,41 @@ def _port_settings(line: Line, old: dict[str, Any], changes: Any) -> dict[str, A
         if not isinstance(value, str) or len(value) > 20 or not set(value) <= _PRINTABLE:
             raise ConfigError(f"{key} must be up to 20 printable ASCII characters, got {value!r}")
     return {k: int(v) if isinstance(v, bool) else v for k, v in new.items()}
+
+
+#: Jobs one page of :meth:`Service.jobs` holds at most.
+MAX_PAGE = 1000
+
+
+def _job_filter(
+    state: Any, owner: Any, number: Any, *times: Any
+) -> tuple[list[str], list[Any]]:
+    """The portable conditions and arguments of :meth:`Service.jobs`' filters."""
+    where: list[str] = []
+    args: list[Any] = []
+    if state is not None:
+        states = [state] if isinstance(state, str) else state
+        known = {s.value for s in JobState}
+        if not isinstance(states, list) or not states or not set(map(str, states)) <= known:
+            raise RequestError(f"state is one or a list of {sorted(known)}, got {state!r}")
+        where.append(f"state IN ({','.join('?' * len(states))})")
+        args += states
+    for column, value in (("owner", owner), ("number", number)):
+        if value is not None:
+            if not isinstance(value, str):
+                raise RequestError(f"{column} is a string, got {value!r}")
+            where.append(f"{column} = ?")
+            args.append(value)
+    names = ("submitted_from", "submitted_to", "finished_from", "finished_to")
+    for name, value in zip(names, times, strict=True):
+        if value is None:
+            continue
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise RequestError(f"{name} is a time (POSIX seconds), got {value!r}")
+        column = name.split("_")[0]
+        where.append(f"{column} >= ?" if name.endswith("from") else f"{column} < ?")
+        args.append(float(value))
+    return where, args
 
 
 def _request_id(value: Any) -> str | None:

@@ -1,35 +1,67 @@
 """The spool directory's files: faxes to send (``out/``), faxes received (``in/``),
 submitted documents until their jobs are prepared (``src/``); the database names them
-relative to the spool."""
+relative to the spool.
+
+On a store several nodes share, every file is kept in the store as well (its
+``files`` table), and a node that needs a file another node wrote (it prepares, sends
+or shows that node's job) fetches it into its own spool first: any node can work on
+any job."""
 
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
+import time
 from collections.abc import Sequence
 
+from ..files import write_files
 from ..page import Page
 from .documents import write_pages
+from .store import Store
 
-__all__ = ["Spool"]
+__all__ = ["Spool", "SWEEP_AGE"]
+
+#: The name :func:`fastfax.files.write_files` gives a file it is writing.
+_TEMP = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp$")
+#: Seconds a temporary file in a store folder must be old before a start removes it.
+SWEEP_AGE = 600.0
 
 
 class Spool:
-    """The files under ``root`` (an absolute path)."""
+    """The files under ``root`` (an absolute path); ``store``: a shared store to keep
+    them in as well (None: this spool only)."""
 
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, store: Store | None = None) -> None:
         self.root = root
+        self._store = store if store is not None and store.shared else None
 
     def path(self, relative: str) -> str:
-        """The absolute path of a file the database names."""
-        return os.path.join(self.root, relative)
+        """The absolute path of a file the database names (fetched from the shared
+        store first when this spool lacks it). Raises :class:`FileNotFoundError` when
+        neither has it."""
+        path = os.path.join(self.root, relative)
+        if self._store is not None and relative and not os.path.exists(path):
+            data = self._store.file_data(relative)
+            if data is None:
+                raise FileNotFoundError(f"no spool file {relative!r} here or in the store")
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            write_files([(path, [data])])
+        return path
+
+    def _share(self, relative: str) -> None:
+        if self._store is not None:
+            with open(os.path.join(self.root, relative), "rb") as fh:
+                self._store.put_file(relative, fh.read())
 
     def write(self, folder: str, pages: Sequence[Page]) -> str:
         """Store ``pages`` as a new TIFF-F file in ``folder`` (``"in"`` or ``"out"``);
         its path relative to the spool."""
         path = write_pages(os.path.join(self.root, folder), list(pages))
-        return os.path.relpath(path, self.root)
+        relative = os.path.relpath(path, self.root)
+        self._share(relative)
+        return relative
 
     def copy(self, relative: str, folder: str) -> str:
         """A copy of a spool file under a fresh name in ``folder`` (a hard link where the
@@ -37,11 +69,13 @@ class Spool:
         its relative path."""
         os.makedirs(os.path.join(self.root, folder), exist_ok=True)
         target = os.path.join(folder, f"{secrets.token_hex(8)}{os.path.splitext(relative)[1]}")
-        source, copy = os.path.join(self.root, relative), os.path.join(self.root, target)
+        source, copy = self.path(relative), os.path.join(self.root, target)
         try:
             os.link(source, copy)
         except OSError:
             shutil.copyfile(source, copy)
+        if self._store is not None and not self._store.copy_file(relative, target):
+            self._share(target)
         return target
 
     def keep(self, document: bytes | str, ext: str) -> str:
@@ -55,7 +89,30 @@ class Spool:
         else:
             with open(os.path.join(self.root, relative), "xb") as fh:
                 fh.write(document)
+        self._share(relative)
         return relative
+
+    def sweep(self, folders: list[str] = (), age: float = SWEEP_AGE) -> list[str]:
+        """Remove the temporary files a write killed midway left (hidden
+        ``.<name>.<hex>.tmp`` files, see :mod:`fastfax.files`): every one in the spool
+        (this node's alone), and those older than ``age`` seconds in ``folders`` (store
+        folders another process may be writing to now). Returns what was removed."""
+        gone = []
+        places = [(self.root, 0.0)] + [(f, age) for f in folders]
+        now = time.time()
+        for top, min_age in places:
+            for folder, _, names in os.walk(top):
+                for name in names:
+                    path = os.path.join(folder, name)
+                    if not _TEMP.match(name):
+                        continue
+                    try:
+                        if now - os.path.getmtime(path) >= min_age:
+                            os.unlink(path)
+                            gone.append(path)
+                    except FileNotFoundError:
+                        pass
+        return gone
 
     def remove(self, relative: str) -> None:
         """Delete a file the database named (gone already is fine)."""
@@ -64,8 +121,10 @@ class Spool:
                 os.unlink(os.path.join(self.root, relative))
             except FileNotFoundError:
                 pass
+            if self._store is not None:
+                self._store.delete_file(relative)
 
     def archive(self, relative: str, folder: str, name: str) -> None:
         """Copy a spool file to ``folder``/``name``."""
         os.makedirs(folder, exist_ok=True)
-        shutil.copyfile(os.path.join(self.root, relative), os.path.join(folder, name))
+        shutil.copyfile(self.path(relative), os.path.join(folder, name))

@@ -7,13 +7,15 @@
   for ``fastfax serve``, ``fastfax.connect(spool=..., store=URL)`` embedded).
 
 Both hold the same tables: ``settings`` (configuration, logging categories, routing
-priorities, as JSON), ``ports`` (per-line settings), ``routing`` (per-port method
-switches and data), ``users`` (rights and token digests), ``jobs``, ``requests`` (the
-job ids each client request id of a user was answered with, so a repeated request
-creates nothing) and ``schema_version``. A job being worked on carries the node holding
-it, the lease (when that claim ends unless renewed) and a fencing token (see
-:meth:`Store.claim`). Each store creates and migrates its schema
-itself when opened (numbered migrations; migration 1 is the schema of fastfax's first
+priorities, as JSON), ``ports`` (each node's lines and their settings), ``routing``
+(per node and port, method switches and data), ``users`` (rights and token digests),
+``jobs``, ``requests`` (the job ids each client request id of a user was answered with,
+so a repeated request creates nothing), ``files`` (on a shared store, the spool files
+jobs name: documents, fax pages, received faxes, so any node can work on any job),
+``events`` (the event log, numbered across nodes) and ``schema_version``. A job being
+worked on carries the node holding it, the lease (when that claim ends unless renewed)
+and a fencing token (see :meth:`Store.claim`). Each store creates and migrates its
+schema itself when opened (numbered migrations; migration 1 is the schema of fastfax's first
 spools), so a database is never set up by hand.
 
 Every change is committed before the call returns. Callers see rows as dicts; a job's
@@ -57,18 +59,52 @@ class Store(Protocol):
     def set_setting(self, key: str, value: Any) -> None:
         """Store ``value`` under ``key`` (replacing any)."""
 
-    # -- ports and routing --------------------------------------------------------------
-    def port(self, port_id: str) -> dict[str, Any] | None:
-        """The stored settings of a line (id send receive rings priority tsid csid)."""
+    # -- ports and routing (per node: ``node`` is the node's name, '' on SQLite) ---------
+    def port(self, port_id: str, node: str = "") -> dict[str, Any] | None:
+        """The stored settings of a node's line (node id name kind number send receive
+        rings priority tsid csid)."""
 
-    def save_port(self, port_id: str, values: dict[str, Any]) -> None:
-        """Store a line's settings (``values`` has every column but ``id``)."""
+    def all_ports(self) -> list[dict[str, Any]]:
+        """Every node's stored lines, by node and id."""
 
-    def routing(self, port_id: str) -> dict[str, tuple[bool, dict]]:
-        """Method name -> (enabled, data) for a line."""
+    def save_port(self, port_id: str, values: dict[str, Any], node: str = "") -> None:
+        """Store a node's line (``values``: name kind number send receive rings priority
+        tsid csid)."""
 
-    def set_routing(self, port_id: str, method: str, enabled: bool, data: dict) -> None:
-        """Switch routing ``method`` of a line on or off, with its data."""
+    def routing(self, port_id: str, node: str = "") -> dict[str, tuple[bool, dict]]:
+        """Method name -> (enabled, data) for a node's line."""
+
+    def set_routing(
+        self, port_id: str, method: str, enabled: bool, data: dict, node: str = ""
+    ) -> None:
+        """Switch routing ``method`` of a node's line on or off, with its data."""
+
+    # -- files shared by the nodes (a shared store keeps the spool's files too) ---------
+    def put_file(self, name: str, data: bytes) -> None:
+        """Keep spool file ``name`` (its path relative to a spool) with ``data``."""
+
+    def copy_file(self, name: str, new: str) -> bool:
+        """Keep file ``name``'s data under ``new`` too; False if there is no ``name``."""
+
+    def file_data(self, name: str) -> bytes | None:
+        """The data of file ``name``, if kept."""
+
+    def delete_file(self, name: str) -> None:
+        """Forget file ``name`` (gone already is fine)."""
+
+    # -- the event log -------------------------------------------------------------------
+    def add_events(self, events: list[dict[str, Any]]) -> list[int]:
+        """Append events (at kind job_id port node data); their new sequence numbers
+        (global: one series for every node sharing the store)."""
+
+    def events_after(self, seq: int, limit: int = 1000) -> list[dict[str, Any]]:
+        """Logged events after sequence number ``seq``, oldest first, at most ``limit``."""
+
+    def event_bounds(self) -> tuple[int, int]:
+        """(smallest, largest) sequence number logged; (0, 0) when none."""
+
+    def forget_events(self, before: int) -> None:
+        """Drop the logged events numbered below ``before``."""
 
     # -- users ---------------------------------------------------------------------------
     def user_by_token(self, digest: str) -> dict[str, Any] | None:
@@ -166,6 +202,9 @@ class Store(Protocol):
 
     def delete_job(self, job_id: int) -> None:
         """Remove a job's row (its file is the caller's)."""
+
+    def delete_jobs(self, ids: list[int], durable: bool = True) -> None:
+        """Remove job rows in one transaction (``durable``: see :meth:`update_job`)."""
 
 
 def is_url(target: str) -> bool:

@@ -15,7 +15,9 @@ JOB_COLUMNS = (
     "type state number grp priority owner submitted schedule discount started finished "
     "attempts pages port cause file info node lease fence"
 ).split()
-PORT_COLUMNS = ["id", "send", "receive", "rings", "priority", "tsid", "csid"]
+PORT_COLUMNS = ["node", "id", "name", "kind", "number", "send", "receive", "rings", "priority",
+                "tsid", "csid"]
+EVENT_COLUMNS = ["seq", "at", "kind", "job_id", "port", "node", "data"]
 
 
 class Tx(Protocol):
@@ -104,34 +106,102 @@ class SqlStore(ABC):
                 (key, json.dumps(value)),
             )
 
-    # -- ports -----------------------------------------------------------------------------
-    def port(self, port_id: str) -> dict[str, Any] | None:
-        rows = self.fetch("SELECT * FROM ports WHERE id = ?", (port_id,))
+    # -- ports (per node) --------------------------------------------------------------------
+    def port(self, port_id: str, node: str = "") -> dict[str, Any] | None:
+        rows = self.fetch("SELECT * FROM ports WHERE node = ? AND id = ?", (node, port_id))
         return rows[0] if rows else None
 
-    def save_port(self, port_id: str, values: dict[str, Any]) -> None:
-        row = [port_id] + [_plain(values[c]) for c in PORT_COLUMNS[1:]]
-        sets = ", ".join(f"{c} = excluded.{c}" for c in PORT_COLUMNS[1:])
+    def all_ports(self) -> list[dict[str, Any]]:
+        return self.fetch("SELECT * FROM ports ORDER BY node, id")
+
+    def save_port(self, port_id: str, values: dict[str, Any], node: str = "") -> None:
+        row = [node, port_id] + [_plain(values.get(c, "")) for c in PORT_COLUMNS[2:]]
+        sets = ", ".join(f"{c} = excluded.{c}" for c in PORT_COLUMNS[2:])
         with self.transaction() as tx:
             tx.execute(
                 f"INSERT INTO ports ({', '.join(PORT_COLUMNS)})"
                 f" VALUES ({', '.join('?' * len(PORT_COLUMNS))})"
-                f" ON CONFLICT (id) DO UPDATE SET {sets}",
+                f" ON CONFLICT (node, id) DO UPDATE SET {sets}",
                 row,
             )
 
-    def routing(self, port_id: str) -> dict[str, tuple[bool, dict]]:
-        rows = self.fetch("SELECT method, enabled, data FROM routing WHERE port = ?", (port_id,))
+    def routing(self, port_id: str, node: str = "") -> dict[str, tuple[bool, dict]]:
+        rows = self.fetch("SELECT method, enabled, data FROM routing WHERE node = ? AND port = ?",
+                          (node, port_id))  # fmt: skip
         return {r["method"]: (bool(r["enabled"]), json.loads(r["data"])) for r in rows}
 
-    def set_routing(self, port_id: str, method: str, enabled: bool, data: dict) -> None:
+    def set_routing(
+        self, port_id: str, method: str, enabled: bool, data: dict, node: str = ""
+    ) -> None:
         with self.transaction() as tx:
             tx.execute(
-                "INSERT INTO routing (port, method, enabled, data) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT (port, method) DO UPDATE"
+                "INSERT INTO routing (node, port, method, enabled, data) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (node, port, method) DO UPDATE"
                 " SET enabled = excluded.enabled, data = excluded.data",
-                (port_id, method, int(enabled), json.dumps(data)),
+                (node, port_id, method, int(enabled), json.dumps(data)),
             )
+
+    # -- shared files --------------------------------------------------------------------
+    def blob_out(self, value: Any) -> bytes:
+        """A BLOB/BYTEA column's value as bytes."""
+        return value
+
+    def put_file(self, name: str, data: bytes) -> None:
+        with self.transaction() as tx:
+            tx.execute("INSERT INTO files (name, data) VALUES (?, ?)"
+                       " ON CONFLICT (name) DO UPDATE SET data = excluded.data",
+                       (name, data))  # fmt: skip
+
+    def copy_file(self, name: str, new: str) -> bool:
+        with self.transaction() as tx:
+            return tx.execute("INSERT INTO files (name, data) SELECT ?, data FROM files"
+                              " WHERE name = ?", (new, name)) > 0  # fmt: skip
+
+    def file_data(self, name: str) -> bytes | None:
+        rows = self.fetch("SELECT data FROM files WHERE name = ?", (name,))
+        return self.blob_out(rows[0]["data"]) if rows else None
+
+    def delete_file(self, name: str) -> None:
+        with self.transaction(durable=False) as tx:
+            tx.execute("DELETE FROM files WHERE name = ?", (name,))
+
+    # -- the event log -------------------------------------------------------------------
+    def lock_events(self, tx: Tx) -> None:  # noqa: B027 (SQLite: BEGIN IMMEDIATE does it)
+        """Keep other nodes from adding events until ``tx`` ends."""
+
+    def add_events(self, events: list[dict[str, Any]]) -> list[int]:
+        """Append ``events`` (at kind job_id port node data, data a dict) to the log in
+        one transaction; their sequence numbers, one more than any before, in order.
+        The log is locked while they are numbered and committed, so a reader never sees
+        a number before every smaller one is visible."""
+        with self.transaction(durable=False) as tx:
+            self.lock_events(tx)
+            last = tx.fetch("SELECT MAX(seq) AS s FROM events")[0]["s"] or 0
+            seqs = list(range(last + 1, last + 1 + len(events)))
+            for seq, e in zip(seqs, events, strict=True):
+                tx.execute(f"INSERT INTO events ({', '.join(EVENT_COLUMNS)})"
+                           f" VALUES ({', '.join('?' * len(EVENT_COLUMNS))})",
+                           (seq, e["at"], e["kind"], e["job_id"], e["port"], e["node"],
+                            json.dumps(e["data"])))  # fmt: skip
+            return seqs
+
+    def events_after(self, seq: int, limit: int = 1000) -> list[dict[str, Any]]:
+        """Logged events with a sequence number above ``seq``, oldest first."""
+        rows = self.fetch(f"SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT {int(limit)}",
+                          (seq,))  # fmt: skip
+        for r in rows:
+            r["data"] = json.loads(r["data"])
+        return rows
+
+    def event_bounds(self) -> tuple[int, int]:
+        """(smallest, largest) sequence number in the log; (0, 0) when empty."""
+        row = self.fetch("SELECT MIN(seq) AS lo, MAX(seq) AS hi FROM events")[0]
+        return int(row["lo"] or 0), int(row["hi"] or 0)
+
+    def forget_events(self, before: int) -> None:
+        """Drop the logged events numbered below ``before``."""
+        with self.transaction(durable=False) as tx:
+            tx.execute("DELETE FROM events WHERE seq < ?", (before,))
 
     # -- users -----------------------------------------------------------------------------
     def user_by_token(self, digest: str) -> dict[str, Any] | None:
@@ -290,8 +360,13 @@ class SqlStore(ABC):
         )
 
     def delete_job(self, job_id: int) -> None:
-        with self.transaction() as tx:
-            tx.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+        self.delete_jobs([job_id])
+
+    def delete_jobs(self, ids: list[int], durable: bool = True) -> None:
+        with self.transaction(durable) as tx:
+            for start in range(0, len(ids), 500):
+                part = ids[start : start + 500]
+                tx.execute(f"DELETE FROM jobs WHERE id IN ({','.join('?' * len(part))})", part)
 
 
 def _plain(value: Any) -> Any:

@@ -57,6 +57,29 @@ _SCHEMA_2 = (
     "CREATE INDEX jobs_due ON jobs (state, schedule)",
 )
 
+# Migration 3: see the SQLite store's.
+_SCHEMA_3 = (
+    "ALTER TABLE ports ADD COLUMN node TEXT NOT NULL DEFAULT '',"
+    " ADD COLUMN name TEXT NOT NULL DEFAULT '', ADD COLUMN kind TEXT NOT NULL DEFAULT '',"
+    " ADD COLUMN number TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE ports DROP CONSTRAINT ports_pkey",
+    "ALTER TABLE ports ADD PRIMARY KEY (node, id)",
+    "ALTER TABLE routing ADD COLUMN node TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE routing DROP CONSTRAINT routing_pkey",
+    "ALTER TABLE routing ADD PRIMARY KEY (node, port, method)",
+    "CREATE TABLE files (name TEXT PRIMARY KEY, data BYTEA NOT NULL)",
+    "CREATE TABLE events (seq BIGINT PRIMARY KEY, at DOUBLE PRECISION NOT NULL,"
+    " kind TEXT NOT NULL, job_id BIGINT, port TEXT, node TEXT NOT NULL DEFAULT '',"
+    " data TEXT NOT NULL DEFAULT '{}')",
+    "CREATE INDEX jobs_state_id ON jobs (state, id)",
+    "CREATE INDEX jobs_owner ON jobs (owner, id)",
+    "CREATE INDEX jobs_number ON jobs (number, id)",
+    "CREATE INDEX jobs_submitted ON jobs (submitted, id)",
+    "CREATE INDEX jobs_finished ON jobs (finished, id)",
+    "CREATE INDEX jobs_receipt ON jobs (id) WHERE type = 'send'"
+    " AND COALESCE(info->>'receipt', '') != '' AND info->'reported' IS DISTINCT FROM '1'::jsonb",
+)
+
 #: The channel of "jobs were added or changed state" (NOTIFY, sent on commit).
 CHANNEL = "fastfax_jobs"
 log = logging.getLogger(__name__)
@@ -84,7 +107,7 @@ class PostgresStore(SqlStore):
     """The database at libpq URL ``url``."""
 
     shared = True
-    migrations = ((1, _SCHEMA_1), (2, _SCHEMA_2))
+    migrations = ((1, _SCHEMA_1), (2, _SCHEMA_2), (3, _SCHEMA_3))
     lock_clause = " FOR UPDATE SKIP LOCKED"
 
     def __init__(self, url: str) -> None:
@@ -152,6 +175,12 @@ class PostgresStore(SqlStore):
             if not durable:
                 self._conn.execute("SET LOCAL synchronous_commit = off")
             yield _Tx(self._conn)
+
+    def lock_events(self, tx: Any) -> None:
+        tx.execute("LOCK TABLE events IN EXCLUSIVE MODE")
+
+    def blob_out(self, value: Any) -> bytes:
+        return bytes(value)
 
     def lock_schema(self, tx: Any) -> None:
         tx.fetch("SELECT pg_advisory_xact_lock(?) AS locked", (_MIGRATION_LOCK,))

@@ -56,6 +56,38 @@ _SCHEMA_2 = (
 )
 
 
+# Migration 3: ports and their routing per node (the node's name, '' on SQLite: one
+# node), a port's line (name, kind, number) kept with it for other nodes' listings;
+# spool files shared through the store (``files``, used by a shared store only); the
+# event log (``events``); indexes for filtered, keyset-paged job listings and clean-up.
+_SCHEMA_3 = (
+    "CREATE TABLE ports3 (node TEXT NOT NULL DEFAULT '', id TEXT NOT NULL,"
+    " name TEXT NOT NULL DEFAULT '', kind TEXT NOT NULL DEFAULT '',"
+    " number TEXT NOT NULL DEFAULT '', send INTEGER, receive INTEGER, rings INTEGER,"
+    " priority INTEGER, tsid TEXT, csid TEXT, PRIMARY KEY (node, id))",
+    "INSERT INTO ports3 (node, id, send, receive, rings, priority, tsid, csid)"
+    " SELECT '', id, send, receive, rings, priority, tsid, csid FROM ports",
+    "DROP TABLE ports",
+    "ALTER TABLE ports3 RENAME TO ports",
+    "CREATE TABLE routing3 (node TEXT NOT NULL DEFAULT '', port TEXT NOT NULL,"
+    " method TEXT NOT NULL, enabled INTEGER NOT NULL DEFAULT 0,"
+    " data TEXT NOT NULL DEFAULT '{}', PRIMARY KEY (node, port, method))",
+    "INSERT INTO routing3 SELECT '', port, method, enabled, data FROM routing",
+    "DROP TABLE routing",
+    "ALTER TABLE routing3 RENAME TO routing",
+    "CREATE TABLE files (name TEXT PRIMARY KEY, data BLOB NOT NULL)",
+    "CREATE TABLE events (seq INTEGER PRIMARY KEY, at REAL NOT NULL, kind TEXT NOT NULL,"
+    " job_id INTEGER, port TEXT, node TEXT NOT NULL DEFAULT '', data TEXT NOT NULL DEFAULT '{}')",
+    # (an SQLite index ends with the rowid: (owner) orders by (owner, id))
+    "CREATE INDEX jobs_owner ON jobs (owner)",
+    "CREATE INDEX jobs_number ON jobs (number)",
+    "CREATE INDEX jobs_submitted ON jobs (submitted)",
+    "CREATE INDEX jobs_finished ON jobs (finished)",
+    "CREATE INDEX jobs_receipt ON jobs (id) WHERE type = 'send'"
+    " AND json_extract(info, '$.receipt') != '' AND json_extract(info, '$.reported') IS NOT 1",
+)
+
+
 class _Tx:
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
@@ -71,7 +103,7 @@ class SqliteStore(SqlStore):
     """The spool's SQLite database at ``<spool>/spool.db``."""
 
     shared = False
-    migrations = ((1, tuple(iter_statements(_SCHEMA_1))), (2, _SCHEMA_2))
+    migrations = ((1, tuple(iter_statements(_SCHEMA_1))), (2, _SCHEMA_2), (3, _SCHEMA_3))
 
     def __init__(self, spool: str) -> None:
         self.path = os.path.join(spool, "spool.db")
