@@ -19,10 +19,9 @@ The TOML file (``fastfax.toml`` in the spool directory, or the file ``fastfax se
     retries = 3
     retry_delay = 60.0
 
-    [[devices]]                 # none declared: the test lines (TEST_LINES); none
-    kind = "loopback-pair"      # at all: devices = [] before any table
-                                # (two virtual lines joined in memory)
-    name = "lp"
+    [[devices]]                 # declared none: the test lines (TEST_LINES); no lines
+    kind = "loopback-pair"      # at all: devices = [] before any table. A loopback pair
+    name = "lp"                 # is two virtual lines joined in memory
     numbers = ["1001", "1002"]
     store = "/home/me/faxes"    # the second line stores what it receives here
 
