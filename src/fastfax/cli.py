@@ -113,8 +113,9 @@ def _exit_epilog() -> str:
 
 
 def _parser(command: str | None) -> argparse.ArgumentParser:
-    """The parser; only ``command``'s own arguments are added, so that a command does not
-    import what another one's options need (the conversion's tables, the service)."""
+    """The parser: of ``command`` alone when it is one (so that a command neither builds
+    the others' parsers nor imports what their options need: the conversion's tables, the
+    service), else of every command (for the help and the error that list them)."""
     top = argparse.ArgumentParser(
         prog="fastfax",
         description="Fax documents: convert to and from fax pages; send and manage faxes "
@@ -127,6 +128,8 @@ def _parser(command: str | None) -> argparse.ArgumentParser:
     top.add_argument("--version", action="version", version=f"fastfax {__version__}")
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     helps = {**_DOCUMENT_COMMANDS, **SERVICE_COMMANDS, "serve": _SERVE_HELP}
+    if command in helps:
+        helps = {command: helps[command]}
     for name, text in helps.items():
         parser = sub.add_parser(
             name,
