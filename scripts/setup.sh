@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages="gcc libc6-dev libspandsp-dev libtiff-dev libtiff-tools ghostscript tesseract-ocr tesseract-ocr-eng efax tshark sip-tester kamailio chromium chromium-driver postgresql"
+packages="gcc libc6-dev libspandsp-dev libtiff-dev libtiff-tools ghostscript tesseract-ocr tesseract-ocr-eng efax tshark sip-tester kamailio chromium chromium-driver postgresql openssl"
 if ! dpkg -s $packages >/dev/null 2>&1; then
     sudo=""
     [ "$(id -u)" = 0 ] || sudo="sudo"
