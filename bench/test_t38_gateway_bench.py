@@ -41,7 +41,7 @@ from fastfax.t30.result import Cause
 from fastfax.t30.station import create
 from fastfax.t38.sdp import T38Params
 from fastfax.t38.terminal import T38Terminal
-from fastfax.transport.t38 import run_call
+from fastfax.transport.t38 import T38Port, run_call
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "peers"))
 from t38peer import PeerUnavailable, T38Peer  # noqa: E402
@@ -49,6 +49,7 @@ from t38peer import PeerUnavailable, T38Peer  # noqa: E402
 CALLS = int(os.environ.get("FASTFAX_T38_CALLS", "1000"))
 SPEED = float(os.environ.get("FASTFAX_T38_SPEED", "1"))
 LOOP = os.environ.get("FASTFAX_T38_LOOP", "asyncio")
+SOCKETS = os.environ.get("FASTFAX_T38_SOCKETS", "shared")
 #: How long the last sender may be started after the first (line seconds): calls are set
 #: up over a short spread, as a gateway's calls arrive, not all in one tick.
 RAMP_S = 2.0
@@ -84,11 +85,14 @@ async def run_ours(pairs: int, speed: float, sent: Page) -> dict[str, float]:
             await asyncio.sleep(0.01)
             lateness[0] = max(lateness[0], loop.time() - due)
 
+    shared = await T38Port.open(("127.0.0.1", 0)) if SOCKETS == "shared" else None
+
     async def one(k: int) -> tuple[object, object, float]:
         bound = loop.create_future()
         rx = T38Terminal(create(calling=False, ecm=True), params=params, speed=speed)
         receiving = asyncio.create_task(
-            run_call(rx, bind=("127.0.0.1", 0), wait_for_call=60, on_bound=bound.set_result)
+            run_call(rx, bind=("127.0.0.1", 0), wait_for_call=60, on_bound=bound.set_result,
+                     port=shared)  # fmt: skip
         )
         port = (await bound)[1]
         await asyncio.sleep(RAMP_S / speed * k / max(1, pairs))
@@ -105,6 +109,8 @@ async def run_ours(pairs: int, speed: float, sent: Page) -> dict[str, float]:
     cpu, wall = cpu_seconds() - cpu0, time.monotonic() - wall0
     running = False
     await probing
+    if shared is not None:
+        shared.close()
     calls_ok = pages_ok = 0
     causes: dict[str, int] = {}
     for tx_result, rx_result, _ in results:
@@ -117,7 +123,7 @@ async def run_ours(pairs: int, speed: float, sent: Page) -> dict[str, float]:
     return {
         "pairs": pairs, "calls_ok": calls_ok, "pages_ok": pages_ok, "cpu_seconds": cpu,
         "wall_seconds": wall, "call_line_seconds": line_s, "max_loop_late_s": lateness[0],
-        "causes": causes, "pages_are": "bit-exact",
+        "causes": causes, "pages_are": "bit-exact", "sockets": SOCKETS,
     }  # fmt: skip
 
 
@@ -129,7 +135,8 @@ def report(name: str, fig: dict) -> None:
     fig["calls_per_core"] = calls_per_core
     FIGURES[name] = fig
     print(
-        f"\n{name}{' on ' + fig['loop'] if 'loop' in fig else ''}: "
+        f"\n{name}{' on ' + fig['loop'] if 'loop' in fig else ''}"
+        f"{', receivers on ' + fig['sockets'] + ' sockets' if 'sockets' in fig else ''}: "
         f"{fig['pairs']} pairs ({endpoints} calls) at speed {SPEED:g}: "
         f"{fig['calls_ok']} calls ok, {fig['pages_ok']} pages {fig['pages_are']}, "
         f"CPU {fig['cpu_seconds']:.2f} s in {fig['wall_seconds']:.1f} s wall, "

@@ -31,6 +31,7 @@ from fastfax.t38.terminal import T38Terminal
 from fastfax.t38.udptl import encode_datagram
 from fastfax.transport.t38 import (
     T38Endpoint,
+    T38Port,
     receive_fax,
     receive_fax_async,
     run_call,
@@ -141,6 +142,54 @@ def test_strangers_are_ignored_and_counted():
     sent, got, endpoint = asyncio.run(main())
     assert sent.ok and got.ok and got.pages == pages(1, rows=200)
     assert endpoint.foreign > 10
+
+
+def test_calls_sharing_one_port():
+    """Three calls on one T38Port: two answering (each takes the next unknown peer), one
+    calling out from it; strangers are counted at the port, garbage never answers."""
+
+    async def main():
+        port = await T38Port.open(LOCAL)
+        target = port.local_address
+        stranger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        stranger.sendto(encode_datagram(0, b"\x00", []), target)  # nobody waits yet
+        await asyncio.sleep(0.05)
+        assert port.foreign == 1
+        answering = [
+            asyncio.create_task(run_call(
+                T38Terminal(create(calling=False), speed=SPEED), port=port, wait_for_call=10))
+            for _ in range(2)
+        ]  # fmt: skip
+        await asyncio.sleep(0.05)
+        assert port.calls == 2
+        stranger.sendto(b"not udptl", target)  # calls wait, but this is no call
+        await asyncio.sleep(0.05)
+        assert port.rejected == 1 and port.calls == 2
+        # A receive_fax elsewhere, called from the shared port.
+        bound = asyncio.get_running_loop().create_future()
+        far_rx = asyncio.create_task(receive_fax_async(
+            LOCAL, speed=SPEED, timeout=10, on_bound=bound.set_result))
+        far_address = await bound
+        out = run_call(T38Terminal(create(calling=True, pages=pages(1, rows=120, seed=9)),
+                                   speed=SPEED), port=port, peer=("127.0.0.1", far_address[1]))
+        senders = [
+            send_fax_async(target, pages(1, rows=150 + 20 * k), speed=SPEED, ecm=k == 0)
+            for k in range(2)
+        ]
+        results = await asyncio.gather(out, *senders, *answering, far_rx)
+        assert port.calls == 0
+        port.close()
+        stranger.close()
+        return results
+
+    out, *rest = asyncio.run(main())
+    sent, got = rest[:2], rest[2:4]
+    far_got = rest[4]
+    assert out.ok and far_got.ok and far_got.pages == pages(1, rows=120, seed=9)
+    assert all(r.ok for r in sent + got)
+    # Which answering call took which caller is the order their first datagrams came in.
+    by_height = sorted((r.pages for r in got), key=lambda ps: ps[0].height)
+    assert by_height == [pages(1, rows=150), pages(1, rows=170)]
 
 
 def test_no_call_within_the_timeout():

@@ -53,7 +53,7 @@ from ..t30.station import create
 from ..t38.sdp import T38Params
 from ..t38.terminal import T38Terminal
 from ..t38.udptl import UdptlEncoder, decode_datagram
-from ..transport.t38 import T38Endpoint
+from ..transport.t38 import T38Endpoint, small_reads
 from .contract import INBOUND_LOGGER, Call, DeviceState, Hooks, Line, Outcome
 
 __all__ = ["T38Device"]
@@ -178,6 +178,7 @@ class _LinePort(asyncio.DatagramProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        small_reads(transport)
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         call = self.call

@@ -21,10 +21,12 @@ event loop does per datagram decides how many calls a core carries. Two things k
   calls its ``sendto`` while the transport has nothing queued (asyncio's own ``sendto`` is
   the fallback when the kernel's buffer is full).
 
-Each call keeps its own socket (below): one datagram is one ``recvfrom``. A shared socket
-with ``recvmmsg``/``sendmmsg`` would save system calls but needs demultiplexing by peer
-address and breaks the one-port-per-SDP-stream model; at 1,000 calls the figures in
-``bench/test_t38_gateway_bench.py`` did not call for it.
+- *One socket for many calls* (:class:`T38Port`, optional): calls whose far ends have
+  distinct addresses can share one local UDP port, the port demultiplexing by the peer's
+  address. Each time the loop finds the socket readable the port reads everything queued
+  (up to :data:`DRAIN`) in one pass, so a busy port costs one selector event and one
+  callback per batch of datagrams instead of per datagram. A call on its own socket
+  (:func:`run_call` without ``port``) is one event per datagram.
 
 - With a ``peer`` the endpoint talks to that address from the start (the calling side).
   Without one it waits, its terminal not started, for the first datagram that is well-formed
@@ -48,9 +50,10 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-import itertools
+import math
 import os
 import socket
+import time
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
@@ -66,6 +69,8 @@ from ..t38.udptl import decode_datagram
 
 __all__ = [
     "T38Endpoint",
+    "T38Port",
+    "small_reads",
     "run_call",
     "send_fax",
     "send_fax_async",
@@ -78,50 +83,122 @@ Address = tuple[str, int]
 #: How early (loop seconds) an endpoint may be served when the shared timer fires for
 #: another one: deadlines this close together are served in one pass.
 EARLY_S = 0.001
+#: The timer's buckets per second (one bucket spans EARLY_S).
+TICKS_PER_S = 1000
+#: Most datagrams a :class:`T38Port` reads in one pass when its socket is readable (the
+#: rest wait for the loop's next pass, so other work is not held up).
+DRAIN = 256
+#: Largest datagram read (octets; UDP's own limit), see :func:`small_reads`.
+MAX_READ = 65535
+#: Seconds after a call on a :class:`T38Port` ended during which its peer's datagrams are
+#: dropped (counted as :attr:`T38Port.stale`) rather than offered to a waiting call.
+LINGER_S = 10.0
+
+
+def small_reads(transport: asyncio.BaseTransport) -> None:
+    """Make an asyncio datagram transport read into a buffer of :data:`MAX_READ` octets.
+
+    asyncio's selector transports read each datagram with ``recvfrom(max_size)``, their
+    ``max_size`` a class attribute of 256 KiB: a buffer that size is allocated (past
+    glibc's mmap threshold) and shrunk for every datagram, which on this project's bench
+    machine cost about 15 us a datagram, three times the datagram's whole trip through the
+    kernel. UDP carries at most 65535 octets, so nothing is cut short. Transports without
+    the attribute (uvloop's) are left as they are."""
+    if getattr(transport, "max_size", 0) > MAX_READ:
+        transport.max_size = MAX_READ  # type: ignore[attr-defined]
 
 
 class _Deadlines:
     """The next deadlines of every :class:`T38Endpoint` on one event loop, under one asyncio
-    timer. Entries are ``(when, serial, endpoint)``; an entry whose ``when`` is no longer
-    the endpoint's ``_timer_at`` is stale and skipped (and purged when they pile up)."""
+    timer.
+
+    Deadlines are kept in buckets of one tick (:data:`TICKS_PER_S`; the bucket of a
+    deadline ``when`` is ``ceil(when * TICKS_PER_S)``) and a heap of the ticks that have a
+    bucket, so a deadline costs a list append (and a heap push only for a tick with no
+    bucket yet), not a push into a heap of every endpoint. The timer is set for the
+    earliest deadline of the first bucket; when it fires, every bucket whose deadlines are
+    all within :data:`EARLY_S` of now is served whole, each endpoint polled at its own
+    deadline. Entries are ``(when, endpoint)``; one whose ``when`` is no longer the
+    endpoint's ``_timer_at`` is stale and skipped (and purged when they pile up)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._heap: list[tuple[float, int, T38Endpoint]] = []
-        self._serial = itertools.count()
+        self._buckets: dict[int, list[tuple[float, T38Endpoint]]] = {}
+        self._first: dict[int, float] = {}  # the earliest deadline of each bucket
+        self._ticks: list[int] = []
         self._handle: asyncio.TimerHandle | None = None
-        self._armed = float("inf")
-        self._purge_at = 1024
+        self._armed = math.inf  # the tick the timer is set for
+        self._firing = False
+        self._entries = 0
+        self._purge_at = 4096
 
     def set(self, endpoint: T38Endpoint, when: float) -> None:
-        heapq.heappush(self._heap, (when, next(self._serial), endpoint))
-        if len(self._heap) > self._purge_at:
-            self._heap = [e for e in self._heap if e[2]._timer_at == e[0]]
-            heapq.heapify(self._heap)
-            self._purge_at = max(1024, 4 * len(self._heap))
-        if when < self._armed:
-            self._arm(when)
+        tick = math.ceil(when * TICKS_PER_S)
+        bucket = self._buckets.get(tick)
+        if bucket is None:
+            self._buckets[tick] = [(when, endpoint)]
+            self._first[tick] = when
+            heapq.heappush(self._ticks, tick)
+            if tick < self._armed and not self._firing:
+                self._arm(tick)
+        else:
+            bucket.append((when, endpoint))
+            if when < self._first[tick]:
+                self._first[tick] = when
+                if tick == self._armed and not self._firing:
+                    self._arm(tick)
+        self._entries += 1
+        if self._entries > self._purge_at:
+            self._purge()
 
-    def _arm(self, when: float) -> None:
+    def _purge(self) -> None:
+        buckets: dict[int, list[tuple[float, T38Endpoint]]] = {}
+        for tick, bucket in self._buckets.items():
+            live = [e for e in bucket if e[1]._timer_at == e[0]]
+            if live:
+                buckets[tick] = live
+        self._buckets = buckets
+        self._first = {tick: min(e[0] for e in b) for tick, b in buckets.items()}
+        self._ticks = list(buckets)
+        heapq.heapify(self._ticks)
+        self._entries = sum(len(b) for b in buckets.values())
+        self._purge_at = max(4096, 4 * self._entries)
+        if not self._firing:
+            self._armed = math.inf
+            if self._ticks:
+                self._arm(self._ticks[0])
+
+    def _arm(self, tick: int) -> None:
         if self._handle is not None:
             self._handle.cancel()
-        self._armed = when
-        self._handle = self._loop.call_at(when, self._fire)
+        self._armed = tick
+        self._handle = self._loop.call_at(self._first[tick], self._fire)
 
     def _fire(self) -> None:
         self._handle = None
-        self._armed = float("inf")
-        heap = self._heap
-        now = self._loop.time()
-        horizon = now + EARLY_S
+        self._armed = math.inf
+        self._firing = True
+        ticks, buckets = self._ticks, self._buckets
         pop = heapq.heappop
-        while heap and heap[0][0] <= horizon:
-            when, _, endpoint = pop(heap)
-            if endpoint._timer_at == when:
-                endpoint._timer_at = None
-                endpoint._wake(when if when > now else now)
-        if heap:
-            self._arm(heap[0][0])
+        now = self._loop.time()
+        # Buckets whose every deadline is at most one tick from now (with a hair of slack
+        # for float seconds: the timer was set for the first bucket's earliest deadline).
+        last = now * TICKS_PER_S + 1.000001
+        try:
+            while ticks and ticks[0] <= last:
+                tick = pop(ticks)
+                bucket = buckets.pop(tick)
+                del self._first[tick]
+                self._entries -= len(bucket)
+                for when, endpoint in bucket:
+                    if endpoint._timer_at == when:
+                        endpoint._timer_at = None
+                        endpoint._wake(when if when > now else now)
+                ticks, buckets = self._ticks, self._buckets  # a purge may have made new ones
+        finally:
+            self._firing = False
+            if self._ticks:
+                self._arm(self._ticks[0])
 
 
 _DEADLINES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Deadlines] = (
@@ -174,6 +251,7 @@ class T38Endpoint(asyncio.DatagramProtocol):
     # -- asyncio protocol ---------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
+        small_reads(transport)
         if self.peer is not None:
             self._begin()
 
@@ -256,12 +334,14 @@ class T38Endpoint(asyncio.DatagramProtocol):
         transport, sock, peer = self._transport, self._sock, self.peer
         if transport is None or transport.is_closing():
             return
-        for k, datagram in enumerate(datagrams):
-            if sock is None or transport.get_write_buffer_size():
+        if sock is None or transport.get_write_buffer_size():
+            for datagram in datagrams:  # asyncio has some queued: keep the order
                 transport.sendto(datagram, peer)
-                continue
+            return
+        send = sock.sendto
+        for k, datagram in enumerate(datagrams):
             try:
-                sock.sendto(datagram, peer)
+                send(datagram, peer)
             except (BlockingIOError, InterruptedError):
                 for rest in datagrams[k:]:  # the kernel's buffer is full: asyncio queues
                     transport.sendto(rest, peer)
@@ -279,6 +359,196 @@ class T38Endpoint(asyncio.DatagramProtocol):
             self._result.set_result(self.terminal.result)
 
 
+class _PortTransport:
+    """What a :class:`T38Endpoint` on a :class:`T38Port` sees as its transport: the port's
+    socket, shared; ``close`` takes the call off the port only (and, as a closed socket
+    would, tells the endpoint its connection was lost)."""
+
+    def __init__(self, port: T38Port, endpoint: T38Endpoint) -> None:
+        self._port = port
+        self._endpoint = endpoint
+        self._closed = False
+
+    def sendto(self, data: bytes, addr: Any = None) -> None:
+        transport = self._port.transport
+        if not self._closed and transport is not None:
+            transport.sendto(data, addr)
+
+    def get_write_buffer_size(self) -> int:
+        transport = self._port.transport
+        return transport.get_write_buffer_size() if transport is not None else 0
+
+    def is_closing(self) -> bool:
+        transport = self._port.transport
+        return self._closed or transport is None or transport.is_closing()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        transport = self._port.transport
+        return default if transport is None else transport.get_extra_info(name, default)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._port._detach(self._endpoint)
+        self._endpoint._loop.call_soon(self._endpoint.connection_lost, None)
+
+
+class T38Port(asyncio.DatagramProtocol):
+    """One local UDP socket carrying many calls, demultiplexed by the far end's address
+    (see the module notes). Open it with :meth:`open`, run calls on it with
+    ``run_call(terminal, port=port, ...)`` and :meth:`close` it when done.
+
+    A datagram from the peer of a call on the port goes to that call. One from an unknown
+    address is offered to the longest-waiting call that has no peer yet (an answering
+    call, ``peer=None``), if it is well-formed UDPTL: that call answers it. Otherwise it is
+    dropped and counted: :attr:`foreign` (no call waits), :attr:`rejected` (not UDPTL),
+    :attr:`stale` (from the peer of a call that ended less than :data:`LINGER_S` ago).
+    Two calls on one port cannot have the same peer address.
+    """
+
+    def __init__(self) -> None:
+        self.transport: asyncio.DatagramTransport | None = None
+        self.foreign = 0
+        self.rejected = 0
+        self.stale = 0
+        self._sock: socket.socket | None = None
+        self._calls: dict[Any, T38Endpoint] = {}
+        self._waiting: list[T38Endpoint] = []
+        self._ended: dict[Any, float] = {}
+        self._view: memoryview | None = None
+
+    @classmethod
+    async def open(cls, bind: Address = ("0.0.0.0", 0)) -> T38Port:
+        """Bind a UDP socket to ``bind`` (an IP address and port; port 0: any) and return
+        the port on it (in the running event loop)."""
+        loop = asyncio.get_running_loop()
+        family = socket.AF_INET6 if ":" in bind[0] else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)
+            sock.bind(bind)
+            port = cls()
+            port._sock = sock
+            await loop.create_datagram_endpoint(lambda: port, sock=sock)
+        except BaseException:
+            sock.close()
+            raise
+        return port
+
+    @property
+    def local_address(self) -> Any:
+        """The socket's own address (host, port[, ...])."""
+        assert self.transport is not None
+        return self.transport.get_extra_info("sockname")
+
+    @property
+    def calls(self) -> int:
+        """Calls on the port now (with a peer, or waiting for one)."""
+        return len(self._calls) + len(self._waiting)
+
+    def close(self) -> None:
+        """Close the socket; calls still on it end as dropped."""
+        if self.transport is not None:
+            self.transport.close()
+
+    # -- asyncio protocol ---------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        small_reads(transport)
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self._dispatch(data, addr)
+        # The loop read one datagram; take what else is queued now, in this pass.
+        sock = self._sock
+        if sock is None:
+            return
+        view = self._view
+        if view is None:
+            view = self._view = memoryview(bytearray(MAX_READ))
+        receive = sock.recvfrom_into
+        dispatch = self._dispatch
+        for _ in range(DRAIN):
+            try:
+                n, addr = receive(view)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                self.error_received(exc)
+                return
+            dispatch(bytes(view[:n]), addr)
+
+    def error_received(self, exc: Exception) -> None:
+        for endpoint in list(self._calls.values()):
+            endpoint.error_received(exc)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        for endpoint in [*self._calls.values(), *self._waiting]:
+            endpoint.connection_lost(exc)
+        self._calls.clear()
+        self._waiting.clear()
+
+    # -- calls ----------------------------------------------------------------------------
+    def _dispatch(self, data: bytes, addr: Any) -> None:
+        endpoint = self._calls.get(addr)
+        if endpoint is not None:
+            endpoint.datagram_received(data, addr)
+            return
+        key = (addr[0], addr[1])  # IPv6 addresses come as 4-tuples
+        endpoint = self._calls.get(key)
+        if endpoint is not None:
+            endpoint.datagram_received(data, addr)
+            return
+        ended = self._ended.get(key)
+        if ended is not None:
+            if time.monotonic() - ended < LINGER_S:
+                self.stale += 1
+                return
+            del self._ended[key]
+        if not self._waiting:
+            self.foreign += 1
+            return
+        try:
+            decode_datagram(data)
+        except T38Error:
+            self.rejected += 1
+            return
+        endpoint = self._waiting.pop(0)
+        self._calls[key] = endpoint
+        endpoint.datagram_received(data, addr)
+
+    def _attach(self, endpoint: T38Endpoint) -> None:
+        """Put ``endpoint``'s call on the port and start it (with its peer known) or let it
+        wait for the first unknown peer."""
+        if self.transport is None or self._sock is None:
+            raise T38Error("the T.38 port is closed")
+        peer = endpoint.peer
+        if peer is not None:
+            key = (peer[0], peer[1])
+            if key in self._calls:
+                raise T38Error(f"the T.38 port already carries a call with {key}")
+            self._calls[key] = endpoint
+            self._ended.pop(key, None)
+        else:
+            self._waiting.append(endpoint)
+        endpoint._sock = self._sock
+        endpoint.connection_made(_PortTransport(self, endpoint))  # type: ignore[arg-type]
+
+    def _detach(self, endpoint: T38Endpoint) -> None:
+        if endpoint in self._waiting:
+            self._waiting.remove(endpoint)
+        peer = endpoint.peer
+        if peer is not None:
+            key = (peer[0], peer[1])
+            if self._calls.get(key) is endpoint:
+                del self._calls[key]
+                now = time.monotonic()
+                if len(self._ended) > 4 * len(self._calls) + 1024:
+                    self._ended = {k: t for k, t in self._ended.items() if now - t < LINGER_S}
+                self._ended[key] = now
+
+
 async def run_call(
     terminal: T38Terminal,
     *,
@@ -287,16 +557,23 @@ async def run_call(
     wait_for_call: float | None = None,
     timeout: float | None = None,
     on_bound: Callable[[Any], object] | None = None,
+    port: T38Port | None = None,
 ) -> Result:
-    """Run one call: bind a UDP socket to ``bind``, carry ``terminal``'s call to ``peer``
-    (an IP address and port), or without one answer the first peer that sends (waiting at
-    most ``wait_for_call`` seconds, None: for ever; then the result's cause is
+    """Run one call: bind a UDP socket to ``bind`` (or, with ``port``, run the call on that
+    shared :class:`T38Port` and bind nothing), carry ``terminal``'s call to ``peer`` (an IP
+    address and port), or without one answer the first peer that sends (waiting at most
+    ``wait_for_call`` seconds, None: for ever; then the result's cause is
     ``Cause.NO_CALL``). ``timeout``: wall seconds after which a call still running is
     cancelled (DCN, ``Cause.CANCELLED``); None: only T.30's timers and the terminal's
     ``max_seconds`` end it. ``on_bound`` is called with the socket's address once bound
-    (for port 0). The socket is closed on return, also when the task is cancelled."""
+    (for port 0). The socket is closed on return (a port's: the call leaves it), also when
+    the task is cancelled."""
     if terminal.started:
         raise T38Error("run_call needs a terminal that has not been started")
+    if port is not None:
+        endpoint = T38Endpoint(terminal, peer=peer)
+        port._attach(endpoint)
+        return await _carry(endpoint, terminal, peer, wait_for_call, timeout, on_bound)
     loop = asyncio.get_running_loop()
     family = socket.AF_INET6 if ":" in bind[0] else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_DGRAM)
@@ -314,6 +591,18 @@ async def run_call(
     except BaseException:
         sock.close()
         raise
+    return await _carry(endpoint, terminal, peer, wait_for_call, timeout, on_bound)
+
+
+async def _carry(
+    endpoint: T38Endpoint,
+    terminal: T38Terminal,
+    peer: Address | None,
+    wait_for_call: float | None,
+    timeout: float | None,
+    on_bound: Callable[[Any], object] | None,
+) -> Result:
+    """The rest of :func:`run_call` once ``endpoint`` is on its socket."""
     try:
         if on_bound is not None:
             on_bound(endpoint.local_address)
