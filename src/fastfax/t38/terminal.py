@@ -456,8 +456,10 @@ class T38Terminal:
             self._gap_since = None
         elif self._gap_since is None:
             self._gap_since = now
-        self._pump()
-        self._check_stuck()
+        if self._held or len(self._acc) >= DATA_CHUNK:  # else _pump has nothing to do
+            self._pump()
+        if not (self._tx or self._timers or self._signal or self._held):
+            self._check_stuck()
         # No engine action, no new far-end signal (both reset _quiet), nothing to send and
         # no new gap deadline: poll would return nothing, next_deadline is no earlier.
         self._settled = self._quiet >= 0 and not self._out and (
@@ -644,9 +646,11 @@ class T38Terminal:
         if type(step) is float:
             self._tx_due += step
             return False
-        if len(step) == 3:  # type: ignore[arg-type]
-            # A data packet of one field: IFP and datagram in one native call.
-            data_type, field_type, piece = step  # type: ignore[misc]
+        if len(step) == 4:  # type: ignore[arg-type]
+            # A data packet of one field (IFP and datagram in one native call), then the
+            # line time it takes.
+            data_type, field_type, piece, duration = step  # type: ignore[misc]
+            self._tx_due += duration
             if self.trace is None:
                 datagram = self._enc.pack_data(data_type, field_type, piece, self.version)
             else:
@@ -732,8 +736,7 @@ class T38Terminal:
             wire = frame.translate(_REV)
             for off in range(0, len(wire), n):
                 piece = wire[off : off + n]
-                yield (data_type, _HDLC_DATA, piece)
-                yield len(piece) * 8 / bps
+                yield (data_type, _HDLC_DATA, piece, len(piece) * 8 / bps)
             extra = _frame_extra_bits(frame) / bps
             if i < last:
                 yield (self._field(data_type, _FCS_OK), 1)
@@ -753,8 +756,7 @@ class T38Terminal:
         wire += bytes((-len(wire)) % n + 3 * n)  # padding after RTC, as SpanDSP sends
         step = n * 8 / bps
         for off in range(0, len(wire), n):
-            yield (data_type, _T4_DATA, wire[off : off + n])
-            yield step
+            yield (data_type, _T4_DATA, wire[off : off + n], step)
         yield (self._field(data_type, _T4_END), REPEATS)
         yield DATA_TAIL_S
         yield self._indicator(_NO_SIGNAL)
@@ -834,7 +836,6 @@ class T38Terminal:
             self._signal = 0
 
     def _on_field(self, kind: int, data_type: int, field_type: int, data: bytes) -> None:
-        repeat = self._rx_last == (data_type, field_type)
         if field_type == _HDLC_DATA:
             if not data:
                 return
@@ -846,6 +847,7 @@ class T38Terminal:
                     self._missing = True  # the frame's first octets went missing
             self._add_to_frame(data)
         elif _FCS_OK <= field_type <= _FCS_BAD_END:
+            repeat = self._rx_last == (data_type, field_type)
             if data:
                 self._add_to_frame(data)  # Cisco puts the last octets here
             if self._frame:
@@ -856,6 +858,7 @@ class T38Terminal:
             if field_type >= _FCS_OK_END:
                 self._sig_end(kind, repeat)
         elif field_type == _HDLC_SIG_END:
+            repeat = self._rx_last == (data_type, field_type)
             if self._frame:
                 self._hold(_FRAME, self._signal or kind, (bytes(self._frame), False))
                 self._frame.clear()
@@ -870,8 +873,8 @@ class T38Terminal:
                 self._sig_data = True
                 self._hold(_DATA, kind, data.translate(_REV))
         elif field_type == _T4_END:
-            if repeat:
-                return
+            if self._rx_last == (data_type, field_type):
+                return  # a repeat
             if data:
                 if self._signal != kind:
                     self._end_signal()
