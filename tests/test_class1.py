@@ -295,7 +295,7 @@ def test_voice_answer_is_not_a_fax(tmp_path: Path) -> None:
             assert again.command("AT") == []
         peer = line.wait(30)
     assert isinstance(result, CallResult) and result.dial is Code.NO_CARRIER, show(line)
-    assert result.cause is Cause.T1_EXPIRED and not result.ok and not result.pages
+    assert result.cause is Cause.NOT_FAX and not result.ok and not result.pages
     assert peer["voice"]["calls"] == 1 and peer["sim_seconds"] >= 10
 
 
@@ -367,3 +367,23 @@ def test_modem_answering_error() -> None:
     finally:
         fake.close()
     assert result.cause is Cause.MODEM_ERROR
+
+
+@pytest.mark.parametrize(
+    ("said", "code", "cause"),
+    [(b"\r\nDELAYED\r\n", Code.DELAYED, Cause.DELAYED),
+     (b"\r\nBLACKLISTED\r\n", Code.BLACKLISTED, Cause.BLACKLISTED),
+     (b"\r\nVOICE\r\n", Code.VOICE, Cause.NOT_FAX)],
+)  # fmt: skip
+def test_a_refused_dial_names_its_cause(said: bytes, code: Code, cause: Cause) -> None:
+    """The modem's refusals (a scripted pty standing in for modem firmware: no emulator
+    says these; the strings are documented in the manuals cited in tests/test_modem.py)
+    end ``send_fax`` with their own cause, the modem's word kept in ``.dial``."""
+    caps = b"\r\n24,48,72,96\r\n\r\nOK\r\n"
+    fake = Scripted(ok_except({"AT+FTM=?": caps, "AT+FRM=?": caps, "ATD5551234": said}))
+    try:
+        result = send_fax(fake.path, "5551234", pages_of("standard", 1))
+    finally:
+        fake.close()
+    assert isinstance(result, CallResult) and result.dial is code
+    assert result.cause is cause and not result.ok and not result.pages

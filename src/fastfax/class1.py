@@ -10,8 +10,8 @@ reached T.30: busy, no answer, no dial tone, no call, or a modem that failed mid
 ``.pages``, ``.rate``, ``.ecm``, ``.remote_id``. A dial that failed returns a
 :class:`~fastfax.transport.class1.CallResult` whose ``.dial`` is the modem's own word
 (a :class:`~fastfax.transport.at.Code`): ``DELAYED`` or ``BLACKLISTED`` (the modem
-refuses the number for now or for good; cause ``MODEM_ERROR``), ``VOICE`` or ``NO
-CARRIER`` (answered, but not by a fax; cause ``T1_EXPIRED``), ``BUSY``, ...
+refuses the number for now or for good; causes ``DELAYED``, ``BLACKLISTED``), ``VOICE``
+or ``NO CARRIER`` (answered, but not by a fax; cause ``NOT_FAX``), ``BUSY``, ...
 
 A port that cannot be opened, or a modem that is not a Class 1 fax modem, raises
 :class:`~fastfax.transport.at.ModemError`; bad pages or options raise

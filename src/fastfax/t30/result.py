@@ -58,6 +58,9 @@ class Cause(StrEnum):
     BAD_ADDRESS = "the number does not exist or is incomplete"
     REFUSED = "the trunk or network refused the call (after our credentials, if asked)"
     NO_T38 = "the far end refused T.38"
+    NOT_FAX = "answered, but not by a fax (a person, an answering machine, a data modem)"
+    DELAYED = "the modem delays dialling this number for now (too many failed attempts)"
+    BLACKLISTED = "the modem refuses to dial this number (blacklisted)"
     MODEM_ERROR = "the modem refused a command or stopped answering during the call"
 
     def __str__(self) -> str:

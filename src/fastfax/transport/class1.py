@@ -16,7 +16,8 @@ Call set-up (phase A) is the modem's: :func:`place_call` dials, :func:`take_call
 for rings and answers. Their failures end with the phase A members of
 :class:`fastfax.t30.result.Cause` (``NO_ANSWER``, ``BUSY``, ...); a failed dial's
 :class:`CallResult` also keeps the modem's own result code (``DELAYED``,
-``BLACKLISTED``, ``VOICE``, ``NO CARRIER``, ...), which says more than those causes.
+``BLACKLISTED``, ``VOICE``, ``NO CARRIER``, ...): the modem refusing the number is the
+cause ``DELAYED`` or ``BLACKLISTED``, an answer without fax tones ``NOT_FAX``.
 """
 
 from __future__ import annotations
@@ -105,12 +106,12 @@ _DIAL_CAUSES = {
     Code.NO_DIALTONE: Cause.NO_DIALTONE,
     Code.NO_ANSWER: Cause.NO_ANSWER,
     Code.TIMEOUT: Cause.NO_ANSWER,
-    # Answered, but no V.21 flags within S7: to T.30 the far end sent no frame in T1.
-    Code.NO_CARRIER: Cause.T1_EXPIRED,
-    Code.VOICE: Cause.T1_EXPIRED,
-    # The modem refused to dial (it has no closer Cause: CallResult.dial says which).
-    Code.DELAYED: Cause.MODEM_ERROR,
-    Code.BLACKLISTED: Cause.MODEM_ERROR,
+    # Answered, but no V.21 flags within S7 (or the modem heard a voice): not a fax.
+    Code.NO_CARRIER: Cause.NOT_FAX,
+    Code.VOICE: Cause.NOT_FAX,
+    # The modem refused to dial, for now or for good.
+    Code.DELAYED: Cause.DELAYED,
+    Code.BLACKLISTED: Cause.BLACKLISTED,
     Code.ERROR: Cause.MODEM_ERROR,
 }
 
