@@ -4,8 +4,12 @@ the same set-up as the tests; a production server with fsync on adds its commit 
 
 * ``claim``: :meth:`Store.claim` of a pending job (the transaction that commits
   "in progress" with lease and fencing token before a call starts), p50/p99 in ms, with
-  ``FINISHED`` finished jobs in the table, from 1 node and from 4 nodes at once
-  (PostgreSQL only: SQLite is one process per spool);
+  ``FINISHED`` (1,000,000) finished jobs in the table, from 1 node and from 4 nodes at
+  once (PostgreSQL only: SQLite is one process per spool); ``choose``: the scheduler's
+  query for due jobs before it claims one;
+* ``page``: a page of 100 of ``jobs()`` with each filter (state, owner, number,
+  submitted and finished time ranges, newest first) far into the table, keyset paged
+  (the SQL :meth:`Service.jobs` sends), and one clean-up batch's query (dirty days);
 * ``jobs/s``: 1-page faxes through two loopback pairs, submitted, sent, received and
   stored, as in ``test_service_bench.py``, on each store in the same run.
 
@@ -30,7 +34,7 @@ from fastfax.service.store import open_store
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from service_helpers import PostgresServer, PostgresUnavailable, text_pages  # noqa: E402
 
-FINISHED = 100_000
+FINISHED = int(os.environ.get("FASTFAX_FINISHED", 1_000_000))
 CLAIMS = 1000
 JOBS = 40
 RESULTS: dict[str, str] = {}
@@ -49,12 +53,21 @@ def pg():
 
 
 def _fill(store, finished: int, pending: int) -> list[int]:
-    """``finished`` completed jobs (one transaction), then ``pending`` pending ones."""
-    row = {"type": "send", "state": "completed", "number": "1", "submitted": 1.0,
-           "schedule": 1.0, "finished": 2.0}  # fmt: skip
-    for start in range(0, finished, 10_000):
-        store.add_jobs([row] * min(10_000, finished - start))
-    return store.add_jobs([{**row, "state": "pending", "finished": None}] * pending)[0]
+    """``finished`` completed jobs in one statement (100 owners, 1000 numbers, job n
+    submitted at n and finished at n + 10 s), then ``pending`` pending ones."""
+    series = ("generate_series(1, ?) AS x" if store.shared else  # SQLite: a recursive CTE
+              "(WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < ?)"
+              " SELECT x FROM c)")  # fmt: skip
+    with store.transaction() as tx:
+        tx.execute(
+            "INSERT INTO jobs (type, state, number, owner, submitted, schedule, finished)"
+            " SELECT 'send', 'completed', CAST(x % 1000 AS TEXT), 'u' || CAST(x % 100 AS TEXT),"
+            f" x, x, x + 10 FROM {series}",
+            (finished,),
+        )
+    row = {"type": "send", "state": "pending", "number": "1", "submitted": 2e9,
+           "schedule": 1.0}  # fmt: skip
+    return store.add_jobs([row] * pending)[0]
 
 
 def _claims(url: str, ids: list[int], node: str) -> list[float]:
@@ -97,10 +110,34 @@ def test_claim_latency(kind, tmp_path, request):
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("ANALYZE jobs")
     store = open_store(url)
-    t = time.perf_counter()
-    page = store.jobs("state = ? AND id > ?", ("completed", FINISHED // 2), order="id LIMIT 100")
-    RESULTS[f"{kind} page of 100"] = f"{(time.perf_counter() - t) * 1000:.2f} ms"
-    assert len(page) == 100
+    half = FINISHED // 2
+    due = "type = 'send' AND state IN ('pending', 'retrying', 'noline')"
+    queries = {  # (where, args, order): what Service.jobs and the scheduler send
+        "choose (due jobs)": (f"{due} AND schedule <= ?", (time.time(),),
+                              "priority DESC, id LIMIT 24"),
+        "page: state, after id": ("state IN (?) AND id > ?", ("completed", half), "id LIMIT 100"),
+        "page: owner, after id": ("owner = ? AND id > ?", ("u7", half), "id LIMIT 100"),
+        "page: number, after id": ("number = ? AND id > ?", ("77", half // 10), "id LIMIT 100"),
+        "page: submitted range": ("submitted >= ? AND submitted < ? AND id > ?",
+                                  (half, half + 86400, half + 100), "id + 0 LIMIT 100"),
+        "page: finished range": ("finished >= ? AND finished < ?", (half, half + 86400),
+                                 "id + 0 LIMIT 100"),
+        "page: newest first": ("state IN (?)", ("completed",), "id DESC LIMIT 100"),
+    }  # fmt: skip
+    for name, (where, args, order) in queries.items():
+        took = []
+        for _ in range(20):
+            t = time.perf_counter()
+            rows = store.jobs(where, args, order=order, columns="id, file")
+            took.append(time.perf_counter() - t)
+        assert rows or name.startswith("choose")
+        RESULTS[f"{kind} {name}"] = _p(took)
+    took = []
+    for _ in range(20):
+        t = time.perf_counter()
+        assert len(store.expired(half, ["completed"], 500)) == 500
+        took.append(time.perf_counter() - t)
+    RESULTS[f"{kind} clean-up batch (500)"] = _p(took)
     store.close()
 
 
@@ -135,4 +172,4 @@ def test_jobs_per_second(kind, tmp_path, request):
 def teardown_module() -> None:
     print()
     for name, value in RESULTS.items():
-        print(f"{name:32} {value}")
+        print(f"{name:42} {value}")

@@ -1,5 +1,6 @@
 """``fastfax serve`` as a real subprocess: TOML devices, tokens, HTTP-level refusals, and
-kill -9 in the middle of a send (the job completes exactly once after a restart)."""
+kill -9 in the middle of a send (the job completes exactly once after a restart, the
+call resuming with the pages the far end had not confirmed)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ import subprocess
 import sys
 import urllib.parse
 
+import numpy as np
 import pytest
 from service_helpers import make_spool, only_sender, spool_store, text_pages
 
 from fastfax import tiff
 from fastfax.client import connect
+from fastfax.document.branding import HEADER_MM
 from fastfax.service.errors import AuthenticationError, RequestTooLarge
 from fastfax.service.http import ADMIN_TOKEN_FILE
 from fastfax.service.model import EventKind, JobState
@@ -134,6 +137,10 @@ def test_kill_9_mid_send_completes_exactly_once(spool, tmp_path):
             daemon.kill()
     assert _job_state(spool, job.id) == ("inprogress", 1)  # not reported done
     assert not os.path.exists(tmp_path / "slow-inbox")  # nothing delivered half-way
+    store = spool_store(spool)
+    done = store.job(job.id)["info"]["confirmed"]  # recorded as the far end confirmed
+    store.close()
+    assert 2 <= done < len(pages)
 
     daemon = Daemon(spool)
     try:
@@ -142,6 +149,15 @@ def test_kill_9_mid_send_completes_exactly_once(spool, tmp_path):
             assert info.state is JobState.COMPLETED and info.attempts == 2
             (received,) = [j for j in server.jobs() if j.type.value == "receive"]
             assert server.job(received.id).wait(T).state is JobState.COMPLETED
+            # the call resumed with the pages not yet confirmed, each marked as a
+            # continuation in its header line (the rest of the page as sent)
+            got = server.job(received.id).pages()
+            assert len(got) == len(pages) - done
+            band = round(HEADER_MM / 25.4 * sent[0].yres)
+            for page, original in zip(got, sent[done:], strict=True):
+                a, b = page.to_array(), original.to_array()
+                assert np.array_equal(a[band:], b[band:]) and not np.array_equal(a[:band],
+                                                                                 b[:band])
         daemon.kill()  # after completion: a restart must not send it again
         daemon = Daemon(spool)
         with connect(daemon.url, token=daemon.token) as server:
@@ -152,9 +168,9 @@ def test_kill_9_mid_send_completes_exactly_once(spool, tmp_path):
     finally:
         if daemon.proc.poll() is None:
             daemon.kill()
-    (name,) = os.listdir(tmp_path / "slow-inbox")
-    got = tiff.read(tmp_path / "slow-inbox" / name)
-    assert [p.data for p in got] == [p.data for p in sent]
+    (name,) = os.listdir(tmp_path / "slow-inbox")  # stored once: the continuation
+    stored = tiff.read(tmp_path / "slow-inbox" / name)
+    assert [p.data for p in stored] == [p.data for p in got]
 
 
 def test_serve_refuses_a_busy_spool_and_bad_toml(spool, tmp_path):

@@ -10,10 +10,13 @@ retry delay, up to the configured retries; after a line or protocol failure the 
 falls back (9600 bit/s, then ECM off, then 4800 bit/s); a bad address is never retried.
 
 Crash safety: a job is marked in progress (attempt counted) in the database before its
-call starts and marked completed as soon as the far end has confirmed the last page;
-at start, :meth:`Scheduler.recover` puts every job left in progress back in the queue.
-So a job is never lost, never reported done when it was not, and not sent again once
-its completion was committed.
+call starts, each page the far end confirms (MCF) is recorded as it is confirmed, and
+the job is marked completed as soon as the far end has confirmed the last page; at
+start, :meth:`Scheduler.recover` puts every job left in progress back in the queue
+(and a node takes over the calls of nodes whose lease ran out). So a job is never lost,
+never reported done when it was not, and not sent again once its completion was
+committed; a call cut after the far end confirmed pages resumes with the next page,
+each page's header line saying it is a continuation.
 """
 
 from __future__ import annotations
@@ -31,7 +34,9 @@ from typing import Any
 
 from .. import tiff
 from ..devices.contract import Call, Outcome
+from ..document.branding import apply_header
 from ..files import write_files
+from ..page import Page
 from .config import LOG_CATEGORIES, Configuration, in_window
 from .events import EventBus
 from .model import DeviceState, EventKind, JobState, JobType
@@ -103,6 +108,17 @@ def _report(row: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _continuation(row: dict[str, Any], pages: list[Page], first: int) -> list[Page]:
+    """The pages of a job after the ``first`` the far end confirmed in a call that was
+    cut (its node died), each with a header line saying it continues that fax."""
+    when = _dt.datetime.now()
+    return [
+        apply_header(page, f"CONTINUATION of fax {row['id']} from page {first + 1}"
+                           f"  {when:%Y-%m-%d %H:%M}\tPage {first + 1 + n} of {len(pages)}")
+        for n, page in enumerate(pages[first:])
+    ]  # fmt: skip
+
+
 def _time_limit(method: RoutingMethod) -> float:
     return float(getattr(method, "timeout", 300.0)) + ROUTE_GRACE
 
@@ -142,6 +158,8 @@ class _Hooks:
 
     def status(self, line_id: str, state: DeviceState, **fields: Any) -> None:
         status, changed = self.ports.report(line_id, state, **fields)
+        if state is DeviceState.SENDING and fields.get("current_page") and changed:
+            self.sched.confirmed(fields.get("job_id"), fields["current_page"])
         kind = _STATE_EVENTS.get(state)
         if kind is not None and changed:
             data = {"page": status.current_page} if state is DeviceState.SENDING else {}
@@ -251,6 +269,7 @@ class Scheduler:
         self._rounds: dict[int, _Round] = {}  # received faxes being routed
         self._pools: dict[str, ThreadPoolExecutor] = {}  # one per routing method
         self._fences: dict[int, int] = {}  # job id -> fencing token of our claim
+        self._first: dict[int, int] = {}  # job id -> pages a resumed call leaves out
         self._renewed = time.time()  # when the leases of our calls were last renewed
 
     # -- life -----------------------------------------------------------------------
@@ -271,13 +290,15 @@ class Scheduler:
                                          finished=time.time(), cause=""):  # fmt: skip
                     out_log.warning("job %d was delivered when the service stopped", row["id"])
                 continue
-            if not self.store.update_job(
-                row["id"],
-                when,
-                state=JobState.PENDING.value,
-                schedule=time.time(),
-                cause="interrupted: the service stopped during the call",
-            ):
+            values: dict[str, Any] = {"cause": "interrupted: the service stopped during the call"}
+            done = int(row["info"].get("confirmed", 0) or 0)  # pages the far end confirmed
+            if row["type"] == JobType.SEND.value and 0 < done < row["pages"]:
+                values = {"info": {"resume_from": done},
+                          "cause": f"interrupted after page {done} of {row['pages']} was"
+                                   f" confirmed: resumes with page {done + 1}, marked as a"
+                                   " continuation"}  # fmt: skip
+            if not self.store.update_job(row["id"], when, state=JobState.PENDING.value,
+                                         schedule=time.time(), **values):  # fmt: skip
                 continue  # another node took it meanwhile
             out_log.warning(
                 "job %d was in progress when the service stopped: queued again", row["id"]
@@ -448,6 +469,7 @@ class Scheduler:
                 self.ports.release(port)
                 return
             self._fences[row["id"]] = fence
+            self._first[row["id"]] = int(row["info"].get("resume_from", 0) or 0)
             level = min(row["info"].get("fallback", 0), len(FALLBACK) - 1)
             rate, ecm = FALLBACK[level]
             settings = self.ports.settings(port)
@@ -477,7 +499,9 @@ class Scheduler:
             if call.abort.is_set():  # cancelled between the claim and the call
                 outcome = Outcome(DeviceState.ABORTING, "aborted by a user")
             else:
-                call.pages = tiff.read(self.spool.path(row["file"]))
+                pages = tiff.read(self.spool.path(row["file"]))
+                first = self._first.get(row["id"], 0)
+                call.pages = _continuation(row, pages, first) if first else pages
                 device = self.ports.device(port)
                 outcome = device.send(port, call, self.hooks)
         except Exception as exc:  # a device failing is a failed call, not a dead queue
@@ -490,12 +514,26 @@ class Scheduler:
             with self.ports.lock:
                 self._calls.pop(row["id"], None)
                 self._fences.pop(row["id"], None)
+                self._first.pop(row["id"], None)
                 self._targets.pop(row["id"], None)
                 after = self._after.pop(row["id"], None)
             if after == "delete":
                 self.delete(row["id"])
             self.hooks.release(port)
             self._workers.discard(threading.current_thread())
+
+    def confirmed(self, job_id: int | None, page: int) -> None:
+        """The far end confirmed page ``page`` of the call of ``job_id`` (MCF): record
+        it (the job's page number) unless it is the last, whose confirmation the
+        outcome commits. Not waiting for the disk: a node that dies keeps the record
+        (only a power cut may lose it, and then pages are sent again, none lost)."""
+        with self.ports.lock:
+            fence, call = self._fences.get(job_id or -1), self._calls.get(job_id or -1)
+            first = self._first.get(job_id or -1, 0)
+        if fence is None or call is None or page >= len(call.pages):
+            return
+        self.store.update_job(job_id, f"state = 'inprogress' AND fence = {fence}",
+                              info={"confirmed": first + page}, durable=False)  # fmt: skip
 
     def after_call(self, job_id: int, action: str) -> bool:
         """Ask that a job on the line be paused (``"pause"``) or deleted (``"delete"``)
@@ -757,14 +795,7 @@ class Scheduler:
         large backlog goes a batch a tick, never holding the store for long."""
         limit = now - self._config().dirty_days * 86400
         finals = [s.value for s in JobState if s.final]
-        rows = self.store.jobs(  # a received fax whose routing failed stays until restarted
-            "finished <= ? AND finished IS NOT NULL"
-            f" AND state IN ({','.join('?' * len(finals))})"
-            " AND NOT (type = 'receive' AND state = 'retries_exceeded')",
-            (limit, *finals),
-            order=f"finished LIMIT {CLEAN_BATCH}",
-            columns="id, file",
-        )
+        rows = self.store.expired(limit, finals, CLEAN_BATCH)
         if len(rows) == CLEAN_BATCH:
             self._cleaned = 0.0  # more to do: the next tick goes on
         # not waiting for the disk: a deletion lost in a power cut is done again
@@ -776,6 +807,7 @@ class Scheduler:
         self._receipts(now)
         if now - self._forgot > 3600:  # request ids are kept REQUEST_DAYS (at least one)
             self.store.forget_requests(now - REQUEST_DAYS * 86400)
+            self.bus.trim()
             self._forgot = now
         if rows:
             with self.ports.lock:

@@ -172,10 +172,12 @@ class Service:
         self._lock = self.ports.lock
         self.changed = self.ports.changed
         try:
-            run = int(self.store.setting("run", 0)) + 1  # numbers this run's events
-            self.store.set_setting("run", run)
-            self.bus = EventBus(run)
-            self._start(settings)
+            self.bus = EventBus(self.store, self.node)
+            try:
+                self._start(settings)
+            except BaseException:
+                self.bus.close()
+                raise
         except BaseException:
             self.store.close()
             self._lockfile.close()
@@ -794,7 +796,11 @@ class Service:
                 raise RequestError(f"after is a job id, got {after!r}")
             where.append("id < ?" if newest_first else "id > ?")
             args.append(after)
-        order = "id DESC" if newest_first else "id"
+        # by a time range: rows found by that column's index, then sorted (reading the
+        # id index until the range begins would cross every older job)
+        key = "id + 0" if any(v is not None for v in (submitted_from, submitted_to,
+                                                      finished_from, finished_to)) else "id"
+        order = f"{key} DESC" if newest_first else key
         if limit is not None:
             if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_PAGE:
                 raise RequestError(f"limit is 1-{MAX_PAGE}, got {limit!r}")
@@ -942,7 +948,8 @@ class Service:
                 cause="",
                 schedule=time.time(),
                 finished=None,
-                info={"fallback": 0, "routed": {}, "reported": False},
+                info={"fallback": 0, "routed": {}, "reported": False, "confirmed": 0,
+                      "resume_from": 0},
             )
         if action in ("cancel", "abort"):
             if on_line:

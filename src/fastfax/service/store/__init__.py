@@ -200,6 +200,11 @@ class Store(Protocol):
         (PostgreSQL: LISTEN/NOTIFY, on a thread of the store's, until :meth:`close`;
         SQLite: never, one process has the spool). Not a guarantee: poll as well."""
 
+    def expired(self, before: float, states: Iterable[str], limit: int) -> list[dict]:
+        """``{"id", "file"}`` of up to ``limit`` jobs in ``states`` finished at or
+        before ``before``, oldest first (not received faxes whose routing gave up:
+        they stay until restarted)."""
+
     def delete_job(self, job_id: int) -> None:
         """Remove a job's row (its file is the caller's)."""
 

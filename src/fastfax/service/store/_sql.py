@@ -27,6 +27,8 @@ class Tx(Protocol):
 
     def execute(self, sql: str, args: Iterable[Any] = ()) -> int: ...
 
+    def execute_many(self, sql: str, rows: list[Iterable[Any]]) -> None: ...
+
 
 class SqlStore(ABC):
     """The contract's queries; subclasses bind them to a database."""
@@ -173,16 +175,18 @@ class SqlStore(ABC):
         """Append ``events`` (at kind job_id port node data, data a dict) to the log in
         one transaction; their sequence numbers, one more than any before, in order.
         The log is locked while they are numbered and committed, so a reader never sees
-        a number before every smaller one is visible."""
-        with self.transaction(durable=False) as tx:
+        a number before every smaller one is visible. Durable: a number handed out is
+        never handed out again, also after a power cut."""
+        with self.transaction() as tx:
             self.lock_events(tx)
             last = tx.fetch("SELECT MAX(seq) AS s FROM events")[0]["s"] or 0
             seqs = list(range(last + 1, last + 1 + len(events)))
-            for seq, e in zip(seqs, events, strict=True):
-                tx.execute(f"INSERT INTO events ({', '.join(EVENT_COLUMNS)})"
-                           f" VALUES ({', '.join('?' * len(EVENT_COLUMNS))})",
-                           (seq, e["at"], e["kind"], e["job_id"], e["port"], e["node"],
-                            json.dumps(e["data"])))  # fmt: skip
+            tx.execute_many(
+                f"INSERT INTO events ({', '.join(EVENT_COLUMNS)})"
+                f" VALUES ({', '.join('?' * len(EVENT_COLUMNS))})",
+                [(seq, e["at"], e["kind"], e["job_id"], e["port"], e["node"],
+                  json.dumps(e["data"])) for seq, e in zip(seqs, events, strict=True)],
+            )  # fmt: skip
             return seqs
 
     def events_after(self, seq: int, limit: int = 1000) -> list[dict[str, Any]]:
@@ -357,6 +361,19 @@ class SqlStore(ABC):
             f"state IN ({','.join('?' * len(states))})"
             " AND (node IS NULL OR node = ? OR lease IS NULL OR lease < ?)",
             (*states, node, now),
+        )
+
+    #: How to read jobs by finish time (SQLite: name the index, its planner would sort).
+    finished_index = ""
+
+    def expired(self, before: float, states: Iterable[str], limit: int) -> list[dict]:
+        states = tuple(states)
+        return self.fetch(
+            f"SELECT id, file FROM jobs{self.finished_index} WHERE finished <= ?"
+            f" AND state IN ({','.join('?' * len(states))})"
+            " AND NOT (type = 'receive' AND state = 'retries_exceeded')"
+            f" ORDER BY finished LIMIT {int(limit)}",
+            (before, *states),
         )
 
     def delete_job(self, job_id: int) -> None:

@@ -102,6 +102,10 @@ class _Tx:
     def execute(self, sql: str, args: Iterable[Any] = ()) -> int:
         return self._conn.execute(_sql(sql), tuple(args)).rowcount
 
+    def execute_many(self, sql: str, rows: list[Iterable[Any]]) -> None:
+        with self._conn.cursor() as cur:
+            cur.executemany(_sql(sql), rows)
+
 
 class PostgresStore(SqlStore):
     """The database at libpq URL ``url``."""

@@ -98,11 +98,15 @@ class _Tx:
     def execute(self, sql: str, args: Iterable[Any] = ()) -> int:
         return self._db.execute(sql, tuple(args)).rowcount
 
+    def execute_many(self, sql: str, rows: list[Iterable[Any]]) -> None:
+        self._db.executemany(sql, rows)
+
 
 class SqliteStore(SqlStore):
     """The spool's SQLite database at ``<spool>/spool.db``."""
 
     shared = False
+    finished_index = " INDEXED BY jobs_finished"
     migrations = ((1, tuple(iter_statements(_SCHEMA_1))), (2, _SCHEMA_2), (3, _SCHEMA_3))
 
     def __init__(self, spool: str) -> None:
