@@ -19,7 +19,10 @@ the pages received bit-exact (*CPU per page*), and *calls per core*: call endpoi
 carried per fully busy core at this cost, i.e. ``endpoints x call line seconds / CPU
 seconds``. Environment: ``FASTFAX_T38_CALLS`` (default 1000), ``FASTFAX_T38_SPEED``
 (default 1), ``FASTFAX_T38_LOOP`` (``asyncio``, the default, or ``uvloop``: the same calls
-on uvloop's event loop, when it is installed; :mod:`fastfax.transport.t38` runs on either).
+on uvloop's event loop, when it is installed; :mod:`fastfax.transport.t38` runs on either),
+``FASTFAX_T38_SOCKETS`` (``own``, the default: every call on a socket of its own;
+``shared``: the receivers all on one :class:`~fastfax.transport.t38.T38Port`, each
+answering the next caller; the senders keep a socket each, so the port can tell them apart).
 
     python3 -m pytest bench/test_t38_gateway_bench.py -q -s
 """
@@ -49,7 +52,7 @@ from t38peer import PeerUnavailable, T38Peer  # noqa: E402
 CALLS = int(os.environ.get("FASTFAX_T38_CALLS", "1000"))
 SPEED = float(os.environ.get("FASTFAX_T38_SPEED", "1"))
 LOOP = os.environ.get("FASTFAX_T38_LOOP", "asyncio")
-SOCKETS = os.environ.get("FASTFAX_T38_SOCKETS", "shared")
+SOCKETS = os.environ.get("FASTFAX_T38_SOCKETS", "own")
 #: How long the last sender may be started after the first (line seconds): calls are set
 #: up over a short spread, as a gateway's calls arrive, not all in one tick.
 RAMP_S = 2.0
