@@ -4,7 +4,6 @@ own folder and renamed over its target once every one of them is complete."""
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import Iterable, Sequence
 
 __all__ = ["write_files"]
@@ -12,7 +11,7 @@ __all__ = ["write_files"]
 
 def _temp_name(path: str) -> str:
     folder, name = os.path.split(path)
-    return os.path.join(folder or ".", f".{name}.{secrets.token_hex(6)}.tmp")
+    return os.path.join(folder or ".", f".{name}.{os.urandom(6).hex()}.tmp")
 
 
 def write_files(files: Sequence[tuple[str | os.PathLike[str], Iterable[bytes]]]) -> None:
