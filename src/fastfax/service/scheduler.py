@@ -202,12 +202,24 @@ class _Hooks:
             "info": info,
             "cause": info.get("partial", ""),
         }
-        job_id = row["id"] = sched.store.add_job(row)
+        with sched.ports.lock:
+            if from_job is not None and from_job in sched._calls:
+                # a call of ours to a line of ours: stored with that call's outcome, in
+                # one commit (then neither is without the other)
+                sched._arrived[from_job] = (row, line_id)
+                return
+        row["id"] = sched.store.add_job(row)
+        self.stored(row, line_id)
+
+    def stored(self, row: dict[str, Any], line_id: str) -> None:
+        """A received fax's job ``row`` was committed: say so and route it."""
+        sched, info, job_id, pages = self.sched, row["info"], row["id"], row["pages"]
+        route = row["state"] == JobState.ROUTING.value
         in_log.info(
             "fax %d received on %s: %d page(s) from %r",
             job_id,
             line_id,
-            len(pages),
+            pages,
             info["remote_id"],
         )
         sched.bus.publish(
@@ -215,7 +227,7 @@ class _Hooks:
             job_id=job_id,
             port=line_id,
             direction="receive",
-            pages=len(pages),
+            pages=pages,
             remote_id=info["remote_id"],
             **({"partial": True} if "partial" in info else {}),
         )
@@ -270,6 +282,9 @@ class Scheduler:
         self._pools: dict[str, ThreadPoolExecutor] = {}  # one per routing method
         self._fences: dict[int, int] = {}  # job id -> fencing token of our claim
         self._first: dict[int, int] = {}  # job id -> pages a resumed call leaves out
+        #: send job id -> (receive job row, line) of the fax its call brought to a line
+        #: of ours, stored with the call's outcome
+        self._arrived: dict[int, tuple[dict[str, Any], str]] = {}
         self._renewed = time.time()  # when the leases of our calls were last renewed
 
     # -- life -----------------------------------------------------------------------
@@ -437,8 +452,15 @@ class Scheduler:
         with self.ports.lock:
             if old == JobState.INPROGRESS.value and job_id in self._fences:
                 when += f" AND fence = {self._fences[job_id]}"
-            done = self.store.update_job(job_id, when, state=new.value, **values)
+            arrived = self._arrived.pop(job_id, None)
+            if arrived is None:
+                done = self.store.update_job(job_id, when, state=new.value, **values)
+            else:  # the fax this call delivered to a line of ours, in the same commit
+                done, arrived[0]["id"] = self.store.update_and_add(
+                    job_id, when, {"state": new.value, **values}, arrived[0])
             self.ports.changed.notify_all()
+        if arrived is not None:
+            self.hooks.stored(*arrived)
         return done
 
     # -- sending --------------------------------------------------------------------
@@ -512,11 +534,15 @@ class Scheduler:
             self._finish(row, port, call, outcome)
         finally:
             with self.ports.lock:
+                arrived = self._arrived.pop(row["id"], None)
                 self._calls.pop(row["id"], None)
                 self._fences.pop(row["id"], None)
                 self._first.pop(row["id"], None)
                 self._targets.pop(row["id"], None)
                 after = self._after.pop(row["id"], None)
+            if arrived is not None:  # (the outcome was not written: stored on its own)
+                arrived[0]["id"] = self.store.add_job(arrived[0])
+                self.hooks.stored(*arrived)
             if after == "delete":
                 self.delete(row["id"])
             self.hooks.release(port)

@@ -170,6 +170,13 @@ class Store(Protocol):
         again after it, such as a conversion): its commit does not wait for the disk,
         and the next durable commit makes it durable too."""
 
+    def update_and_add(
+        self, job_id: int, when: str | None, values: dict[str, Any], row: dict[str, Any]
+    ) -> tuple[bool, int]:
+        """:meth:`update_job` and :meth:`add_job` (``row`` is added whether or not the
+        update's condition holds) in one transaction: (whether the job changed, the
+        new job's id)."""
+
     def update_jobs(
         self, changes: list[tuple[int, str | None, dict[str, Any]]], durable: bool = True
     ) -> list[bool]:

@@ -303,6 +303,15 @@ class SqlStore(ABC):
     ) -> bool:
         return self.update_jobs([(job_id, when, values)], durable=durable)[0]
 
+    def update_and_add(
+        self, job_id: int, when: str | None, values: dict[str, Any], row: dict[str, Any]
+    ) -> tuple[bool, int]:
+        with self.transaction() as tx:
+            done = self._update(tx, job_id, when, values)
+            new = self._insert_job(tx, row)
+            self.changed(tx)
+            return done, new
+
     def update_jobs(
         self, changes: list[tuple[int, str | None, dict[str, Any]]], durable: bool = True
     ) -> list[bool]:
