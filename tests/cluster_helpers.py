@@ -46,6 +46,8 @@ class TcpRelay:
         self._open.set()
         self._closing = False
         self._lock = threading.Lock()
+        self._trigger: bytes | None = None
+        self._tripped = threading.Event()
         self._socks: set[socket.socket] = set()
         self._threads: list[threading.Thread] = []
         #: Connections accepted so far (a node that reconnects makes more).
@@ -66,6 +68,15 @@ class TcpRelay:
                 socks = list(self._socks)
             for sock in socks:
                 _hang_up(sock)
+
+    def cut_after(self, pattern: bytes) -> threading.Event:
+        """Arm a :meth:`cut` (hold) that falls right after the relay forwarded the next
+        bytes a client sends that contain ``pattern`` (the peer's statement reaches the
+        server, nothing after it does: a partition inside a transaction); the event is
+        set once it fell."""
+        self._tripped = threading.Event()
+        self._trigger = pattern
+        return self._tripped
 
     def resume(self) -> None:
         self._open.set()
@@ -101,13 +112,14 @@ class TcpRelay:
                 continue
             with self._lock:
                 self._socks.update((client, upstream))
-            for src, dst in ((client, upstream), (upstream, client)):
-                thread = threading.Thread(target=self._pump, args=(src, dst), daemon=True,
+            for src, dst, up in ((client, upstream, True), (upstream, client, False)):
+                thread = threading.Thread(target=self._pump, args=(src, dst, up), daemon=True,
                                           name="relay-pump")  # fmt: skip
                 self._threads.append(thread)
                 thread.start()
 
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+    def _pump(self, src: socket.socket, dst: socket.socket, up: bool) -> None:
+        """Forward ``src`` to ``dst`` (``up``: client to server) while not cut."""
         try:
             src.settimeout(0.1)
             while not self._closing:
@@ -118,6 +130,16 @@ class TcpRelay:
                     continue
                 if not data:
                     break
+                with self._lock:
+                    trigger = self._trigger
+                    if up and trigger is not None and trigger in data and self._open.is_set():
+                        self._trigger = None
+                        self._open.clear()  # before these bytes go: nothing passes after
+                        self._tripped.set()
+                        trigger = b""
+                if trigger == b"":
+                    dst.sendall(data)
+                    continue
                 while not self._open.wait(0.1):  # cut: held until resumed (or dropped)
                     if src.fileno() < 0 or dst.fileno() < 0:
                         return

@@ -36,15 +36,22 @@ T = 90
 #: Claim lease of the nodes, seconds (the service's default is 30).
 LEASE = 4.0
 
-_SHARED_DOCUMENTS = (
-    "documents are not shared between nodes yet: a node dispatches only jobs whose document "
-    "is in its own spool (scheduler.Scheduler._tick, `store.shared and not "
-    "os.path.exists(...)`), so no node takes over the jobs of a node that is down; "
-    "documents.Preparer._batch converts other nodes' PREPARING jobs and fails them "
-    "('cannot read the file: No such file or directory'); and Scheduler._start_routing "
-    "takes other nodes' received faxes and completes them with no routing method run "
-    "(`self.store.routing(port) if port in self.ports else {}`), so they never reach the "
-    "far line's store"
+_ROUTING = (
+    "scheduler.Scheduler._start_routing routes every node's received faxes, and "
+    "begin_round gives a fax received on another node's port no routing method "
+    "(`self.ports.routing(port) if port in self.ports else {}`): a node that picks up the "
+    "fax of a node that is down, restarting or just slower completes it with nothing "
+    "routed, so it never reaches that far line's store; it depends on timing (3 of 4 "
+    "runs of the cluster test here), hence not strict"
+)
+_IN_TRANSACTION = (
+    "store.postgresql.PostgresStore sets no idle_in_transaction_session_timeout (nor TCP "
+    "keepalives/tcp_user_timeout): a node cut off between a statement and its COMMIT "
+    "keeps its transaction, and the row locks it took, open on the server for as long "
+    "as the cut lasts (PostgreSQL notices a silent client after tcp_keepalives_idle, "
+    "2 h by default); the other nodes' updates of that job then wait on the lock, on "
+    "their one connection, so they stall as a whole (seen: A's preparer waiting on "
+    "'UPDATE jobs SET state ... preparing' behind B 'idle in transaction' after NOTIFY)"
 )
 _NO_RECONNECT = (
     "store.postgresql.PostgresStore never reconnects its one connection once it "
@@ -53,7 +60,7 @@ _NO_RECONNECT = (
 )
 
 
-@pytest.mark.xfail(strict=True, reason=_SHARED_DOCUMENTS)
+@pytest.mark.xfail(strict=False, reason=_ROUTING)
 def test_three_nodes_one_killed_one_restarted_every_fax_once(tmp_path, postgres):
     """120 faxes over three nodes, node 0 killed with calls on the line, node 1
     restarted: see ``cluster_helpers.cluster_kill_run`` for what is checked."""
@@ -66,9 +73,10 @@ def test_three_nodes_one_killed_one_restarted_every_fax_once(tmp_path, postgres)
 @pytest.mark.parametrize(
     "cut",
     [
-        pytest.param("hold", marks=pytest.mark.xfail(strict=True, reason=_SHARED_DOCUMENTS)),
-        pytest.param("drop", marks=pytest.mark.xfail(
-            strict=True, reason=f"{_SHARED_DOCUMENTS}; and {_NO_RECONNECT}")),
+        pytest.param("hold", marks=pytest.mark.xfail(
+            strict=False, reason=f"intermittent: {_ROUTING}; and (when the cut falls inside a "
+                                 f"transaction of B's) {_IN_TRANSACTION}")),
+        pytest.param("drop", marks=pytest.mark.xfail(strict=True, reason=_NO_RECONNECT)),
     ],
 )  # fmt: skip
 def test_a_node_cut_off_from_the_database_is_fenced_out_and_rejoins(tmp_path, postgres, cut):
@@ -116,7 +124,7 @@ def test_a_node_cut_off_from_the_database_is_fenced_out_and_rejoins(tmp_path, po
                 assert row["started"] < cut_at, row
 
         assert a.stop() == 0
-        send_jobs([b], token, 16, 4, failures, ids, time.monotonic() + T)  # B, back
+        send_jobs([b], token, 16, 4, failures, ids, time.monotonic() + 20)  # B, back
         assert not failures, failures
         jobs.wait("type = 'send' AND state = 'completed'", 20, T, [a, b])
         rows = {r["id"]: r for r in jobs.rows("type = 'send'")}
@@ -175,7 +183,7 @@ def test_a_node_alone_cut_off_from_the_database_carries_on_when_it_is_back(tmp_p
         time.sleep(LEASE + 1)  # its leases run out meanwhile
         relay.resume()
         jobs.wait("type = 'send' AND state = 'completed'", 8, T, [b], stall=10)
-        send_jobs([b], token, 8, 2, failures, ids, time.monotonic() + T)
+        send_jobs([b], token, 8, 2, failures, ids, time.monotonic() + 20)
         assert not failures, failures
         jobs.wait("type = 'send' AND state = 'completed'", 10, T, [b], stall=10)
         rows = jobs.rows("type = 'send'")
@@ -185,5 +193,44 @@ def test_a_node_alone_cut_off_from_the_database_carries_on_when_it_is_back(tmp_p
         assert arrivals(b.inboxes) == dict.fromkeys(range(10), 1)
     finally:
         stop_all([b])
+        relay.close()
+        jobs.close()
+
+
+@pytest.mark.xfail(strict=True, reason=_IN_TRANSACTION)
+def test_a_node_cut_off_inside_a_transaction_does_not_stall_the_others(tmp_path, postgres):
+    """Node B is cut off right after the outcome of one of its calls (the fenced UPDATE
+    of the job it holds) reached the server, before its COMMIT, so B's open transaction
+    holds that job's row lock while nothing more comes from B. Node A must still
+    complete every job, that one included once B's lease ran out (the server has to end
+    the transaction of a client it no longer hears from, as after a real partition);
+    B's late COMMIT, once forwarded again, changes nothing A wrote."""
+    url = postgres.database()
+    relay = TcpRelay(postgres_socket(postgres))
+    tmp = str(tmp_path)
+    a = Node(tmp, 0, url, lease=LEASE, page_delay=0.3)
+    b = Node(tmp, 1, relay.url(url), lease=LEASE, page_delay=0.3)
+    jobs = Jobs(url)
+    try:
+        a.start()
+        b.start()
+        ids: dict[int, int] = {}
+        failures: list[BaseException] = []
+        send_jobs([a, b], a.token(), 0, 16, failures, ids, time.monotonic() + T)
+        assert not failures, failures
+        jobs.wait(f"type = 'send' AND state = 'inprogress' AND node = {quoted(b.name)}", 1,
+                  T, [a, b])  # fmt: skip
+        # B's outcome of a call: the fenced UPDATE of its job, inside a transaction
+        assert relay.cut_after(b"(state = 'inprogress' AND fence = ").wait(T)
+        jobs.wait("type = 'send' AND state = 'completed'", 16, T, [a, b], stall=12)  # A alone
+        during = {r["id"]: r for r in jobs.rows("type = 'send'")}
+        relay.resume()
+        time.sleep(LEASE)  # B's late statements arrive; its renewal finds its claims gone
+        after = {r["id"]: r for r in jobs.rows("type = 'send'")}
+        assert sorted(after) == sorted(ids.values())
+        assert {k: (r["state"], r["node"], r["fence"]) for k, r in after.items()} == {
+            k: (r["state"], r["node"], r["fence"]) for k, r in during.items()}
+    finally:
+        stop_all([a, b])
         relay.close()
         jobs.close()
