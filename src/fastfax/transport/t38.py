@@ -409,6 +409,8 @@ class T38Port(asyncio.DatagramProtocol):
     call, ``peer=None``), if it is well-formed UDPTL: that call answers it. Otherwise it is
     dropped and counted: :attr:`foreign` (no call waits), :attr:`rejected` (not UDPTL),
     :attr:`stale` (from the peer of a call that ended less than :data:`LINGER_S` ago).
+    Errors the socket reports (e.g. ICMP port unreachable) are counted in
+    :attr:`send_errors` of the port, not of a call: the socket does not say whose they are.
     Two calls on one port cannot have the same peer address.
     """
 
@@ -417,6 +419,7 @@ class T38Port(asyncio.DatagramProtocol):
         self.foreign = 0
         self.rejected = 0
         self.stale = 0
+        self.send_errors = 0
         self._sock: socket.socket | None = None
         self._calls: dict[Any, T38Endpoint] = {}
         self._waiting: list[T38Endpoint] = []
@@ -484,8 +487,7 @@ class T38Port(asyncio.DatagramProtocol):
             dispatch(bytes(view[:n]), addr)
 
     def error_received(self, exc: Exception) -> None:
-        for endpoint in list(self._calls.values()):
-            endpoint.error_received(exc)
+        self.send_errors += 1  # the socket does not say which call's peer it was
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
