@@ -223,9 +223,16 @@ class Preparer:
         self._ready = ready
         self._wake = threading.Event()
         self._stopping = False
+        self._doomed: list[tuple[int, str]] = []  # (store.synced when no longer named, file)
         self._thread = threading.Thread(target=self._run, name="fastfax-prepare", daemon=True)
 
     def start(self) -> None:
+        """Remove submitted documents no job names (a run that stopped before they
+        could go), then start converting."""
+        folder = os.path.join(self.spool.root, "src")
+        for name in os.listdir(folder) if os.path.isdir(folder) else ():
+            if not self.store.file_used(os.path.join("src", name)):
+                self.spool.remove(os.path.join("src", name))
         self._thread.start()
 
     def kick(self) -> None:
@@ -248,7 +255,7 @@ class Preparer:
                 logging.getLogger(LOG_CATEGORIES["unknown"]).exception("preparing jobs failed")
                 more = False
             if not more:
-                self._wake.wait(1.0)
+                self._wake.wait(0.25 if self._doomed else 1.0)
 
     def _batch(self) -> bool:
         """Prepare up to :data:`BATCH` jobs; whether there may be more."""
@@ -292,9 +299,16 @@ class Preparer:
                 self._commit(ready, sources)
                 ready, began = [], time.monotonic()
         self._commit(ready, sources)
-        for source in sources:  # documents and pages no job names any longer
-            if not self.store.file_used(source):
+        # documents and pages no job names any longer go once that is durable (a durable
+        # commit after ours: a power cut cannot bring back a job naming them)
+        self._doomed += [(self.store.synced, s) for s in sources]
+        keep = []
+        for mark, source in self._doomed:
+            if mark >= self.store.synced:
+                keep.append((mark, source))
+            elif not self.store.file_used(source):
                 self.spool.remove(source)
+        self._doomed = keep
         return len(rows) == BATCH
 
     def _commit(self, ready: list[tuple[dict[str, Any], str, int, int]], sources: set) -> None:

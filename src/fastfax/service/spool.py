@@ -50,16 +50,28 @@ class Spool:
             write_files([(path, [data])])
         return path
 
+    def _sync(self, relative: str) -> None:
+        """Make a new file and its name durable (the file, then its folder) before the
+        database names it: a power cut must not leave a job naming a lost file."""
+        path = os.path.join(self.root, relative)
+        for target in (path, os.path.dirname(path)):
+            fd = os.open(target, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
     def _share(self, relative: str) -> None:
         if self._store is not None:
             with open(os.path.join(self.root, relative), "rb") as fh:
                 self._store.put_file(relative, fh.read())
 
     def write(self, folder: str, pages: Sequence[Page]) -> str:
-        """Store ``pages`` as a new TIFF-F file in ``folder`` (``"in"`` or ``"out"``);
-        its path relative to the spool."""
+        """Store ``pages`` as a new TIFF-F file in ``folder`` (``"in"`` or ``"out"``),
+        durably (as :meth:`keep` and :meth:`copy`); its path relative to the spool."""
         path = write_pages(os.path.join(self.root, folder), list(pages))
         relative = os.path.relpath(path, self.root)
+        self._sync(relative)
         self._share(relative)
         return relative
 
@@ -74,6 +86,7 @@ class Spool:
             os.link(source, copy)
         except OSError:
             shutil.copyfile(source, copy)
+        self._sync(target)
         if self._store is not None and not self._store.copy_file(relative, target):
             self._share(target)
         return target
@@ -89,6 +102,7 @@ class Spool:
         else:
             with open(os.path.join(self.root, relative), "xb") as fh:
                 fh.write(document)
+        self._sync(relative)
         self._share(relative)
         return relative
 

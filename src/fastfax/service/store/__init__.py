@@ -48,6 +48,9 @@ class Store(Protocol):
     location: str
     #: Whether several nodes (each with its own spool) may share it.
     shared: bool
+    #: Durable commits made through this store object so far: once it grew past a
+    #: value read after a commit that did not wait for the disk, that one is durable.
+    synced: int
 
     def close(self) -> None:
         """Close the connection(s); the store is unusable afterwards."""

@@ -34,6 +34,8 @@ class SqlStore(ABC):
     """The contract's queries; subclasses bind them to a database."""
 
     location: str
+    #: Durable commits so far (each one makes every commit before it durable too).
+    synced: int = 0
 
     # -- what a store supplies ----------------------------------------------------------
     @abstractmethod

@@ -175,10 +175,12 @@ class PostgresStore(SqlStore):
 
     @contextmanager
     def transaction(self, durable: bool = True) -> Iterator[_Tx]:
-        with self._lock, self._conn.transaction():
-            if not durable:
-                self._conn.execute("SET LOCAL synchronous_commit = off")
-            yield _Tx(self._conn)
+        with self._lock:
+            with self._conn.transaction():
+                if not durable:
+                    self._conn.execute("SET LOCAL synchronous_commit = off")
+                yield _Tx(self._conn)
+            self.synced += durable
 
     def lock_events(self, tx: Any) -> None:
         tx.execute("LOCK TABLE events IN EXCLUSIVE MODE")

@@ -140,6 +140,7 @@ class SqliteStore(SqlStore):
                     self._db.execute("ROLLBACK")
                     raise
                 self._db.execute("COMMIT")
+                self.synced += durable
             finally:
                 if not durable:
                     self._db.execute("PRAGMA synchronous=FULL")
