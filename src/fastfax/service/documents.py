@@ -17,14 +17,12 @@ import json
 import logging
 import os
 import re
-import secrets
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .. import tiff
 from ..document.branding import DEFAULT_HEADER
 from ..document.convert import Options, render_document
 from ..document.cover import CoverInfo
@@ -35,7 +33,7 @@ from .config import LOG_CATEGORIES, Configuration
 from .errors import BadNumber, ConfigError, RequestError
 from .model import EventKind, JobState
 
-__all__ = ["JobParams", "check_number", "complete_params", "render", "write_pages", "Preparer"]
+__all__ = ["JobParams", "check_number", "complete_params", "render", "Preparer"]
 
 out_log = logging.getLogger(LOG_CATEGORIES["outbound"])
 #: PREPARING jobs converted per pass (a pass shares conversions among them).
@@ -183,14 +181,6 @@ def _is_tiff(path: str) -> bool:
     """Whether the file starts as a TIFF file does (either byte order)."""
     with open(path, "rb") as fh:
         return fh.read(4) in (b"II*\x00", b"MM\x00*")
-
-
-def write_pages(folder: str, pages: list[Page]) -> str:
-    """Write ``pages`` as a TIFF-F (MMR) file under a fresh name in ``folder``; its path."""
-    os.makedirs(folder, exist_ok=True)
-    path = os.path.join(folder, f"{secrets.token_hex(8)}.tif")
-    tiff.write(path, pages, "g4")
-    return path
 
 
 def failure_cause(filename: str, exc: BaseException) -> str:

@@ -16,9 +16,9 @@ import shutil
 import time
 from collections.abc import Sequence
 
+from .. import tiff
 from ..files import write_files
 from ..page import Page
-from .documents import write_pages
 from .store import Store
 
 __all__ = ["Spool", "SWEEP_AGE"]
@@ -36,6 +36,7 @@ class Spool:
     def __init__(self, root: str, store: Store | None = None) -> None:
         self.root = root
         self._store = store if store is not None and store.shared else None
+        self._folders: set[str] = set()  # folders known to exist
 
     def path(self, relative: str) -> str:
         """The absolute path of a file the database names (fetched from the shared
@@ -50,43 +51,64 @@ class Spool:
             write_files([(path, [data])])
         return path
 
-    def _sync(self, relative: str) -> None:
-        """Make a new file and its name durable (the file, then its folder) before the
-        database names it: a power cut must not leave a job naming a lost file."""
-        path = os.path.join(self.root, relative)
-        for target in (path, os.path.dirname(path)):
-            fd = os.open(target, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-
-    def _share(self, relative: str) -> None:
+    def _share(self, relative: str, data: bytes | None = None) -> None:
         if self._store is not None:
-            with open(os.path.join(self.root, relative), "rb") as fh:
-                self._store.put_file(relative, fh.read())
+            if data is None:
+                with open(os.path.join(self.root, relative), "rb") as fh:
+                    data = fh.read()
+            self._store.put_file(relative, data)
+
+    def _folder(self, folder: str) -> None:
+        if folder not in self._folders:
+            os.makedirs(os.path.join(self.root, folder), exist_ok=True)
+            self._folders.add(folder)
+
+    def _create(self, folder: str, ext: str, data: bytes) -> str:
+        """A new file of ``data`` under a fresh name in ``folder``, durable (the file,
+        then its folder) before this returns; its relative path. It is written in place:
+        until a job names it (after this returns) nothing reads it, and a file a kill
+        cut short is named by no job."""
+        self._folder(folder)
+        relative = os.path.join(folder, f"{secrets.token_hex(8)}{ext}")
+        fd = os.open(os.path.join(self.root, relative), os.O_WRONLY | os.O_CREAT | os.O_EXCL,
+                     0o644)  # fmt: skip
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self._sync_folder(folder)
+        self._share(relative, data)
+        return relative
+
+    def _sync_folder(self, folder: str) -> None:
+        fd = os.open(os.path.join(self.root, folder), os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def write(self, folder: str, pages: Sequence[Page]) -> str:
-        """Store ``pages`` as a new TIFF-F file in ``folder`` (``"in"`` or ``"out"``),
-        durably (as :meth:`keep` and :meth:`copy`); its path relative to the spool."""
-        path = write_pages(os.path.join(self.root, folder), list(pages))
-        relative = os.path.relpath(path, self.root)
-        self._sync(relative)
-        self._share(relative)
-        return relative
+        """Store ``pages`` as a new TIFF-F (MMR) file in ``folder`` (``"in"`` or
+        ``"out"``), durably (as :meth:`keep` and :meth:`copy`); its path relative to the
+        spool."""
+        return self._create(folder, ".tif", tiff.dumps(list(pages), "g4"))
 
     def copy(self, relative: str, folder: str) -> str:
         """A copy of a spool file under a fresh name in ``folder`` (a hard link where the
         file system has them: spool files are never changed, only replaced or removed);
         its relative path."""
-        os.makedirs(os.path.join(self.root, folder), exist_ok=True)
+        self._folder(folder)
         target = os.path.join(folder, f"{secrets.token_hex(8)}{os.path.splitext(relative)[1]}")
         source, copy = self.path(relative), os.path.join(self.root, target)
         try:
-            os.link(source, copy)
+            os.link(source, copy)  # (the data is durable: only the new name needs it)
         except OSError:
-            shutil.copyfile(source, copy)
-        self._sync(target)
+            with open(source, "rb") as fh:
+                return self._create(folder, os.path.splitext(relative)[1], fh.read())
+        self._sync_folder(folder)
         if self._store is not None and not self._store.copy_file(relative, target):
             self._share(target)
         return target
@@ -94,17 +116,10 @@ class Spool:
     def keep(self, document: bytes | str, ext: str) -> str:
         """Keep a submitted document (its bytes, or the path of a file to copy) in
         ``src/`` until its jobs are prepared; its relative path."""
-        folder = os.path.join(self.root, "src")
-        os.makedirs(folder, exist_ok=True)
-        relative = os.path.join("src", f"{secrets.token_hex(8)}{ext}")
         if isinstance(document, str):
-            shutil.copyfile(document, os.path.join(self.root, relative))
-        else:
-            with open(os.path.join(self.root, relative), "xb") as fh:
-                fh.write(document)
-        self._sync(relative)
-        self._share(relative)
-        return relative
+            with open(document, "rb") as fh:
+                document = fh.read()
+        return self._create("src", ext, document)
 
     def sweep(self, folders: list[str] = (), age: float = SWEEP_AGE) -> list[str]:
         """Remove the temporary files a write killed midway left (hidden
