@@ -485,3 +485,26 @@ def test_events_of_every_node_in_one_series_without_a_gap(tmp_path, postgres):
     kinds = [e.kind.value for e in got]
     # (a's change may be logged after b's end: each node logs what it published in order)
     assert kinds.count("config_changed") == 1 and kinds.count("service_ended") == 2
+
+
+def test_a_lost_database_connection_is_made_again(postgres):
+    """The server ends the store's connection (as a restart or a cut would): the call
+    that meets the dead connection fails, the next ones connect again."""
+    import psycopg
+
+    url = postgres.database()
+    store = open_store(url)
+    try:
+        store.set_setting("k", 1)
+        pid = store.fetch("SELECT pg_backend_pid() AS pid")[0]["pid"]
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        try:
+            store.setting("k")
+        except psycopg.OperationalError:
+            pass  # this one met the dead connection
+        assert store.setting("k") == 1
+        store.set_setting("k", 2)
+        assert store.fetch("SELECT pg_backend_pid() AS pid")[0]["pid"] != pid
+    finally:
+        store.close()

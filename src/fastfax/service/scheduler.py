@@ -201,6 +201,7 @@ class _Hooks:
             "file": file,
             "info": info,
             "cause": info.get("partial", ""),
+            "node": sched.node,  # routed by this node: its line's routing settings
         }
         with sched.ports.lock:
             if from_job is not None and from_job in sched._calls:
@@ -296,8 +297,10 @@ class Scheduler:
     def _take_over(self, states: tuple[str, ...], node: str) -> None:
         """Requeue the stale claims (see :meth:`Store.stale_claims`) in ``states``."""
         for row in self.store.stale_claims(states, node, time.time()):
-            if row["id"] in self._calls:
+            if row["id"] in self._calls or row["id"] in self._rounds:
                 continue
+            if row["type"] == JobType.RECEIVE.value and row["node"] not in (None, self.node):
+                continue  # being routed by the node that received it (or when it is back)
             when = f"state = '{row['state']}' AND fence = {int(row['fence'])}"
             if row["type"] == JobType.SEND.value and self.store.received_from(row["id"]):
                 # its fax reached a line of ours before the stop: it was sent, once
@@ -684,9 +687,9 @@ class Scheduler:
         not yet done runs in that method's own pool (:meth:`_pool`), so a slow method
         holds up only itself; a round ends when each method succeeded, failed or ran
         out of its time (:meth:`_overdue`)."""
-        rows = self.store.jobs(
-            "type = 'receive' AND state IN (?, ?) AND schedule <= ?",
-            (JobState.PENDING.value, JobState.RETRYING.value, now),
+        rows = self.store.jobs(  # ours: received on our lines (another node routes its own)
+            "type = 'receive' AND state IN (?, ?) AND schedule <= ? AND (node = ? OR node IS NULL)",
+            (JobState.PENDING.value, JobState.RETRYING.value, now, self.node),
         )
         for row in rows:
             if self.stopping or row["id"] in self._rounds:

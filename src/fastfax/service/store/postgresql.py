@@ -1,7 +1,8 @@
 """The PostgreSQL store (psycopg 3): the database several ``fastfax serve`` nodes share.
 
 One connection in autocommit mode, serialised by a lock, is shared by the service's
-threads; a write transaction is a psycopg transaction block. ``info`` is ``jsonb``;
+threads (made again when it was lost: a node cut off from the database rejoins); a
+write transaction is a psycopg transaction block. ``info`` is ``jsonb``;
 settings, routing data and request ids stay JSON text as in the SQLite store. The
 contract's ``?`` placeholders become psycopg's ``%s`` here. Migrations run under a
 transaction-scoped advisory lock, so nodes starting together migrate once."""
@@ -80,6 +81,10 @@ _SCHEMA_3 = (
     " AND COALESCE(info->>'receipt', '') != '' AND info->'reported' IS DISTINCT FROM '1'::jsonb",
 )
 
+#: Seconds after which a silent server connection counts as lost (TCP user timeout), and
+#: a transaction a node left open (cut off before its COMMIT) is ended by the server.
+NET_TIMEOUT = 10.0
+
 #: The channel of "jobs were added or changed state" (NOTIFY, sent on commit).
 CHANNEL = "fastfax_jobs"
 log = logging.getLogger(__name__)
@@ -129,8 +134,9 @@ class PostgresStore(SqlStore):
         self._listening = threading.Event()
         self.location = re.sub(r"(://[^:/@]*):[^@/]*@", r"\1@", url)  # no password
         self._lock = threading.RLock()
+        self._dict_row = dict_row
         try:
-            self._conn = psycopg.connect(url, autocommit=True, row_factory=dict_row)
+            self._conn = self._connect()
         except psycopg.Error as exc:
             raise ConfigError(f"cannot reach the store {self.location!r}: {exc}") from None
         try:
@@ -138,6 +144,29 @@ class PostgresStore(SqlStore):
         except BaseException:
             self._conn.close()
             raise
+
+    def _connect(self) -> Any:
+        """A connection that notices a silent server (TCP keepalives, user timeout) and
+        whose server ends a transaction left open by a node cut off mid-way (so its row
+        locks do not hold up the other nodes)."""
+        import psycopg
+
+        return psycopg.connect(
+            self._url, autocommit=True, row_factory=self._dict_row,
+            keepalives=1, keepalives_idle=5, keepalives_interval=2, keepalives_count=3,
+            tcp_user_timeout=int(NET_TIMEOUT * 1000),
+            options=f"-c idle_in_transaction_session_timeout={int(NET_TIMEOUT * 1000)}",
+        )  # fmt: skip
+
+    def _live(self) -> Any:
+        """The connection, made again if it was lost (under the lock)."""
+        if self._conn.closed or self._conn.broken:
+            log.warning("store %s: the connection was lost: connecting again", self.location)
+            try:
+                self._conn.close()
+            finally:
+                self._conn = self._connect()
+        return self._conn
 
     def close(self) -> None:
         self._listening.clear()
@@ -176,10 +205,11 @@ class PostgresStore(SqlStore):
     @contextmanager
     def transaction(self, durable: bool = True) -> Iterator[_Tx]:
         with self._lock:
-            with self._conn.transaction():
+            conn = self._live()
+            with conn.transaction():
                 if not durable:
-                    self._conn.execute("SET LOCAL synchronous_commit = off")
-                yield _Tx(self._conn)
+                    conn.execute("SET LOCAL synchronous_commit = off")
+                yield _Tx(conn)
             self.synced += durable
 
     def lock_events(self, tx: Any) -> None:
@@ -193,7 +223,7 @@ class PostgresStore(SqlStore):
 
     def fetch(self, sql: str, args: Iterable[Any] = ()) -> list[dict[str, Any]]:
         with self._lock:
-            return _Tx(self._conn).fetch(sql, args)
+            return _Tx(self._live()).fetch(sql, args)
 
     def json_in(self, value: Any) -> Any:
         return self._Jsonb(value)
