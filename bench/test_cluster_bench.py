@@ -46,11 +46,6 @@ GAP = 0.1
 CLUSTER_JOBS = 600
 T = 300
 RESULTS: dict[str, str] = {}
-_ROUTING = (
-    "a node completes a fax received on another node's port with no routing method run "
-    "(scheduler.Scheduler._start_routing / begin_round) when that node is down or "
-    "restarting, so it never reaches the far line's store: a race, see tests/test_cluster.py"
-)
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +116,6 @@ def test_jobs_per_second_and_claim_latency(kind, count, tmp_path, request):
         jobs.close()
 
 
-@pytest.mark.xfail(strict=False, reason=_ROUTING)
 def test_cluster_600_faxes_one_node_killed_one_restarted(tmp_path, pg):
     figures = cluster_kill_run(str(tmp_path), pg.database(), total=CLUSTER_JOBS,
                                timeout=T)  # fmt: skip
