@@ -11,7 +11,9 @@ far line with each number of ``DESTINATIONS``, so any node can deliver any job):
   node has calls on the line: it claims nothing while cut, its leases expire and the
   other node takes its jobs over with newer fencing tokens, its stale outcomes are
   refused, and once the relay forwards again it rejoins and sends on its own; and the
-  same cut of a node alone (nobody to take its jobs over): it carries on once back.
+  same cut of a node alone (nobody to take its jobs over): it carries on once back;
+  and a cut that falls inside a transaction of the node's (right after the UPDATE of
+  a call's outcome, before its COMMIT) does not stall the other node on its locks.
 """
 
 from __future__ import annotations
