@@ -122,6 +122,7 @@ def test_ports_query_modify_and_validation(env):
     ports = {p.id: p for p in env.server.ports()}
     assert set(ports) == {"lp/1", "lp/2", "noisy/1", "noisy/2", "slow/1", "slow/2"}
     assert ports["lp/2"].number == "200" and ports["lp/2"].kind == "loopback-pair"
+    assert {p.node for p in ports.values()} == {env.service.node}  # one node, named
     with pytest.raises(PortNotFound):
         env.server.port("nope/1")
     query = env.server.port("lp/2")

@@ -27,7 +27,7 @@ def env(request, tmp_path, store_kind):
 
 
 def _ids(env, **filters) -> list[int]:
-    return [j["id"] for j in env.server._call("jobs", **filters)]
+    return [j.id for j in env.server.jobs(**filters)]  # the client's own filters
 
 
 def test_jobs_filtered_and_paged_by_keyset(env):
@@ -41,7 +41,7 @@ def test_jobs_filtered_and_paged_by_keyset(env):
     jobs[1].cancel()
     assert _ids(env) == ids
     assert _ids(env, number="200") == [ids[0], ids[2], ids[4]]
-    assert _ids(env, state=["pending", "canceled"], number="400") == [ids[1]]
+    assert _ids(env, state=[JobState.PENDING, "canceled"], number="400") == [ids[1]]
     assert _ids(env, state="canceled") == [ids[1]]
     assert _ids(env, finished_from=before) == [ids[1]]
     assert _ids(env, submitted_from=before, submitted_to=time.time() + 1) == ids

@@ -301,9 +301,36 @@ class FaxServer:
         return [Job(self, i) for i in ids]
 
     # -- jobs -------------------------------------------------------------------------
-    def jobs(self) -> list[JobInfo]:
-        """Every job in the queue (FaxEnumJobs)."""
-        return [from_wire(JobInfo, j) for j in self._call("jobs")]
+    def jobs(
+        self,
+        state: JobState | str | list[JobState | str] | None = None,
+        owner: str | None = None,
+        number: str | None = None,
+        submitted_from: float | None = None,
+        submitted_to: float | None = None,
+        finished_from: float | None = None,
+        finished_to: float | None = None,
+        after: int | None = None,
+        limit: int | None = None,
+        newest_first: bool = False,
+    ) -> list[JobInfo]:
+        """The jobs in the queue (FaxEnumJobs), by id, those matching every filter given:
+        ``state`` (one or a list), ``owner``, ``number``, ``submitted_from``/``_to`` and
+        ``finished_from``/``_to`` (POSIX seconds; from inclusive, to exclusive). Keyset
+        paging: at most ``limit`` jobs, those after job id ``after`` (the last id of the
+        page before); ``newest_first`` pages from the highest id down."""
+        states = state if isinstance(state, list) else None if state is None else [state]
+        filters = {
+            "state": None if states is None else [JobState(s).value for s in states],
+            "owner": owner, "number": number,
+            "submitted_from": submitted_from, "submitted_to": submitted_to,
+            "finished_from": finished_from, "finished_to": finished_to,
+            "after": after, "limit": limit,
+        }  # fmt: skip
+        args = {k: v for k, v in filters.items() if v is not None}
+        if newest_first:
+            args["newest_first"] = True
+        return [from_wire(JobInfo, j) for j in self._call("jobs", **args)]
 
     def job(self, job_id: int) -> Job:
         """A handle on job ``job_id`` (FaxGetJob); raises JobNotFound."""

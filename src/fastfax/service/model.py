@@ -151,7 +151,8 @@ class JobInfo:
 @dataclass
 class PortInfo:
     """One port (a device line; FAX_PORT_INFO). ``priority``: lower values are tried
-    first for sending; ``rings``: rings before answering (0-99)."""
+    first for sending; ``rings``: rings before answering (0-99); ``node``: the service
+    node whose line it is (several nodes share a PostgreSQL store; one node: its name)."""
 
     id: str
     name: str
@@ -164,6 +165,7 @@ class PortInfo:
     tsid: str = ""
     csid: str = ""
     state: DeviceState = DeviceState.AVAILABLE
+    node: str = ""
 
 
 @dataclass
@@ -185,8 +187,9 @@ class PortStatus:
 
 @dataclass
 class Event:
-    """One service event. ``seq`` grows by one per event of a service run, so events of
-    one job arrive in the order they happened."""
+    """One service event. ``seq`` numbers the events of the whole store, kept across
+    restarts and shared by every node on a PostgreSQL store, so events of one job arrive
+    in the order they happened and a client reconnecting to any node misses none."""
 
     seq: int
     kind: EventKind

@@ -41,6 +41,7 @@ from .errors import (
     ConfigError,
     JobNotFound,
     JobStateError,
+    NoLine,
     PortBusy,
     RequestError,
     RoutingMethodNotFound,
@@ -823,7 +824,6 @@ class Service:
         on a spool that declares no lines of its own (only the test lines, or none);
         with lines of its own, such a job is answered as failed, its cause naming the
         number."""
-        from .errors import NoLine  # here: this call's own error
 
         timeout = 30.0 if timeout is None else min(30.0, max(0.0, float(timeout)))
         deadline = time.monotonic() + timeout
