@@ -114,7 +114,10 @@ def _job_state(spool: str, job_id: int) -> tuple[str, int]:
         store.close()
 
 
-def test_kill_9_mid_send_completes_exactly_once(spool, tmp_path):
+def _kill_mid_send(spool: str, tmp_path, pages: list) -> tuple[int, list, int]:
+    """Start ``fastfax serve``, send ``pages`` on the slow pair (its line 2 stores in
+    ``slow-inbox``) and kill -9 it once the far end confirmed page 2: (job id, the pages
+    as put on the line, pages the store says the far end confirmed)."""
     daemon = Daemon(spool)
     try:
         with connect(daemon.url, token=daemon.token) as server:
@@ -123,7 +126,6 @@ def test_kill_9_mid_send_completes_exactly_once(spool, tmp_path):
                 handle.set_routing_info("store", {"folder": str(tmp_path / "slow-inbox")})
                 handle.enable_routing("store")
             events = server.events()
-            pages = text_pages(4)
             job = server.send(pages, to="600")
             sent = job.pages()  # the pages as put on the line (header line added)
             assert len(sent) == len(pages)
@@ -141,27 +143,38 @@ def test_kill_9_mid_send_completes_exactly_once(spool, tmp_path):
     done = store.job(job.id)["info"]["confirmed"]  # recorded as the far end confirmed
     store.close()
     assert 2 <= done < len(pages)
+    return job.id, sent, done
+
+
+def _continues(got: list, sent: list, done: int) -> None:
+    """``got`` are the pages of ``sent`` after the first ``done``, each with another
+    header line (a continuation's) and the rest of the page as sent."""
+    assert len(got) == len(sent) - done
+    band = round(HEADER_MM / 25.4 * sent[0].yres)
+    for page, original in zip(got, sent[done:], strict=True):
+        a, b = page.to_array(), original.to_array()
+        assert np.array_equal(a[band:], b[band:]) and not np.array_equal(a[:band], b[:band])
+
+
+def test_kill_9_mid_send_completes_exactly_once(spool, tmp_path):
+    pages = text_pages(4)
+    job_id, sent, done = _kill_mid_send(spool, tmp_path, pages)
 
     daemon = Daemon(spool)
     try:
         with connect(daemon.url, token=daemon.token) as server:
-            info = server.job(job.id).wait(T)
+            info = server.job(job_id).wait(T)
             assert info.state is JobState.COMPLETED and info.attempts == 2
             (received,) = [j for j in server.jobs() if j.type.value == "receive"]
             assert server.job(received.id).wait(T).state is JobState.COMPLETED
             # the call resumed with the pages not yet confirmed, each marked as a
             # continuation in its header line (the rest of the page as sent)
             got = server.job(received.id).pages()
-            assert len(got) == len(pages) - done
-            band = round(HEADER_MM / 25.4 * sent[0].yres)
-            for page, original in zip(got, sent[done:], strict=True):
-                a, b = page.to_array(), original.to_array()
-                assert np.array_equal(a[band:], b[band:]) and not np.array_equal(a[:band],
-                                                                                 b[:band])
+            _continues(got, sent, done)
         daemon.kill()  # after completion: a restart must not send it again
         daemon = Daemon(spool)
         with connect(daemon.url, token=daemon.token) as server:
-            again = server.job(job.id).info()
+            again = server.job(job_id).info()
             assert again.state is JobState.COMPLETED and again.attempts == 2
             assert [j.type.value for j in server.jobs()] == ["send", "receive"]
         daemon.stop()
@@ -171,6 +184,48 @@ def test_kill_9_mid_send_completes_exactly_once(spool, tmp_path):
     (name,) = os.listdir(tmp_path / "slow-inbox")  # stored once: the continuation
     stored = tiff.read(tmp_path / "slow-inbox" / name)
     assert [p.data for p in stored] == [p.data for p in got]
+
+
+def test_kill_9_mid_send_held_for_an_operator(tmp_path, store_kind):
+    """``interrupted = "hold"``: the job the killed node left after confirmed pages is
+    held (PAUSED, not called again) with a cause naming them; the operator's resume
+    sends the pages not confirmed, marked as a continuation."""
+    spool = make_spool(str(tmp_path), retries=3, retry_delay=0.1, interrupted="hold")
+    pages = text_pages(4)
+    job_id, sent, done = _kill_mid_send(spool, tmp_path, pages)
+
+    daemon = Daemon(spool)
+    try:
+        with connect(daemon.url, token=daemon.token) as server:
+            events = server.events(since=0)
+            for event in events:
+                if event.kind is EventKind.JOB_CHANGED and event.job_id == job_id:
+                    break
+            assert event.data["action"] == "hold"
+            job = server.job(job_id)
+            info = job.info()
+            assert info.state is JobState.PAUSED and info.attempts == 1
+            rest = "page 4" if done == 3 else "pages 3-4"
+            cause = (
+                f"held for an operator: the call was interrupted after the far end confirmed"
+                f" pages 1-{done} of 4; resume sends {rest} marked as a continuation,"
+                f" restart sends every page again"
+            )
+            assert info.cause == cause == event.data["cause"]
+            assert [j.type.value for j in server.jobs()] == ["send"]  # not called again
+            assert job.resume().state in (JobState.PENDING, JobState.INPROGRESS,
+                                          JobState.COMPLETED)  # fmt: skip
+            info = job.wait(T)
+            assert info.state is JobState.COMPLETED and info.attempts == 2
+            (received,) = [j for j in server.jobs() if j.type.value == "receive"]
+            assert server.job(received.id).wait(T).state is JobState.COMPLETED
+            _continues(server.job(received.id).pages(), sent, done)
+        daemon.stop()
+    finally:
+        if daemon.proc.poll() is None:
+            daemon.kill()
+    (name,) = os.listdir(tmp_path / "slow-inbox")  # stored once: the continuation
+    assert len(tiff.read(tmp_path / "slow-inbox" / name)) == len(pages) - done
 
 
 def test_serve_refuses_a_busy_spool_and_bad_toml(spool, tmp_path):

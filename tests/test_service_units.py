@@ -1,5 +1,7 @@
 """Pieces of the fax service on their own: safe routing file names, the TOML file,
-the wire format, the spool lock, plug-in device kinds."""
+the wire format, the spool lock, plug-in device kinds; what the scheduler makes of a
+SIP call's refusals (SIPp as the far end) and of a voice call on a Class 1 line
+(tests/peers/faxline.c)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,9 @@ import time
 from importlib.metadata import EntryPoint
 
 import pytest
-from service_helpers import make_spool, text_pages
+import sipp_peer
+from faxline import FaxLine
+from service_helpers import make_spool, only_sender, text_pages
 
 from fastfax import tiff
 from fastfax.client import connect
@@ -17,6 +21,7 @@ from fastfax.devices.loopback import LoopbackPair
 from fastfax.service import devices
 from fastfax.service.config import in_window, load_toml
 from fastfax.service.errors import ConfigError, RequestError, SpoolBusy
+from fastfax.service.model import DeviceState, EventKind, JobState
 from fastfax.service.routing import PrintMethod, ReceivedFax, StoreMethod, safe_name
 from fastfax.service.server import Service
 from fastfax.service.wire import decode, encode
@@ -63,6 +68,7 @@ def test_print_failure_raises(tmp_path):
         ("[http]\nport = 70000\n", "port"),
         ("[bogus]\n", "unknown section"),
         ("[configuration]\nretries = -1\n", "retries"),
+        ("[configuration]\ninterrupted = 'drop'\n", "interrupted must be one of .*'hold'"),
         ("[[devices]]\nname = 'x'\n", "kind and a name"),
         ("not toml ===\n", "not valid TOML"),
     ],
@@ -129,3 +135,80 @@ def test_initial_port_settings_from_toml(tmp_path, setting, message):
     (tmp_path / "bad" / "fastfax.toml").write_text(toml + setting + "\n")
     with pytest.raises(ConfigError, match=f"device 'lp': {message}"):
         Service(str(tmp_path / "bad"))
+
+
+def _until(stream, kind: EventKind, timeout: float = 60) -> list:
+    """The events of ``stream`` up to and including the first of ``kind``."""
+    out, deadline = [], time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        event = stream.get(timeout=0.5)
+        if event is not None:
+            out.append(event)
+            if event.kind is kind:
+                return out
+    raise AssertionError(f"no {kind} event in {timeout} s: {[e.kind.value for e in out]}")
+
+
+@pytest.mark.skipif(not sipp_peer.available(), reason="sipp not installed (apt install sip-tester)")
+@pytest.mark.parametrize(
+    ("scenario", "status", "state", "cause"),
+    [  # a far end refusing T.38 or a trunk refusing the call refuses the next call too
+        ("uas_no_t38", 488, JobState.FAILED, "far end refused T.38 (488)"),
+        ("uas_busy", 403, JobState.FAILED, "refused by trunk (403)"),
+        # a call that failed before any training: retried, at the same speed
+        ("uas_busy", 500, JobState.RETRIES_EXCEEDED, "call failed (500)"),
+    ],
+)
+def test_sip_refusals(tmp_path, scenario, status, state, cause):
+    """A job on a ``sip`` line whose call SIPp refuses: not retried (FAILED, one attempt)
+    with the SIP cause as the job's cause, or, for a failure before training, retried
+    without lowering the speed (fallback 0)."""
+    peer = sipp_peer.Sipp(scenario, tmp_path, fill={"status": status}, calls=2)
+    try:
+        spool = tmp_path / "spool"
+        spool.mkdir()
+        (spool / "fastfax.toml").write_text(
+            '[configuration]\nretries = 1\nretry_delay = 0.05\n[[devices]]\nkind = "sip"\n'
+            f'name = "trunk"\nlocal = "127.0.0.1:0"\ngateway = "127.0.0.1:{peer.port}"\n'
+            "setup_timeout = 15\nreceive = false\n"
+        )
+        with connect(spool=str(spool)) as server, server.events() as stream:
+            only_sender(server, "trunk/1")
+            job = server.send(text_pages(1), to="2000")
+            info = job.wait(30)
+            refused = state is JobState.FAILED
+            assert (info.state, info.cause, info.attempts) == (state, cause, 1 if refused else 2)
+            assert info.fallback == 0
+            kind = EventKind.FATAL_ERROR if status == 500 else (
+                EventKind.NOT_FAX_CALL if status == 488 else EventKind.CALL_BLACKLISTED)
+            event = _until(stream, kind)[-1]
+            assert event.job_id == job.id and event.data["cause"] == cause
+    finally:
+        peer.stop()
+    assert peer.messages().count("INVITE sip:2000@") == (1 if refused else 2)
+
+
+@pytest.mark.usefixtures("faxline_built")
+def test_voice_call_on_an_answering_line_is_an_event(tmp_path):
+    """A person calls a Class 1 answering line (faxline's voice peer): the line's
+    NOT_FAX_CALL is published (port, no job) before it is available again."""
+    spool = tmp_path / "spool"
+    with FaxLine(voice=True, calling=True, speed=8, linger=30,
+                 log_path=tmp_path / "line.log") as line:  # fmt: skip
+        spool.mkdir()
+        (spool / "fastfax.toml").write_text(
+            '[configuration]\nbranding = false\n[[devices]]\nkind = "class1"\n'
+            f'name = "a"\nurl = "{line.port_a}"\nnumber = "100"\n'
+            "receive_options = { timers = { T1 = 5000 } }\n"
+        )
+        with connect(spool=str(spool)) as server, server.events() as stream:
+            with server.port("a/1", modify=True) as handle:
+                handle.update(send=False, receive=True, rings=1)
+            events = _until(stream, EventKind.NOT_FAX_CALL)
+            assert events[-1].port == "a/1" and events[-1].job_id is None
+            assert EventKind.RINGING in [e.kind for e in events]
+            deadline = time.monotonic() + 30
+            while server.port("a/1").status().state is not DeviceState.AVAILABLE:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        line.stop()

@@ -18,6 +18,7 @@ The TOML file (``fastfax.toml`` in the spool directory, or the file ``fastfax se
     [configuration]             # initial values, applied when the spool is created
     retries = 3
     retry_delay = 60.0
+    interrupted = "hold"        # a call cut after confirmed pages: held (default "resume")
 
     [[devices]]                 # declared none: the test lines (TEST_LINES); no lines
     kind = "loopback-pair"      # at all: devices = [] before any table. A loopback pair
@@ -64,6 +65,9 @@ __all__ = [
     "in_window",
 ]
 
+#: The values of :attr:`Configuration.interrupted`.
+INTERRUPTED = ("resume", "hold")
+
 _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 
 
@@ -80,7 +84,12 @@ class Configuration:
     "HH:MM" (it may wrap past midnight); ``archive_outgoing`` / ``archive_folder``:
     keep a TIFF-F copy of every fax sent. ``sender_name``, ``sender_fax``,
     ``sender_company``: the defaults filled into jobs that leave them empty
-    (FaxCompleteJobParams).
+    (FaxCompleteJobParams). ``interrupted``: what becomes of a send job whose call was
+    cut (its node died or lost its lease) after the far end had confirmed some of its
+    pages but not all: ``"resume"`` (the default) queues it again to send the pages not
+    confirmed, each page's header line marking it a continuation; ``"hold"`` pauses it
+    (PAUSED) with a cause saying which pages the far end confirmed, for an operator to
+    resume (the pages not confirmed, as a continuation) or restart (every page).
     """
 
     retries: int = 3
@@ -97,6 +106,7 @@ class Configuration:
     sender_name: str = ""
     sender_fax: str = ""
     sender_company: str = ""
+    interrupted: str = "resume"
 
     def check(self) -> Configuration:
         """Raise :class:`ConfigError` naming the first invalid field; return self."""
@@ -116,6 +126,10 @@ class Configuration:
                 raise ConfigError(
                     f"{name} must be a 24-hour time HH:MM, got {getattr(self, name)!r}"
                 )
+        if self.interrupted not in INTERRUPTED:
+            raise ConfigError(
+                f"interrupted must be one of {list(INTERRUPTED)}, got {self.interrupted!r}"
+            )
         if self.archive_outgoing and not os.path.isabs(self.archive_folder):
             raise ConfigError("archive_outgoing needs archive_folder, an absolute directory path")
         return self

@@ -6,8 +6,10 @@ routing method in its own bounded pool of threads, with its own time limit); and
 unless the queue is paused, gives each due send job (highest priority first, then
 oldest) to the free send port with the lowest priority number, on a worker thread.
 Discount-period jobs wait for the discount window. A failed call is retried after the
-retry delay, up to the configured retries; after a line or protocol failure the retry
-falls back (9600 bit/s, then ECM off, then 4800 bit/s); a bad address is never retried.
+retry delay, up to the configured retries; after a line or protocol failure once the
+call trained the retry falls back (9600 bit/s, then ECM off, then 4800 bit/s); a bad
+address, a call the line refuses (CALL_BLACKLISTED: a modem's BLACKLISTED, a SIP
+trunk's 401/403/407) and a far end that refused T.38 are never retried.
 
 Crash safety: a job is marked in progress (attempt counted) in the database before its
 call starts, each page the far end confirms (MCF) is recorded as it is confirmed, and
@@ -16,7 +18,8 @@ start, :meth:`Scheduler.recover` puts every job left in progress back in the que
 (and a node takes over the calls of nodes whose lease ran out). So a job is never lost,
 never reported done when it was not, and not sent again once its completion was
 committed; a call cut after the far end confirmed pages resumes with the next page,
-each page's header line saying it is a continuation.
+each page's header line saying it is a continuation, or, when the configuration says
+``interrupted = "hold"``, is held (PAUSED) for an operator with a cause saying so.
 """
 
 from __future__ import annotations
@@ -68,6 +71,9 @@ ROUTE_WORKERS = 2
 #: its attempt counts as failed.
 ROUTE_GRACE = 5.0
 _BACKOFF = {DeviceState.BUSY, DeviceState.CALL_DELAYED, DeviceState.NO_ANSWER}
+#: Outcomes never retried (the job fails with the device's cause): a bad number, and a
+#: call the line refuses (a modem's BLACKLISTED, a SIP trunk's 401/403/407).
+_REFUSED = (DeviceState.BAD_ADDRESS, DeviceState.CALL_BLACKLISTED)
 _DUE = (JobState.PENDING.value, JobState.RETRYING.value, JobState.NOLINE.value)
 _STATE_EVENTS = {
     DeviceState.DIALING: EventKind.DIALING,
@@ -75,6 +81,7 @@ _STATE_EVENTS = {
     DeviceState.RECEIVING: EventKind.RECEIVING,
     DeviceState.RINGING: EventKind.RINGING,
     DeviceState.INITIALIZING: EventKind.INITIALIZING,
+    DeviceState.NOT_FAX_CALL: EventKind.NOT_FAX_CALL,  # e.g. a voice call on a receiving line
 }
 _OUTCOME_EVENTS = {
     DeviceState.COMPLETED: EventKind.COMPLETED,
@@ -117,6 +124,24 @@ def _continuation(row: dict[str, Any], pages: list[Page], first: int) -> list[Pa
                            f"  {when:%Y-%m-%d %H:%M}\tPage {first + 1 + n} of {len(pages)}")
         for n, page in enumerate(pages[first:])
     ]  # fmt: skip
+
+
+def _refuses_t38(outcome: Outcome) -> bool:
+    """Whether ``outcome`` is a far end that refused T.38 (SIP 488/606 to our offer, its
+    T.30 cause ``NO_T38``): it would refuse a new call the same way. (A NOT_FAX_CALL of
+    a modem, a voice that answered, is retried.)"""
+    cause = getattr(outcome.result, "cause", None)
+    return outcome.state is DeviceState.NOT_FAX_CALL and getattr(cause, "name", "") == "NO_T38"
+
+
+def _reached_training(result: Any) -> bool:
+    """Whether the T.30 ``result`` of a failed call shows it reached training: it trained
+    (``rate`` > 0) or its training failed (FTT: ``fallbacks``; ``CANNOT_TRAIN``). Not a
+    modem's ERROR to the dial nor a device's exception (no result): a slower retry would
+    not help those."""
+    cause = getattr(getattr(result, "cause", None), "name", "")
+    return bool(getattr(result, "rate", 0) or getattr(result, "fallbacks", 0)
+                or cause == "CANNOT_TRAIN")  # fmt: skip
 
 
 def _time_limit(method: RoutingMethod) -> float:
@@ -308,19 +333,39 @@ class Scheduler:
                                          finished=time.time(), cause=""):  # fmt: skip
                     out_log.warning("job %d was delivered when the service stopped", row["id"])
                 continue
-            values: dict[str, Any] = {"cause": "interrupted: the service stopped during the call"}
+            state = JobState.PENDING
+            values = {"cause": "interrupted: the service stopped during the call",
+                      "schedule": time.time()}  # fmt: skip
             done = int(row["info"].get("confirmed", 0) or 0)  # pages the far end confirmed
             if row["type"] == JobType.SEND.value and 0 < done < row["pages"]:
-                values = {"info": {"resume_from": done},
-                          "cause": f"interrupted after page {done} of {row['pages']} was"
-                                   f" confirmed: resumes with page {done + 1}, marked as a"
-                                   " continuation"}  # fmt: skip
-            if not self.store.update_job(row["id"], when, state=JobState.PENDING.value,
-                                         schedule=time.time(), **values):  # fmt: skip
+                state, values = self._interrupted(row, done)
+            if not self.store.update_job(row["id"], when, state=state.value, **values):
                 continue  # another node took it meanwhile
-            out_log.warning(
-                "job %d was in progress when the service stopped: queued again", row["id"]
+            out_log.warning("job %d was in progress when the service stopped: %s", row["id"],
+                            values["cause"])  # fmt: skip
+            if state is JobState.PAUSED:  # an operator has something to decide
+                self.bus.publish(EventKind.JOB_CHANGED, job_id=row["id"], action="hold",
+                                 owner=row["owner"], cause=values["cause"])  # fmt: skip
+
+    def _interrupted(self, row: dict[str, Any], done: int) -> tuple[JobState, dict[str, Any]]:
+        """The new state and values of send job ``row`` whose call was cut after the far
+        end confirmed its first ``done`` pages (not all): queued again to send the rest
+        as a continuation, or, when the configuration says ``interrupted = "hold"``,
+        PAUSED for an operator (resume sends the rest as a continuation, restart all)."""
+        total = row["pages"]
+        confirmed = f"page 1 of {total}" if done == 1 else f"pages 1-{done} of {total}"
+        rest = f"page {total}" if done + 1 == total else f"pages {done + 1}-{total}"
+        values: dict[str, Any] = {"info": {"resume_from": done}}
+        if self._config().interrupted == "hold":
+            values["cause"] = (
+                f"held for an operator: the call was interrupted after the far end confirmed"
+                f" {confirmed}; resume sends {rest} marked as a continuation, restart sends"
+                f" every page again"
             )
+            return JobState.PAUSED, values
+        values["cause"] = (f"interrupted after page {done} of {total} was confirmed: resumes"
+                           f" with page {done + 1}, marked as a continuation")  # fmt: skip
+        return JobState.PENDING, {**values, "schedule": time.time()}
 
     def start(self) -> None:
         self.store.listen(self.wake)  # other nodes' new jobs; the tick polls as well
@@ -607,17 +652,14 @@ class Scheduler:
             )
         elif state is DeviceState.ABORTING:
             self._set(job_id, inprogress, JobState.CANCELED, finished=now, cause="aborted")
-        elif state is DeviceState.BAD_ADDRESS:
+        elif state in _REFUSED or _refuses_t38(outcome):  # the same call would be refused
             self._set(job_id, inprogress, JobState.FAILED, finished=now, cause=outcome.cause)
-        elif state is DeviceState.CALL_BLACKLISTED:
-            self._set(job_id, inprogress, JobState.FAILED, finished=now,
-                      cause=f"the modem refuses to dial it: {outcome.cause}")  # fmt: skip
         elif after == "pause":  # paused on the line: held after this call, as Windows does
             self._set(job_id, inprogress, JobState.PAUSED, cause=outcome.cause)
         else:
             fallback = row["info"].get("fallback", 0)
-            if state is DeviceState.FATAL_ERROR:  # a protocol failure: try slower next time
-                fallback += 1
+            if state is DeviceState.FATAL_ERROR and _reached_training(result):
+                fallback += 1  # a line or protocol failure: try slower next time
             self._retry_or_give_up(
                 job_id,
                 attempts,
@@ -629,7 +671,7 @@ class Scheduler:
             out_log.warning(
                 "job %d: %s (%s), attempt %d", job_id, state.value, outcome.cause, attempts
             )
-        self.hooks.status(port, state)
+        self.ports.report(port, state)  # (its event is the outcome's, with the cause)
         data: dict[str, Any] = {"cause": outcome.cause} if outcome.cause else {}
         if outcome.ok:
             data.update(pages=row["pages"], direction="send")
