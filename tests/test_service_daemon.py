@@ -114,10 +114,13 @@ def _job_state(spool: str, job_id: int) -> tuple[str, int]:
         store.close()
 
 
-def _kill_mid_send(spool: str, tmp_path, pages: list) -> tuple[int, list, int]:
+def _kill_mid_send(
+    spool: str, tmp_path, pages: list, sigterm: bool = False
+) -> tuple[int, list, int]:
     """Start ``fastfax serve``, send ``pages`` on the slow pair (its line 2 stores in
-    ``slow-inbox``) and kill -9 it once the far end confirmed page 2: (job id, the pages
-    as put on the line, pages the store says the far end confirmed)."""
+    ``slow-inbox``) and kill -9 it (``sigterm``: stop it) once the far end confirmed
+    page 2: (job id, the pages as put on the line, pages the store says the far end
+    confirmed)."""
     daemon = Daemon(spool)
     try:
         with connect(daemon.url, token=daemon.token) as server:
@@ -133,11 +136,15 @@ def _kill_mid_send(spool: str, tmp_path, pages: list) -> tuple[int, list, int]:
                 if event.kind is EventKind.SENDING and event.job_id == job.id:
                     if event.data["page"] >= 2:
                         break
+        if sigterm:
+            assert daemon.stop()[0] == 0
+        else:
             daemon.kill()
     finally:
         if daemon.proc.poll() is None:
             daemon.kill()
-    assert _job_state(spool, job.id) == ("inprogress", 1)  # not reported done
+    # not reported done; a stop puts the job back (the attempt not counted)
+    assert _job_state(spool, job.id) == (("pending", 0) if sigterm else ("inprogress", 1))
     assert not os.path.exists(tmp_path / "slow-inbox")  # nothing delivered half-way
     store = spool_store(spool)
     done = store.job(job.id)["info"]["confirmed"]  # recorded as the far end confirmed
@@ -226,6 +233,25 @@ def test_kill_9_mid_send_held_for_an_operator(tmp_path, store_kind):
             daemon.kill()
     (name,) = os.listdir(tmp_path / "slow-inbox")  # stored once: the continuation
     assert len(tiff.read(tmp_path / "slow-inbox" / name)) == len(pages) - done
+
+
+def test_stop_mid_send_resumes_after_the_confirmed_pages(spool, tmp_path):
+    """SIGTERM mid-call: the call is aborted and its job put back; the next run sends
+    the pages the far end had not confirmed, marked as a continuation (not page 1 on)."""
+    pages = text_pages(4)
+    job_id, sent, done = _kill_mid_send(spool, tmp_path, pages, sigterm=True)
+    daemon = Daemon(spool)
+    try:
+        with connect(daemon.url, token=daemon.token) as server:
+            info = server.job(job_id).wait(T)
+            assert info.state is JobState.COMPLETED and info.attempts == 1
+            (received,) = [j for j in server.jobs() if j.type.value == "receive"]
+            assert server.job(received.id).wait(T).state is JobState.COMPLETED
+            _continues(server.job(received.id).pages(), sent, done)
+        daemon.stop()
+    finally:
+        if daemon.proc.poll() is None:
+            daemon.kill()
 
 
 def test_serve_refuses_a_busy_spool_and_bad_toml(spool, tmp_path):

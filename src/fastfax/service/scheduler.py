@@ -7,7 +7,7 @@ unless the queue is paused, gives each due send job (highest priority first, the
 oldest) to the free send port with the lowest priority number, on a worker thread.
 Discount-period jobs wait for the discount window. A failed call is retried after the
 retry delay, up to the configured retries; after a line or protocol failure once the
-call trained the retry falls back (9600 bit/s, then ECM off, then 4800 bit/s); a bad
+call reached training the retry falls back (9600 bit/s, then ECM off, then 4800 bit/s); a bad
 address, a call the line refuses (CALL_BLACKLISTED: a modem's BLACKLISTED, a SIP
 trunk's 401/403/407) and a far end that refused T.38 are never retried.
 
@@ -15,11 +15,12 @@ Crash safety: a job is marked in progress (attempt counted) in the database befo
 call starts, each page the far end confirms (MCF) is recorded as it is confirmed, and
 the job is marked completed as soon as the far end has confirmed the last page; at
 start, :meth:`Scheduler.recover` puts every job left in progress back in the queue
-(and a node takes over the calls of nodes whose lease ran out). So a job is never lost,
-never reported done when it was not, and not sent again once its completion was
-committed; a call cut after the far end confirmed pages resumes with the next page,
-each page's header line saying it is a continuation, or, when the configuration says
-``interrupted = "hold"``, is held (PAUSED) for an operator with a cause saying so.
+(and a node takes over the calls of nodes whose lease ran out); a call the service
+stops is put back the same way. So a job is never lost, never reported done when it
+was not, and not sent again once its completion was committed; a call cut after the
+far end confirmed pages resumes with the next page, each page's header line saying it
+is a continuation, or, when the configuration says ``interrupted = "hold"``, is held
+(PAUSED) for an operator with a cause saying so.
 """
 
 from __future__ import annotations
@@ -641,15 +642,19 @@ class Scheduler:
                     out_log.error("job %d: cannot archive the fax: %s", job_id, exc)
             self._set(job_id, inprogress, JobState.COMPLETED, finished=now, cause="", info=info)
             out_log.info("job %d: sent to %s (%d pages)", job_id, row["number"], row["pages"])
-        elif state is DeviceState.ABORTING and self.stopping:
-            self._set(
-                job_id,
-                inprogress,
-                JobState.PENDING,
-                schedule=now,
-                attempts=attempts - 1,
-                cause="interrupted: the service stopped during the call",
-            )
+        elif state is DeviceState.ABORTING and self.stopping:  # not counted as an attempt
+            new = JobState.PENDING
+            values: dict[str, Any] = {"schedule": now,
+                                      "cause": "interrupted: the service stopped during the call"}
+            stored = self.store.job(job_id) or {"info": {}}  # the pages confirmed, as recorded
+            done = int(stored["info"].get("confirmed", 0) or 0)
+            if 0 < done < row["pages"]:  # as after a node died: the rest, or held
+                new, values = self._interrupted(row, done)
+            if self._set(job_id, inprogress, new, attempts=attempts - 1, **values) and (
+                new is JobState.PAUSED
+            ):
+                self.bus.publish(EventKind.JOB_CHANGED, job_id=job_id, action="hold",
+                                 owner=row["owner"], cause=values["cause"])  # fmt: skip
         elif state is DeviceState.ABORTING:
             self._set(job_id, inprogress, JobState.CANCELED, finished=now, cause="aborted")
         elif state in _REFUSED or _refuses_t38(outcome):  # the same call would be refused
