@@ -166,6 +166,8 @@ class EventBus:
         self._published = 0  # events published here so far
         self._number: dict[int, int] = {}  # id(event) -> its number among those, till logged
         self._wake = threading.Condition()
+        self._done = 0  # events published here that are delivered (in publish order)
+        self._delivered = threading.Condition(self._lock)
         self._closing = False
         self._thread: threading.Thread | None = None
         self._seq = 0 if store is None else store.event_bounds()[1]  # the log's last
@@ -247,6 +249,21 @@ class EventBus:
             for sub in self._subs:
                 if number is None or number >= sub.first:
                     sub.put(event)
+            if number is not None:
+                self._done = number + 1
+        self._delivered.notify_all()
+
+    def settle(self, timeout: float = 2.0) -> None:
+        """Wait until every event published before this call has been delivered (with a
+        store they are logged first, a moment later), at most ``timeout`` seconds."""
+        if self._store is None:
+            return
+        with self._wake:
+            target = self._published
+        deadline = time.monotonic() + timeout
+        with self._delivered:
+            while self._done < target and (left := deadline - time.monotonic()) > 0:
+                self._delivered.wait(left)
 
     def _run(self) -> None:
         """Log what was published, then deliver it (and, on a shared store, what other

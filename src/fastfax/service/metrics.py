@@ -131,7 +131,9 @@ class Metrics:
                 self.pages.labels("sent").inc(int(data.get("pages", 0)))
 
     def render(self) -> bytes:
-        """The metrics in Prometheus' text format (touches the store: not on an event loop)."""
+        """The metrics in Prometheus' text format (touches the store: not on an event loop);
+        counts every event published before the scrape."""
+        self.service.bus.settle()
         self.pump()
         return generate_latest(self.registry)
 
