@@ -412,6 +412,45 @@ def test_a_live_claim_of_another_node_is_left_alone_an_expired_one_is_taken_over
         store.close()
 
 
+def test_a_call_whose_node_lost_its_claim_is_held_when_so_configured(tmp_path):
+    """``interrupted = "hold"``: another node's call whose lease ran out (the node died or
+    lost the database) is held for an operator even with no page recorded as confirmed,
+    since the far end may have confirmed pages that node could not record; the operator's
+    resume sends it once. With the default ("resume") it is queued again and its cause
+    says pages may be sent again (see the test above)."""
+    from service_helpers import spool_store
+
+    spool = make_spool(str(tmp_path), interrupted="hold")
+    with connect(spool=spool) as server:
+        only_sender(server, "lp/1")
+        server.set_configuration(pause_queue=True)
+        job_id = server.send(text_pages(2), to="200").id
+        while server.job(job_id).info().state is JobState.PREPARING:
+            time.sleep(0.01)
+    store = spool_store(spool)
+    token = store.claim(job_id, "pending", "other", time.time() - 1, state="inprogress",
+                        attempts=1)  # fmt: skip
+    store.close()
+    assert token is not None
+    with connect(spool=spool) as server:
+        server.set_configuration(pause_queue=False)
+        deadline = time.monotonic() + T
+        while (info := server.job(job_id).info()).state is JobState.INPROGRESS:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert info.state is JobState.PAUSED and info.attempts == 1, info
+        assert info.cause == (
+            "held for an operator: node other lost its claim during the call (the far end"
+            " confirmed no page as recorded; pages confirmed after its last write to the"
+            " store are not known); resume sends every page, restart sends every page again"
+        )
+        assert [j.type.value for j in server.jobs()] == ["send"]  # not called meanwhile
+        server.job(job_id).resume()
+        info = server.job(job_id).wait(T)
+        assert info.state is JobState.COMPLETED and info.attempts == 2
+        assert len([j for j in server.jobs() if j.type.value == "receive"]) == 1
+
+
 def test_a_node_is_woken_when_another_adds_a_job(postgres, no_thread_left):
     url = postgres.database()
     a, b = open_store(url), open_store(url)

@@ -338,8 +338,17 @@ class Scheduler:
             values = {"cause": "interrupted: the service stopped during the call",
                       "schedule": time.time()}  # fmt: skip
             done = int(row["info"].get("confirmed", 0) or 0)  # pages the far end confirmed
-            if row["type"] == JobType.SEND.value and 0 < done < row["pages"]:
-                state, values = self._interrupted(row, done)
+            # another node's claim ran out mid-call (it died, or lost the database): pages
+            # the far end confirmed after its last write to the store are not known here
+            lost = row["node"] if row["node"] not in (None, self.node) else None
+            if row["type"] == JobType.SEND.value and done < row["pages"] and (
+                done > 0 or (lost and self._config().interrupted == "hold")
+            ):
+                state, values = self._interrupted(row, done, lost)
+            elif lost:
+                values["cause"] = (f"interrupted: node {lost} lost its claim during the call;"
+                                   " pages the far end confirmed that it could not record"
+                                   " are sent again")  # fmt: skip
             if not self.store.update_job(row["id"], when, state=state.value, **values):
                 continue  # another node took it meanwhile
             out_log.warning("job %d was in progress when the service stopped: %s", row["id"],
@@ -348,21 +357,30 @@ class Scheduler:
                 self.bus.publish(EventKind.JOB_CHANGED, job_id=row["id"], action="hold",
                                  owner=row["owner"], cause=values["cause"])  # fmt: skip
 
-    def _interrupted(self, row: dict[str, Any], done: int) -> tuple[JobState, dict[str, Any]]:
+    def _interrupted(
+        self, row: dict[str, Any], done: int, lost: str | None = None
+    ) -> tuple[JobState, dict[str, Any]]:
         """The new state and values of send job ``row`` whose call was cut after the far
         end confirmed its first ``done`` pages (not all): queued again to send the rest
         as a continuation, or, when the configuration says ``interrupted = "hold"``,
-        PAUSED for an operator (resume sends the rest as a continuation, restart all)."""
+        PAUSED for an operator (resume sends the rest as a continuation, restart all).
+        ``lost``: the other node whose claim ran out during the call; it may have had
+        more pages confirmed than it could record, so on hold even none recorded holds."""
         total = row["pages"]
         confirmed = f"page 1 of {total}" if done == 1 else f"pages 1-{done} of {total}"
         rest = f"page {total}" if done + 1 == total else f"pages {done + 1}-{total}"
-        values: dict[str, Any] = {"info": {"resume_from": done}}
+        values: dict[str, Any] = {"info": {"resume_from": done}} if done else {}
         if self._config().interrupted == "hold":
-            values["cause"] = (
-                f"held for an operator: the call was interrupted after the far end confirmed"
-                f" {confirmed}; resume sends {rest} marked as a continuation, restart sends"
-                f" every page again"
-            )
+            if lost is None:
+                what = f"the call was interrupted after the far end confirmed {confirmed}"
+            else:
+                what = (f"node {lost} lost its claim during the call (the far end confirmed"
+                        f" {confirmed if done else 'no page'} as recorded; pages confirmed"
+                        " after its last write to the store are not known)")  # fmt: skip
+            again = f"resume sends {rest} marked as a continuation" if done else (
+                "resume sends every page")
+            values["cause"] = (f"held for an operator: {what}; {again}, restart sends every"
+                               " page again")  # fmt: skip
             return JobState.PAUSED, values
         values["cause"] = (f"interrupted after page {done} of {total} was confirmed: resumes"
                            f" with page {done + 1}, marked as a continuation")  # fmt: skip
