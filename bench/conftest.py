@@ -101,3 +101,20 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
         write("Pillow: Image.save(..., compression='group3'/'group4') / Image.open(...).load()")
     for note in _RESULTS.notes:
         write(note)
+
+
+@pytest.fixture(scope="module")
+def pg() -> Iterator[object]:
+    """A throw-away PostgreSQL server (tests/service_helpers.PostgresServer) for the store
+    and cluster benches; skipped where PostgreSQL or psycopg is missing."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from service_helpers import PostgresServer, PostgresUnavailable
+
+    try:
+        import psycopg  # noqa: F401
+
+        server = PostgresServer()
+    except (ImportError, PostgresUnavailable) as exc:
+        pytest.skip(str(exc))
+    yield server
+    server.stop()

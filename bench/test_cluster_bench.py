@@ -38,7 +38,6 @@ from cluster_helpers import (  # noqa: E402
     start_nodes,
     stop_all,
 )
-from service_helpers import PostgresServer, PostgresUnavailable  # noqa: E402
 
 BURST = 240
 PACED = 60
@@ -46,18 +45,6 @@ GAP = 0.1
 CLUSTER_JOBS = 600
 T = 300
 RESULTS: dict[str, str] = {}
-
-
-@pytest.fixture(scope="module")
-def pg():
-    try:
-        import psycopg  # noqa: F401
-
-        server = PostgresServer()
-    except (ImportError, PostgresUnavailable) as exc:
-        pytest.skip(str(exc))
-    yield server
-    server.stop()
 
 
 def _p(seconds: list[float]) -> str:

@@ -32,24 +32,12 @@ from fastfax.service.model import JobState
 from fastfax.service.store import open_store
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from service_helpers import PostgresServer, PostgresUnavailable, text_pages  # noqa: E402
+from service_helpers import text_pages  # noqa: E402
 
 FINISHED = int(os.environ.get("FASTFAX_FINISHED", 1_000_000))
 CLAIMS = 1000
 JOBS = 40
 RESULTS: dict[str, str] = {}
-
-
-@pytest.fixture(scope="module")
-def pg():
-    try:
-        import psycopg  # noqa: F401
-
-        server = PostgresServer()
-    except (ImportError, PostgresUnavailable) as exc:
-        pytest.skip(str(exc))
-    yield server
-    server.stop()
 
 
 def _fill(store, finished: int, pending: int) -> list[int]:

@@ -399,6 +399,20 @@ class _PortTransport:
         self._endpoint._loop.call_soon(self._endpoint.connection_lost, None)
 
 
+def _bound_udp(bind: Address) -> socket.socket:
+    """A non-blocking UDP socket bound to ``bind`` (an IP address and port; port 0: any;
+    IPv6 when the address has a colon)."""
+    family = socket.AF_INET6 if ":" in bind[0] else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.setblocking(False)
+        sock.bind(bind)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 class T38Port(asyncio.DatagramProtocol):
     """One local UDP socket carrying many calls, demultiplexed by the far end's address
     (see the module notes). Open it with :meth:`open`, run calls on it with
@@ -431,11 +445,8 @@ class T38Port(asyncio.DatagramProtocol):
         """Bind a UDP socket to ``bind`` (an IP address and port; port 0: any) and return
         the port on it (in the running event loop)."""
         loop = asyncio.get_running_loop()
-        family = socket.AF_INET6 if ":" in bind[0] else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_DGRAM)
+        sock = _bound_udp(bind)
         try:
-            sock.setblocking(False)
-            sock.bind(bind)
             port = cls()
             port._sock = sock
             await loop.create_datagram_endpoint(lambda: port, sock=sock)
@@ -582,15 +593,7 @@ async def run_call(
         port._attach(endpoint)
         return await _carry(endpoint, terminal, peer, wait_for_call, timeout, on_bound)
     loop = asyncio.get_running_loop()
-    family = socket.AF_INET6 if ":" in bind[0] else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_DGRAM)
-    try:
-        sock.setblocking(False)
-        sock.bind(bind)
-    except BaseException:
-        sock.close()
-        raise
-
+    sock = _bound_udp(bind)
     try:
         _, endpoint = await loop.create_datagram_endpoint(
             lambda: T38Endpoint(terminal, peer=peer, sock=sock), sock=sock
