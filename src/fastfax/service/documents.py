@@ -265,24 +265,29 @@ class Preparer:
                               params.sender_fax, params.sender_company])  # fmt: skip
             if params.cover is not None:
                 key = f"{key}#{row['id']}"
-            try:
-                if isinstance(done.get(key), BaseException):
-                    raise done[key]  # type: ignore[misc]
-                if key in done:
-                    first, count = done[key]  # type: ignore[misc]
-                    file = self.spool.copy(first, "out")
-                else:
-                    pages, same = render_job(self.spool.path(row["file"]), params, config)
-                    if same:  # a fax TIFF as it is: queued without coding it again
-                        file = self.spool.copy(row["file"], "out")
-                    else:
-                        file = self.spool.write("out", pages)
-                    count = len(pages)
-                    done[key] = (file, count)
-            except Exception as exc:  # the document (not the service) is at fault
-                done[key] = exc
-                self._fail(row, failure_cause(info.get("document_name", "document"), exc))
+            # the spool and the store failing (a lost database) is not the document's
+            # fault: that goes up to _run, which logs it, and the job is prepared later
+            name = info.get("document_name", "document")
+            if isinstance(done.get(key), BaseException):
+                self._fail(row, failure_cause(name, done[key]))  # type: ignore[arg-type]
                 continue
+            if key in done:
+                first, count = done[key]  # type: ignore[misc]
+                file = self.spool.copy(first, "out")
+            else:
+                source = self.spool.path(row["file"])
+                try:
+                    pages, same = render_job(source, params, config)
+                except Exception as exc:  # the document (not the service) is at fault
+                    done[key] = exc
+                    self._fail(row, failure_cause(name, exc))
+                    continue
+                if same:  # a fax TIFF as it is: queued without coding it again
+                    file = self.spool.copy(row["file"], "out")
+                else:
+                    file = self.spool.write("out", pages)
+                count = len(pages)
+                done[key] = (file, count)
             size = os.path.getsize(self.spool.path(file))
             ready.append((row, file, count, size))
             if time.monotonic() - began > COMMIT_AFTER:  # slow documents: don't hold these
