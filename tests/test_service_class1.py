@@ -169,8 +169,8 @@ def test_voice_caller_on_an_answering_line(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A person calls the answering port and talks (faxline's voice peer, calling): no
-    T.30 command comes in T1, the port hangs up, says so in the inbound log (level med),
-    stores nothing, and is available again."""
+    T.30 command comes in T1, the port hangs up, publishes NOT_FAX_CALL (the port, no
+    job), says so in the inbound log (level med), stores nothing, and is available again."""
     spool = tmp_path / "spool"
     with FaxLine(voice=True, calling=True, speed=8, linger=30,
                  log_path=tmp_path / "line.log") as line:  # fmt: skip
@@ -180,10 +180,13 @@ def test_voice_caller_on_an_answering_line(
             f'name = "a"\nurl = "{line.port_a}"\nnumber = "100"\n'
             "receive_options = { timers = { T1 = 5000 } }\n"
         )
-        with connect(spool=str(spool)) as server:
+        with connect(spool=str(spool)) as server, server.events() as stream:
             server.set_logging_categories(inbound="med")
             with server.port("a/1", modify=True) as handle:
                 handle.update(send=False, receive=True, rings=1)
+            events = drain(stream, EventKind.NOT_FAX_CALL)  # published: the port, no job
+            assert events[-1].port == "a/1" and events[-1].job_id is None
+            assert EventKind.RINGING in [e.kind for e in events]
             deadline = time.monotonic() + T
             while "not a fax call" not in caplog.text and time.monotonic() < deadline:
                 time.sleep(0.1)

@@ -12,7 +12,6 @@ from importlib.metadata import EntryPoint
 
 import pytest
 import sipp_peer
-from faxline import FaxLine
 from service_helpers import make_spool, only_sender, text_pages
 
 from fastfax import tiff
@@ -21,7 +20,7 @@ from fastfax.devices.loopback import LoopbackPair
 from fastfax.service import devices
 from fastfax.service.config import in_window, load_toml
 from fastfax.service.errors import ConfigError, RequestError, SpoolBusy
-from fastfax.service.model import DeviceState, EventKind, JobState
+from fastfax.service.model import EventKind, JobState
 from fastfax.service.routing import PrintMethod, ReceivedFax, StoreMethod, safe_name
 from fastfax.service.server import Service
 from fastfax.service.wire import decode, encode
@@ -186,29 +185,3 @@ def test_sip_refusals(tmp_path, scenario, status, state, cause):
     finally:
         peer.stop()
     assert peer.messages().count("INVITE sip:2000@") == (1 if refused else 2)
-
-
-@pytest.mark.usefixtures("faxline_built")
-def test_voice_call_on_an_answering_line_is_an_event(tmp_path):
-    """A person calls a Class 1 answering line (faxline's voice peer): the line's
-    NOT_FAX_CALL is published (port, no job) before it is available again."""
-    spool = tmp_path / "spool"
-    with FaxLine(voice=True, calling=True, speed=8, linger=30,
-                 log_path=tmp_path / "line.log") as line:  # fmt: skip
-        spool.mkdir()
-        (spool / "fastfax.toml").write_text(
-            '[configuration]\nbranding = false\n[[devices]]\nkind = "class1"\n'
-            f'name = "a"\nurl = "{line.port_a}"\nnumber = "100"\n'
-            "receive_options = { timers = { T1 = 5000 } }\n"
-        )
-        with connect(spool=str(spool)) as server, server.events() as stream:
-            with server.port("a/1", modify=True) as handle:
-                handle.update(send=False, receive=True, rings=1)
-            events = _until(stream, EventKind.NOT_FAX_CALL)
-            assert events[-1].port == "a/1" and events[-1].job_id is None
-            assert EventKind.RINGING in [e.kind for e in events]
-            deadline = time.monotonic() + 30
-            while server.port("a/1").status().state is not DeviceState.AVAILABLE:
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
-        line.stop()
