@@ -19,6 +19,7 @@ The TOML file (``fastfax.toml`` in the spool directory, or the file ``fastfax se
     retries = 3
     retry_delay = 60.0
     interrupted = "hold"        # a call cut after confirmed pages: held (default "resume")
+    lease = 30.0                # seconds a node's claim on a call lasts unless renewed
 
     [[devices]]                 # declared none: the test lines (TEST_LINES); no lines
     kind = "loopback-pair"      # at all: devices = [] before any table. A loopback pair
@@ -90,6 +91,11 @@ class Configuration:
     confirmed, each page's header line marking it a continuation; ``"hold"`` pauses it
     (PAUSED) with a cause saying which pages the far end confirmed, for an operator to
     resume (the pages not confirmed, as a continuation) or restart (every page).
+    ``lease``: seconds (1-3600) a node's claim on a job it put on a line lasts unless
+    renewed; the node renews it every third of that while the call runs. When a node
+    dies or is cut off from the store, its calls go back to the queue (or are held)
+    once their leases run out: a shorter lease takes them over sooner, a longer one
+    rides out longer store outages without abandoning calls in progress.
     """
 
     retries: int = 3
@@ -107,6 +113,7 @@ class Configuration:
     sender_fax: str = ""
     sender_company: str = ""
     interrupted: str = "resume"
+    lease: float = 30.0
 
     def check(self) -> Configuration:
         """Raise :class:`ConfigError` naming the first invalid field; return self."""
@@ -130,6 +137,8 @@ class Configuration:
             raise ConfigError(
                 f"interrupted must be one of {list(INTERRUPTED)}, got {self.interrupted!r}"
             )
+        if not 1 <= self.lease <= 3600:
+            raise ConfigError(f"lease must be 1 to 3600 seconds, got {self.lease}")
         if self.archive_outgoing and not os.path.isabs(self.archive_folder):
             raise ConfigError("archive_outgoing needs archive_folder, an absolute directory path")
         return self

@@ -64,8 +64,6 @@ MAX_BACKOFF = 8
 _BATCH = 8
 #: Finished jobs deleted per clean-up pass (one pass a second while there are more).
 CLEAN_BATCH = 500
-#: Seconds a node's claim on a job on the line lasts unless renewed (every third of it).
-LEASE = 30.0
 #: Threads of a routing method's pool unless its settings say (``workers``).
 ROUTE_WORKERS = 2
 #: Seconds a routing method may run beyond its own ``timeout`` (default 300 s) before
@@ -270,10 +268,11 @@ class Scheduler:
     and the work to do on every tick (``on_tick``: expiring idle client sessions).
 
     ``node`` names this service among the nodes sharing the store: a job it puts on a
-    line is claimed for it with a lease of :data:`LEASE` seconds, renewed while the
-    call runs, and a fencing token; its outcome is written only while the job still
-    holds that token, so a node whose claim was taken over (its lease ran out) does
-    not act on it. In-progress jobs whose lease ran out go back to the queue."""
+    line is claimed for it with a lease of the configuration's ``lease`` seconds,
+    renewed (every third of it) while the call runs, and a fencing token; its outcome
+    is written only while the job still holds that token, so a node whose claim was
+    taken over (its lease ran out) does not act on it. In-progress jobs whose lease
+    ran out go back to the queue."""
 
     def __init__(
         self,
@@ -430,7 +429,7 @@ class Scheduler:
         config = self._config()
         now = time.time()
         self._on_tick()
-        if now - self._renewed >= LEASE / 3:
+        if now - self._renewed >= config.lease / 3:
             self._renewed = now
             self._renew(now)
         if now - self._cleaned >= 1.0:  # finished jobs are looked at once a second
@@ -483,7 +482,8 @@ class Scheduler:
         outcome will not be written), and requeue other nodes' expired calls."""
         with self.ports.lock:
             fences = dict(self._fences)
-        held = self.store.renew(self.node, fences, now + LEASE) if fences else set()
+        lease = self._config().lease
+        held = self.store.renew(self.node, fences, now + lease) if fences else set()
         for job_id in set(fences) - held:
             out_log.error("job %d: our claim was taken over (lease expired): abandoning "
                           "the call", job_id)  # fmt: skip
@@ -547,7 +547,7 @@ class Scheduler:
                 row["id"],
                 row["state"],
                 self.node,
-                now + LEASE,
+                now + self._config().lease,
                 state=JobState.INPROGRESS.value,
                 port=port,
                 started=now,
