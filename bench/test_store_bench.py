@@ -7,13 +7,15 @@ the same set-up as the tests; a production server with fsync on adds its commit 
   ``FINISHED`` (1,000,000) finished jobs in the table, from 1 node and from 4 nodes at
   once (PostgreSQL only: SQLite is one process per spool); ``choose``: the scheduler's
   query for due jobs before it claims one;
-* ``page``: a page of 100 of ``jobs()`` with each filter (state, owner, number,
-  submitted and finished time ranges, newest first) far into the table, keyset paged
-  (the SQL :meth:`Service.jobs` sends), and one clean-up batch's query (dirty days);
+* ``page``: a page of 100 of :meth:`Store.job_page` (what :meth:`Service.jobs` asks)
+  with each filter (state, owner, number, submitted and finished time ranges of a day,
+  newest first, and a time range with another filter) far into the table, keyset
+  paged, and one clean-up batch's query (dirty days);
 * ``jobs/s``: 1-page faxes through two loopback pairs, submitted, sent, received and
   stored, as in ``test_service_bench.py``, on each store in the same run.
 
-Run: ``python -m pytest bench/test_store_bench.py -s``
+Run: ``python -m pytest bench/test_store_bench.py -s`` (``FASTFAX_FINISHED=100000``:
+fewer finished jobs).
 """
 
 from __future__ import annotations
@@ -100,23 +102,34 @@ def test_claim_latency(kind, tmp_path, request):
     store = open_store(url)
     half = FINISHED // 2
     due = "type = 'send' AND state IN ('pending', 'retrying', 'noline')"
-    queries = {  # (where, args, order): what Service.jobs and the scheduler send
-        "choose (due jobs)": (f"{due} AND schedule <= ?", (time.time(),),
-                              "priority DESC, id LIMIT 24"),
-        "page: state, after id": ("state IN (?) AND id > ?", ("completed", half), "id LIMIT 100"),
-        "page: owner, after id": ("owner = ? AND id > ?", ("u7", half), "id LIMIT 100"),
-        "page: number, after id": ("number = ? AND id > ?", ("77", half // 10), "id LIMIT 100"),
-        "page: submitted range": ("submitted >= ? AND submitted < ? AND id > ?",
-                                  (half, half + 86400, half + 100), "id + 0 LIMIT 100"),
-        "page: finished range": ("finished >= ? AND finished < ?", (half, half + 86400),
-                                 "id + 0 LIMIT 100"),
-        "page: newest first": ("state IN (?)", ("completed",), "id DESC LIMIT 100"),
+    queries = {  # what the scheduler sends before a claim, and pages of Service.jobs
+        "choose (due jobs)": lambda: store.jobs(f"{due} AND schedule <= ?", (time.time(),),
+                                                "priority DESC, id LIMIT 24", "id, file"),
+        "page: state, after id": lambda: store.job_page(states=["completed"], after=half,
+                                                        limit=100),
+        "page: owner, after id": lambda: store.job_page(owner="u7", after=half, limit=100),
+        "page: number, after id": lambda: store.job_page(number="77", after=half // 10,
+                                                         limit=100),
+        "page: submitted range": lambda: store.job_page(submitted=(half, half + 86400),
+                                                        after=half + 100, limit=100),
+        "page: finished range": lambda: store.job_page(finished=(half, half + 86400),
+                                                       limit=100),
+        "page: finished range, far in": lambda: store.job_page(
+            finished=(half, half + 86400), after=half + 50000, newest_first=True, limit=100),
+        "page: newest first": lambda: store.job_page(states=["completed"], newest_first=True,
+                                                     limit=100),
+        "page: owner, submitted range": lambda: store.job_page(
+            owner="u7", submitted=(half, half + 86400), limit=100),
+        "page: state, finished range": lambda: store.job_page(
+            states=["completed"], finished=(half, half + 86400), limit=100),
+        "page: number, finished range": lambda: store.job_page(
+            number="77", finished=(half, half + 86400), limit=100),
     }  # fmt: skip
-    for name, (where, args, order) in queries.items():
+    for name, query in queries.items():
         took = []
         for _ in range(20):
             t = time.perf_counter()
-            rows = store.jobs(where, args, order=order, columns="id, file")
+            rows = query()
             took.append(time.perf_counter() - t)
         assert rows or name.startswith("choose")
         RESULTS[f"{kind} {name}"] = _p(took)

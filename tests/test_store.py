@@ -339,6 +339,60 @@ def test_claims_fence_out_a_stale_holder(target):
         store.close()
 
 
+def test_job_pages_are_keyset_paged_in_the_order_of_an_index(target):
+    """``job_page`` against a model: every filter alone and together, walked page by
+    page with ``after`` both ways; by id, or by (submitted, id) / (finished, id) when
+    that time range is given (ties of a time broken by id, as its index orders them)."""
+    store = open_store(target)
+    rng = random.Random(5)
+    try:
+        rows = []
+        for _ in range(80):
+            state = rng.choice(STATES)
+            finished = None if state == "pending" else float(rng.randrange(20))
+            rows.append({"type": "send", "state": state, "owner": rng.choice(["al", "bo"]),
+                         "number": rng.choice(["1", "2", "3"]), "finished": finished,
+                         "submitted": float(rng.randrange(20)), "schedule": 0.0})  # fmt: skip
+        for row in rows:
+            row["id"] = store.add_job(row)
+        store.delete_job(rows.pop(7)["id"])
+        cases = [{}, {"states": ["completed", "failed"]}, {"owner": "al"}, {"number": "2"},
+                 {"submitted": (5.0, 15.0)}, {"submitted": (None, 9.0), "owner": "bo"},
+                 {"finished": (3.0, None), "states": ["failed"]},
+                 {"finished": (2.0, 12.0), "submitted": (4.0, None), "number": "1"}]  # fmt: skip
+        for filters in cases:
+            key = next((k for k in ("submitted", "finished") if k in filters), "id")
+            want = [r for r in rows
+                    if r["state"] in filters.get("states", STATES)
+                    and r["owner"] == filters.get("owner", r["owner"])
+                    and r["number"] == filters.get("number", r["number"])
+                    and all(r[k] is not None and (lo is None or r[k] >= lo)
+                            and (hi is None or r[k] < hi)
+                            for k in ("submitted", "finished") if k in filters
+                            for lo, hi in [filters[k]])]  # fmt: skip
+            want.sort(key=lambda r: (r[key], r["id"]))
+            assert want, filters
+            for newest_first in (False, True):
+                order = [r["id"] for r in (want[::-1] if newest_first else want)]
+                assert [r["id"] for r in store.job_page(**filters, newest_first=newest_first)
+                        ] == order  # fmt: skip
+                got, after = [], None
+                while page := store.job_page(**filters, after=after, limit=3,
+                                             newest_first=newest_first):  # fmt: skip
+                    assert len(page) <= 3
+                    got += [r["id"] for r in page]
+                    after = page[-1]["id"]
+                assert got == order, (filters, newest_first)
+        assert store.job_page(owner="al", limit=2)[0]["info"] == {}  # whole rows
+        gone = store.job_page(submitted=(0.0, 20.0), limit=1)[0]["id"]
+        store.delete_job(gone)
+        with pytest.raises(LookupError):
+            store.job_page(submitted=(0.0, 20.0), after=gone)
+        assert store.job_page(after=gone, limit=1)[0]["id"] > gone  # by id: no lookup
+    finally:
+        store.close()
+
+
 def test_nodes_claiming_one_queue_take_each_job_once(postgres):
     """Six nodes (each its own connection) race to claim 300 jobs, each trying them in
     its own order: every job is claimed by exactly one node, with token 1."""

@@ -30,7 +30,7 @@ store modules.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 from ...errors import ConfigError
@@ -152,6 +152,28 @@ class Store(Protocol):
         """The jobs matching portable condition ``where`` (``?`` per item of ``args``),
         ordered by ``order`` (columns, ``DESC``, optionally ``LIMIT n``); ``columns``:
         which (comma-separated), every one by default."""
+
+    def job_page(
+        self,
+        *,
+        states: Sequence[str] = (),
+        owner: str | None = None,
+        number: str | None = None,
+        submitted: tuple[float | None, float | None] = (None, None),
+        finished: tuple[float | None, float | None] = (None, None),
+        after: int | None = None,
+        newest_first: bool = False,
+        limit: int | None = None,
+    ) -> list[dict]:
+        """A page of a job listing (``Service.jobs``): the jobs in one of ``states``
+        (any when empty), of ``owner``, to ``number``, submitted and finished within
+        (from, to) POSIX times (from inclusive, to exclusive; None: open), at most
+        ``limit``. Keyset order, read in the order of an index (never sorting all that
+        match): by id; when a submitted range is given, by (submitted, id), else when a
+        finished range is given, by (finished, id); reversed when ``newest_first``.
+        ``after``: the last job id of the page before (the page starts after that job
+        in this order). Raises :class:`LookupError` when a listing by time is continued
+        after a job that no longer has that time (deleted, or restarted)."""
 
     def earliest_schedule(self, where: str, args: tuple = ()) -> float | None:
         """The smallest ``schedule`` of the jobs matching ``where``, or None."""

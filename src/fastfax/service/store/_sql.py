@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
@@ -374,18 +374,78 @@ class SqlStore(ABC):
             (*states, node, now),
         )
 
-    #: How to read jobs by finish time (SQLite: name the index, its planner would sort).
-    finished_index = ""
+    def by_index(self, column: str) -> str:
+        """What follows ``FROM jobs`` to read jobs in the order of ``column``'s index
+        (``submitted`` or ``finished``): nothing, or (SQLite, whose planner has no
+        statistics and would rather sort what another index finds) that index's name."""
+        return ""
 
     def expired(self, before: float, states: Iterable[str], limit: int) -> list[dict]:
         states = tuple(states)
         return self.fetch(
-            f"SELECT id, file FROM jobs{self.finished_index} WHERE finished <= ?"
+            f"SELECT id, file FROM jobs{self.by_index('finished')} WHERE finished <= ?"
             f" AND state IN ({','.join('?' * len(states))})"
             " AND NOT (type = 'receive' AND state = 'retries_exceeded')"
             f" ORDER BY finished LIMIT {int(limit)}",
             (before, *states),
         )
+
+    def job_page(
+        self,
+        *,
+        states: Sequence[str] = (),
+        owner: str | None = None,
+        number: str | None = None,
+        submitted: tuple[float | None, float | None] = (None, None),
+        finished: tuple[float | None, float | None] = (None, None),
+        after: int | None = None,
+        newest_first: bool = False,
+        limit: int | None = None,
+    ) -> list[dict]:
+        ranges = {"submitted": submitted, "finished": finished}
+        key = next((c for c, bounds in ranges.items() if bounds != (None, None)), "id")
+        where: list[str] = []
+        args: list[Any] = []
+        if states:
+            where.append(f"state IN ({','.join('?' * len(states))})")
+            args += states
+        for column, value in (("owner", owner), ("number", number)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        if after is not None and key == "id":
+            where.append("id < ?" if newest_first else "id > ?")
+            args.append(after)
+        elif after is not None:  # after (its key, its id), as one bound of the key's index
+            rows = self.fetch(f"SELECT {key} AS k FROM jobs WHERE id = ?", (after,))
+            if not rows or rows[0]["k"] is None:
+                raise LookupError(f"job {after} (after) has no {key} time any more: it was "
+                                  "deleted or restarted; list again from the start")  # fmt: skip
+            at, (low, high) = rows[0]["k"], ranges[key]
+            if newest_first and (high is None or at < high):
+                ranges[key] = (low, None)  # (SQLite's index search takes one bound a side)
+                where.append(f"{key} <= ? AND ({key} < ? OR id < ?)")
+                args += [at, at, after]
+            elif not newest_first and (low is None or at >= low):
+                ranges[key] = (None, high)
+                where.append(f"{key} >= ? AND ({key} > ? OR id > ?)")
+                args += [at, at, after]
+        for column, (low, high) in ranges.items():
+            if low is not None:
+                where.append(f"{column} >= ?")
+                args.append(low)
+            if high is not None:
+                where.append(f"{column} < ?")
+                args.append(high)
+        way = " DESC" if newest_first else ""
+        order = f"id{way}" if key == "id" else f"{key}{way}, id{way}"
+        # a number's jobs are few: found by its index and sorted, rather than reading
+        # every job in the time range for them
+        source = "" if key == "id" or number is not None else self.by_index(key)
+        sql = f"SELECT * FROM jobs{source} WHERE {' AND '.join(where) or '1 = 1'} ORDER BY {order}"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return [self._job(r) for r in self.fetch(sql, args)]
 
     def delete_job(self, job_id: int) -> None:
         self.delete_jobs([job_id])

@@ -106,7 +106,6 @@ class SqliteStore(SqlStore):
     """The spool's SQLite database at ``<spool>/spool.db``."""
 
     shared = False
-    finished_index = " INDEXED BY jobs_finished"
     migrations = ((1, tuple(iter_statements(_SCHEMA_1))), (2, _SCHEMA_2), (3, _SCHEMA_3))
 
     def __init__(self, spool: str) -> None:
@@ -148,6 +147,9 @@ class SqliteStore(SqlStore):
     def fetch(self, sql: str, args: Iterable[Any] = ()) -> list[dict[str, Any]]:
         with self._lock:
             return _Tx(self._db).fetch(sql, args)
+
+    def by_index(self, column: str) -> str:
+        return f" INDEXED BY jobs_{column}"
 
     def json_in(self, value: Any) -> Any:
         return json.dumps(value)
