@@ -50,6 +50,8 @@ pytestmark = pytest.mark.skipif(
 )
 
 SPEED = 20
+#: Calls made at most to get a capture the relay lost nothing of (see ``lost``).
+ATTEMPTS = 3
 REPEAT_END = "[RECEIVED END OF FRAGMENT W/OUT ANY FRAGMENT DATA]"
 UNREASSEMBLED = "Unreassembled fragment (change preferences to enable reassembly)"
 #: Expert severities (epan/proto.h PI_*).
@@ -167,6 +169,22 @@ def without_copies(records: list[Record]) -> list[Record]:
     return out
 
 
+def lost(records: list[Record]) -> list[tuple[int, int]]:
+    """The (source port, sequence number) of the datagrams missing from a capture: the
+    relay's socket overflows when the machine is so busy that the event loop stalls and the
+    sender catches up with a burst. The call survives by redundancy, but Wireshark's HDLC
+    reassembly then misses a frame's start ("T30 Address must be 0xFF"), so such a
+    capture does not show what our packets look like and the call is made again."""
+    missing = []
+    last: dict[int, int] = {}
+    for _, src, _, data in records:
+        seq = data[0] << 8 | data[1]
+        before = last.get(src[1], -1)
+        missing += [(src[1], n) for n in range(before + 1, seq)]
+        last[src[1]] = max(before, seq)
+    return missing
+
+
 # -- dissection ------------------------------------------------------------------------
 def dissect(path: Path, port: int, pre_corrigendum: bool) -> list[dict[str, list[str]]]:
     """tshark's reading of each frame: field -> the values of its occurrences (the
@@ -214,8 +232,12 @@ CASES = {
 def test_tshark_decodes_a_call_of_ours(tmp_path: Path, case: str) -> None:
     kw = CASES[case]
     pages = [job_page(11), job_page(12)]
-    records, receiver, (sent, got) = asyncio.run(relayed_call(pages, **kw))
-    assert sent.ok and got.ok and got.pages == pages
+    for _attempt in range(ATTEMPTS):
+        records, receiver, (sent, got) = asyncio.run(relayed_call(pages, **kw))
+        assert sent.ok and got.ok and got.pages == pages
+        if not lost(records):
+            break
+    assert not lost(records), f"the relay lost datagrams in {ATTEMPTS} calls: {lost(records)}"
     pcap = tmp_path / "call.pcap"
     write_pcap(pcap, records)
     pre = kw["version"] == 0  # version 0 is the pre-corrigendum ASN.1 (T.38 1998)
