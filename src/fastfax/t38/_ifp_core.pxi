@@ -58,7 +58,8 @@ cdef inline int _check_version(int version) except -1:
 # ---------------------------------------------------------------------------------------------
 # Bit writer: the buffer is zeroed first, bits are OR-ed in MSB-first.
 
-cdef inline Py_ssize_t _put(unsigned char *buf, Py_ssize_t pos, unsigned int value, int n):
+cdef inline Py_ssize_t _put(unsigned char *buf, Py_ssize_t pos, unsigned int value,
+                            int n) noexcept nogil:
     cdef int i
     for i in range(n - 1, -1, -1):
         if (value >> i) & 1:
@@ -67,7 +68,7 @@ cdef inline Py_ssize_t _put(unsigned char *buf, Py_ssize_t pos, unsigned int val
     return pos
 
 
-cdef inline Py_ssize_t _align(Py_ssize_t pos):
+cdef inline Py_ssize_t _align(Py_ssize_t pos) noexcept nogil:
     return (pos + 7) & ~(<Py_ssize_t>7)
 
 
@@ -89,7 +90,7 @@ cdef inline long _index(object value, long limit, str what) except -1:
 # ---------------------------------------------------------------------------------------------
 # Decoder.
 
-cdef inline unsigned int _get(const unsigned char *p, Py_ssize_t pos, int n):
+cdef inline unsigned int _get(const unsigned char *p, Py_ssize_t pos, int n) noexcept nogil:
     """n bits MSB-first from bit ``pos`` (caller has checked they are there)."""
     cdef unsigned int v = 0
     cdef int i
@@ -247,7 +248,7 @@ cdef object _decode_ifp_parts(const unsigned char *p, Py_ssize_t n, int version,
 
 
 cdef inline Py_ssize_t _write_one(unsigned char *buf, int dt, int ft, const unsigned char *data,
-                                  Py_ssize_t length, int version) noexcept:
+                                  Py_ssize_t length, int version) noexcept nogil:
     """Write the IFP octets of a data packet of one field into ``buf`` (at least
     ``8 + length`` octets; ``dt``, ``ft`` and ``version`` already checked, ``length``
     0..MAX_DATA, 0: no field-data) and return how many octets it took."""
@@ -384,3 +385,261 @@ cdef bytes _encode_data(object data_type, object fields, int version):
             PyMem_Free(refs)
         if buf != stack_buf:
             PyMem_Free(buf)
+
+
+# ---------------------------------------------------------------------------------------------
+# IFP records: one IFP packet as plain octets in a caller's buffer, what the batch paths
+# (_udptl.pack_into / feed_into) take and give instead of Python objects. All big-endian:
+#   call u16, seq u16, kind u8, type u8, nfields u16, then nfields x (field type u8,
+#   length u16 (0: no field-data), the data).
+# kind: 0 indicator (type, no fields), 1 data (type a data type), 2 lost, 3 not valid IFP.
+
+cdef enum:
+    REC_HEAD = 8
+    REC_INDICATOR = 0
+    REC_DATA = 1
+    REC_LOST = 2
+    REC_INVALID = 3
+    # Fields a record to encode may hold: what one PER length determinant counts.
+    REC_MAX_FIELDS = FRAGMENT - 1
+    # Record scan results.
+    R_OK = 0
+    R_SHORT = 1         # the record is cut short by the end of the buffer
+    R_KIND = 2          # kind is not 0 or 1
+    R_INDICATOR = 3     # unknown indicator
+    R_DATA_TYPE = 4     # unknown data type
+    R_FIELD_TYPE = 5    # unknown field type (or 8..11 in version 0)
+    R_FIELDS = 6        # more than REC_MAX_FIELDS fields, or fields on an indicator
+
+
+cdef struct RecInfo:
+    int call
+    int kind
+    int type
+    Py_ssize_t nfields
+    Py_ssize_t size     # octets of the record
+    Py_ssize_t bound    # octets its IFP takes at most
+    Py_ssize_t err_val  # the offending value or field index
+
+
+cdef inline unsigned int _be16(const unsigned char *p) noexcept nogil:
+    return (<unsigned int>p[0] << 8) | p[1]
+
+
+cdef int _rec_scan(const unsigned char *r, Py_ssize_t avail, int version,
+                   RecInfo *ri) noexcept nogil:
+    """Check the record at ``r`` (``avail`` octets left in the buffer) and size it and its
+    IFP; R_OK or the R_ code of what is wrong (``ri.err_val`` says what)."""
+    cdef Py_ssize_t k, pos, ln, total = 0
+    cdef unsigned int ft
+    if avail < REC_HEAD:
+        ri.err_val = avail
+        return R_SHORT
+    ri.call = <int>_be16(r)
+    ri.kind = r[4]
+    ri.type = r[5]
+    ri.nfields = _be16(r + 6)
+    ri.err_val = 0
+    if ri.kind == REC_INDICATOR:
+        if ri.type >= N_IND:
+            ri.err_val = ri.type
+            return R_INDICATOR
+        if ri.nfields:
+            ri.err_val = ri.nfields
+            return R_FIELDS
+        ri.size = REC_HEAD
+        ri.bound = 2
+        return R_OK
+    if ri.kind != REC_DATA:
+        ri.err_val = ri.kind
+        return R_KIND
+    if ri.type >= N_DATA:
+        ri.err_val = ri.type
+        return R_DATA_TYPE
+    if ri.nfields > REC_MAX_FIELDS:
+        ri.err_val = ri.nfields
+        return R_FIELDS
+    pos = REC_HEAD
+    for k in range(ri.nfields):
+        if avail - pos < 3:
+            ri.err_val = k
+            return R_SHORT
+        ft = r[pos]
+        ln = _be16(r + pos + 1)
+        if ft >= N_FIELD or (version == 0 and ft >= N_FIELD_ROOT):
+            ri.err_val = k
+            return R_FIELD_TYPE
+        pos += 3
+        if avail - pos < ln:
+            ri.err_val = k
+            return R_SHORT
+        pos += ln
+        total += ln
+    ri.size = pos
+    # header <= 2, count <= 2, per field <= 5 octets of type, padding and length + data
+    ri.bound = 4 + 5 * ri.nfields + total
+    return R_OK
+
+
+cdef Py_ssize_t _rec_ifp(unsigned char *buf, const unsigned char *r, const RecInfo *ri,
+                         int version) noexcept nogil:
+    """Write the IFP of a record _rec_scan passed into ``buf`` (``ri.bound`` octets);
+    return its length. The octets are encode_indicator's / encode_data's."""
+    cdef Py_ssize_t pos, k, ln
+    cdef const unsigned char *f
+    cdef unsigned int ft
+    cdef int idx
+    if ri.kind == REC_INDICATOR:
+        if ri.type < N_IND_ROOT:
+            buf[0] = <unsigned char>(ri.type << 1)
+            return 1
+        idx = ri.type - N_IND_ROOT
+        buf[0] = <unsigned char>(0x20 | (idx >> 2))
+        buf[1] = <unsigned char>((idx << 6) & 0xC0)
+        return 2
+    if ri.nfields == 1:
+        f = r + REC_HEAD
+        return _write_one(buf, ri.type, f[0], f + 3, _be16(f + 1), version)
+    memset(buf, 0, ri.bound)
+    pos = _put(buf, 0, 3 if ri.nfields else 1, 2)
+    if ri.type < N_DATA_ROOT:
+        pos = _put(buf, pos, <unsigned int>ri.type, 5)
+    else:
+        pos = _put(buf, pos, 0x80 | <unsigned int>(ri.type - N_DATA_ROOT), 8)
+    if ri.nfields == 0:
+        return (pos + 7) >> 3
+    pos = _align(pos)
+    if ri.nfields < 128:
+        pos = _put(buf, pos, <unsigned int>ri.nfields, 8)
+    else:
+        pos = _put(buf, pos, 0x8000 | <unsigned int>ri.nfields, 16)
+    f = r + REC_HEAD
+    for k in range(ri.nfields):
+        ft = f[0]
+        ln = _be16(f + 1)
+        pos = _put(buf, pos, ln > 0, 1)
+        if version == 0:
+            pos = _put(buf, pos, ft, 3)
+        elif ft < N_FIELD_ROOT:
+            pos = _put(buf, pos, ft, 4)
+        else:
+            pos = _put(buf, pos, 0x80 | (ft - N_FIELD_ROOT), 8)
+        if ln > 0:
+            pos = _align(pos)
+            buf[pos >> 3] = <unsigned char>((ln - 1) >> 8)
+            buf[(pos >> 3) + 1] = <unsigned char>((ln - 1) & 0xFF)
+            memcpy(buf + (pos >> 3) + 2, f + 3, ln)
+            pos += 8 * (2 + ln)
+        f += 3 + ln
+    return (pos + 7) >> 3
+
+
+cdef inline bint _tail_zero(const unsigned char *p, Py_ssize_t end, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t k
+    for k in range(end, n):
+        if p[k]:
+            return False
+    return True
+
+
+cdef Py_ssize_t _ifp_record(const unsigned char *p, Py_ssize_t n, int version,
+                            unsigned char *o, Py_ssize_t room) noexcept nogil:
+    """Decode the IFP at ``p`` (``n`` octets) into a record at ``o`` (``room`` octets free),
+    all but its call and seq: its length, -1 when the IFP is not valid (what
+    _decode_ifp_parts refuses, the same checks), -2 when the record needs more room (at
+    most 7 * n + 8 octets)."""
+    cdef Py_ssize_t nbits = 8 * n, pos, count, length, minbits, k, w, nf = 0
+    cdef unsigned int present, choice, value, b, fpresent
+    cdef int last, ft
+    if n == 0:
+        return -1
+    present = (p[0] >> 7) & 1
+    choice = (p[0] >> 6) & 1
+    if (p[0] >> 5) & 1 == 0:
+        value = (p[0] >> 1) & 0x0F
+        pos = 7
+    else:
+        if n < 2 or p[0] & 0x10:
+            return -1
+        value = (((p[0] & 0x0F) << 2) | (p[1] >> 6)) + (N_DATA_ROOT if choice else N_IND_ROOT)
+        pos = 10
+    if room < REC_HEAD:
+        return -2
+    if choice == 0:
+        if value >= N_IND or present or not _tail_zero(p, (pos + 7) >> 3, n):
+            return -1
+        o[4] = REC_INDICATOR
+        o[5] = <unsigned char>value
+        o[6] = 0
+        o[7] = 0
+        return REC_HEAD
+    if value >= N_DATA or (pos == 7 and value >= N_DATA_ROOT):
+        return -1
+    w = REC_HEAD
+    if present:
+        minbits = 4 if version == 0 else 5
+        last = 0
+        while not last:
+            pos = _align(pos)
+            if pos + 8 > nbits:
+                return -1
+            b = p[pos >> 3]
+            if b < 0x80:
+                count = b
+                pos += 8
+                last = 1
+            elif b < 0xC0:
+                if pos + 16 > nbits:
+                    return -1
+                count = ((b & 0x3F) << 8) | p[(pos >> 3) + 1]
+                pos += 16
+                last = 1
+            else:
+                if b < 0xC1 or b > 0xC4:
+                    return -1
+                count = (b & 0x07) * FRAGMENT
+                pos += 8
+            if count * minbits > nbits - pos:
+                return -1
+            for k in range(count):
+                if pos + minbits > nbits:
+                    return -1
+                fpresent = _get(p, pos, 1)
+                if version == 0:
+                    ft = <int>_get(p, pos + 1, 3)
+                    pos += 4
+                elif _get(p, pos + 1, 1) == 0:
+                    ft = <int>_get(p, pos + 2, 3)
+                    pos += 5
+                else:
+                    if pos + 9 > nbits or _get(p, pos + 2, 1):
+                        return -1
+                    ft = <int>_get(p, pos + 3, 6) + N_FIELD_ROOT
+                    if ft >= N_FIELD:
+                        return -1
+                    pos += 9
+                length = 0
+                if fpresent:
+                    pos = _align(pos)
+                    if pos + 16 > nbits:
+                        return -1
+                    length = ((<Py_ssize_t>p[pos >> 3] << 8) | p[(pos >> 3) + 1]) + 1
+                    pos += 16
+                    if length > MAX_DATA or pos + 8 * length > nbits:
+                        return -1
+                if room - w < 3 + length:
+                    return -2
+                o[w] = <unsigned char>ft
+                o[w + 1] = <unsigned char>(length >> 8)
+                o[w + 2] = <unsigned char>(length & 0xFF)
+                memcpy(o + w + 3, p + (pos >> 3), length)
+                w += 3 + length
+                pos += 8 * length
+                nf += 1
+    if not _tail_zero(p, (pos + 7) >> 3, n) or nf > 0xFFFF:
+        return -1
+    o[4] = REC_DATA
+    o[5] = <unsigned char>value
+    o[6] = <unsigned char>(nf >> 8)
+    o[7] = <unsigned char>(nf & 0xFF)
+    return w

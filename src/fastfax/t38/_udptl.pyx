@@ -28,8 +28,8 @@ longest, cannot be told from data).
 cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.stdint cimport uint8_t, uint16_t
-from libc.string cimport memcpy, memset
-from cpython.mem cimport PyMem_Free, PyMem_Realloc
+from libc.string cimport memcpy, memmove, memset
+from libc.stdlib cimport free, malloc, realloc
 
 from fastfax.errors import T38Error
 
@@ -54,10 +54,11 @@ cdef enum:
     JUMP = RING - HISTORY
     # FEC strings waiting for a second missing IFP of theirs to arrive.
     MAX_PENDING = 256
-    # A received datagram up to this long is kept by reference in the slots of the IFPs it
-    # brought (no copy of them); from a longer one each IFP is copied out (so a slot never
-    # keeps more than this many octets alive for an IFP shorter than that).
-    SHARE_MAX = 2048
+    # The decoder keeps a copy of each IFP it holds: up to this long inside the object,
+    # longer ones in a buffer of the slot's, which a shorter IFP in the slot frees when it is
+    # over RX_KEEP octets (so long IFPs only cost memory while they are held).
+    RX_INLINE = 64
+    RX_KEEP = 2048
     # The encoder's history of sent IFPs (a power of two above redundancy and span*entries).
     TX_RING = 256
     TX_MASK = 255
@@ -68,11 +69,26 @@ cdef enum:
     MODE_REDUNDANCY = 1
     MODE_FEC = 2
 
-# What DecoderCore.emit appends for a delivered IFP.
+# What DecoderCore.drain_py appends for a delivered IFP.
 cdef enum:
     OUT_RAW = 0     # (seq, ifp or None), as feed() returns them
     OUT_IFP = 1     # (seq, kind, type, fields), as feed_ifp() returns them
     OUT_BATCH = 2   # (index, seq, kind, type, fields), as feed_many() returns them
+
+# DecoderCore.feed_c results.
+cdef enum:
+    FED = 0         # the datagram is taken in (or dropped); its deliveries are queued
+    RESTARTED = 1   # the stream restarted: the old stream's IFPs are queued; drain them,
+                    # then feed the same datagram again
+
+cdef struct Pending:
+    # A parity FEC string waiting for a second missing IFP of its own to arrive.
+    int first
+    int stride
+    int count
+    Py_ssize_t length
+    Py_ssize_t cap
+    uint8_t* data
 
 # Decoder slot states.
 cdef enum:
@@ -355,6 +371,7 @@ cdef class EncoderCore:
     cdef Py_ssize_t max_datagram
     cdef int next_seq
     cdef long long sent
+    cdef int busy                   # in use by pack_into without the GIL
     cdef uint8_t* hbuf[TX_RING]     # where each slot's IFP is (inline or big)
     cdef uint8_t* big[TX_RING]      # a slot's buffer for IFPs over TX_INLINE octets, or NULL
     cdef Py_ssize_t bigcap[TX_RING]
@@ -375,7 +392,7 @@ cdef class EncoderCore:
     def __dealloc__(self):
         cdef int t
         for t in range(TX_RING):
-            PyMem_Free(self.big[t])
+            free(self.big[t])
 
     def __getstate__(self):
         """The settings, the counters, the history (one bytes a slot) and the instance
@@ -417,7 +434,7 @@ cdef class EncoderCore:
         room -= 1 if room - 1 < 0x80 else 2
         return max(0, min(room, MAX_OPEN))
 
-    cdef Py_ssize_t fec_size(self, int s, int span, int entries) noexcept:
+    cdef Py_ssize_t fec_size(self, int s, int span, int entries) noexcept nogil:
         """Octets of the fec-data count and strings: each as long as its longest covered IFP."""
         cdef Py_ssize_t total = len_size(entries), longest, ln
         cdef int m, j, t
@@ -431,9 +448,10 @@ cdef class EncoderCore:
             total += len_size(longest) + longest
         return total
 
-    cdef uint8_t* slot(self, Py_ssize_t need) except NULL:
-        """The history buffer of the next seq's slot, at least ``need`` octets long. Its old
-        content (the IFP TX_RING sequence numbers back) is covered by no datagram any more."""
+    cdef uint8_t* slot_c(self, Py_ssize_t need) noexcept nogil:
+        """The history buffer of the next seq's slot, at least ``need`` octets long (NULL
+        when out of memory). Its old content (the IFP TX_RING sequence numbers back) is
+        covered by no datagram any more."""
         cdef int t = self.next_seq & TX_MASK
         cdef void* grown
         self.hlen[t] = 0
@@ -441,13 +459,24 @@ cdef class EncoderCore:
             self.hbuf[t] = self.inline[t]
         else:
             if self.bigcap[t] < need:
-                grown = PyMem_Realloc(self.big[t], need)
+                grown = realloc(self.big[t], need)
                 if grown == NULL:
-                    raise MemoryError()
+                    return NULL
                 self.big[t] = <uint8_t*>grown
                 self.bigcap[t] = need
             self.hbuf[t] = self.big[t]
         return self.hbuf[t]
+
+    cdef uint8_t* slot(self, Py_ssize_t need) except NULL:
+        """slot_c, raising MemoryError (and RuntimeError while a batch call uses this
+        encoder without the GIL)."""
+        cdef uint8_t* buf
+        if self.busy:
+            raise RuntimeError("this UDPTL encoder is in use by pack_into in another thread")
+        buf = self.slot_c(need)
+        if buf == NULL:
+            raise MemoryError()
+        return buf
 
     cdef bytes _pack_raw(self, const uint8_t* ifp, Py_ssize_t n):
         """The next datagram of the IFP octets at ``ifp``."""
@@ -503,14 +532,13 @@ cdef class EncoderCore:
             <int>dt, <int>ft, <const unsigned char *>PyBytes_AS_STRING(payload),
             PyBytes_GET_SIZE(payload), version)
 
-    cdef bytes _pack(self, Py_ssize_t n):
-        """The datagram of the IFP of ``n`` octets (1..MAX_OPEN) just written in the next
-        seq's history slot; the seq is used only when the datagram is made."""
-        cdef Py_ssize_t base, size, k, pos, ln, longest, i
-        cdef int s = self.next_seq, r = 0, span = 0, entries = 0, m, j, t
-        cdef uint8_t* o
-        cdef uint8_t* dst
-        cdef const uint8_t* src
+    cdef Py_ssize_t plan(self, Py_ssize_t n, int* items) noexcept nogil:
+        """The size of the datagram of the IFP of ``n`` octets (1..MAX_OPEN) just written in
+        the next seq's history slot, with ``items`` (redundant copies or FEC entries) set to
+        what fits in ``max_datagram``; more than ``max_datagram`` if the IFP does not fit
+        alone."""
+        cdef Py_ssize_t base, size, k, ln
+        cdef int s = self.next_seq, r = 0, span, entries
         base = 2 + len_size(n) + n + 1
         if self.mode == MODE_FEC:
             span = self.span
@@ -523,22 +551,27 @@ cdef class EncoderCore:
             while size > self.max_datagram and entries > 0:
                 entries -= 1
                 size = base + self.fec_size(s, span, entries)
-        else:
-            size = base + 1     # the count: redundancy <= 127 takes one octet
-            if self.mode == MODE_REDUNDANCY:
-                r = self.redundancy if self.sent >= self.redundancy else <int>self.sent
-                for k in range(r):
-                    ln = self.hlen[(s - 1 - k) & TX_MASK]
-                    if size + len_size(ln) + ln > self.max_datagram:
-                        r = <int>k
-                        break
-                    size += len_size(ln) + ln
-        if size > self.max_datagram:
-            raise T38Error(
-                f"an IFP of {n} octets needs a {size}-octet datagram; max_datagram is "
-                f"{self.max_datagram} (the largest IFP that fits is {self.max_ifp})")
-        out = PyBytes_FromStringAndSize(NULL, size)
-        o = <uint8_t*>PyBytes_AS_STRING(out)
+            items[0] = entries
+            return size
+        size = base + 1     # the count: redundancy <= 127 takes one octet
+        if self.mode == MODE_REDUNDANCY:
+            r = self.redundancy if self.sent >= self.redundancy else <int>self.sent
+            for k in range(r):
+                ln = self.hlen[(s - 1 - k) & TX_MASK]
+                if size + len_size(ln) + ln > self.max_datagram:
+                    r = <int>k
+                    break
+                size += len_size(ln) + ln
+        items[0] = r
+        return size
+
+    cdef Py_ssize_t emit(self, Py_ssize_t n, int items, uint8_t* o) noexcept nogil:
+        """Write the datagram plan() sized (``items`` as it said) at ``o``, use its seq and
+        return where it ends."""
+        cdef Py_ssize_t k, pos, ln, longest, i
+        cdef int s = self.next_seq, span = self.span, m, j, t
+        cdef uint8_t* dst
+        cdef const uint8_t* src
         o[0] = <uint8_t>(s >> 8)
         o[1] = <uint8_t>(s & 0xFF)
         pos = put_len(o, 2, n)
@@ -553,27 +586,27 @@ cdef class EncoderCore:
                 k -= 1
                 o[pos] = <uint8_t>((span >> (8 * k)) & 0xFF)
                 pos += 1
-            pos = put_len(o, pos, entries)
-            for m in range(entries):
+            pos = put_len(o, pos, items)
+            for m in range(items):
                 longest = 0
                 for j in range(1, span + 1):
-                    ln = self.hlen[(s + m - entries * j) & TX_MASK]
+                    ln = self.hlen[(s + m - items * j) & TX_MASK]
                     if ln > longest:
                         longest = ln
                 pos = put_len(o, pos, longest)
                 dst = o + pos
                 memset(dst, 0, longest)
                 for j in range(1, span + 1):
-                    t = (s + m - entries * j) & TX_MASK
+                    t = (s + m - items * j) & TX_MASK
                     src = self.hbuf[t]
                     for i in range(self.hlen[t]):
                         dst[i] ^= src[i]
                 pos += longest
         else:
             o[pos] = 0x00
-            o[pos + 1] = <uint8_t>r
+            o[pos + 1] = <uint8_t>items
             pos += 2
-            for k in range(r):
+            for k in range(items):
                 t = (s - 1 - k) & TX_MASK
                 ln = self.hlen[t]
                 pos = put_len(o, pos, ln)
@@ -582,25 +615,53 @@ cdef class EncoderCore:
         self.hlen[s & TX_MASK] = n
         self.next_seq = (s + 1) & 0xFFFF
         self.sent += 1
+        return pos
+
+    cdef bytes _pack(self, Py_ssize_t n):
+        """The datagram of the IFP of ``n`` octets (1..MAX_OPEN) just written in the next
+        seq's history slot; the seq is used only when the datagram is made."""
+        cdef int items
+        cdef Py_ssize_t size = self.plan(n, &items)
+        if size > self.max_datagram:
+            raise T38Error(
+                f"an IFP of {n} octets needs a {size}-octet datagram; max_datagram is "
+                f"{self.max_datagram} (the largest IFP that fits is {self.max_ifp})")
+        out = PyBytes_FromStringAndSize(NULL, size)
+        self.emit(n, items, <uint8_t*>PyBytes_AS_STRING(out))
         return out
 
 
+@cython.auto_pickle(False)     # the slots are C memory
 cdef class DecoderCore:
     """Reordering, duplicate removal and recovery over a ring of RING slots; the argument
-    checks and documentation live in :class:`fastfax.t38.udptl.UdptlDecoder`."""
+    checks and documentation live in :class:`fastfax.t38.udptl.UdptlDecoder`.
+
+    Each IFP held is a copy in C memory: up to RX_INLINE octets in the slot's room inside
+    the object, longer ones in a buffer of the slot's; FEC strings waiting for a second
+    missing IFP are copied to buffers of their own. No datagram is kept and nothing is made
+    per packet but what a call hands out. The C core (feed_c, flush_c) queues the sequence
+    numbers it delivers; drain_py turns them into Python objects, drain_records into IFP
+    records (pack_into / feed_into's format). A slot's content stays as it is until the next
+    feed_c, so the queue is always drained before one."""
 
     cdef int window, first_seq, started
     cdef int expected           # next seq to deliver
     cdef int end                # one past the newest seq held (expected when none is)
     cdef uint16_t tags[RING]    # the seq a slot holds, when its state is not EMPTY
     cdef uint8_t state[RING]
-    cdef list data              # the bytes holding each slot's IFP (None: lost)...
-    cdef int doff[RING]         # ... at this offset in it ...
-    cdef int dlen[RING]         # ... this many octets long
-    cdef list pending           # FEC strings: (first seq, stride, count, bytes)
+    cdef int dlen[RING]         # the slot's IFP: its length ...
+    cdef uint8_t* dptr[RING]    # ... and where it is (inl[i] or big[i])
+    cdef uint8_t* big[RING]     # a slot's buffer for IFPs over RX_INLINE octets, or NULL
+    cdef Py_ssize_t bigcap[RING]
+    cdef uint8_t inl[RING][RX_INLINE]
+    cdef Pending pend[MAX_PENDING]  # the first npend wait; the others keep their buffers
+    cdef int npend
+    cdef int queue[RING]        # seqs delivered and not handed out yet: qhead .. qtail-1
+    cdef int qhead, qtail
+    cdef int busy               # in use by feed_into without the GIL
     cdef Parsed par
-    cdef int omode              # what emit() appends: OUT_RAW, OUT_IFP or OUT_BATCH
-    cdef int oversion           # the T.38 version IFPs are decoded as (OUT_IFP, OUT_BATCH)
+    cdef int omode              # what drain_py appends: OUT_RAW, OUT_IFP or OUT_BATCH
+    cdef int oversion           # the T.38 version IFPs are decoded as
     cdef object oindex          # the batch item's index (OUT_BATCH)
     cdef readonly long long duplicates, malformed, recovered_redundancy, recovered_fec
     cdef readonly long long lost, reordered, late, resyncs
@@ -613,10 +674,17 @@ cdef class DecoderCore:
         self.end = 0
         memset(self.state, 0, sizeof(self.state))
         memset(self.tags, 0, sizeof(self.tags))
-        self.data = [None] * RING
-        self.pending = []
+        self.npend = 0
+        self.qhead = self.qtail = 0
         self.duplicates = self.malformed = self.recovered_redundancy = 0
         self.recovered_fec = self.lost = self.reordered = self.late = self.resyncs = 0
+
+    def __dealloc__(self):
+        cdef int i
+        for i in range(RING):
+            free(self.big[i])
+        for i in range(MAX_PENDING):
+            free(self.pend[i].data)
 
     @property
     def next_seq(self):
@@ -628,32 +696,45 @@ cdef class DecoderCore:
         """Sequence numbers spanned by IFPs waiting behind a gap (0 when none wait)."""
         return (self.end - self.expected) & 0xFFFF if self.started else 0
 
-    cdef inline int slot(self, int t) noexcept:
+    cdef inline int slot(self, int t) noexcept nogil:
         cdef int i = t & RING_MASK
         if self.state[i] != EMPTY and self.tags[i] == t:
             return self.state[i]
         return EMPTY
 
-    cdef inline void put(self, int t, int st, object holder, Py_ssize_t off, Py_ssize_t n):
-        """Fill slot ``t``: state ``st``, its IFP the ``n`` octets at ``off`` of ``holder``."""
+    cdef uint8_t* hold(self, int t, int st, Py_ssize_t n) noexcept nogil:
+        """Make slot ``t`` state ``st`` with room for an IFP of ``n`` octets and return that
+        room (NULL, the slot untouched, when out of memory)."""
         cdef int i = t & RING_MASK
+        cdef uint8_t* buf
+        cdef void* grown
+        if n <= RX_INLINE:
+            buf = self.inl[i]
+            if self.bigcap[i] > RX_KEEP:
+                free(self.big[i])
+                self.big[i] = NULL
+                self.bigcap[i] = 0
+        else:
+            if self.bigcap[i] < n:
+                grown = realloc(self.big[i], n)
+                if grown == NULL:
+                    return NULL
+                self.big[i] = <uint8_t*>grown
+                self.bigcap[i] = n
+            buf = self.big[i]
         self.tags[i] = <uint16_t>t
         self.state[i] = <uint8_t>st
-        self.data[i] = holder
-        self.doff[i] = <int>off
+        self.dptr[i] = buf
         self.dlen[i] = <int>n
+        return buf
 
-    cdef inline void put_ifp(self, int t, int st, bytes datagram, Py_ssize_t off,
-                             Py_ssize_t n):
-        """put() of an IFP of a received datagram: by reference for feed_ifp / feed_many (which
-        decode it in place), copied out for feed (which hands it out) or of a long datagram."""
-        if self.omode != OUT_RAW and PyBytes_GET_SIZE(datagram) <= SHARE_MAX:
-            self.put(t, st, datagram, off, n)
-        else:
-            self.put(t, st, PyBytes_FromStringAndSize(PyBytes_AS_STRING(datagram) + off, n),
-                     0, n)
+    cdef inline void put(self, int t, int st, const uint8_t* src, Py_ssize_t n) noexcept nogil:
+        """Slot ``t`` holds a copy of the ``n`` octets at ``src``, in state ``st``."""
+        cdef uint8_t* buf = self.hold(t, st, n)
+        if buf != NULL:
+            copy(buf, src, n)
 
-    cdef void start(self, int s):
+    cdef void start(self, int s) noexcept nogil:
         """Begin a stream whose first datagram has seq ``s`` (uses self.par)."""
         cdef int back = 0
         if self.first_seq >= 0 and not self.started:
@@ -665,87 +746,51 @@ cdef class DecoderCore:
         self.end = self.expected
         self.started = 1
 
-    cdef int emit(self, list out, int e) except -1:
-        """Append the delivery of the IFP in slot ``e`` (lost when its holder is None) to
-        ``out``, in the form self.omode says; the decoded forms are decoded where the IFP
-        lies and built in one go, with no intermediate bytes, (seq, ifp) pair or
-        (kind, type, fields) tuple."""
-        cdef unsigned int value = 0
-        cdef int kind, i = e & RING_MASK
-        cdef object holder = self.data[i]
-        cdef object fields = ()
-        if self.omode == OUT_RAW:
-            if holder is not None and (
-                    self.doff[i] != 0 or self.dlen[i] != PyBytes_GET_SIZE(holder)):
-                # Kept by reference by feed_ifp: the slot keeps the copy it hands out now.
-                holder = PyBytes_FromStringAndSize(
-                    PyBytes_AS_STRING(holder) + self.doff[i], self.dlen[i])
-                self.data[i] = holder
-                self.doff[i] = 0
-            out.append((e, holder))
-            return 0
-        if holder is None:
-            kind = -1
-        else:
-            try:
-                fields = _decode_ifp_parts(
-                    <const unsigned char *>PyBytes_AS_STRING(holder) + self.doff[i],
-                    self.dlen[i], self.oversion, &value)
-            except T38Error:
-                kind = -2
-                fields = ()
-            else:
-                if fields is None:
-                    kind = 0
-                    fields = ()
-                else:
-                    kind = 1
-        if self.omode == OUT_BATCH:
-            out.append((self.oindex, e, kind, value, fields))
-        else:
-            out.append((e, kind, value, fields))
-        return 0
+    cdef inline void push(self, int e) noexcept nogil:
+        if self.qtail < RING:       # a feed_c delivers less than JUMP seqs
+            self.queue[self.qtail] = e
+            self.qtail += 1
 
-    cdef int step(self, list out) except -1:
+    cdef void step(self) noexcept nogil:
         """Deliver the IFP at ``expected``, or declare it lost, and move on."""
         cdef int e = self.expected
+        cdef int i = e & RING_MASK
         cdef int st = self.slot(e)
         self.expected = (e + 1) & 0xFFFF
         if st != PRIMARY and st != RECOVERED:
-            self.put(e, LOST, None, 0, 0)
+            self.tags[i] = <uint16_t>e
+            self.state[i] = LOST
+            self.dlen[i] = 0
             self.lost += 1
-        return self.emit(out, e)
+        self.push(e)
 
-    cdef int deliver(self, list out) except -1:
+    cdef void deliver(self) noexcept nogil:
         cdef int e = self.expected
         cdef int st
         while e != self.end:
             st = self.slot(e)
             if st != PRIMARY and st != RECOVERED:
                 break
-            self.expected = (e + 1) & 0xFFFF
-            self.emit(out, e)
-            e = self.expected
-        return 0
+            self.push(e)
+            e = (e + 1) & 0xFFFF
+        self.expected = e
 
-    cdef int resync(self, int s, list out) except -1:
-        """The peer's numbering jumped: hand over what is held, then start again at ``s``."""
+    cdef void resync(self, int s) noexcept nogil:
+        """The peer's numbering jumped: queue what is held, then start again at ``s``."""
         while self.expected != self.end:
-            self.step(out)
+            self.step()
         memset(self.state, 0, sizeof(self.state))
-        self.pending = []
+        self.npend = 0
         self.resyncs += 1
         self.start(s)
-        return 0
 
-    cdef int try_fec(self, int first, int stride, int count, bytes fec):
+    cdef int try_fec(self, int first, int stride, int count, const uint8_t* fec,
+                     Py_ssize_t n) noexcept nogil:
         """Use one FEC string: 1 when it is spent (used or useless), 0 to keep it."""
-        cdef int k, t, st, missing = -1, nmiss = 0
-        cdef Py_ssize_t n, ln, i
+        cdef int k, t, st, o, missing = -1, nmiss = 0
+        cdef Py_ssize_t ln, i
         cdef uint8_t* dst
         cdef const uint8_t* src
-        cdef bytes other
-        cdef int o
         for k in range(count):
             t = (first + k * stride) & 0xFFFF
             st = self.slot(t)
@@ -757,42 +802,239 @@ cdef class DecoderCore:
             missing = t
         if nmiss != 1:
             return nmiss == 0
-        n = PyBytes_GET_SIZE(fec)
         if n == 0:
             return 1
-        # A fresh object (NULL): CPython shares one-octet bytes made from data, and this one
-        # is written below.
-        rebuilt = PyBytes_FromStringAndSize(NULL, n)
-        dst = <uint8_t*>PyBytes_AS_STRING(rebuilt)
-        memcpy(dst, PyBytes_AS_STRING(fec), n)
+        dst = self.hold(missing, RECOVERED, n)
+        if dst == NULL:
+            return 1
+        copy(dst, fec, n)
         for k in range(count):
             t = (first + k * stride) & 0xFFFF
             if t == missing:
                 continue
             o = t & RING_MASK
-            other = <bytes>self.data[o]
-            src = <const uint8_t*>PyBytes_AS_STRING(other) + self.doff[o]
+            src = self.dptr[o]
             ln = min(<Py_ssize_t>self.dlen[o], n)
             for i in range(ln):
                 dst[i] ^= src[i]
-        self.put(missing, RECOVERED, rebuilt, 0, n)
         self.recovered_fec += 1
         return 1
 
-    cdef void run_fec(self):
-        """Rebuild what the pending FEC strings can, until nothing more comes of them."""
+    cdef void add_pending(self, int first, int stride, int count, const uint8_t* fec,
+                          Py_ssize_t n) noexcept nogil:
+        """Keep a copy of an FEC string that needs another IFP first; the oldest goes when
+        MAX_PENDING wait."""
+        cdef Pending oldest
+        cdef Pending* e
+        cdef void* grown
+        if self.npend == MAX_PENDING:
+            oldest = self.pend[0]
+            memmove(&self.pend[0], &self.pend[1], (MAX_PENDING - 1) * sizeof(Pending))
+            self.pend[MAX_PENDING - 1] = oldest
+            self.npend -= 1
+        e = &self.pend[self.npend]
+        if e.cap > RX_KEEP and n <= RX_KEEP:
+            free(e.data)
+            e.data = NULL
+            e.cap = 0
+        if e.cap < n or e.data == NULL:
+            grown = realloc(e.data, n if n > RX_INLINE else RX_INLINE)
+            if grown == NULL:
+                return
+            e.data = <uint8_t*>grown
+            e.cap = n if n > RX_INLINE else RX_INLINE
+        copy(e.data, fec, n)
+        e.first = first
+        e.stride = stride
+        e.count = count
+        e.length = n
+        self.npend += 1
+
+    cdef void run_fec(self) noexcept nogil:
+        """Rebuild what the waiting FEC strings can, until nothing more comes of them (the
+        spent ones move behind the waiting ones, keeping their buffers)."""
         cdef bint progress = True
-        cdef list keep
         cdef long long before
-        while progress and self.pending:
-            progress = False
-            keep = []
+        cdef int k, j
+        cdef Pending spent
+        while progress and self.npend:
             before = self.recovered_fec
-            for e in self.pending:
-                if not self.try_fec(e[0], e[1], e[2], e[3]):
-                    keep.append(e)
+            j = 0
+            for k in range(self.npend):
+                if not self.try_fec(self.pend[k].first, self.pend[k].stride, self.pend[k].count,
+                                    self.pend[k].data, self.pend[k].length):
+                    if j != k:
+                        spent = self.pend[j]
+                        self.pend[j] = self.pend[k]
+                        self.pend[k] = spent
+                    j += 1
+            self.npend = j
             progress = self.recovered_fec != before
-            self.pending = keep
+
+    cdef int feed_c(self, const uint8_t* p, Py_ssize_t n) noexcept nogil:
+        """Take one datagram (``n`` octets at ``p``, not kept) with the queue empty; queue
+        what it makes deliverable. RESTARTED: the stream restarted, the old one's IFPs are
+        queued and the datagram is still to be fed (drain, then feed it again)."""
+        cdef Parsed* r = &self.par
+        cdef int s, d, k, t, m, stride, newest, first
+        cdef long long span
+        self.qhead = self.qtail = 0
+        if parse(p, n, r) != E_OK or r.prim_len == 0:
+            self.malformed += 1
+            return FED
+        s = r.seq
+        if not self.started:
+            self.start(s)
+        d = (s - self.expected) & 0xFFFF
+        if d >= 0x8000:
+            if 0x10000 - d > JUMP:
+                self.resync(s)
+                return RESTARTED
+            if self.slot(s) == PRIMARY:
+                self.duplicates += 1
+            else:
+                self.late += 1
+            return FED
+        elif d >= JUMP:
+            self.resync(s)
+            return RESTARTED
+        if self.slot(s) == PRIMARY:
+            self.duplicates += 1
+            return FED
+        newest = (self.end - self.expected) & 0xFFFF
+        if d < newest:
+            self.reordered += 1
+        self.put(s, PRIMARY, p + r.prim_off, r.prim_len)
+        if d >= newest:
+            self.end = (s + 1) & 0xFFFF
+        if r.count:
+            if not r.fec:
+                # secondary k is seq s-1-k; only those not yet passed can fill a gap
+                for k in range(min(r.count, d)):
+                    t = (s - 1 - k) & 0xFFFF
+                    if r.ln[k] and self.slot(t) == EMPTY:
+                        self.put(t, RECOVERED, p + r.off[k], r.ln[k])
+                        self.recovered_redundancy += 1
+            else:
+                span = r.span
+                stride = r.count
+                if 0 < span and span * stride <= HISTORY:
+                    if self.npend:
+                        self.run_fec()      # the older strings first
+                    for m in range(stride):
+                        # string m covers s+m-stride*j, j = 1..span; newest is s+m-stride
+                        if ((s + m - stride - self.expected) & 0xFFFF) < 0x8000:
+                            first = (s + m - stride * <int>span) & 0xFFFF
+                            if not self.try_fec(first, stride, <int>span, p + r.off[m],
+                                                r.ln[m]):
+                                self.add_pending(first, stride, <int>span, p + r.off[m],
+                                                 r.ln[m])
+        if self.npend:
+            self.run_fec()
+        while ((self.end - self.expected) & 0xFFFF) > self.window:
+            self.step()
+        self.deliver()
+        return FED
+
+    cdef void flush_c(self) noexcept nogil:
+        """Declare the gap at the head lost and queue the IFPs waiting behind it."""
+        cdef int st
+        self.qhead = self.qtail = 0
+        if not self.started:
+            return
+        while self.expected != self.end:
+            st = self.slot(self.expected)
+            if st == PRIMARY or st == RECOVERED:
+                break
+            self.step()
+        self.deliver()
+
+    cdef int drain_py(self, list out) except -1:
+        """Hand out the queued deliveries as self.omode says: each IFP decoded where it lies
+        for OUT_IFP and OUT_BATCH, built in one go (no intermediate bytes or tuples)."""
+        cdef unsigned int value = 0
+        cdef int kind, e, i
+        cdef object fields
+        while self.qhead < self.qtail:
+            e = self.queue[self.qhead]
+            self.qhead += 1
+            i = e & RING_MASK
+            if self.omode == OUT_RAW:
+                out.append((e, None if self.state[i] == LOST else
+                            PyBytes_FromStringAndSize(<char*>self.dptr[i], self.dlen[i])))
+                continue
+            fields = ()
+            if self.state[i] == LOST:
+                kind = -1
+            else:
+                try:
+                    fields = _decode_ifp_parts(self.dptr[i], self.dlen[i], self.oversion,
+                                               &value)
+                except T38Error:
+                    kind = -2
+                    fields = ()
+                else:
+                    if fields is None:
+                        kind = 0
+                        fields = ()
+                    else:
+                        kind = 1
+            if self.omode == OUT_BATCH:
+                out.append((self.oindex, e, kind, value if kind >= 0 else 0, fields))
+            else:
+                out.append((e, kind, value if kind >= 0 else 0, fields))
+        self.qhead = self.qtail = 0
+        return 0
+
+    cdef Py_ssize_t drain_records(self, uint8_t* o, Py_ssize_t room, int call) noexcept nogil:
+        """Write the queued deliveries as IFP records of call index ``call`` at ``o`` while
+        they fit in ``room`` octets; return the octets written (what does not fit stays
+        queued)."""
+        cdef Py_ssize_t w = 0, k
+        cdef int e, i
+        cdef uint8_t* rec
+        while self.qhead < self.qtail:
+            e = self.queue[self.qhead]
+            i = e & RING_MASK
+            rec = o + w
+            if room - w < REC_HEAD:
+                break
+            if self.state[i] == LOST:
+                k = -1
+            else:
+                k = _ifp_record(self.dptr[i], self.dlen[i], self.oversion, rec, room - w)
+                if k == -2:
+                    break
+            if k < 0:
+                rec[4] = REC_LOST if self.state[i] == LOST else REC_INVALID
+                rec[5] = rec[6] = rec[7] = 0
+                k = REC_HEAD
+            rec[0] = <uint8_t>(call >> 8)
+            rec[1] = <uint8_t>(call & 0xFF)
+            rec[2] = <uint8_t>(e >> 8)
+            rec[3] = <uint8_t>(e & 0xFF)
+            w += k
+            self.qhead += 1
+        if self.qhead == self.qtail:
+            self.qhead = self.qtail = 0
+        return w
+
+    cdef int check_free(self) except -1:
+        if self.busy:
+            raise RuntimeError("this UDPTL decoder is in use by feed_into in another thread")
+        return 0
+
+    cdef int _feed(self, object datagram, list out) except -1:
+        """Take one datagram; append what it makes deliverable to ``out`` (see drain_py)."""
+        cdef bytes b = as_bytes(datagram)
+        cdef const uint8_t* p = <const uint8_t*>PyBytes_AS_STRING(b)
+        cdef Py_ssize_t n = PyBytes_GET_SIZE(b)
+        self.check_free()
+        self.drain_py(out)      # what a feed_into left queued
+        while self.feed_c(p, n) == RESTARTED:
+            self.drain_py(out)
+        self.drain_py(out)
+        return 0
 
     def feed(self, datagram) -> list:
         """One received datagram in; the IFPs now deliverable out, as (seq, ifp or None)."""
@@ -813,84 +1055,14 @@ cdef class DecoderCore:
         self._feed(datagram, out)
         return out
 
-    cdef int _feed(self, object datagram, list out) except -1:
-        """Take one datagram; append what it makes deliverable to ``out`` (see emit)."""
-        cdef bytes b = as_bytes(datagram)
-        cdef const uint8_t* p = <const uint8_t*>PyBytes_AS_STRING(b)
-        cdef Py_ssize_t n = PyBytes_GET_SIZE(b)
-        cdef Parsed* r = &self.par
-        cdef int s, d, k, t, st, m, stride, newest
-        cdef long long span
-        if parse(p, n, r) != E_OK or r.prim_len == 0:
-            self.malformed += 1
-            return 0
-        s = r.seq
-        if not self.started:
-            self.start(s)
-        d = (s - self.expected) & 0xFFFF
-        if d >= 0x8000:
-            if 0x10000 - d > JUMP:
-                self.resync(s, out)
-                d = (s - self.expected) & 0xFFFF
-            else:
-                if self.slot(s) == PRIMARY:
-                    self.duplicates += 1
-                else:
-                    self.late += 1
-                return 0
-        elif d >= JUMP:
-            self.resync(s, out)
-            d = (s - self.expected) & 0xFFFF
-        st = self.slot(s)
-        if st == PRIMARY:
-            self.duplicates += 1
-            return 0
-        newest = (self.end - self.expected) & 0xFFFF
-        if d < newest:
-            self.reordered += 1
-        self.put_ifp(s, PRIMARY, b, r.prim_off, r.prim_len)
-        if d >= newest:
-            self.end = (s + 1) & 0xFFFF
-        if r.count:
-            if not r.fec:
-                # secondary k is seq s-1-k; only those not yet passed can fill a gap
-                for k in range(min(r.count, d)):
-                    t = (s - 1 - k) & 0xFFFF
-                    if r.ln[k] and self.slot(t) == EMPTY:
-                        self.put_ifp(t, RECOVERED, b, r.off[k], r.ln[k])
-                        self.recovered_redundancy += 1
-            else:
-                span = r.span
-                stride = r.count
-                if 0 < span and span * stride <= HISTORY:
-                    for m in range(stride):
-                        # string m covers s+m-stride*j, j = 1..span; newest is s+m-stride
-                        if ((s + m - stride - self.expected) & 0xFFFF) < 0x8000:
-                            self.pending.append((
-                                (s + m - stride * <int>span) & 0xFFFF, stride, <int>span,
-                                PyBytes_FromStringAndSize(<char*>p + r.off[m], r.ln[m])))
-                    if len(self.pending) > MAX_PENDING:
-                        del self.pending[:len(self.pending) - MAX_PENDING]
-        if self.pending:
-            self.run_fec()
-        while ((self.end - self.expected) & 0xFFFF) > self.window:
-            self.step(out)
-        self.deliver(out)
-        return 0
-
     def flush(self) -> list:
         """Declare the gap at the head lost and deliver the IFPs waiting behind it."""
         cdef list out = []
-        cdef int st
+        self.check_free()
         self.omode = OUT_RAW
-        if not self.started:
-            return out
-        while self.expected != self.end:
-            st = self.slot(self.expected)
-            if st == PRIMARY or st == RECOVERED:
-                break
-            self.step(out)
-        self.deliver(out)
+        self.drain_py(out)
+        self.flush_c()
+        self.drain_py(out)
         return out
 
 
@@ -970,3 +1142,197 @@ def feed_many(items, int version=0) -> list:
         if gc_was_on:
             PyGC_Enable()
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Buffers: a batch in C memory, the GIL released (udptl.pack_into / feed_into document them).
+
+# pack_into's errors, after the record scan's (R_*).
+cdef enum:
+    P_CALL = 100        # a call index past the encoders
+    P_TOO_BIG = 101     # the IFP does not fit in the encoder's max_datagram
+    P_MEMORY = 102      # out of memory for a long IFP's history
+
+#: The least room feed_into needs: the longest record one IFP can decode to.
+RECORD_MAX = REC_HEAD + 7 * MAX_OPEN
+
+
+cdef void** _cores(tuple objs, type kind) except NULL:
+    """The objects of ``objs`` (each a ``kind``, not in use by another batch call) as C
+    pointers, marked busy; the caller frees the array and clears the marks (_release)."""
+    cdef Py_ssize_t k, n = len(objs)
+    cdef void** ptrs = <void**>malloc((n if n else 1) * sizeof(void*))
+    if ptrs == NULL:
+        raise MemoryError()
+    try:
+        for k in range(n):
+            if not isinstance(objs[k], kind):
+                raise TypeError(
+                    f"item {k}: expected a {kind.__name__}, got {type(objs[k]).__name__}")
+            if (kind is EncoderCore and (<EncoderCore>objs[k]).busy) or (
+                    kind is DecoderCore and (<DecoderCore>objs[k]).busy):
+                raise RuntimeError(f"item {k} is in use by a batch call in another thread")
+            ptrs[k] = <void*>objs[k]
+    except BaseException:
+        free(ptrs)
+        raise
+    for k in range(n):
+        if kind is EncoderCore:
+            (<EncoderCore>ptrs[k]).busy = 1
+        else:
+            (<DecoderCore>ptrs[k]).busy = 1
+    return ptrs
+
+
+cdef void _release(void** ptrs, Py_ssize_t n, bint encoders) noexcept:
+    cdef Py_ssize_t k
+    for k in range(n):
+        if encoders:
+            (<EncoderCore>ptrs[k]).busy = 0
+        else:
+            (<DecoderCore>ptrs[k]).busy = 0
+    free(ptrs)
+
+
+cdef object _pack_error(int code, RecInfo* ri, Py_ssize_t at, Py_ssize_t size,
+                        Py_ssize_t limit):
+    cdef str what
+    if code == R_SHORT:
+        what = "the record is cut short by the end of the buffer"
+    elif code == R_KIND:
+        what = f"kind {ri.err_val} is not 0 (indicator) or 1 (data)"
+    elif code == R_INDICATOR:
+        what = f"unknown T.38 indicator {ri.err_val} (0..{N_IND - 1})"
+    elif code == R_DATA_TYPE:
+        what = f"unknown T.38 data type {ri.err_val} (0..{N_DATA - 1})"
+    elif code == R_FIELD_TYPE:
+        what = (f"field {ri.err_val}: unknown T.38 field type for this version (0..7 in "
+                f"version 0, 0..{N_FIELD - 1} later)")
+    elif code == R_FIELDS:
+        what = (f"{ri.err_val} fields (an indicator has none, a data packet at most "
+                f"{REC_MAX_FIELDS})")
+    elif code == P_CALL:
+        what = f"call index {ri.call} but only {limit} encoders"
+    elif code == P_TOO_BIG:
+        what = (f"an IFP of {size} octets does not fit in a datagram of max_datagram "
+                f"{limit} octets (or is over {MAX_OPEN})")
+    else:
+        return MemoryError()
+    return T38Error(f"IFP record at octet {at}: {what}")
+
+
+def pack_into(encoders, records, out, table, int version=0) -> tuple:
+    """See :func:`fastfax.t38.udptl.pack_into`."""
+    cdef tuple encs = tuple(encoders)
+    cdef const uint8_t[::1] rec = records
+    cdef uint8_t[::1] o = out
+    cdef unsigned int[::1] tab = table
+    cdef Py_ssize_t nenc = len(encs), nrec = rec.shape[0], olen = o.shape[0]
+    cdef Py_ssize_t ntab = tab.shape[0] // 3, rpos = 0, opos = 0, count = 0
+    cdef Py_ssize_t n = 0, size = 0, limit = 0
+    cdef const uint8_t* rp = &rec[0] if nrec else NULL
+    cdef uint8_t* op = &o[0] if olen else NULL
+    cdef unsigned int* tp = &tab[0] if ntab else NULL
+    cdef void** ptrs
+    cdef EncoderCore enc
+    cdef RecInfo ri
+    cdef int code = R_OK, items = 0
+    cdef uint8_t* buf
+    _check_version(version)
+    ptrs = _cores(encs, EncoderCore)
+    try:
+        with nogil:
+            while rpos < nrec:
+                code = _rec_scan(rp + rpos, nrec - rpos, version, &ri)
+                if code != R_OK:
+                    break
+                if ri.call >= nenc:
+                    code = P_CALL
+                    limit = nenc
+                    break
+                if count >= ntab:
+                    break
+                buf = (<EncoderCore>ptrs[ri.call]).slot_c(ri.bound)
+                if buf == NULL:
+                    code = P_MEMORY
+                    break
+                n = _rec_ifp(buf, rp + rpos, &ri, version)
+                limit = (<EncoderCore>ptrs[ri.call]).max_datagram
+                if n > MAX_OPEN:
+                    size = n
+                    code = P_TOO_BIG
+                    break
+                size = (<EncoderCore>ptrs[ri.call]).plan(n, &items)
+                if size > limit:
+                    size = n
+                    code = P_TOO_BIG
+                    break
+                if size > olen - opos:
+                    break
+                (<EncoderCore>ptrs[ri.call]).emit(n, items, op + opos)
+                tp[3 * count] = <unsigned int>ri.call
+                tp[3 * count + 1] = <unsigned int>opos
+                tp[3 * count + 2] = <unsigned int>size
+                opos += size
+                count += 1
+                rpos += ri.size
+    finally:
+        _release(ptrs, nenc, True)
+    return count, rpos, opos, (None if code == R_OK else
+                               _pack_error(code, &ri, rpos, size, limit))
+
+
+def feed_into(decoders, data, table, out, int version=0) -> tuple:
+    """See :func:`fastfax.t38.udptl.feed_into`."""
+    cdef tuple decs = tuple(decoders)
+    cdef const uint8_t[::1] dat = data
+    cdef const unsigned int[::1] tab = table
+    cdef uint8_t[::1] o = out
+    cdef Py_ssize_t ndec = len(decs), ndat = dat.shape[0], olen = o.shape[0]
+    cdef Py_ssize_t ntab = tab.shape[0] // 3, opos = 0, k, off, ln
+    cdef const uint8_t* dp = &dat[0] if ndat else NULL
+    cdef const unsigned int* tp = &tab[0] if ntab else NULL
+    cdef uint8_t* op
+    cdef void** ptrs
+    cdef void* d_ptr
+    cdef unsigned int call
+    _check_version(version)
+    if tab.shape[0] % 3:
+        raise ValueError(f"table holds (call, offset, length) triples, not {tab.shape[0]} ints")
+    if olen < RECORD_MAX:
+        raise ValueError(f"out has {olen} octets; feed_into needs at least {RECORD_MAX}")
+    op = &o[0]
+    for k in range(ntab):
+        call, off, ln = tp[3 * k], tp[3 * k + 1], tp[3 * k + 2]
+        if call >= ndec:
+            raise ValueError(f"table entry {k}: call index {call} but only {ndec} decoders")
+        if off > ndat or ln > ndat - off:
+            raise ValueError(
+                f"table entry {k}: octets {off}..{off + ln} are outside data ({ndat} octets)")
+    ptrs = _cores(decs, DecoderCore)
+    for k in range(ndec):
+        (<DecoderCore>ptrs[k]).oversion = version
+    try:
+        with nogil:
+            # What an earlier call left queued for lack of room comes out first.
+            for k in range(ndec):
+                opos += (<DecoderCore>ptrs[k]).drain_records(op + opos, olen - opos, <int>k)
+                if (<DecoderCore>ptrs[k]).qhead < (<DecoderCore>ptrs[k]).qtail:
+                    ntab = 0
+                    break
+            k = 0
+            while k < ntab:
+                call = tp[3 * k]
+                d_ptr = ptrs[call]
+                if (<DecoderCore>d_ptr).feed_c(dp + tp[3 * k + 1], tp[3 * k + 2]) == RESTARTED:
+                    opos += (<DecoderCore>d_ptr).drain_records(op + opos, olen - opos, call)
+                    if (<DecoderCore>d_ptr).qhead < (<DecoderCore>d_ptr).qtail:
+                        break   # fed again (past the restart) in the next call
+                    (<DecoderCore>d_ptr).feed_c(dp + tp[3 * k + 1], tp[3 * k + 2])
+                k += 1
+                opos += (<DecoderCore>d_ptr).drain_records(op + opos, olen - opos, call)
+                if (<DecoderCore>d_ptr).qhead < (<DecoderCore>d_ptr).qtail:
+                    break       # out is full: the rest comes out first next time
+    finally:
+        _release(ptrs, ndec, False)
+    return k, opos

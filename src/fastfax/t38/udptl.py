@@ -38,6 +38,21 @@ after one tick). The octets are the same as :func:`fastfax.t38.ifp.encode_data` 
 :meth:`UdptlEncoder.pack`, and :meth:`UdptlDecoder.feed` then
 :func:`fastfax.t38.ifp.decode_raw`.
 
+**Buffers, no Python object per packet.** :func:`pack_into` and :func:`feed_into` do the
+same for a batch held in caller-provided buffers, with the GIL released for the whole
+batch: packets go in as *IFP records* (below) and come out as datagrams written back to
+back into one buffer with a table of ``(call, offset, length)`` rows (what ``sendmmsg``
+takes); received datagrams go in as one buffer with such a table (what ``recvmmsg``
+fills) and come out as IFP records. :func:`write_records` and :func:`read_records` turn
+records into Python values and back, for tests and for code that wants objects.
+
+An **IFP record** (all big-endian): ``call`` u16 (the index of the call's encoder or
+decoder in the sequence passed), ``seq`` u16 (the IFP's sequence number; ignored by
+:func:`pack_into`), ``kind`` u8 (:data:`KIND_INDICATOR`, :data:`KIND_DATA`, and from
+:func:`feed_into` also :data:`KIND_LOST` or :data:`KIND_INVALID`), ``type`` u8 (the
+indicator or data type), ``nfields`` u16, then per field ``field type`` u8, ``length``
+u16 (0: no field-data) and the data: 8 octets and 3 a field plus the data.
+
 Bounds: IFPs and items up to 16383 octets (no fragmented lengths), at most 255 secondary
 IFPs or FEC strings per datagram, FEC used on receipt when span x entries <= 128. Everything
 the decoder keeps is bounded by its ring of 1024 slots and 256 pending FEC strings.
@@ -45,6 +60,7 @@ the decoder keeps is bounded by its ring of 1024 slots and 256 pending FEC strin
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
@@ -61,6 +77,18 @@ __all__ = [
     "encode_datagram",
     "feed_many",
     "pack_many",
+    "pack_into",
+    "feed_into",
+    "PackResult",
+    "FeedResult",
+    "IfpRecord",
+    "write_records",
+    "read_records",
+    "KIND_INDICATOR",
+    "KIND_DATA",
+    "KIND_LOST",
+    "KIND_INVALID",
+    "RECORD_MAX",
     "MAX_IFP",
     "MAX_ITEMS",
 ]
@@ -78,6 +106,13 @@ _MAX_COVER = 128
 _MAX_WINDOW = 512
 
 _MODES = {"none": 0, "redundancy": 1, "fec": 2}
+
+#: IFP record kinds: an indicator packet, a data packet, an IFP declared lost (no type, no
+#: fields) and one that is not a valid IFP of the T.38 version read (ditto).
+KIND_INDICATOR, KIND_DATA, KIND_LOST, KIND_INVALID = 0, 1, 2, 3
+#: The least room (octets) :func:`feed_into` takes in ``out``: the longest IFP record a
+#: 16383-octet IFP can decode to (8 + 7 x 16383).
+RECORD_MAX: int = _udptl.RECORD_MAX
 
 
 class FecInfo(NamedTuple):
@@ -166,9 +201,7 @@ def encode_datagram(
     return _udptl.encode_datagram(seq, primary, list(secondary or ()), None)
 
 
-def pack_many(
-    items: list[tuple[UdptlEncoder, int, int, object]], version: int = 0
-) -> list[bytes]:
+def pack_many(items: list[tuple[UdptlEncoder, int, int, object]], version: int = 0) -> list[bytes]:
     """The datagrams of a batch, in order, in one native call: each item
     ``(encoder, kind, type, fields)`` is ``encoder.pack`` of the IFP of ``kind`` 0 (``type``
     an indicator 0..22, ``fields`` ignored) or 1 (``type`` a data type 0..14, ``fields`` as
@@ -191,6 +224,142 @@ def feed_many(
     results cannot form cycles; collections set off by a batch's many result objects would
     each walk the growing result)."""
     return _udptl.feed_many(items, version)
+
+
+class PackResult(NamedTuple):
+    """What :func:`pack_into` did. ``datagrams``: rows of ``table`` filled (datagrams
+    written); ``consumed``: octets of ``records`` packed (the next record starts there);
+    ``used``: octets of ``out`` written; ``error``: why packing stopped at ``consumed``, a
+    :class:`~fastfax.errors.T38Error` for a bad record (unknown type, a call index past the
+    encoders, an IFP too big for its encoder's ``max_datagram``) or a ``MemoryError``, else
+    None (all records packed, or ``out`` or ``table`` full)."""
+
+    datagrams: int
+    consumed: int
+    used: int
+    error: Exception | None
+
+
+class FeedResult(NamedTuple):
+    """What :func:`feed_into` did. ``datagrams``: table entries fed (feed the rest again in
+    the next call); ``used``: octets of IFP records written to ``out``."""
+
+    datagrams: int
+    used: int
+
+
+class IfpRecord(NamedTuple):
+    """One IFP record as Python values: ``fields`` a tuple of ``(field type, data)``,
+    ``b""`` for no field-data."""
+
+    call: int
+    seq: int
+    kind: int
+    type: int
+    fields: tuple[tuple[int, bytes], ...]
+
+
+def pack_into(
+    encoders: Sequence[UdptlEncoder],
+    records: bytes | bytearray | memoryview,
+    out: bytearray | memoryview,
+    table: memoryview | object,
+    version: int = 0,
+) -> PackResult:
+    """Encode a batch of IFP records (see the module notes) into datagrams, IFP and UDPTL
+    in one native call with the GIL released: the same octets as
+    :meth:`UdptlEncoder.pack_indicator` / :meth:`UdptlEncoder.pack_data` (or
+    :func:`fastfax.t38.ifp.encode_data` then :meth:`UdptlEncoder.pack`) of each record in
+    turn, on ``encoders[record.call]``, T.38 ``version`` 0..3.
+
+    ``out`` (writable, octets) receives the datagrams back to back; ``table`` (a writable
+    buffer of C ``unsigned int``, e.g. ``array("I", bytes(4 * 3 * n))``) a row
+    ``(call, offset in out, length in octets)`` per datagram, the rows a ``sendmmsg`` needs
+    with each call's peer address. Packing stops at the first record that does not fit in
+    ``out`` or ``table`` (that record's encoder is left as it was: no sequence number used)
+    or is bad; :class:`PackResult` says how far it went. Records are at most 16383 fields.
+
+    The encoders must not be used by another thread during the call (a method of one that
+    is raises ``RuntimeError``); one may appear more than once in ``encoders``."""
+    return PackResult(*_udptl.pack_into(encoders, records, out, table, version))
+
+
+def feed_into(
+    decoders: Sequence[UdptlDecoder],
+    data: bytes | bytearray | memoryview,
+    table: memoryview | object,
+    out: bytearray | memoryview,
+    version: int = 0,
+) -> FeedResult:
+    """Feed a batch of received datagrams to their calls' decoders in one native call with
+    the GIL released, writing every IFP they deliver to ``out`` as an IFP record (see the
+    module notes): its ``call`` the table row's, its ``seq`` the IFP's, ``kind``
+    :data:`KIND_LOST` for an IFP declared lost and :data:`KIND_INVALID` for one that is not
+    valid IFP of T.38 ``version`` 0..3. The same deliveries as :meth:`UdptlDecoder.feed_ifp`
+    of each datagram in turn; hostile datagrams are counted in the decoders' stats and
+    dropped, never raised.
+
+    ``data`` holds the datagrams; ``table`` (a buffer of C ``unsigned int``, as
+    :func:`pack_into` writes it) a row ``(call, offset, length in octets)`` per datagram,
+    ``call`` the index of its decoder in ``decoders``: e.g. ``recvmmsg`` into fixed-size
+    slots of one buffer, a row per message with the decoder of its source address. A row
+    outside ``data`` or past ``decoders`` raises ``ValueError`` before anything is fed.
+
+    ``out`` (writable, at least :data:`RECORD_MAX` octets) receives the records back to
+    back. When it fills, the call stops: :class:`FeedResult` says how many rows were fed;
+    feed the others in a later call, whose first records are what did not fit (a decoder
+    keeps them queued; its :meth:`~UdptlDecoder.feed`, ``feed_ifp`` and ``flush`` hand them
+    out first too). The decoders must not be used by another thread during the call."""
+    return FeedResult(*_udptl.feed_into(decoders, data, table, out, version))
+
+
+def write_records(items: Iterable[tuple[int, int, int, Iterable[tuple[int, bytes]]]]) -> bytes:
+    """The IFP records of ``(call, kind, type, fields)`` items (``seq`` written as 0), as
+    :func:`pack_into` takes them; ``fields`` as :func:`fastfax.t38.ifp.encode_data` takes
+    them (``()`` for an indicator). Values are checked by :func:`pack_into`, not here, beyond
+    what the record's octets can hold."""
+    out = bytearray()
+    for call, kind, type_, fields in items:
+        fields = tuple(fields)
+        out += bytes(
+            (call >> 8, call & 0xFF, 0, 0, kind, type_, len(fields) >> 8, len(fields) & 0xFF)
+        )
+        for field_type, data in fields:
+            out += bytes((field_type, len(data) >> 8, len(data) & 0xFF))
+            out += data
+    return bytes(out)
+
+
+def read_records(
+    buffer: bytes | bytearray | memoryview, used: int | None = None
+) -> list[IfpRecord]:
+    """The IFP records in the first ``used`` octets of ``buffer`` (all of it by default), as
+    :func:`feed_into` writes them; ``ValueError`` if they do not end exactly there."""
+    view = memoryview(buffer).cast("B")
+    end = len(view) if used is None else used
+    out: list[IfpRecord] = []
+    pos = 0
+    while pos < end:
+        if end - pos < 8:
+            raise ValueError(f"IFP record at octet {pos} is cut short")
+        head = view[pos : pos + 8]
+        nfields = head[6] << 8 | head[7]
+        pos += 8
+        fields = []
+        for _ in range(nfields):
+            if end - pos < 3:
+                raise ValueError(f"IFP record field at octet {pos} is cut short")
+            length = view[pos + 1] << 8 | view[pos + 2]
+            if end - pos - 3 < length:
+                raise ValueError(f"IFP record field at octet {pos} is cut short")
+            fields.append((view[pos], bytes(view[pos + 3 : pos + 3 + length])))
+            pos += 3 + length
+        out.append(
+            IfpRecord(
+                head[0] << 8 | head[1], head[2] << 8 | head[3], head[4], head[5], tuple(fields)
+            )
+        )
+    return out
 
 
 def _check(name: str, value: object, low: int, high: int) -> int:
@@ -245,18 +414,21 @@ class UdptlEncoder(_udptl.EncoderCore):
     ) -> None:
         if error_correction not in _MODES:
             raise T38Error(
-                f"error_correction must be 'none', 'redundancy' or 'fec', got {error_correction!r}")
+                f"error_correction must be 'none', 'redundancy' or 'fec', got {error_correction!r}"
+            )
         _check("redundancy", redundancy, 0, 127)
         _check("fec_span", fec_span, 1, _MAX_COVER)
         _check("fec_entries", fec_entries, 1, _MAX_COVER)
         if fec_span * fec_entries > _MAX_COVER:
             raise T38Error(
                 f"fec_span x fec_entries must be at most {_MAX_COVER}, got "
-                f"{fec_span} x {fec_entries}")
+                f"{fec_span} x {fec_entries}"
+            )
         _check("max_datagram", max_datagram, 8, _MAX_UDP)
         _check("first_seq", first_seq, 0, 0xFFFF)
         super().__init__(
-            _MODES[error_correction], redundancy, fec_span, fec_entries, max_datagram, first_seq)
+            _MODES[error_correction], redundancy, fec_span, fec_entries, max_datagram, first_seq
+        )
         self.error_correction = error_correction
 
 
