@@ -86,12 +86,14 @@ closed after ``signal_idle`` line seconds (SpanDSP's terminal does so after 15 s
 ``max_seconds`` of line time cancel the call. Nothing a peer sends can raise out of
 :meth:`~T38Terminal.datagram_received`: malformed datagrams and IFP packets are counted
 in :attr:`~T38Terminal.stats` and dropped, and everything kept is bounded.
+
+**Native core.** The per-packet work (the line clock, playing out data packets, the
+receive path from datagrams to engine events) is :class:`fastfax.t38._terminal.TerminalCore`
+in Cython, this module's class its subclass with the signal scripts; see that module.
 """
 
 from __future__ import annotations
 
-import math
-from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -100,42 +102,36 @@ import numpy as np
 from ..errors import T38Error
 from ..t30.dis import Rate
 from ..t30.engine import Engine
-from ..t30.events import (
-    CarrierDown,
-    CarrierUp,
-    Connected,
-    DataReceived,
-    EndCall,
-    Event,
-    FrameReceived,
-    LineDropped,
-    Note,
-    ReceiveEcmFrames,
-    ReceiveFrames,
-    ReceivePageData,
-    ReceiveTcf,
-    SendComplete,
-    SendEcmFrames,
-    SendFrames,
-    SendPageData,
-    SendTcf,
-    Silence,
-    StartTimer,
-    StopTimer,
-    TimerExpired,
-    WrongCarrier,
+from ..t30.events import Note, SendEcmFrames, SendFrames, SendPageData, SendTcf, Silence
+from ._terminal import (
+    CHUNK_MS,
+    DATA_CHUNK,
+    LOSS_MARK,
+    MAX_FRAME,
+    MAX_HELD,
+    MAX_HELD_OCTETS,
+    REPEATS,
+    REV,
+    TerminalCore,
+    frame_extra_bits,
 )
-from ..t30.result import Result
-from .ifp import DataType, FieldType, Indicator, decode_raw, encode_data, encode_indicator
+from .ifp import DataType, FieldType, Indicator, encode_data, encode_indicator
 from .sdp import T38Params
 from .udptl import UdptlDecoder, UdptlEncoder, UdptlStats
 
-__all__ = ["T38Terminal", "T38Stats", "strip_fill", "LOSS_MARK"]
+__all__ = [
+    "T38Terminal",
+    "T38Stats",
+    "strip_fill",
+    "LOSS_MARK",
+    "CHUNK_MS",
+    "DATA_CHUNK",
+    "MAX_FRAME",
+    "MAX_HELD",
+    "MAX_HELD_OCTETS",
+    "REPEATS",
+]
 
-#: Line time per data packet (SpanDSP: 30 ms): the packet carries this much of the signal.
-CHUNK_MS = 30
-#: Copies sent of each indicator and of each packet that ends a signal.
-REPEATS = 3
 #: V.21 flags before the first frame (T.30: 1 s +- 15 %), and before high-speed HDLC.
 V21_FLAGS_S = 1.0
 HDLC_FLAGS_S = 0.2
@@ -146,25 +142,13 @@ DATA_TAIL_S = 0.06
 GAP_S = 0.075
 TONE_LEAD_S = 0.2
 CED_S = 3.0
-#: What the engine receives in place of non-ECM data lost in transit (least significant
-#: bit first): eight ones, then 24 zeros, more than an EOL's 11: no T.4 row holds it.
-LOSS_MARK = b"\xff\x00\x00\x00"
-#: Held events while the engine transmits: bounds in items and in octets of data.
-MAX_HELD = 1 << 15
-MAX_HELD_OCTETS = 1 << 20
-#: Longest HDLC frame reassembled (ECM frames are 260 octets, V.21 frames shorter).
-MAX_FRAME = 1024
 #: Longest wait for a gap in the peer's numbering, in line seconds (caps ``gap_wait`` when
 #: the call runs faster than real time).
 MAX_GAP_LINE_S = 1.0
-#: ``DataReceived`` chunks handed to the engine.
-DATA_CHUNK = 4096
 
 #: Zeros kept before the one that ends an EOL when fill is removed: the EOL's 11 and the 3
 #: a T.4 code may end with.
 _KEPT_ZEROS = 14
-
-_REV = bytes(int(f"{i:08b}"[::-1], 2) for i in range(256))
 
 #: Seconds of training (SpanDSP's table, TEP not included) and T.38 codes of each rate.
 _TRAINING_S = {"v27ter_2400": 0.943, "v27ter_4800": 0.708, "v29": 0.234}
@@ -190,47 +174,19 @@ _TRAINING = {
     Rate.V17_12000: (Indicator.V17_12000_LONG_TRAINING, Indicator.V17_12000_SHORT_TRAINING),
     Rate.V17_14400: (Indicator.V17_14400_LONG_TRAINING, Indicator.V17_14400_SHORT_TRAINING),
 }
-#: Indicators that start a high-speed signal (trainings of V.27 ter to V.17, V.34, V.33).
-_FAST_INDICATORS = frozenset(range(4, 16)) | {19, 21, 22}
-#: Data types carrying fax signals (V.8 and V.34 control are not ours).
-_FAX_DATA_TYPES = frozenset(range(0, 9)) | {13, 14}
-
-# Field types as plain ints, for the per-packet paths.
+# Field types as plain ints, for the scripts.
 _HDLC_DATA = int(FieldType.HDLC_DATA)
-_HDLC_SIG_END = int(FieldType.HDLC_SIG_END)
 _FCS_OK = int(FieldType.HDLC_FCS_OK)
-_FCS_BAD = int(FieldType.HDLC_FCS_BAD)
 _FCS_OK_END = int(FieldType.HDLC_FCS_OK_SIG_END)
-_FCS_BAD_END = int(FieldType.HDLC_FCS_BAD_SIG_END)
 _T4_DATA = int(FieldType.T4_NON_ECM_DATA)
 _T4_END = int(FieldType.T4_NON_ECM_SIG_END)
 _NO_SIGNAL = int(Indicator.NO_SIGNAL)
-
-# Far-end signals and the items they are made of (held until the engine listens).
-_V21, _FAST = 1, 2
-_START, _FRAME, _DATA, _LOSS, _END = range(5)
-# Receive modes of the engine.
-_FRAMES, _TCF, _PAGE, _ECM = 1, 2, 3, 4
-_MODES = {ReceiveFrames: _FRAMES, ReceiveTcf: _TCF, ReceivePageData: _PAGE, ReceiveEcmFrames: _ECM}
-
-_INF = math.inf
 
 
 def _training_s(rate: Rate, short: bool) -> float:
     if rate.modem == "v17":
         return _V17_TRAINING_S[short]
     return _TRAINING_S.get(rate.name.lower(), _TRAINING_S["v29"])
-
-
-def _frame_extra_bits(frame: bytes) -> int:
-    """Bits a frame takes on the line beyond its octets: zero bits stuffed, the FCS (with
-    3 bits for its stuffing) and two flags, as SpanDSP reckons it.
-
-    A run of ``k`` ones gets ``k // 5`` stuffed zeros (the stuffed zero restarts the count),
-    which is the number of non-overlapping ``11111`` in the frame's bits; the bits of
-    ``int.from_bytes(frame, "little")`` are the line order reversed, which keeps every run.
-    """
-    return bin(int.from_bytes(frame, "little")).count("11111") + 16 + 3 + 16
 
 
 def strip_fill(data: bytes) -> bytes:
@@ -284,7 +240,7 @@ class T38Stats:
     udptl: UdptlStats
 
 
-class T38Terminal:
+class T38Terminal(TerminalCore):
     """One T.30 ``engine`` (from :func:`fastfax.t30.station.create`) carried over T.38.
 
     ``params`` are the session's negotiated T.38 parameters (:class:`~fastfax.t38.sdp.T38Params`,
@@ -336,338 +292,48 @@ class T38Terminal:
             ("signal_idle", signal_idle, 0.1, 600.0),
             ("max_seconds", max_seconds, 1.0, 1e7),
         ):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-                low <= value <= high
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not (low <= value <= high)
             ):
                 raise T38Error(f"{name} must be a number from {low} to {high}, got {value!r}")
-        self.engine = engine
         self.params = params
-        self.version = params.version
-        self.speed = float(speed)
-        self.gap_wait = min(float(gap_wait), MAX_GAP_LINE_S / self.speed)
-        self.signal_idle = float(signal_idle)
-        self.max_seconds = float(max_seconds)
-        self.tones = bool(tones)
-        self.on_event = on_event
-        self.trace = trace
-        self._local_tcf = params.rate_management == "localTCF"
-        self._fill_removal = params.fill_bit_removal
-        self._enc = UdptlEncoder(
+        enc = UdptlEncoder(
             error_correction=params.error_correction,
             redundancy=redundancy,
             fec_span=fec_span,
             fec_entries=fec_entries,
             max_datagram=params.max_datagram or 400,
         )
-        self._max_chunk = self._enc.max_ifp - 8  # type byte, field count and header, data
+        self._max_chunk = enc.max_ifp - 8  # type byte, field count and header, data
         if self._max_chunk < 1:
             raise T38Error(f"max_datagram {params.max_datagram} leaves no room for data")
-        self._dec = UdptlDecoder(window=window)
-        # clock
-        self._t0: float | None = None
-        self._clock = 0.0  # line seconds
-        self._quiet = -1.0  # line time before which nothing is due (-1: work it out)
-        self._settled = False
-        self._timers: dict[str, float] = {}
-        # transmit
-        self._tx: deque[tuple[Iterator[object], bool]] = deque()
-        self._tx_due = 0.0
-        self._tx_ind: int | None = None
-        self._out: list[bytes] = []
-        self._packets: dict[tuple[int, int], bytes] = {}
-        # receive: the far end's signal as it arrives ...
-        self._signal = 0
-        self._sig_data = False
-        self._rx_ind = -1
-        self._rx_last: tuple[int, int] | None = None
-        self._frame = bytearray()
-        self._missing = False
-        self._rx_time = 0.0
-        self._gap_since: float | None = None
-        # ... and as the engine takes it
-        self._held: deque[tuple[int, int, object]] = deque()
-        self._held_octets = 0
-        self._mode = 0
-        self._rx_action: object = None
-        self._tcf_faked = False
-        self._carrier = False
-        self._acc = bytearray()
-        self._pumping = False
-        # outcome
-        self._result: Result | None = None
-        self._cancelled = False
-        self._counts = dict(
-            datagrams_in=0, datagrams_out=0, ifp_in=0, ifp_out=0, ifp_lost=0,
-            ifp_malformed=0, ignored=0, held_dropped=0,
+        speed = float(speed)
+        super().__init__(
+            engine, enc, UdptlDecoder(window=window), params.version, speed,
+            min(float(gap_wait), MAX_GAP_LINE_S / speed), float(signal_idle),
+            float(max_seconds), bool(tones), params.rate_management == "localTCF",
+            params.fill_bit_removal, on_event, trace,
         )  # fmt: skip
-
-    # -- public ---------------------------------------------------------------------------
-    @property
-    def done(self) -> bool:
-        """True once the engine has ended the call (:attr:`result` is final)."""
-        return self._result is not None
-
-    @property
-    def result(self) -> Result:
-        """The engine's :class:`~fastfax.t30.result.Result` (final once :attr:`done`)."""
-        return self._result if self._result is not None else self.engine.result
-
-    @property
-    def started(self) -> bool:
-        """True once :meth:`start` was called."""
-        return self._t0 is not None
+        self._packets: dict[tuple[int, int], bytes] = {}
 
     @property
     def stats(self) -> T38Stats:
         """The counters so far (a snapshot)."""
-        return T38Stats(**self._counts, udptl=self._dec.stats)
-
-    @property
-    def line_time(self) -> float:
-        """Line seconds since :meth:`start` (as of the last call)."""
-        return self._clock
-
-    def start(self, now: float) -> None:
-        """The call is up (the far end answered, or called us): feed ``Connected``."""
-        if self._t0 is not None:
-            raise T38Error("the T.38 terminal was already started")
-        self._t0 = float(now)
-        if self.tones:
-            self._tx.append((self._gen_tone(), False))
-        self._feed(Connected())
-        self._pump()
-
-    def datagram_received(self, data: bytes, now: float) -> None:
-        """Take one UDPTL datagram from the far end (anything at all: what does not decode
-        is counted and dropped). Call :meth:`poll` afterwards for what is due to be sent
-        (unless :attr:`settled`)."""
-        self._settled = False
-        self._counts["datagrams_in"] += 1
-        if self._t0 is None or self._result is not None:
-            self._counts["ignored"] += 1
-            return
-        self._advance(now)
-        if self._result is not None:
-            return
-        for _seq, kind, type_, fields in self._dec.feed_ifp(data, self.version):
-            self._on_packet(kind, type_, fields)
-        gap = self._gap_since
-        if not self._dec.held:
-            self._gap_since = None
-        elif self._gap_since is None:
-            self._gap_since = now
-        if self._held or len(self._acc) >= DATA_CHUNK:  # else _pump has nothing to do
-            self._pump()
-        if not (self._tx or self._timers or self._signal or self._held):
-            self._check_stuck()
-        # No engine action, no new far-end signal (both reset _quiet), nothing to send and
-        # no new gap deadline: poll would return nothing, next_deadline is no earlier.
-        self._settled = self._quiet >= 0 and not self._out and (
-            gap is not None or self._gap_since is None
+        return T38Stats(
+            datagrams_in=self.n_datagrams_in,
+            datagrams_out=self.n_datagrams_out,
+            ifp_in=self.n_ifp_in,
+            ifp_out=self.n_ifp_out,
+            ifp_lost=self.n_ifp_lost,
+            ifp_malformed=self.n_ifp_malformed,
+            ignored=self.n_ignored,
+            held_dropped=self.n_held_dropped,
+            udptl=self._dec.stats,
         )
 
-    @property
-    def settled(self) -> bool:
-        """True when the last :meth:`datagram_received` changed nothing :meth:`poll` would
-        act on now: nothing to send, no deadline earlier than :attr:`next_deadline` was
-        before it (a later one at most). A caller with a timer set for the earlier deadline
-        may then skip :meth:`poll` until it fires; polling anyway is always correct."""
-        return self._settled
-
-    def poll(self, now: float) -> list[bytes]:
-        """Run everything due by ``now`` (sending, T.30 timers, UDPTL gaps); return the
-        datagrams to send now, in order (repeated copies included)."""
-        if self._t0 is not None and self._result is None:
-            self._advance(now)
-            if self._gap_since is not None and now >= self._gap_since + self.gap_wait:
-                for _seq, ifp in self._dec.flush():
-                    self._on_ifp(ifp)
-                self._gap_since = now if self._dec.held else None
-                self._pump()
-            self._check_stuck()
-        out, self._out = self._out, []
-        self._counts["datagrams_out"] += len(out)
-        return out
-
-    @property
-    def next_deadline(self) -> float | None:
-        """When :meth:`poll` has something to do next (caller's seconds), or None."""
-        if self._t0 is None or self._result is not None:
-            return None
-        line = self._next_line_event()
-        when = self._t0 + line / self.speed if line < _INF else _INF
-        if self._gap_since is not None:
-            when = min(when, self._gap_since + self.gap_wait)
-        if self._out:
-            return self._t0 + self._clock / self.speed
-        return None if when == _INF else when
-
-    def cancel(self, now: float) -> None:
-        """End the call from our side: DCN to the far end (if the call is up), then the
-        engine's EndCall with ``Cause.CANCELLED``."""
-        if self._t0 is None or self._result is not None:
-            return
-        self._advance(now)
-        self._cancel()
-
-    def line_dropped(self, now: float) -> None:
-        """The far end hung up (e.g. a SIP BYE): the engine ends the call at once."""
-        if self._t0 is None or self._result is not None:
-            return
-        self._advance(now)
-        self._tx.clear()
-        self._feed(LineDropped())
-
-    # -- the engine ---------------------------------------------------------------------
-    def _feed(self, event: Event) -> None:
-        if self._acc and type(event) is not DataReceived:
-            self._flush_data()
-        if self.trace is not None:
-            self.trace(self._clock, "event", event)
-        for action in self.engine.handle(event):
-            self._act(action)
-
-    def _flush_data(self) -> None:
-        data = bytes(self._acc)
-        self._acc.clear()
-        self._feed(DataReceived(data))
-
-    def _act(self, action: object) -> None:
-        self._quiet = -1.0  # timers or a transmission may be due earlier now
-        if self.trace is not None and not isinstance(action, Note):
-            self.trace(self._clock, "action", action)
-        if isinstance(action, Note):
-            if self.on_event is not None:
-                self.on_event(action)
-        elif type(action) is StartTimer:
-            self._timers[action.name] = self._clock + action.ms / 1000
-        elif type(action) is StopTimer:
-            self._timers.pop(action.name, None)
-        elif type(action) in _MODES:
-            self._mode = _MODES[type(action)]
-            self._rx_action = action
-            self._pump()
-        elif type(action) is EndCall:
-            self._result = action.result
-            self._mode = 0
-            self._tx.clear()
-            self._timers.clear()
-            self._held.clear()
-            self._held_octets = 0
-        else:
-            self._mode = 0
-            if not self._tx:
-                self._tx_due = max(self._tx_due, self._clock)
-            self._tx.append((self._transmit(action), True))
-
-    def _cancel(self) -> None:
-        self._quiet = -1.0
-        self._cancelled = True
-        self._tx.clear()
-        for action in self.engine.cancel():
-            self._act(action)
-
-    def _check_stuck(self) -> None:
-        """An engine that waits for nothing (no timer, no transmission, no far-end signal
-        under way) cannot go on: end it rather than hang."""
-        if (
-            self._result is None
-            and self._t0 is not None
-            and not self._tx
-            and not self._timers
-            and not self._signal
-            and not self._held
-        ):
-            self._cancel()
-
-    # -- time -----------------------------------------------------------------------------
-    def _next_line_event(self) -> float:
-        t = self._tx_due if self._tx else _INF
-        if self._timers:
-            t = min(t, min(self._timers.values()))
-        if self._signal:
-            t = min(t, self._rx_time + self.signal_idle)
-        if not self._cancelled:
-            t = min(t, self.max_seconds)
-        return t
-
-    def _advance(self, now: float) -> None:
-        assert self._t0 is not None
-        # A deadline handed out as caller's time may convert back a hair early.
-        line_now = (now - self._t0) * self.speed + 1e-9
-        if line_now < self._quiet:
-            # Nothing is due before _quiet (most calls: a datagram mid-signal).
-            if line_now - 1e-9 > self._clock:
-                self._clock = line_now - 1e-9
-            return
-        while self._result is None:
-            t_tx = self._tx_due if self._tx else _INF
-            t_timer = min(self._timers.values()) if self._timers else _INF
-            t_idle = self._rx_time + self.signal_idle if self._signal else _INF
-            t_max = _INF if self._cancelled else self.max_seconds
-            t = min(t_tx, t_timer, t_idle, t_max)
-            if t > line_now:
-                self._quiet = t
-                break
-            self._clock = max(self._clock, t)
-            if t == t_tx:
-                # Steps of the transmission up to the next other deadline; a finished
-                # transmission goes back to the top (the engine may have set timers).
-                limit = min(t_timer, t_idle, t_max, line_now)
-                while self._tx and self._tx_due <= limit and self._result is None:
-                    self._clock = max(self._clock, self._tx_due)
-                    if self._step_tx():
-                        break
-            elif t == t_timer:
-                name = min(self._timers, key=self._timers.__getitem__)
-                del self._timers[name]
-                self._feed(TimerExpired(name))
-            elif t == t_idle:
-                self._end_signal()
-                self._rx_ind = -1
-                self._pump()
-            else:
-                self._cancel()
-        self._clock = max(self._clock, line_now - 1e-9)
-
-    # -- transmit -------------------------------------------------------------------------
-    def _step_tx(self) -> bool:
-        """One step of the transmission in progress; True when it ended."""
-        gen, completes = self._tx[0]
-        try:
-            step = next(gen)
-        except StopIteration:
-            self._tx.popleft()
-            if self._tx:
-                self._tx_due = max(self._tx_due, self._clock)
-            if completes:
-                self._feed(SendComplete())
-            return True
-        if type(step) is float:
-            self._tx_due += step
-            return False
-        if len(step) == 4:  # type: ignore[arg-type]
-            # A data packet of one field (IFP and datagram in one native call), then the
-            # line time it takes.
-            data_type, field_type, piece, duration = step  # type: ignore[misc]
-            self._tx_due += duration
-            if self.trace is None:
-                datagram = self._enc.pack_data(data_type, field_type, piece, self.version)
-            else:
-                ifp = encode_data(data_type, ((field_type, piece),), self.version)
-                self.trace(self._clock, "tx", ifp)
-                datagram = self._enc.pack(ifp)
-            self._counts["ifp_out"] += 1
-            self._out.append(datagram)
-            return False
-        ifp, count = step  # type: ignore[misc]
-        if self.trace is not None:
-            self.trace(self._clock, "tx", ifp)
-        datagram = self._enc.pack(ifp)
-        self._counts["ifp_out"] += 1
-        self._out.extend([datagram] * count)
-        return False
-
+    # -- transmit: the signal scripts (steps as in fastfax.t38._terminal) -----------------
     def _indicator(self, indicator: int) -> tuple[bytes, int]:
         self._tx_ind = indicator
         return (encode_indicator(indicator, self.version), REPEATS)
@@ -720,7 +386,9 @@ class T38Terminal:
             yield self._indicator(_NO_SIGNAL)
         yield ms / 1000
 
-    def _gen_hdlc(self, frames: tuple[bytes, ...], rate: Rate | None, short: bool):
+    def _gen_hdlc(
+        self, frames: tuple[bytes, ...], rate: Rate | None, short: bool
+    ) -> Iterator[object]:
         yield from self._gap()
         if rate is None:
             data_type, bps = int(DataType.V21), 300
@@ -733,11 +401,8 @@ class T38Terminal:
         n = self._chunk(bps)
         last = len(frames) - 1
         for i, frame in enumerate(frames):
-            wire = frame.translate(_REV)
-            for off in range(0, len(wire), n):
-                piece = wire[off : off + n]
-                yield (data_type, _HDLC_DATA, piece, len(piece) * 8 / bps)
-            extra = _frame_extra_bits(frame) / bps
+            yield (data_type, _HDLC_DATA, frame.translate(REV), n, bps)
+            extra = frame_extra_bits(frame) / bps
             if i < last:
                 yield (self._field(data_type, _FCS_OK), 1)
                 yield extra
@@ -752,11 +417,9 @@ class T38Terminal:
         yield self._indicator(_TRAINING[rate][short])
         yield _training_s(rate, short)
         n = self._chunk(bps)
-        wire = data.translate(_REV)
+        wire = data.translate(REV)
         wire += bytes((-len(wire)) % n + 3 * n)  # padding after RTC, as SpanDSP sends
-        step = n * 8 / bps
-        for off in range(0, len(wire), n):
-            yield (data_type, _T4_DATA, wire[off : off + n], step)
+        yield (data_type, _T4_DATA, wire, n, bps)
         yield (self._field(data_type, _T4_END), REPEATS)
         yield DATA_TAIL_S
         yield self._indicator(_NO_SIGNAL)
@@ -766,201 +429,3 @@ class T38Terminal:
         yield self._indicator(_TRAINING[rate][False])
         yield _training_s(rate, False)
         yield self._indicator(_NO_SIGNAL)
-
-    # -- receive: IFP packets into the far end's signals -----------------------------------
-    def _on_ifp(self, ifp: bytes | None) -> None:
-        """One IFP packet as UDPTL delivered it (None: declared lost)."""
-        if ifp is None:
-            self._on_packet(-1, 0, ())
-            return
-        try:
-            packet = decode_raw(ifp, self.version)
-        except T38Error:
-            self._on_packet(-2, 0, ())
-            return
-        self._on_packet(packet[0], packet[1], packet[2] if packet[0] else ())
-
-    def _on_packet(self, kind: int, type_: int, fields: object) -> None:
-        """One IFP packet as ``UdptlDecoder.feed_ifp`` gives it: ``kind`` 0 indicator, 1
-        data (``fields``: ``(field type, data)`` pairs), -1 lost, -2 did not decode."""
-        self._rx_time = self._clock
-        if kind < 0:
-            if kind == -1:
-                self._counts["ifp_lost"] += 1
-                self._missing = True
-                if self._signal == _FAST and self._sig_data:
-                    self._hold(_LOSS, _FAST, None)
-            else:
-                self._counts["ifp_in"] += 1
-                self._counts["ifp_malformed"] += 1
-            return
-        self._counts["ifp_in"] += 1
-        if self.trace is not None:
-            self.trace(self._clock, "rx", (0, type_) if kind == 0 else (1, type_, fields))
-        if kind == 0:
-            self._on_indicator(type_)
-            return
-        data_type = type_
-        if data_type not in _FAX_DATA_TYPES:
-            return
-        kind = _V21 if data_type == 0 else _FAST
-        for field_type, data in fields:  # type: ignore[attr-defined]
-            self._on_field(kind, data_type, field_type, data)
-            self._rx_last = (data_type, field_type)
-
-    def _on_indicator(self, indicator: int) -> None:
-        if indicator == self._rx_ind:
-            return  # a repeat
-        self._rx_ind = indicator
-        self._rx_last = None
-        self._end_signal()
-        self._missing = False
-        if indicator == 3:  # v21-preamble
-            self._start_signal(_V21)
-        elif indicator in _FAST_INDICATORS:
-            self._start_signal(_FAST)
-
-    def _start_signal(self, kind: int) -> None:
-        self._quiet = -1.0  # the signal's idle limit is a new deadline
-        self._signal = kind
-        self._sig_data = False
-        self._hold(_START, kind, None)
-
-    def _end_signal(self) -> None:
-        """Close the far end's signal in progress: a partial frame is reported as bad."""
-        if self._frame:
-            self._hold(_FRAME, self._signal or _V21, (bytes(self._frame), False))
-            self._frame.clear()
-        if self._signal:
-            self._hold(_END, self._signal, None)
-            self._signal = 0
-
-    def _on_field(self, kind: int, data_type: int, field_type: int, data: bytes) -> None:
-        if field_type == _HDLC_DATA:
-            if not data:
-                return
-            if self._signal != kind:
-                self._end_signal()
-                self._rx_ind = 3 if kind == _V21 else -1
-                self._start_signal(kind)
-                if not self._frame and data[0] != 0xFF:
-                    self._missing = True  # the frame's first octets went missing
-            self._add_to_frame(data)
-        elif _FCS_OK <= field_type <= _FCS_BAD_END:
-            repeat = self._rx_last == (data_type, field_type)
-            if data:
-                self._add_to_frame(data)  # Cisco puts the last octets here
-            if self._frame:
-                ok = field_type in (_FCS_OK, _FCS_OK_END) and not self._missing
-                self._hold(_FRAME, self._signal or kind, (bytes(self._frame), ok))
-                self._frame.clear()
-            self._missing = False
-            if field_type >= _FCS_OK_END:
-                self._sig_end(kind, repeat)
-        elif field_type == _HDLC_SIG_END:
-            repeat = self._rx_last == (data_type, field_type)
-            if self._frame:
-                self._hold(_FRAME, self._signal or kind, (bytes(self._frame), False))
-                self._frame.clear()
-            self._missing = False
-            self._sig_end(kind, repeat)
-        elif field_type == _T4_DATA:
-            if data:
-                if self._signal != kind:
-                    self._end_signal()
-                    self._rx_ind = -1
-                    self._start_signal(kind)
-                self._sig_data = True
-                self._hold(_DATA, kind, data.translate(_REV))
-        elif field_type == _T4_END:
-            if self._rx_last == (data_type, field_type):
-                return  # a repeat
-            if data:
-                if self._signal != kind:
-                    self._end_signal()
-                    self._start_signal(kind)
-                self._hold(_DATA, kind, data.translate(_REV))
-            self._sig_end(kind, False)
-
-    def _sig_end(self, kind: int, repeat: bool) -> None:
-        if not repeat:
-            self._hold(_END, self._signal or kind, None)
-        self._signal = 0
-        self._rx_ind = _NO_SIGNAL
-
-    def _add_to_frame(self, data: bytes) -> None:
-        if len(self._frame) + len(data) > MAX_FRAME:
-            self._missing = True
-            return
-        self._frame += data.translate(_REV)
-
-    def _hold(self, item: int, kind: int, payload: object) -> None:
-        octets = len(payload) if item == _DATA else 0  # type: ignore[arg-type]
-        if len(self._held) >= MAX_HELD or self._held_octets + octets > MAX_HELD_OCTETS:
-            self._counts["held_dropped"] += 1
-            return
-        self._held.append((item, kind, payload))
-        self._held_octets += octets
-
-    # -- receive: the signals into engine events -------------------------------------------
-    def _pump(self) -> None:
-        """Hand what was held to the engine while it listens."""
-        if self._pumping:
-            return
-        self._pumping = True
-        try:
-            held = self._held
-            while held and self._mode and self._result is None:
-                item, kind, payload = held.popleft()
-                if item == _DATA:
-                    self._held_octets -= len(payload)  # type: ignore[arg-type]
-                self._deliver(item, kind, payload)
-            if len(self._acc) >= DATA_CHUNK and self._mode in (_TCF, _PAGE):
-                self._flush_data()
-        finally:
-            self._pumping = False
-
-    def _deliver(self, item: int, kind: int, payload: object) -> None:
-        mode = self._mode
-        if mode == _FRAMES:
-            if kind != _V21:
-                return
-            if item == _FRAME:
-                self._feed(FrameReceived(*payload))  # type: ignore[misc]
-            elif item == _START:
-                self._feed(CarrierUp())
-            elif item == _END:
-                self._feed(CarrierDown())
-            return
-        if kind == _V21:
-            if item == _START:
-                self._feed(WrongCarrier())
-            return
-        if item == _START:
-            self._carrier = False
-            self._tcf_faked = mode == _TCF and self._local_tcf
-            if self._tcf_faked:
-                rate = self._rx_action.rate  # type: ignore[attr-defined]
-                self._feed(CarrierUp())
-                self._feed(DataReceived(bytes(rate.bps * 1500 // 8000)))
-                self._feed(CarrierDown())
-            return
-        if item == _END:
-            if not self._tcf_faked:
-                self._feed(CarrierDown())
-            self._carrier = self._tcf_faked = False
-            return
-        if (item == _FRAME) != (mode == _ECM):
-            return  # frames are heard in ECM, data in TCF and page receives
-        self._tcf_faked = False
-        if not self._carrier:
-            # The carrier is "up" when its first data arrives (a modem says CONNECT after
-            # training): a far end that trains and falls silent still runs into T2.
-            self._carrier = True
-            self._feed(CarrierUp())
-        if item == _FRAME:
-            self._feed(FrameReceived(*payload))  # type: ignore[misc]
-            return
-        self._acc += LOSS_MARK if item == _LOSS else payload  # type: ignore[operator]
-        if len(self._acc) >= DATA_CHUNK:
-            self._flush_data()
