@@ -27,6 +27,13 @@ or with parity FEC (span 3, 3 entries).
 - ``fastfax-batched``: one native call for the whole stream: ``udptl.pack_many`` /
   ``udptl.feed_many`` on the list of (encoder, packet) / (decoder, datagram) items, built
   before the timed part (as a gateway's loop has them after a tick).
+- ``fastfax-buffers``: one native call for the whole stream, no Python object per packet,
+  the GIL released: ``udptl.pack_into`` of the stream as IFP records (one buffer, made
+  before the timed part, as the anchor's packed stream is) into one output buffer and a
+  (call, offset, length) table; decode: ``udptl.feed_into`` of the datagrams in one buffer
+  with such a table (every copy a row, as the anchor feeds every copy) writing the IFPs
+  delivered as IFP records (field data copied out: more than the anchor's rx handlers,
+  which only count). The octets packed and the records decoded are checked before timing.
 
 Each pass starts from fresh encoder/decoder state, made outside the timed part on both
 sides. Figures are nanoseconds per IFP packet of the stream (decode time includes the
@@ -37,6 +44,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from array import array
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
@@ -69,7 +77,7 @@ EC = {
     "ifp-only": None,
 }
 STREAMS = ("ecm", "non-ecm")
-IMPLS = ("spandsp-c", "fastfax", "fastfax-merged", "fastfax-batched")  # the anchor first
+IMPLS = ("spandsp-c", "fastfax", "fastfax-merged", "fastfax-batched", "fastfax-buffers")
 OURS = IMPLS[1:]
 CASES = [(i, s, e) for s in STREAMS for e in EC for i in IMPLS
          if EC[e] is not None or i in ("spandsp-c", "fastfax")]  # fmt: skip
@@ -234,6 +242,45 @@ def ours_decode_batched(batch: list) -> None:
     udptl.feed_many(batch, VERSION)
 
 
+def ours_encode_buffers(encoders, records: bytes, out: bytearray, table: array) -> None:
+    result = udptl.pack_into(encoders, records, out, table, VERSION)
+    assert result.error is None and result.consumed == len(records)
+
+
+def ours_decode_buffers(decoders, data: bytes, table: array, out: bytearray) -> None:
+    udptl.feed_into(decoders, data, table, out, VERSION)
+
+
+def _encode_buffers(stream: str, ec: str):
+    """pack_into's arguments: fresh encoders, the stream's records, room for its wire."""
+    items = call_stream(stream)
+    records = udptl.write_records(items)
+    room = sum(len(dg) for _, _, dg in ours_wire(stream, ec))
+
+    def setup():
+        return (make_encoders(ec), records, bytearray(room), array("I", bytes(12 * len(items)))), {}
+
+    return setup
+
+
+def _decode_buffers(wire: Wire):
+    """feed_into's arguments: fresh decoders, each datagram once in one buffer, a table row
+    for every copy on the wire, room for the records."""
+    data = b"".join(dg for _, _, dg in wire)
+    table = array("I")
+    offset = 0
+    for direction, copies_, dg in wire:
+        for _ in range(copies_):
+            table.extend((direction, offset, len(dg)))
+        offset += len(dg)
+    room = max(udptl.RECORD_MAX, 8 * len(data))
+
+    def setup():
+        return (make_decoders(), data, table, bytearray(room)), {}
+
+    return setup
+
+
 def _encode_batch(items: tuple[Item, ...], ec: str):
     def setup():
         encoders = make_encoders(ec)
@@ -326,7 +373,8 @@ class Results:
             return
         write(f"{'stream':<9}{'ec':<12}{'op':<8}{'packets':>8}{'datagrams':>10}"
               f"{'SpanDSP-C ns':>14}{'fastfax ns':>12}{'ours/C':>8}{'merged ns':>11}"
-              f"{'ours/C':>8}{'batched ns':>12}{'ours/C':>8}")  # fmt: skip
+              f"{'ours/C':>8}{'batched ns':>12}{'ours/C':>8}{'buffers ns':>12}"
+              f"{'ours/C':>8}")  # fmt: skip
         for stream in STREAMS:
             for ec in EC:
                 for op in ("encode", "decode"):
@@ -335,7 +383,7 @@ class Results:
                              f"{datagrams:>10}"]  # fmt: skip
                     ns = self.per_packet_ns(op, stream, ec, "spandsp-c")
                     cells.append(f"{ns:>14.0f}" if ns else f"{'-':>14}")
-                    for impl, width in zip(OURS, (12, 11, 12), strict=True):
+                    for impl, width in zip(OURS, (12, 11, 12, 12), strict=True):
                         ns = self.per_packet_ns(op, stream, ec, impl)
                         cells.append(f"{ns:>{width}.0f}" if ns else f"{'-':>{width}}")
                         ratio = self.ratio(op, stream, ec, impl)
@@ -346,7 +394,9 @@ class Results:
             "t38_core + t38peer.c's UDPTL timed inside C; decode covers every datagram "
             "copy on the wire; ifp-only: the IFP layer alone (t38_core / fastfax.t38.ifp). "
             "merged: one native call a packet (pack_data/pack_indicator, feed_ifp); batched: "
-            "one call for the stream (pack_many, feed_many)."
+            "one call for the stream (pack_many, feed_many); buffers: one call for the "
+            "stream on IFP records and datagram buffers, GIL released (pack_into, "
+            "feed_into)."
         )
 
 
@@ -433,6 +483,25 @@ def _check_decodes(anchor, stream: str, ec: str) -> None:
         assert got == want
 
 
+def _check_buffers_encode(stream: str, ec: str) -> None:
+    """pack_into makes the datagrams of the per-packet path, in order, in its table."""
+    (encoders, records, out, table), _ = _encode_buffers(stream, ec)()
+    result = udptl.pack_into(encoders, records, out, table, VERSION)
+    assert result.error is None and result.consumed == len(records)
+    rows = [table[3 * k : 3 * k + 3] for k in range(result.datagrams)]
+    got = [(call, bytes(out[off : off + n])) for call, off, n in rows]
+    assert got == [(d, dg) for d, _, dg in ours_wire(stream, ec)]
+
+
+def _check_buffers_decode(stream: str, ec: str) -> None:
+    """feed_into delivers every IFP of the stream once, as its records, nothing lost."""
+    (decoders, data, table, out), _ = _decode_buffers(ours_wire(stream, ec))()
+    result = udptl.feed_into(decoders, data, table, out, VERSION)
+    assert result.datagrams == len(table) // 3
+    got = [(r.call, r.kind, r.type, r.fields) for r in udptl.read_records(out, result.used)]
+    assert sorted(got, key=lambda r: r[0]) == sorted(call_stream(stream), key=lambda r: r[0])
+
+
 # ---------------------------------------------------------------------------------------------
 # The benchmarks
 
@@ -446,6 +515,9 @@ def test_encode(benchmark, request, results, impl: str, stream: str, ec: str) ->
             loop, setup = ours_ifp_encode, _fresh(lambda: None, items)
         elif impl == "fastfax-batched":
             loop, setup = ours_encode_batched, _encode_batch(items, ec)
+        elif impl == "fastfax-buffers":
+            _check_buffers_encode(stream, ec)
+            loop, setup = ours_encode_buffers, _encode_buffers(stream, ec)
         else:
             loop = ours_encode if impl == "fastfax" else ours_encode_merged
             setup = _fresh(lambda: make_encoders(ec), items)
@@ -472,6 +544,9 @@ def test_decode(benchmark, request, results, impl: str, stream: str, ec: str) ->
     if impl != "spandsp-c":
         if impl == "fastfax-batched":
             loop, setup = ours_decode_batched, _decode_batch(expanded(wire))
+        elif impl == "fastfax-buffers":
+            _check_buffers_decode(stream, ec)
+            loop, setup = ours_decode_buffers, _decode_buffers(wire)
         else:
             loop = {"fastfax": ours_decode, "fastfax-merged": ours_decode_merged}[impl]
             loop = loop if EC[ec] else ours_ifp_decode
