@@ -172,22 +172,20 @@ class Node:
     ``DESTINATIONS[j]`` storing whole faxes into ``tmp/inbox/n<index>p<j>``), on
     database ``store`` (its own URL: a relay's, say; None: SQLite in the spool), a
     fixed HTTP port (a restart keeps the URL), its log in ``<spool>/serve.log``.
-    ``lease``: the claim lease in seconds (the service's ``scheduler.LEASE``, 30 s, set
-    in the child before it starts: no configuration key holds it yet).
-    ``configuration``: the ``[configuration]`` table
-    (the first node to start writes it into the shared store)."""
+    ``lease``: the claim lease in seconds (``[configuration] lease``, 30 s by default)
+    and ``configuration``: the rest of the ``[configuration]`` table (the first node to
+    start writes it into the shared store: the nodes share one lease)."""
 
     def __init__(self, tmp: str, index: int, store: str | None, *, pairs: int = 2,
                  page_delay: float = 0.0, lease: float = 4.0,
                  configuration: dict[str, object] | None = None) -> None:  # fmt: skip
         self.index = index
         self.store = store
-        self.lease = lease
         self.spool = os.path.join(tmp, f"n{index}")
         self.inboxes = [os.path.join(tmp, "inbox", f"n{index}p{j}") for j in range(pairs)]
         os.makedirs(self.spool, exist_ok=True)
         conf = {"branding": False, "retries": 20, "retry_delay": 0.1, "dirty_days": 30,
-                **(configuration or {})}  # fmt: skip
+                "lease": float(lease), **(configuration or {})}  # fmt: skip
         lines = [] if store is None else ["[store]", f"url = {store!r}"]
         lines.append("[configuration]")
         lines += [f"{k} = {v!r}".replace("True", "true").replace("False", "false")
@@ -209,9 +207,7 @@ class Node:
         return f"{socket.gethostname()}:{self.spool}"
 
     def start(self) -> None:
-        code = ("import sys; import fastfax.service.scheduler as s; "
-                f"s.LEASE = {self.lease!r}; "
-                "from fastfax.service.http import serve_main; sys.exit(serve_main())")  # fmt: skip
+        code = "import sys; from fastfax.service.http import serve_main; sys.exit(serve_main())"
         self.starts += 1
         log = open(os.path.join(self.spool, "serve.log"), "a")  # noqa: SIM115
         try:

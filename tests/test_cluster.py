@@ -19,6 +19,8 @@ far line with each number of ``DESTINATIONS``, so any node can deliver any job):
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from cluster_helpers import (
@@ -48,6 +50,32 @@ def test_three_nodes_one_killed_one_restarted_every_fax_once(tmp_path, postgres)
     assert figures["repeated"] == 0
 
 
+@contextmanager
+def two_nodes(tmp: str, postgres: object) -> Iterator[tuple[Node, Node, TcpRelay, Jobs,
+                                                            dict[int, int]]]:  # fmt: skip
+    """Node A on a fresh database of ``postgres``, node B reaching it through a
+    :class:`TcpRelay`, both started (calls of 0.3 s a page), 16 faxes submitted to them
+    in turn: (A, B, the relay, the jobs table, fax number -> job id). Both killed and
+    the relay closed at the end."""
+    url = postgres.database()  # type: ignore[attr-defined]
+    relay = TcpRelay(postgres_socket(postgres))
+    a = Node(tmp, 0, url, lease=LEASE, page_delay=0.3)
+    b = Node(tmp, 1, relay.url(url), lease=LEASE, page_delay=0.3)
+    jobs = Jobs(url)
+    try:
+        a.start()
+        b.start()
+        ids: dict[int, int] = {}
+        failures: list[BaseException] = []
+        send_jobs([a, b], a.token(), 0, 16, failures, ids, time.monotonic() + T)
+        assert not failures, failures
+        yield a, b, relay, jobs, ids
+    finally:
+        stop_all([a, b])
+        relay.close()
+        jobs.close()
+
+
 @pytest.mark.parametrize("cut", ["hold", "drop"])
 def test_a_node_cut_off_from_the_database_is_fenced_out_and_rejoins(tmp_path, postgres, cut):
     """Node A reaches the database directly, node B through a relay. 16 faxes submitted
@@ -60,20 +88,9 @@ def test_a_node_cut_off_from_the_database_is_fenced_out_and_rejoins(tmp_path, po
     outcome refused); every fax stored at a far line, pixel for pixel; a fax stored
     twice only if B had it on the line at the cut (pages its far end confirmed while B
     could not record it: what the design allows to be repeated), and how many is said."""
-    url = postgres.database()
-    relay = TcpRelay(postgres_socket(postgres))
-    tmp = str(tmp_path)
-    a = Node(tmp, 0, url, lease=LEASE, page_delay=0.3)
-    b = Node(tmp, 1, relay.url(url), lease=LEASE, page_delay=0.3)
-    jobs = Jobs(url)
-    try:
-        a.start()
-        b.start()
+    with two_nodes(str(tmp_path), postgres) as (a, b, relay, jobs, ids):
         token = a.token()
-        ids: dict[int, int] = {}
         failures: list[BaseException] = []
-        send_jobs([a, b], token, 0, 16, failures, ids, time.monotonic() + T)
-        assert not failures, failures
         on_b = f"type = 'send' AND state = 'inprogress' AND node = {quoted(b.name)}"
         jobs.wait(on_b, 1, T, [a, b])
         relay.cut(drop=cut == "drop")
@@ -121,10 +138,6 @@ def test_a_node_cut_off_from_the_database_is_fenced_out_and_rejoins(tmp_path, po
         print(f"partition ({cut}): {len(inflight)} call(s) of B on the line at the cut, "
               f"{sum(repeated.values())} fax(es) stored twice: {sorted(repeated)}")  # fmt: skip
         assert set(repeated) <= may_repeat, (repeated, may_repeat)
-    finally:
-        stop_all([a, b])
-        relay.close()
-        jobs.close()
 
 
 @pytest.mark.parametrize("cut", ["hold", "drop"])
@@ -171,19 +184,7 @@ def test_a_node_cut_off_inside_a_transaction_does_not_stall_the_others(tmp_path,
     complete every job, that one included once B's lease ran out (the server has to end
     the transaction of a client it no longer hears from, as after a real partition);
     B's late COMMIT, once forwarded again, changes nothing A wrote."""
-    url = postgres.database()
-    relay = TcpRelay(postgres_socket(postgres))
-    tmp = str(tmp_path)
-    a = Node(tmp, 0, url, lease=LEASE, page_delay=0.3)
-    b = Node(tmp, 1, relay.url(url), lease=LEASE, page_delay=0.3)
-    jobs = Jobs(url)
-    try:
-        a.start()
-        b.start()
-        ids: dict[int, int] = {}
-        failures: list[BaseException] = []
-        send_jobs([a, b], a.token(), 0, 16, failures, ids, time.monotonic() + T)
-        assert not failures, failures
+    with two_nodes(str(tmp_path), postgres) as (a, b, relay, jobs, ids):
         jobs.wait(f"type = 'send' AND state = 'inprogress' AND node = {quoted(b.name)}", 1,
                   T, [a, b])  # fmt: skip
         # B's outcome of a call: the fenced UPDATE of its job, inside a transaction
@@ -196,7 +197,3 @@ def test_a_node_cut_off_inside_a_transaction_does_not_stall_the_others(tmp_path,
         assert sorted(after) == sorted(ids.values())
         assert {k: (r["state"], r["node"], r["fence"]) for k, r in after.items()} == {
             k: (r["state"], r["node"], r["fence"]) for k, r in during.items()}
-    finally:
-        stop_all([a, b])
-        relay.close()
-        jobs.close()

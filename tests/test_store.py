@@ -14,7 +14,7 @@ import threading
 import time
 
 import pytest
-from service_helpers import make_spool, only_sender, text_pages
+from service_helpers import make_spool, only_sender, spool_store, text_pages
 
 from fastfax.client import connect
 from fastfax.errors import ConfigError
@@ -430,17 +430,22 @@ def test_nodes_claiming_one_queue_take_each_job_once(postgres):
         store.close()
 
 
-@pytest.mark.usefixtures("store_kind")
-def test_a_live_claim_of_another_node_is_left_alone_an_expired_one_is_taken_over(tmp_path):
-    from service_helpers import spool_store
-
-    spool = make_spool(str(tmp_path))
+def _queued_job(spool: str, pages: int) -> int:
+    """A send job of ``pages`` pages from line lp/1 to 200 on ``spool``, prepared and left
+    pending by a paused queue; the service is stopped again (its id)."""
     with connect(spool=spool) as server:
         only_sender(server, "lp/1")
         server.set_configuration(pause_queue=True)
-        job_id = server.send(text_pages(1), to="200").id
+        job_id = server.send(text_pages(pages), to="200").id
         while server.job(job_id).info().state is JobState.PREPARING:
             time.sleep(0.01)
+    return job_id
+
+
+@pytest.mark.usefixtures("store_kind")
+def test_a_live_claim_of_another_node_is_left_alone_an_expired_one_is_taken_over(tmp_path):
+    spool = make_spool(str(tmp_path))
+    job_id = _queued_job(spool, 1)
     store = spool_store(spool)
     far = time.time() + 3600
     token = store.claim(job_id, "pending", "other", far, state="inprogress", attempts=1)
@@ -472,15 +477,8 @@ def test_a_call_whose_node_lost_its_claim_is_held_when_so_configured(tmp_path):
     since the far end may have confirmed pages that node could not record; the operator's
     resume sends it once. With the default ("resume") it is queued again and its cause
     says pages may be sent again (see the test above)."""
-    from service_helpers import spool_store
-
     spool = make_spool(str(tmp_path), interrupted="hold")
-    with connect(spool=spool) as server:
-        only_sender(server, "lp/1")
-        server.set_configuration(pause_queue=True)
-        job_id = server.send(text_pages(2), to="200").id
-        while server.job(job_id).info().state is JobState.PREPARING:
-            time.sleep(0.01)
+    job_id = _queued_job(spool, 2)
     store = spool_store(spool)
     token = store.claim(job_id, "pending", "other", time.time() - 1, state="inprogress",
                         attempts=1)  # fmt: skip
