@@ -60,8 +60,10 @@ FALLBACK = [(None, True), (9600, True), (9600, False), (4800, False)]
 REQUEST_DAYS = 2
 #: The retry delay grows up to this many times after a busy or delayed call.
 MAX_BACKOFF = 8
-#: Due jobs looked at per scheduler pass, per free sending port (and this many more).
-_BATCH = 8
+#: Due jobs read from the store at once, in the order they go (highest priority first,
+#: then oldest); the scheduler works through them over its next passes and reads again
+#: when they are used up or something else may have become due first.
+QUEUE_BATCH = 64
 #: Finished jobs deleted per clean-up pass (one pass a second while there are more).
 CLEAN_BATCH = 500
 #: Threads of a routing method's pool unless its settings say (``workers``).
@@ -175,7 +177,7 @@ class _Hooks:
     def release(self, line_id: str) -> None:
         self.ports.release(line_id)
         self.sched.bus.publish(EventKind.LINE_RELEASED, port=line_id)
-        self.sched.wake()
+        self.sched._poke()
 
     def receiving(self, line_id: str, abort: threading.Event) -> None:
         self.ports.receiving(line_id, abort)
@@ -258,7 +260,7 @@ class _Hooks:
         )
         if route:
             sched.begin_round({**row, "attempts": 0, "info": dict(info)})
-        sched.wake()
+        sched._poke()
 
 
 class Scheduler:
@@ -312,6 +314,17 @@ class Scheduler:
         #: of ours, stored with the call's outcome
         self._arrived: dict[int, tuple[dict[str, Any], str]] = {}
         self._renewed = time.time()  # when the leases of our calls were last renewed
+        #: due send jobs read from the store (id, state, number, file), in the order they
+        #: go; None: read again. Valid until ``_queue_until`` (time.time()), or until
+        #: :meth:`wake` (a change from outside) sets ``_stale``.
+        self._queue: list[dict[str, Any]] | None = None
+        self._queue_full = False  # whether the store had more due jobs than were read
+        self._queue_until = 0.0
+        self._queue_cheap = False  # whether the discount window was open when read
+        self._queue_read = 0.0  # when it was read
+        self._retry_at = float("inf")  # the earliest retry scheduled since (under the lock)
+        self._stale = True
+        self._routes_read = 0.0  # when every due received fax was last looked for
 
     # -- life -----------------------------------------------------------------------
     def recover(self) -> None:
@@ -340,8 +353,10 @@ class Scheduler:
             # another node's claim ran out mid-call (it died, or lost the database): pages
             # the far end confirmed after its last write to the store are not known here
             lost = row["node"] if row["node"] not in (None, self.node) else None
-            if row["type"] == JobType.SEND.value and done < row["pages"] and (
-                done > 0 or (lost and self._config().interrupted == "hold")
+            if (
+                row["type"] == JobType.SEND.value
+                and done < row["pages"]
+                and (done > 0 or (lost and self._config().interrupted == "hold"))
             ):
                 state, values = self._interrupted(row, done, lost)
             elif lost:
@@ -350,6 +365,7 @@ class Scheduler:
                                    " are sent again")  # fmt: skip
             if not self.store.update_job(row["id"], when, state=state.value, **values):
                 continue  # another node took it meanwhile
+            self._stale = True  # due again: the next pass reads the queue
             out_log.warning("job %d was in progress when the service stopped: %s", row["id"],
                             values["cause"])  # fmt: skip
             if state is JobState.PAUSED:  # an operator has something to decide
@@ -376,8 +392,11 @@ class Scheduler:
                 what = (f"node {lost} lost its claim during the call (the far end confirmed"
                         f" {confirmed if done else 'no page'} as recorded; pages confirmed"
                         " after its last write to the store are not known)")  # fmt: skip
-            again = f"resume sends {rest} marked as a continuation" if done else (
-                "resume sends every page")
+            again = (
+                f"resume sends {rest} marked as a continuation"
+                if done
+                else ("resume sends every page")
+            )
             values["cause"] = (f"held for an operator: {what}; {again}, restart sends every"
                                " page again")  # fmt: skip
             return JobState.PAUSED, values
@@ -390,6 +409,13 @@ class Scheduler:
         self._thread.start()
 
     def wake(self) -> None:
+        """Something changed outside the scheduler (a job became due, a port or the
+        configuration changed): the next pass reads the queue and due routing again."""
+        self._stale = True
+        self._wake.set()
+
+    def _poke(self) -> None:
+        """A line was freed or a routing round ended: a pass, on what it knows."""
         self._wake.set()
 
     def stop(self) -> None:
@@ -436,31 +462,53 @@ class Scheduler:
             self._cleaned = now
             self._cleanup(now)
         self._overdue()
-        self._start_routing(now)
+        stale, self._stale = self._stale, False
+        self._start_routing(now, every=stale or now - self._routes_read >= 1.0)
         if config.pause_queue:
             return 1.0
-        due = f"type = 'send' AND state IN ({','.join('?' * len(_DUE))})"
-        later = self.store.earliest_schedule(f"{due} AND schedule > ?", (*_DUE, now))
-        next_at = now + 1.0 if later is None else min(now + 1.0, later)
         cheap = in_window(config.discount_start, config.discount_end, _dt.datetime.now())
+        if (stale or self._queue is None or now >= min(self._queue_until, self._retry_at)
+                or cheap != self._queue_cheap):  # fmt: skip
+            self._read_queue(now, cheap)
         senders = self.ports.senders()
         with self.ports.lock:
             free = [p for p in self.ports.free_senders(senders) if p not in self._targets.values()]
-        if not free and senders:
-            return max(0.0, next_at - now)
-        ready = self.store.jobs(  # what choosing needs; the whole row for a dispatch
+        if free or not senders:
+            reach: dict[tuple[str, str], bool] = {}
+            self._pass(free, senders, reach)
+            if free and self._queue_full and now > self._queue_read:  # more further down
+                self._read_queue(now, cheap)
+                self._pass(free, senders, reach)
+        return max(0.0, min(now + 1.0, self._queue_until, self._retry_at) - now)
+
+    def _read_queue(self, now: float, cheap: bool) -> None:
+        """Read the first :data:`QUEUE_BATCH` due send jobs (what choosing needs; the
+        whole row is read at dispatch) and when the next one not yet due is."""
+        with self.ports.lock:  # (a retry scheduled from now on is seen by the next read)
+            self._retry_at = float("inf")
+        due = f"type = 'send' AND state IN ({','.join('?' * len(_DUE))})"
+        self._queue = self.store.jobs(
             f"{due} AND schedule <= ?" + ("" if cheap else " AND discount = 0"),
             (*_DUE, now),
-            order=f"priority DESC, id LIMIT {_BATCH * (len(free) + 1)}",
+            order=f"priority DESC, id LIMIT {QUEUE_BATCH}",
             columns="id, state, number, file",
         )
-        reach: dict[tuple[str, str], bool] = {}
-        for row in ready:
+        later = self.store.earliest_schedule(f"{due} AND schedule > ?", (*_DUE, now))
+        self._queue_full = len(self._queue) == QUEUE_BATCH
+        self._queue_until = now + 1.0 if later is None else min(now + 1.0, later)
+        self._queue_cheap = cheap
+        self._queue_read = now
+
+    def _pass(self, free: list[str], senders: list[str], reach: dict) -> None:
+        """Give the queue's jobs, in order, to the ``free`` send ports (taken from it)."""
+        queue = self._queue or []
+        for row in list(queue):
             if senders and not free:
                 break
             number = row["number"]
             able = [p for p in senders if self._reaches(p, number, reach)]
             if not able:
+                queue.remove(row)  # NOLINE (due again when a port changes) or FAILED
                 self._unreachable(row, reach)
                 continue
             target = self.ports.find_number(number)
@@ -474,8 +522,8 @@ class Scheduler:
             free.remove(port)
             if target in free:
                 free.remove(target)
-            self._dispatch(row, port, target)
-        return max(0.0, next_at - now)
+            if self._dispatch(row, port, target):
+                queue.remove(row)
 
     def _renew(self, now: float) -> None:
         """Extend the leases of our calls; abort a call whose claim was taken over (its
@@ -524,24 +572,27 @@ class Scheduler:
                 done = self.store.update_job(job_id, when, state=new.value, **values)
             else:  # the fax this call delivered to a line of ours, in the same commit
                 done, arrived[0]["id"] = self.store.update_and_add(
-                    job_id, when, {"state": new.value, **values}, arrived[0])
+                    job_id, when, {"state": new.value, **values}, arrived[0]
+                )
             self.ports.changed.notify_all()
         if arrived is not None:
             self.hooks.stored(*arrived)
         return done
 
     # -- sending --------------------------------------------------------------------
-    def _dispatch(self, row: dict[str, Any], port: str, target: str | None) -> None:
+    def _dispatch(self, row: dict[str, Any], port: str, target: str | None) -> bool:
         """Claim ``port`` and the job, and start its call on a worker thread. ``target``:
-        the line of ours the number rings (kept from other calls meanwhile), if any."""
+        the line of ours the number rings (kept from other calls meanwhile), if any.
+        False if the port was taken meanwhile (the job is still due)."""
         config = self._config()
         with self.ports.lock:
             if self.stopping or not self.ports.claim(port):
-                return
+                return False
             row = self.store.job(row["id"]) or {"state": None}  # the whole row now
-            if row["state"] not in _DUE:  # paused, cancelled or deleted meanwhile
+            if row["state"] not in _DUE or row["schedule"] > time.time():
+                # paused, cancelled, deleted or put off meanwhile
                 self.ports.release(port)
-                return
+                return True
             now = time.time()
             fence = self.store.claim(  # committed before the call starts
                 row["id"],
@@ -556,7 +607,7 @@ class Scheduler:
             self.ports.changed.notify_all()
             if fence is None:  # paused, cancelled or taken by another node meanwhile
                 self.ports.release(port)
-                return
+                return True
             self._fences[row["id"]] = fence
             self._first[row["id"]] = int(row["info"].get("resume_from", 0) or 0)
             level = min(row["info"].get("fallback", 0), len(FALLBACK) - 1)
@@ -582,6 +633,7 @@ class Scheduler:
         )
         self._workers.add(worker)
         worker.start()
+        return True
 
     def _send(self, row: dict[str, Any], port: str, call: Call) -> None:
         try:
@@ -662,8 +714,10 @@ class Scheduler:
             out_log.info("job %d: sent to %s (%d pages)", job_id, row["number"], row["pages"])
         elif state is DeviceState.ABORTING and self.stopping:  # not counted as an attempt
             new = JobState.PENDING
-            values: dict[str, Any] = {"schedule": now,
-                                      "cause": "interrupted: the service stopped during the call"}
+            values: dict[str, Any] = {
+                "schedule": now,
+                "cause": "interrupted: the service stopped during the call",
+            }
             stored = self.store.job(job_id) or {"info": {}}  # the pages confirmed, as recorded
             done = int(stored["info"].get("confirmed", 0) or 0)
             if 0 < done < row["pages"]:  # as after a node died: the rest, or held
@@ -742,19 +796,27 @@ class Scheduler:
         if attempts <= config.retries:
             self._set(job_id, old, JobState.RETRYING, cause=cause, schedule=now + delay,
                       **values)  # fmt: skip
+            with self.ports.lock:  # due then: the queue is read again
+                self._retry_at = min(self._retry_at, now + delay)
         else:
             self._set(job_id, old, JobState.RETRIES_EXCEEDED, finished=now,
                       cause=final_cause, **values)  # fmt: skip
 
     # -- routing --------------------------------------------------------------------
-    def _start_routing(self, now: float) -> None:
+    def _start_routing(self, now: float, every: bool = True) -> None:
         """Start a routing round for each received fax that is due: every enabled method
         not yet done runs in that method's own pool (:meth:`_pool`), so a slow method
         holds up only itself; a round ends when each method succeeded, failed or ran
-        out of its time (:meth:`_overdue`)."""
+        out of its time (:meth:`_overdue`). Without ``every``, only faxes whose routing
+        is retried are looked for (a fax left PENDING, by a stop or a node that died,
+        is found by the next pass with ``every``: once a second, or after a wake)."""
+        if every:
+            self._routes_read = now
+        states = [JobState.RETRYING.value] + ([JobState.PENDING.value] if every else [])
         rows = self.store.jobs(  # ours: received on our lines (another node routes its own)
-            "type = 'receive' AND state IN (?, ?) AND schedule <= ? AND (node = ? OR node IS NULL)",
-            (JobState.PENDING.value, JobState.RETRYING.value, now, self.node),
+            f"type = 'receive' AND state IN ({','.join('?' * len(states))}) AND schedule <= ?"
+            " AND (node = ? OR node IS NULL)",
+            (*states, now, self.node),
         )
         for row in rows:
             if self.stopping or row["id"] in self._rounds:
@@ -851,7 +913,7 @@ class Scheduler:
             self._retry_or_give_up(job_id, job.row["attempts"] + 1, cause,
                                    f"{cause} (the fax is kept in the spool)", backoff=True,
                                    old=routing, info=info)  # fmt: skip
-        self.wake()
+        self._poke()
 
     # -- delivery reports -----------------------------------------------------------
     def _receipts(self, now: float) -> None:
