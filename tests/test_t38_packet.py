@@ -1,6 +1,7 @@
 """The merged IFP+UDPTL paths (``UdptlEncoder.pack_indicator`` / ``pack_data``,
-``UdptlDecoder.feed_ifp``, ``udptl.pack_many`` / ``feed_many``) against the two layers
-composed (``ifp.encode_*`` then ``UdptlEncoder.pack``; ``UdptlDecoder.feed`` then
+``UdptlDecoder.feed_ifp``, ``udptl.pack_many`` / ``feed_many``, and the buffer paths
+``udptl.pack_into`` / ``feed_into`` on IFP records) against the two layers composed
+(``ifp.encode_*`` then ``UdptlEncoder.pack``; ``UdptlDecoder.feed`` then
 ``ifp.decode_raw``), which ``test_t38_ifp`` and ``test_t38_udptl`` check against asn1tools
 and hand-made datagrams: same octets and same decodes on random streams, with loss,
 duplicates and reordering, in every error-correction mode and T.38 version; hostile input
@@ -12,6 +13,7 @@ from __future__ import annotations
 import gc
 import pickle
 import random
+from array import array
 
 import pytest
 from hypothesis import given, settings
@@ -20,11 +22,21 @@ from hypothesis import strategies as st
 from fastfax.errors import T38Error
 from fastfax.t38.ifp import decode_raw, encode_data, encode_indicator
 from fastfax.t38.udptl import (
+    KIND_DATA,
+    KIND_INDICATOR,
+    KIND_INVALID,
+    KIND_LOST,
+    RECORD_MAX,
     UdptlDecoder,
     UdptlEncoder,
     decode_datagram,
+    encode_datagram,
+    feed_into,
     feed_many,
+    pack_into,
     pack_many,
+    read_records,
+    write_records,
 )
 
 EC = [
@@ -39,9 +51,9 @@ packets = st.one_of(
     st.tuples(
         st.just(1),
         st.integers(0, 14),
-        st.lists(
-            st.tuples(st.integers(0, 11), st.binary(max_size=60)), min_size=1, max_size=3
-        ).map(tuple),
+        st.lists(st.tuples(st.integers(0, 11), st.binary(max_size=60)), min_size=1, max_size=3).map(
+            tuple
+        ),
     ),
 )
 
@@ -295,9 +307,9 @@ def test_encoder_pickles_with_its_history() -> None:
 
 @pytest.mark.parametrize("length", [3, 700, 1500])
 def test_decoder_keeps_ifps_of_short_and_long_datagrams(length) -> None:
-    """The decoder keeps a short datagram by reference in the slots of the IFPs it brings
-    and copies the IFPs out of a long one (over 2048 octets): with every other datagram lost
-    and the rest out of order, each IFP is delivered as sent, by feed and by feed_ifp."""
+    """The decoder keeps copies of short IFPs inside itself and of long ones (over 64
+    octets) in buffers of their slots: with every other datagram lost and the rest out of
+    order, each IFP is delivered as sent, by feed and by feed_ifp."""
     rng = random.Random(length)
     enc = UdptlEncoder(redundancy=3, max_datagram=8000)
     payloads = [rng.randbytes(length + k % 5) for k in range(60)]
@@ -317,9 +329,8 @@ def test_decoder_keeps_ifps_of_short_and_long_datagrams(length) -> None:
 
 @pytest.mark.parametrize("ec", EC[1:], ids=["redundancy", "fec"])
 def test_one_decoder_fed_by_feed_and_feed_ifp_in_turn(ec) -> None:
-    """IFPs taken in by feed_ifp (kept by reference to their datagram) and by feed (copied)
-    mix in one decoder: with losses, both calls hand out each IFP as sent (an IFP rebuilt
-    from FEC may carry trailing zero octets, which decode away)."""
+    """feed and feed_ifp mix in one decoder: with losses, both calls hand out each IFP as
+    sent (an IFP rebuilt from FEC may carry trailing zero octets, which decode away)."""
     rng = random.Random(11)
     enc = UdptlEncoder(**ec)
     payloads = [rng.randbytes(1 + k % 40) for k in range(90)]
@@ -338,3 +349,272 @@ def test_one_decoder_fed_by_feed_and_feed_ifp_in_turn(ec) -> None:
     got.update(dec.flush())
     assert sorted(got) == list(range(len(sent)))
     assert [decode_raw(got[k]) for k in sorted(got)] == [decode_raw(ifp) for ifp in sent]
+
+
+# --- pack_into / feed_into: IFP records and datagram buffers ----------------------------------
+
+
+def _table(n: int) -> array:
+    return array("I", bytes(12 * n))
+
+
+def _rows(table: array, count: int) -> list[tuple[int, int, int]]:
+    return [tuple(table[3 * k : 3 * k + 3]) for k in range(count)]
+
+
+def _wire_buffer(items: list[tuple[int, bytes]]) -> tuple[bytes, array]:
+    """(call, datagram) items as one buffer and its (call, offset, length) table."""
+    table = array("I")
+    offset = 0
+    for call, datagram in items:
+        table.extend((call, offset, len(datagram)))
+        offset += len(datagram)
+    return b"".join(d for _, d in items), table
+
+
+def _as_records(call: int, delivered: list) -> list[tuple]:
+    """feed_ifp's deliveries as feed_into's records (call, seq, kind, type, fields)."""
+    kinds = {-1: KIND_LOST, -2: KIND_INVALID, 0: KIND_INDICATOR, 1: KIND_DATA}
+    return [(call, seq, kinds[k], t, tuple(f)) for seq, k, t, f in delivered]
+
+
+def _feed_all(decoders, items, version: int, room: int = RECORD_MAX) -> list[tuple]:
+    """feed_into over every item, called again while it stops for room."""
+    data, table = _wire_buffer(items)
+    out = bytearray(room)
+    got: list[tuple] = []
+    while True:
+        result = feed_into(decoders, data, table, out, version)
+        got += [tuple(r) for r in read_records(out, result.used)]
+        table = table[3 * result.datagrams :]
+        if not table and result.used == 0:
+            return got
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    streams=st.lists(st.lists(packets, min_size=1, max_size=20), min_size=1, max_size=3),
+    ec=st.sampled_from(range(len(EC))),
+    version=st.integers(0, 3),
+    room=st.sampled_from([None, 150]),
+)
+def test_pack_into_makes_the_composed_datagrams(streams, ec, version, room) -> None:
+    """Several calls' packets interleaved: the datagrams in out (by the table) are each
+    call's composed ones, in order; with little room pack_into stops and goes on."""
+    items = []
+    for k in range(max(map(len, streams))):
+        items += [(call, *s[k]) for call, s in enumerate(streams) if k < len(s)]
+    items = [it for it in items if fits(it[1:], version)]
+    composed = [UdptlEncoder(**EC[ec]) for _ in streams]
+    want = [(c, composed[c].pack(composed_ifp((k, t, f), version))) for c, k, t, f in items]
+    encoders = [UdptlEncoder(**EC[ec]) for _ in streams]
+    records = write_records(items)
+    got = []
+    while records:
+        out = bytearray(room or 64 * 1024)
+        table = _table(len(items) if room is None else 2)
+        result = pack_into(encoders, records, out, table, version)
+        assert result.error is None
+        got += [(c, bytes(out[o : o + n])) for c, o, n in _rows(table, result.datagrams)]
+        assert result.used == sum(n for *_, n in _rows(table, result.datagrams))
+        assert result.datagrams or room
+        records = records[result.consumed :]
+    assert got == want
+    assert [e.seq for e in encoders] == [e.seq for e in composed]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    stream=st.lists(packets, min_size=1, max_size=40),
+    ec=st.sampled_from(range(len(EC))),
+    version=st.integers(0, 3),
+    seed=st.integers(0, 2**32 - 1),
+    loss=st.sampled_from([0.0, 0.1, 0.3]),
+)
+def test_feed_into_delivers_what_feed_ifp_does(stream, ec, version, seed, loss) -> None:
+    """Two calls, loss, duplicates, reordering and junk: feed_into's records are feed_ifp's
+    deliveries, and the decoders count the same."""
+    rng = random.Random(seed)
+    encs = [UdptlEncoder(**EC[ec]), UdptlEncoder(**EC[ec])]
+    arrived = []
+    for n, packet in enumerate(p for p in stream if fits(p, version)):
+        call = n % 2
+        datagram = encs[call].pack(composed_ifp(packet, version))
+        if rng.random() < loss:
+            continue
+        arrived.append((call, datagram))
+        if rng.random() < 0.1:
+            arrived.append((call, datagram))
+        if len(arrived) > 1 and rng.random() < 0.1:
+            arrived[-1], arrived[-2] = arrived[-2], arrived[-1]
+        if rng.random() < 0.05:
+            arrived.append((rng.randrange(2), rng.randbytes(rng.randrange(12))))
+    ref = [UdptlDecoder(window=8), UdptlDecoder(window=8)]
+    want = [r for call, d in arrived for r in _as_records(call, ref[call].feed_ifp(d, version))]
+    decs = [UdptlDecoder(window=8), UdptlDecoder(window=8)]
+    assert _feed_all(decs, arrived, version) == want
+    assert [d.stats for d in decs] == [d.stats for d in ref]
+    assert [d.flush() for d in decs] == [d.flush() for d in ref]
+
+
+def test_feed_into_stops_when_out_is_full_and_goes_on() -> None:
+    """IFPs of 15000 octets (records of 15011): out holds 7; the deliveries that do not fit
+    wait in their decoder and come out first in the next call, none lost or repeated."""
+    encs = [UdptlEncoder(redundancy=1, max_datagram=40000) for _ in range(2)]
+    items = []
+    for k in range(30):
+        items.append((k % 2, encs[k % 2].pack_data(8, 6, bytes([k]) * 15000)))
+    items.insert(6, (0, items[4][1]))  # a duplicate
+    del items[8]  # a loss, filled from the next datagram's redundant copy
+    ref = [UdptlDecoder(), UdptlDecoder()]
+    want = [r for call, d in items for r in _as_records(call, ref[call].feed_ifp(d))]
+    decs = [UdptlDecoder(), UdptlDecoder()]
+    data, table = _wire_buffer(items)
+    out = bytearray(RECORD_MAX)
+    first = feed_into(decs, data, table, out)
+    assert 0 < first.datagrams < len(items)
+    assert first.used == 7 * 15011
+    assert _feed_all(decs, items[first.datagrams :], 0) == want[7:]
+    assert [d.stats for d in decs] == [d.stats for d in ref]
+
+
+def test_feed_into_leftovers_come_out_of_feed_ifp_too() -> None:
+    enc = UdptlEncoder(redundancy=0, max_datagram=40000)
+    wire = [enc.pack_data(8, 6, bytes([k]) * 15000) for k in range(10)]
+    dec = UdptlDecoder(window=16)
+    dec.feed(wire[0])
+    # seqs 2..9 held behind the gap at 1, then 1 arrives: 9 IFPs delivered, 7 fit
+    data, table = _wire_buffer([(0, d) for d in wire[2:]] + [(0, wire[1])])
+    out = bytearray(RECORD_MAX)
+    result = feed_into([dec], data, table, out)
+    assert result.datagrams == 9
+    assert [r.seq for r in read_records(out, result.used)] == list(range(1, 8))
+    assert [seq for seq, *_ in dec.feed_ifp(b"")] == [8, 9]  # junk: only the leftovers
+    assert dec.stats.malformed == 1
+
+
+def test_feed_into_restart_of_the_peer_numbering() -> None:
+    """A jump of the peer's seq hands over what was held and starts again, as feed does."""
+    enc = UdptlEncoder(redundancy=2)
+    wire = [enc.pack_indicator(k % 16) for k in range(6)]
+    far = UdptlEncoder(redundancy=2, first_seq=5000)
+    wire = wire[:2] + wire[3:] + [far.pack_indicator(k) for k in range(3)]
+    ref = UdptlDecoder()
+    want = [r for d in wire for r in _as_records(0, ref.feed_ifp(d))]
+    dec = UdptlDecoder()
+    assert _feed_all([dec], [(0, d) for d in wire], 0) == want
+    assert dec.stats == ref.stats and dec.stats.resyncs == 1
+
+
+@pytest.mark.parametrize("version", [0, 3])
+def test_feed_into_hostile_datagrams_are_counted_and_dropped(version) -> None:
+    """Random octets, every truncation of sound datagrams and sound UDPTL around bad IFPs:
+    never an exception, the same counts and records as feed_ifp, records well formed."""
+    rng = random.Random(version)
+    enc = UdptlEncoder(error_correction="fec", fec_span=2, fec_entries=2)
+    good = [enc.pack_data(k % 15, k % 8, rng.randbytes(k % 50)) for k in range(12)]
+    junk = [g[:n] for g in good for n in range(len(g))]
+    junk += [rng.randbytes(rng.randrange(1, 80)) for _ in range(400)]
+    junk += [bytes([0, k, 2, 0xC0 | (k & 0x3F), k, 0, 0]) for k in range(256)]
+    junk += [encode_datagram(20 + k, rng.randbytes(1 + k % 30)) for k in range(200)]
+    items = [(k % 3, d) for k, d in enumerate(good + junk + good)]
+    ref = [UdptlDecoder() for _ in range(3)]
+    want = [r for c, d in items for r in _as_records(c, ref[c].feed_ifp(d, version))]
+    decs = [UdptlDecoder() for _ in range(3)]
+    assert _feed_all(decs, items, version) == want
+    assert [d.stats for d in decs] == [d.stats for d in ref]
+    assert sum(d.stats.malformed for d in decs) > len(junk) // 2
+    assert any(r[2] == KIND_INVALID for r in want)
+
+
+def test_pack_into_bad_records_stop_with_the_error() -> None:
+    enc = UdptlEncoder(max_datagram=100)
+    good = write_records([(0, 0, 2, ())])
+    out, table = bytearray(1000), _table(10)
+    for bad, message in [
+        (write_records([(0, 0, 23, ())]), "indicator 23"),
+        (write_records([(0, 1, 15, ())]), "data type 15"),
+        (write_records([(0, 1, 0, ((12, b""),))]), "field 0: unknown T.38 field type"),
+        (write_records([(0, 1, 0, ((8, b""),))]), "field type"),  # version 0
+        (write_records([(0, 2, 0, ())]), "kind 2"),
+        (write_records([(1, 0, 2, ())]), "call index 1"),
+        (write_records([(0, 1, 4, ((6, bytes(200)),))]), "max_datagram"),
+        (write_records([(0, 1, 4, ((6, bytes(10)),))])[:-1], "cut short"),
+        (good[:7], "cut short"),
+        (bytes([0, 0, 0, 0, 0, 2, 0, 1, 0, 0, 0]), "fields"),  # fields on an indicator
+    ]:
+        result = pack_into([enc], good + bad, out, table, 0)
+        assert result[:2] == (1, len(good)), message
+        assert isinstance(result.error, T38Error)
+        assert message in str(result.error)
+        assert f"at octet {len(good)}" in str(result.error)
+    assert enc.seq == 10  # one good record a call, none of the bad ones
+
+
+def test_pack_into_stops_when_out_or_table_is_full() -> None:
+    """A record whose datagram does not fit (in out, or no table row left) is not packed
+    and uses no sequence number; the next call packs it."""
+    enc, ref = UdptlEncoder(), UdptlEncoder()
+    items = [(0, 1, 8, ((6, bytes([k]) * 50),)) for k in range(5)]
+    want = [ref.pack_data(8, 6, f[0][1]) for _, _, _, f in items]
+    assert [len(d) for d in want[:2]] == [60, 116]
+    records = write_records(items)
+    out = bytearray(150)
+    result = pack_into([enc], records, out, _table(5))
+    assert result == (1, 61, 60, None)
+    assert (bytes(out[:60]), enc.seq) == (want[0], 1)
+    out = bytearray(1000)
+    result = pack_into([enc], records[61:], out, _table(1))
+    assert result == (1, 61, 116, None)
+    assert (bytes(out[:116]), enc.seq) == (want[1], 2)
+
+
+def test_buffer_arguments_are_checked() -> None:
+    dec = UdptlDecoder()
+    data, table = _wire_buffer([(0, UdptlEncoder().pack_indicator(1))])
+    out = bytearray(RECORD_MAX)
+    with pytest.raises(ValueError, match="at least"):
+        feed_into([dec], data, table, bytearray(RECORD_MAX - 1))
+    with pytest.raises(ValueError, match="triples"):
+        feed_into([dec], data, table[:2], out)
+    with pytest.raises(ValueError, match="call index 1"):
+        feed_into([dec], data, array("I", [1, 0, 1]), out)
+    with pytest.raises(ValueError, match="outside data"):
+        feed_into([dec], data, array("I", [0, 1, len(data)]), out)
+    with pytest.raises(TypeError, match="UdptlDecoder|DecoderCore"):
+        feed_into([UdptlEncoder()], data, table, out)
+    with pytest.raises(TypeError, match="EncoderCore"):
+        pack_into([dec], b"", out, _table(1))
+    with pytest.raises(T38Error, match="version"):
+        feed_into([dec], data, table, out, 4)
+    with pytest.raises(BufferError):
+        pack_into([UdptlEncoder()], b"", b"read-only", _table(1))
+    with pytest.raises(ValueError, match="dtype"):
+        feed_into([dec], data, array("Q", [0, 0, len(data)]), out)
+    assert dec.stats.malformed == 0 and dec.next_seq is None  # nothing was fed
+    assert feed_into([dec], data, table, out) == (1, 8)
+    assert read_records(out, 8) == [(0, 0, KIND_INDICATOR, 1, ())]
+
+
+def test_feed_into_keeps_no_python_object_per_datagram() -> None:
+    """A peer sending ever new 16000-octet IFPs far apart (each a restart) and FEC strings
+    that never help: feed_into keeps no Python object per datagram (the decoder's C memory
+    is bounded by its 1024 slots and 256 pending strings, each at most 16383 octets)."""
+    import tracemalloc
+
+    rng = random.Random(3)
+    dec = UdptlDecoder(window=4)
+    out = bytearray(RECORD_MAX)
+    for k in range(3000):
+        seq = rng.randrange(65536)
+        if k % 2:
+            datagram = encode_datagram(seq, bytes(16000))
+        else:
+            datagram = encode_datagram(seq, b"\x02", fec=(1, [bytes(200)] * 4))
+        data, table = _wire_buffer([(0, datagram)])
+        if k == 1000:
+            tracemalloc.start()
+        feed_into([dec], data, table, out)
+    current, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert current < 200_000  # Python objects: none kept per datagram

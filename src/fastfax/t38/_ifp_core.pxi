@@ -251,31 +251,42 @@ cdef inline Py_ssize_t _write_one(unsigned char *buf, int dt, int ft, const unsi
                                   Py_ssize_t length, int version) noexcept nogil:
     """Write the IFP octets of a data packet of one field into ``buf`` (at least
     ``8 + length`` octets; ``dt``, ``ft`` and ``version`` already checked, ``length``
-    0..MAX_DATA, 0: no field-data) and return how many octets it took."""
-    cdef Py_ssize_t pos, i
-    memset(buf, 0, 8)       # the header (7 octets at most) is OR-ed in
-    pos = _put(buf, 0, 3, 2)    # data-field present, CHOICE t30-data
+    0..MAX_DATA, 0: no field-data) and return how many octets it took: the bits of
+    _encode_data, put together a whole octet at a time."""
+    cdef Py_ssize_t w, i
+    cdef unsigned int present = 0x80 if length > 0 else 0, idx
     if dt < N_DATA_ROOT:
-        pos = _put(buf, pos, <unsigned int>dt, 5)
+        # data-field present, CHOICE t30-data, extension bit 0, 4-bit index, 1 pad bit
+        buf[0] = <unsigned char>(0xC0 | (dt << 1))
+        w = 1
     else:
-        pos = _put(buf, pos, 0x80 | <unsigned int>(dt - N_DATA_ROOT), 8)
-    pos = _put(buf, _align(pos), 1, 8)     # one field
-    pos = _put(buf, pos, length > 0, 1)
+        # ... extension bit 1, "normally small" 0, 6-bit index, 6 pad bits
+        idx = <unsigned int>(dt - N_DATA_ROOT)
+        buf[0] = <unsigned char>(0xE0 | (idx >> 2))
+        buf[1] = <unsigned char>((idx << 6) & 0xC0)
+        w = 2
+    buf[w] = 1      # one field
+    w += 1
+    # field-data presence bit, then the field type (3 bits; 0 + 3 bits; 1, 0 + 6 bits)
     if version == 0:
-        pos = _put(buf, pos, ft, 3)
+        buf[w] = <unsigned char>(present | (ft << 4))
+        w += 1
     elif ft < N_FIELD_ROOT:
-        pos = _put(buf, pos, ft, 4)
+        buf[w] = <unsigned char>(present | (ft << 3))
+        w += 1
     else:
-        pos = _put(buf, pos, 0x80 | (ft - N_FIELD_ROOT), 8)
+        idx = <unsigned int>(ft - N_FIELD_ROOT)
+        buf[w] = <unsigned char>(present | 0x40 | (idx >> 1))
+        buf[w + 1] = <unsigned char>((idx & 1) << 7)
+        w += 2
     if length > 0:
-        pos = _align(pos)
-        buf[pos >> 3] = <unsigned char>((length - 1) >> 8)
-        buf[(pos >> 3) + 1] = <unsigned char>((length - 1) & 0xFF)
-        buf += (pos >> 3) + 2
+        buf[w] = <unsigned char>((length - 1) >> 8)
+        buf[w + 1] = <unsigned char>((length - 1) & 0xFF)
+        buf += w + 2
         for i in range(length):     # a loop: shorter than a call for a chunk's few octets
             buf[i] = data[i]
-        pos += 8 * (2 + length)
-    return (pos + 7) >> 3
+        w += 2 + length
+    return w
 
 
 cdef bytes _encode_data(object data_type, object fields, int version):
