@@ -10,6 +10,7 @@ marker, so those values encode the same; the pure 1998 module decodes them as un
 from __future__ import annotations
 
 import re
+from array import array
 from enum import IntEnum
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from fastfax.errors import FaxError, T38Error
-from fastfax.t38 import ifp
+from fastfax.t38 import ifp, udptl
 from fastfax.t38.ifp import (
     DataPacket,
     DataType,
@@ -198,8 +199,9 @@ def test_long_field_data(version):
 
 
 @pytest.mark.parametrize("version", [0, 3])
-@pytest.mark.parametrize("count", [127, 128, 16383, 16384, 16385, 32768, 49153, 65536, 65537,
-                                   70000])
+@pytest.mark.parametrize(
+    "count", [127, 128, 16383, 16384, 16385, 32768, 49153, 65536, 65537, 70000]
+)
 def test_many_fields_use_per_fragmentation(count, version):
     # Every field carries data, so each fragment of 16K fields ends on an octet boundary (see
     # the next test for one that does not).
@@ -248,8 +250,9 @@ def test_empty_data_field_forms():
     assert encode(DataPacket(DataType.V21)) == PER_2002.encode(
         "IFPPacket", {"type-of-msg": ("t30-data", "v21")}
     )
-    with_empty = PER_2002.encode("IFPPacket", {"type-of-msg": ("t30-data", "v21"),
-                                               "data-field": []})
+    with_empty = PER_2002.encode(
+        "IFPPacket", {"type-of-msg": ("t30-data", "v21"), "data-field": []}
+    )
     assert with_empty == b"\xc0\x00"
     for version in VERSIONS:
         assert decode(with_empty, version=version) == DataPacket(DataType.V21, ())
@@ -281,26 +284,48 @@ HAND_CHECKED = [
     (0, "c0 01 40", DataPacket(DataType.V21, ((FieldType.HDLC_FCS_OK_SIG_END, b""),))),
     (1, "c0 01 20", DataPacket(DataType.V21, ((FieldType.HDLC_FCS_OK_SIG_END, b""),))),
     # two data-less fields: one octet in version 0 (0 010 | 0 001), 10 bits in version 1+
-    (0, "c0 02 21", DataPacket(DataType.V21, ((FieldType.HDLC_FCS_OK, b""),
-                                              (FieldType.HDLC_SIG_END, b"")))),
-    (1, "c0 02 10 40", DataPacket(DataType.V21, ((FieldType.HDLC_FCS_OK, b""),
-                                                 (FieldType.HDLC_SIG_END, b"")))),
+    (
+        0,
+        "c0 02 21",
+        DataPacket(DataType.V21, ((FieldType.HDLC_FCS_OK, b""), (FieldType.HDLC_SIG_END, b""))),
+    ),
+    (
+        1,
+        "c0 02 10 40",
+        DataPacket(DataType.V21, ((FieldType.HDLC_FCS_OK, b""), (FieldType.HDLC_SIG_END, b""))),
+    ),
     # hdlc-data with data, then hdlc-fcs-OK-sig-end: the second field starts on an octet
-    (0, "c0 02 80 0000 aa 40", DataPacket(DataType.V21, ((FieldType.HDLC_DATA, b"\xaa"),
-                                                        (FieldType.HDLC_FCS_OK_SIG_END, b"")))),
-    (2, "c0 02 80 0000 aa 20", DataPacket(DataType.V21, ((FieldType.HDLC_DATA, b"\xaa"),
-                                                        (FieldType.HDLC_FCS_OK_SIG_END, b"")))),
+    (
+        0,
+        "c0 02 80 0000 aa 40",
+        DataPacket(
+            DataType.V21, ((FieldType.HDLC_DATA, b"\xaa"), (FieldType.HDLC_FCS_OK_SIG_END, b""))
+        ),
+    ),
+    (
+        2,
+        "c0 02 80 0000 aa 20",
+        DataPacket(
+            DataType.V21, ((FieldType.HDLC_DATA, b"\xaa"), (FieldType.HDLC_FCS_OK_SIG_END, b""))
+        ),
+    ),
     # v17-14400 (index 8) t4-non-ecm-sig-end without data
     (0, "d0 01 70", DataPacket(DataType.V17_14400, ((FieldType.T4_NON_ECM_SIG_END, b""),))),
     (3, "d0 01 38", DataPacket(DataType.V17_14400, ((FieldType.T4_NON_ECM_SIG_END, b""),))),
     # v8 (extension 0) cm-message "1" (profile 1): 1 1 0 000000 -> c0 00
     (3, "e000 01 c000 0000 31", DataPacket(DataType.V8, ((FieldType.CM_MESSAGE, b"1"),))),
     # v34-pri-rate (extension 1) v34rate "144": 1 1 0 000011 -> c1 80
-    (3, "e040 01 c180 0002 313434", DataPacket(DataType.V34_PRI_RATE,
-                                                ((FieldType.V34RATE, b"144"),))),
+    (
+        3,
+        "e040 01 c180 0002 313434",
+        DataPacket(DataType.V34_PRI_RATE, ((FieldType.V34RATE, b"144"),)),
+    ),
     # v8 jm-message without data, then ci-message: 0 1 0 000001 | 0 1 0 000010 -> 40 a0 80
-    (1, "e000 02 40a0 80", DataPacket(DataType.V8, ((FieldType.JM_MESSAGE, b""),
-                                                    (FieldType.CI_MESSAGE, b"")))),
+    (
+        1,
+        "e000 02 40a0 80",
+        DataPacket(DataType.V8, ((FieldType.JM_MESSAGE, b""), (FieldType.CI_MESSAGE, b""))),
+    ),
 ]
 
 
@@ -356,17 +381,33 @@ SAMPLES = [
     for p in (
         IndicatorPacket(Indicator.CNG),
         IndicatorPacket(Indicator.V34_CC_RETRAIN),
-        DataPacket(DataType.V21, ((FieldType.HDLC_DATA, bytes(range(40))),
-                                  (FieldType.HDLC_FCS_OK, b""), (FieldType.HDLC_SIG_END, b""))),
-        DataPacket(DataType.V33_14400, ((FieldType.T4_NON_ECM_DATA, bytes(300)),
-                                        (FieldType.T4_NON_ECM_SIG_END, b"\x01"))),
-        DataPacket(DataType.V8, ((FieldType.HDLC_FCS_BAD, b""),) * 9
-                   + ((FieldType.HDLC_SIG_END, b"x"),)),
+        DataPacket(
+            DataType.V21,
+            (
+                (FieldType.HDLC_DATA, bytes(range(40))),
+                (FieldType.HDLC_FCS_OK, b""),
+                (FieldType.HDLC_SIG_END, b""),
+            ),
+        ),
+        DataPacket(
+            DataType.V33_14400,
+            ((FieldType.T4_NON_ECM_DATA, bytes(300)), (FieldType.T4_NON_ECM_SIG_END, b"\x01")),
+        ),
+        DataPacket(
+            DataType.V8, ((FieldType.HDLC_FCS_BAD, b""),) * 9 + ((FieldType.HDLC_SIG_END, b"x"),)
+        ),
         DataPacket(DataType.V17_9600, ((FieldType.HDLC_DATA, b"\x00"),) * 200),
     )
 ] + [
-    (1, encode(DataPacket(DataType.V34_PRI_CH, ((FieldType.CI_MESSAGE, b""),
-                                                 (FieldType.JM_MESSAGE, b"A0"))), version=1)),
+    (
+        1,
+        encode(
+            DataPacket(
+                DataType.V34_PRI_CH, ((FieldType.CI_MESSAGE, b""), (FieldType.JM_MESSAGE, b"A0"))
+            ),
+            version=1,
+        ),
+    ),
 ]
 
 
@@ -395,30 +436,30 @@ def test_trailing_zero_octets_are_ignored(version, octets):
     ("hexa", "version", "message"),
     [
         ("", 0, "empty"),
-        ("20", 1, "truncated"),                      # extension indicator cut after octet 0
-        ("21c0", 1, "unknown T.38 indicator 23"),    # extension index 7
-        ("2fc0", 1, "unknown T.38 indicator"),       # extension index 63
-        ("3000", 1, "64 or more"),                   # the long form of an extension index
-        ("52", 1, "unknown T.38 data type 9"),       # root indices 9..15 do not exist
+        ("20", 1, "truncated"),  # extension indicator cut after octet 0
+        ("21c0", 1, "unknown T.38 indicator 23"),  # extension index 7
+        ("2fc0", 1, "unknown T.38 indicator"),  # extension index 63
+        ("3000", 1, "64 or more"),  # the long form of an extension index
+        ("52", 1, "unknown T.38 data type 9"),  # root indices 9..15 do not exist
         ("5e", 0, "unknown T.38 data type 15"),
-        ("6180", 1, "unknown T.38 data type"),       # extension index 6
+        ("6180", 1, "unknown T.38 data type"),  # extension index 6
         ("82", 1, "indicator packet carries a data-field"),
         ("a000 00", 2, "data-field"),
-        ("c0", 1, "truncated"),                      # data-field present, no length
-        ("c0c0", 1, "length determinant 0xc0"),      # fragment of zero
+        ("c0", 1, "truncated"),  # data-field present, no length
+        ("c0c0", 1, "length determinant 0xc0"),  # fragment of zero
         ("c0c5", 1, "length determinant 0xc5"),
         ("c0ff", 1, "length determinant 0xff"),
         ("c0c4" + "00" * 100, 0, "claims 65536 field"),
         ("c0bfff" + "00" * 100, 1, "claims 16383 field"),
-        ("c080", 1, "truncated"),                    # two-octet length cut
-        ("c001 80", 1, "truncated"),                 # field data length missing
+        ("c080", 1, "truncated"),  # two-octet length cut
+        ("c001 80", 1, "truncated"),  # field data length missing
         ("c001 80 ff", 1, "truncated"),
-        ("c001 80 ffff" + "00" * 10, 1, "65536"),    # length 65536 is past SIZE (1..65535)
+        ("c001 80 ffff" + "00" * 10, 1, "65536"),  # length 65536 is past SIZE (1..65535)
         ("c001 80 0100" + "00" * 10, 1, "claims 257 octet"),
         ("c001 4200", 1, "unknown T.38 field type 12"),  # field extension index 4
         ("c001 7000", 1, "64 or more"),
-        ("c001 40", 1, "truncated"),                 # extension field type cut
-        ("c002 80 0000 aa", 0, "truncated"),         # second field missing
+        ("c001 40", 1, "truncated"),  # extension field type cut
+        ("c002 80 0000 aa", 0, "truncated"),  # second field missing
     ],
 )
 def test_bad_packets(hexa, version, message):
@@ -476,6 +517,62 @@ def test_hostile_octets_raise_t38error_or_agree_with_asn1tools(version, data):
     assert raw[0] == (0 if isinstance(packet, IndicatorPacket) else 1)
     # Decoding what we encode from it gives it back.
     assert decode(encode(packet, version=version), version=version) == packet
+
+
+# --- the buffer paths: IFP records through udptl.pack_into / feed_into -------------------------
+
+
+def _record_of(packet: IndicatorPacket | DataPacket) -> tuple:
+    if isinstance(packet, IndicatorPacket):
+        return (udptl.KIND_INDICATOR, packet.indicator, ())
+    return (udptl.KIND_DATA, packet.data_type, packet.fields)
+
+
+def _feed_one(octets: bytes, version: int) -> list[udptl.IfpRecord]:
+    """The records feed_into makes of one datagram carrying ``octets`` as its IFP."""
+    datagram = udptl.encode_datagram(0, octets)
+    out = bytearray(udptl.RECORD_MAX)
+    table = array("I", [0, 0, len(datagram)])
+    result = udptl.feed_into([udptl.UdptlDecoder()], datagram, table, out, version)
+    assert result.datagrams == 1
+    return udptl.read_records(out, result.used)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+@SETTINGS
+@given(data=st.data())
+def test_records_agree_with_asn1tools(version, data):
+    """pack_into writes asn1tools' IFP octets of a record; feed_into reads them back."""
+    packet = data.draw(packets(version))
+    per, names = _oracle(packet, version)
+    expected = per.encode("IFPPacket", to_asn(packet, names))
+    kind, type_, fields = _record_of(packet)
+    encoder = udptl.UdptlEncoder(error_correction="none", max_datagram=65507)
+    out, table = bytearray(65507), array("I", bytes(12))
+    records = udptl.write_records([(0, kind, type_, fields)])
+    result = udptl.pack_into([encoder], records, out, table, version)
+    assert (result.datagrams, result.consumed, result.error) == (1, len(records), None)
+    assert udptl.decode_datagram(out[: result.used]).primary == expected
+    assert _feed_one(expected, version) == [(0, 0, kind, type_, fields)]
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+@SETTINGS
+@given(data=st.data())
+def test_hostile_records_agree_with_decode_raw(version, data):
+    """feed_into's record of a hostile IFP is decode_raw's answer, or KIND_INVALID where
+    decode_raw raises."""
+    octets = data.draw(hostile(version))
+    if not octets:
+        return  # an empty primary IFP makes the datagram malformed: nothing delivered
+    got = _feed_one(octets, version)
+    try:
+        raw = decode_raw(octets, version)
+    except T38Error:
+        assert got == [(0, 0, udptl.KIND_INVALID, 0, ())]
+        return
+    fields = tuple(raw[2]) if raw[0] else ()
+    assert got == [(0, 0, raw[0], raw[1], fields)]
 
 
 # --- API checks ---------------------------------------------------------------------------------
@@ -561,8 +658,16 @@ def test_fast_paths_take_other_sequences_and_buffers():
 
 def test_public_names():
     assert set(ifp.__all__) >= {
-        "Indicator", "DataType", "FieldType", "IndicatorPacket", "DataPacket",
-        "encode", "decode", "encode_indicator", "encode_data", "decode_raw",
+        "Indicator",
+        "DataType",
+        "FieldType",
+        "IndicatorPacket",
+        "DataPacket",
+        "encode",
+        "decode",
+        "encode_indicator",
+        "encode_data",
+        "decode_raw",
     }
     assert Indicator.NO_SIGNAL == 0 and Indicator.V27_2400_TRAINING == 4
     assert DataType.V21 == 0 and DataType.V27_2400 == 1
