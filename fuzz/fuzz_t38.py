@@ -22,7 +22,6 @@ import atheris
 from native import load_instrumented, register_native_counters
 
 with atheris.instrument_imports(include=["fastfax"]):
-
     load_instrumented()
     from fastfax.errors import T38Error
     from fastfax.t38 import ifp, udptl

@@ -110,14 +110,14 @@ def ifps(n: int, rng: random.Random, low: int = 1, high: int = 60) -> list[bytes
 def test_hand_built_examples():
     # seq 0x0102, primary IFP 0x00 (t30-indicator no-signal), secondary list empty:
     # seq | length 1 | IFP | CHOICE index 0 + 7 padding bits | count 0
-    dg = bytes.fromhex("0102" "01" "00" "00" "00")
+    dg = bytes.fromhex("010201000000")
     assert encode_datagram(0x0102, b"\x00") == dg
     assert decode_datagram(dg) == (0x0102, b"\x00", [], None)
     # seq 5, primary 0x01 0x02 with two secondaries (seq 4 = AA, seq 3 = BB CC)
-    dg = bytes.fromhex("0005" "02" "0102" "00" "02" "01AA" "02BBCC")
+    dg = bytes.fromhex("0005020102000201AA02BBCC")
     assert encode_datagram(5, b"\x01\x02", [b"\xaa", b"\xbb\xcc"]) == dg
     # FEC: CHOICE index 1 (0x80), fec-npackets 3 in one octet, two strings
-    dg = bytes.fromhex("FFFF" "01" "07" "80" "01" "03" "02" "01AA" "00")
+    dg = bytes.fromhex("FFFF01078001030201AA00")
     assert encode_datagram(0xFFFF, b"\x07", fec=(3, [b"\xaa", b""])) == dg
     assert decode_datagram(dg) == (0xFFFF, b"\x07", None, (3, [b"\xaa", b""]))
     # a 200-octet IFP takes a two-octet length determinant (10xxxxxx xxxxxxxx)
@@ -190,8 +190,13 @@ def test_redundancy_stream_matches_the_formula():
 def test_fec_stream_matches_the_formula(span, entries):
     rng = random.Random(span * 10 + entries)
     data = ifps(60, rng, 1, 90)
-    enc = UdptlEncoder(error_correction="fec", fec_span=span, fec_entries=entries,
-                       max_datagram=4000, first_seq=65530)
+    enc = UdptlEncoder(
+        error_correction="fec",
+        fec_span=span,
+        fec_entries=entries,
+        max_datagram=4000,
+        first_seq=65530,
+    )
     history = {}
     for k, ifp in enumerate(data):
         s = (65530 + k) & 0xFFFF
@@ -266,11 +271,21 @@ def test_max_ifp_and_oversized_ifps():
     assert oracle_decode(enc.pack(memoryview(b"\x02"))) == (1, b"\x02", [b"\x01"], None)
 
 
-@pytest.mark.parametrize("kwargs", [
-    dict(error_correction="parity"), dict(redundancy=-1), dict(redundancy=128),
-    dict(fec_span=0), dict(fec_entries=0), dict(fec_span=12, fec_entries=11),
-    dict(max_datagram=7), dict(max_datagram=70000), dict(first_seq=65536), dict(redundancy=True),
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(error_correction="parity"),
+        dict(redundancy=-1),
+        dict(redundancy=128),
+        dict(fec_span=0),
+        dict(fec_entries=0),
+        dict(fec_span=12, fec_entries=11),
+        dict(max_datagram=7),
+        dict(max_datagram=70000),
+        dict(first_seq=65536),
+        dict(redundancy=True),
+    ],
+)
 def test_encoder_arguments(kwargs):
     with pytest.raises(T38Error):
         UdptlEncoder(**kwargs)
@@ -340,13 +355,18 @@ def check_delivery(out, data, first_seq, arriving):
             assert got is None, s
         else:
             assert got is not None, s
-            assert got[: len(ifp)] == ifp and not any(got[len(ifp):]), s
+            assert got[: len(ifp)] == ifp and not any(got[len(ifp) :]), s
     return sum(got is None for _, got in out)
 
 
 NETWORKS = [
-    dict(loss=0.01), dict(loss=0.05), dict(loss=0.10), dict(loss=0.10, burst=3),
-    dict(loss=0.05, dup=0.2), dict(loss=0.05, delay=3), dict(loss=0.10, dup=0.1, delay=4),
+    dict(loss=0.01),
+    dict(loss=0.05),
+    dict(loss=0.10),
+    dict(loss=0.10, burst=3),
+    dict(loss=0.05, dup=0.2),
+    dict(loss=0.05, delay=3),
+    dict(loss=0.10, dup=0.1, delay=4),
 ]
 
 
@@ -435,7 +455,10 @@ def test_zero_length_secondaries_are_not_copies():
     assert dec.feed(encode_datagram(0, b"\x01")) == [(0, b"\x01")]
     assert dec.feed(encode_datagram(2, b"\x03", [b""])) == []
     assert dec.feed(encode_datagram(3, b"\x04", [b"\x03", b"\x02"])) == [
-        (1, b"\x02"), (2, b"\x03"), (3, b"\x04")]
+        (1, b"\x02"),
+        (2, b"\x03"),
+        (3, b"\x04"),
+    ]
     assert dec.stats.recovered_redundancy == 1
 
 
@@ -559,18 +582,21 @@ def test_truncations_at_every_length():
             decode_datagram(dg + b"\x00")
 
 
-@pytest.mark.parametrize("hostile,message", [
-    (bytes.fromhex("0000 01 01 00 bfff") + bytes(10), "16383 error-recovery items"),
-    (bytes.fromhex("0000 01 01 00 10 0101"), "cannot fit"),
-    (bytes.fromhex("0000 c4") + bytes(100), "fragmented"),
-    (bytes.fromhex("0000 01 01 00 01 c1") + bytes(100), "fragmented"),
-    (bytes.fromhex("0000 bfff 00"), "claims 16383 octets"),
-    (bytes.fromhex("0000 01 01 80 05 0102030405 00"), "fec-npackets is 5 octets"),
-    (bytes.fromhex("0000 01 01 80 00 00"), "fec-npackets is 0 octets"),
-    (bytes.fromhex("0000 01 01 80 01 ff 00"), "negative"),
-    (bytes.fromhex("00"), "shorter than the 2-octet"),
-    (bytes.fromhex("0000 02 0101"), "error-recovery field is missing"),
-])
+@pytest.mark.parametrize(
+    "hostile,message",
+    [
+        (bytes.fromhex("0000 01 01 00 bfff") + bytes(10), "16383 error-recovery items"),
+        (bytes.fromhex("0000 01 01 00 10 0101"), "cannot fit"),
+        (bytes.fromhex("0000 c4") + bytes(100), "fragmented"),
+        (bytes.fromhex("0000 01 01 00 01 c1") + bytes(100), "fragmented"),
+        (bytes.fromhex("0000 bfff 00"), "claims 16383 octets"),
+        (bytes.fromhex("0000 01 01 80 05 0102030405 00"), "fec-npackets is 5 octets"),
+        (bytes.fromhex("0000 01 01 80 00 00"), "fec-npackets is 0 octets"),
+        (bytes.fromhex("0000 01 01 80 01 ff 00"), "negative"),
+        (bytes.fromhex("00"), "shorter than the 2-octet"),
+        (bytes.fromhex("0000 02 0101"), "error-recovery field is missing"),
+    ],
+)
 def test_hostile_datagrams(hostile, message):
     with pytest.raises(T38Error, match=message):
         decode_datagram(hostile)
