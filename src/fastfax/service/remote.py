@@ -1,11 +1,16 @@
 """The client side of :mod:`fastfax.service.http`: the calls of a
 :class:`fastfax.client.FaxServer` sent to a ``fastfax serve`` daemon.
 
-Each call is one HTTP request on a fresh connection; errors come back as the server's
-own exception classes. A call whose answer is lost (the connection failed or timed
-out) is asked again, :data:`RETRIES` times at most, when repeating it is harmless: every
-query, and a send, which carries a request id (the server answers a repeated request
-id with the first answer's jobs, so a retry never queues a fax twice). A call refused
+Each call is one HTTP request; errors come back as the server's own exception classes.
+A call that is harmless to repeat goes on a kept-alive connection (up to :data:`IDLE`
+are kept between calls; the server closes one idle for its header timeout, and a call
+that finds its kept connection closed is sent again at once on a new one); a call that
+is not (an administrative change, a send without a request id) always goes on a new
+connection, so a lost answer there is never a request the server may have missed.
+A call whose answer is lost (the connection failed or timed out) is asked again,
+:data:`RETRIES` times at most, when repeating it is harmless: every query, and a send,
+which carries a request id (the server answers a repeated request id with the first
+answer's jobs, so a retry never queues a fax twice). A call refused
 with :class:`SessionGone`, before the server did anything, is asked again on a new
 session. A thread renews the session every third of its lease (``POST /api/renew``)
 while the backend is open and referenced (it holds only a weak reference to it): the
@@ -47,6 +52,8 @@ RESUME_EVERY = 0.2
 RETRIES = 3
 #: Calls that must not be repeated blindly (a send only without a request id).
 _UNSAFE = {"job_control", "add_user", "remove_user", "send"}
+#: Kept-alive connections a backend holds between calls (one per thread calling at once).
+IDLE = 4
 
 
 class Unreached(RemoteError):
@@ -72,6 +79,8 @@ class RemoteBackend:
         self._tls = client_context(ca) if url.scheme == "https" else None
         self.timeout = timeout
         self._headers = {"Content-Type": "application/json"}
+        self._idle: list[http.client.HTTPConnection] = []  # kept-alive, ready for a call
+        self._idle_lock = threading.Lock()
         if token:
             self._headers["Authorization"] = f"Bearer {token}"
         opened = self._open_session()
@@ -82,7 +91,8 @@ class RemoteBackend:
             name="fastfax-lease",
             daemon=True,
         )
-        weakref.finalize(self, self._closing.set)  # dropped without close(): stop renewing
+        # dropped without close(): stop renewing, close the kept connections
+        weakref.finalize(self, _let_go, self._closing, self._idle)
         self._keeper.start()
 
     def _connection(self, timeout: float | None) -> http.client.HTTPConnection:
@@ -92,18 +102,40 @@ class RemoteBackend:
             )
         return http.client.HTTPConnection(self.host, self.port, timeout=timeout)
 
-    def _request(self, method: str, path: str, body: Any) -> Any:
-        conn = self._connection(self.timeout)
+    def _request(self, method: str, path: str, body: Any, keep: bool = False) -> Any:
+        """One request; ``keep``: on a kept-alive connection (only for a request that is
+        harmless to repeat: one whose kept connection turns out closed is sent again)."""
+        data = json.dumps(encode(body)).encode("utf-8")
+        conn = None
+        if keep:
+            with self._idle_lock:
+                conn = self._idle.pop() if self._idle else None
+        reused = conn is not None
+        if conn is None:
+            conn = self._connection(self.timeout)
         try:
-            data = json.dumps(encode(body)).encode("utf-8")
-            conn.request(method, path, body=data, headers=self._headers)
-            resp = conn.getresponse()
+            try:
+                conn.request(method, path, body=data, headers=self._headers)
+                resp = conn.getresponse()
+            except (ConnectionError, http.client.RemoteDisconnected):
+                if not reused:
+                    raise
+                conn.close()  # closed by the server while kept: a new connection
+                conn, reused = self._connection(self.timeout), False
+                conn.request(method, path, body=data, headers=self._headers)
+                resp = conn.getresponse()
             raw = resp.read()
         except (OSError, http.client.HTTPException) as exc:
+            conn.close()
             raise Unreached(
                 f"cannot reach the fax server at {self.host}:{self.port}: {exc}"
             ) from None
-        finally:
+        if keep and not resp.will_close and not self._closing_now():
+            with self._idle_lock:
+                if len(self._idle) < IDLE:
+                    self._idle.append(conn)
+                    conn = None
+        if conn is not None:
             conn.close()
         try:
             answer = json.loads(raw)
@@ -115,6 +147,18 @@ class RemoteBackend:
             err = answer["error"]
             raise ERRORS.get(err.get("type"), ServiceError)(err.get("message", "unknown error"))
         return decode(answer.get("result"))
+
+    def _closing_now(self) -> bool:
+        closing = getattr(self, "_closing", None)
+        return closing is not None and closing.is_set()
+
+    def _drop_idle(self) -> None:
+        """Close the kept-alive connections."""
+        with self._idle_lock:
+            idle = list(self._idle)
+            self._idle.clear()
+        for conn in idle:
+            conn.close()
 
     def _open_session(self) -> dict[str, Any]:
         opened = self._request("POST", "/api/session", {})
@@ -128,10 +172,10 @@ class RemoteBackend:
         while True:
             try:
                 try:
-                    return self._request("POST", f"/api/{name}", args)
+                    return self._request("POST", f"/api/{name}", args, keep=harmless)
                 except SessionGone:  # refused before anything was done: a new session
                     self._open_session()
-                    return self._request("POST", f"/api/{name}", args)
+                    return self._request("POST", f"/api/{name}", args, keep=harmless)
             except ServerBusy:  # refused before anything was done: any call may wait its turn
                 if attempt == RETRIES or self._closing.is_set():
                     raise
@@ -229,10 +273,19 @@ class RemoteBackend:
     def close(self) -> None:
         self._closing.set()
         self._keeper.join()
+        self._drop_idle()
         try:
             self._request("DELETE", "/api/session", {})
         except ServiceError:
             pass  # the server is gone: nothing left to release there
+
+
+def _let_go(closing: threading.Event, idle: list[http.client.HTTPConnection]) -> None:
+    """A backend dropped without :meth:`RemoteBackend.close`: its lease thread stops,
+    its kept-alive connections close."""
+    closing.set()
+    for conn in list(idle):
+        conn.close()
 
 
 def _keep(backend: weakref.ref[RemoteBackend], closing: threading.Event, interval: float) -> None:

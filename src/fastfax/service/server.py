@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
+import functools
+import inspect
 import logging
 import os
 import secrets
@@ -346,13 +348,10 @@ class Service:
         if not isinstance(args, dict) or not all(isinstance(k, str) for k in args):
             raise RequestError(f"{name}: arguments must be an object of named values")
         try:
-            bound = fn.__get__(self)
-            import inspect
-
-            inspect.signature(bound).bind(session, **args)
+            _signature(fn).bind(self, session, **args)
         except TypeError as exc:
             raise RequestError(f"{name}: {exc}") from None
-        return bound(session, **args)
+        return fn(self, session, **args)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -1100,3 +1099,9 @@ def _priority(priority: Any) -> int:
     if isinstance(priority, int) and not isinstance(priority, bool) and priority in set(Priority):
         return int(priority)
     raise RequestError(f"priority must be low, normal or high (0-2), got {priority!r}")
+
+
+@functools.cache
+def _signature(fn: Callable[..., Any]) -> inspect.Signature:
+    """The signature of a client call's method (checked before each call)."""
+    return inspect.signature(fn)
