@@ -11,12 +11,17 @@ the strict decoders, and nothing may escape :meth:`UdptlDecoder.feed`. Oracles:
 * an IFP packet that decodes re-encodes and decodes to itself, in the version read;
 * a second decoder fed the same datagrams through ``feed_ifp`` (UDPTL and IFP in one
   native call, as the terminal reads) delivers the same sequence numbers, and the same
-  packets as ``feed`` followed by ``ifp.decode_raw``.
+  packets as ``feed`` followed by ``ifp.decode_raw``;
+* a third fed them through ``udptl.feed_into`` (the buffer path, GIL released) writes
+  as IFP records exactly what ``feed_ifp`` delivers, and counts the same;
+* each datagram's octets taken as IFP records for ``udptl.pack_into`` are packed up to
+  the first bad one, each packed datagram carrying ``ifp.encode_*`` of its record.
 """
 
 from __future__ import annotations
 
 import sys
+from array import array
 
 import atheris
 from native import load_instrumented, register_native_counters
@@ -27,6 +32,12 @@ with atheris.instrument_imports(include=["fastfax"]):
     from fastfax.t38 import ifp, udptl
 
 MAX_DATAGRAMS = 64
+#: feed_into's output: more than one datagram's deliveries can take (129 IFPs of at most
+#: 600 octets, each a record of at most 7 x 600 + 8 octets).
+RECORDS = bytearray(1 << 20)
+PACKED = bytearray(1 << 16)
+ROWS = array("I", bytes(12 * MAX_DATAGRAMS))
+_KINDS = {-1: udptl.KIND_LOST, -2: udptl.KIND_INVALID, 0: udptl.KIND_INDICATOR, 1: udptl.KIND_DATA}
 
 
 def _check_ifp(data: bytes, version: int) -> None:
@@ -39,6 +50,28 @@ def _check_ifp(data: bytes, version: int) -> None:
     assert ifp.decode_raw(data, version) is not None
 
 
+def _check_pack_into(records: bytes, version: int) -> None:
+    encoder = udptl.UdptlEncoder(error_correction="none", max_datagram=65507)
+    result = udptl.pack_into([encoder], records, PACKED, ROWS, version)
+    assert 0 <= result.consumed <= len(records)
+    assert (
+        result.error is not None
+        or result.consumed == len(records)
+        or (result.datagrams == MAX_DATAGRAMS)
+    ), "pack_into stopped without a reason"
+    packed = udptl.read_records(records, result.consumed)
+    assert len(packed) == result.datagrams == encoder.seq
+    for k, record in enumerate(packed):
+        call, offset, length = ROWS[3 * k : 3 * k + 3]
+        assert call == 0 and offset + length <= result.used
+        if record.kind == udptl.KIND_INDICATOR:
+            want = ifp.encode_indicator(record.type, version)
+        else:
+            want = ifp.encode_data(record.type, record.fields, version)
+        got = udptl.decode_datagram(PACKED[offset : offset + length])
+        assert got.primary == want and got.seq == k, "pack_into differs from ifp.encode_*"
+
+
 def test_one_input(data: bytes) -> None:
     register_native_counters()
     fdp = atheris.FuzzedDataProvider(data)
@@ -47,6 +80,7 @@ def test_one_input(data: bytes) -> None:
     first = fdp.ConsumeIntInRange(-1, 65535)
     decoder = udptl.UdptlDecoder(window=window, first_seq=None if first < 0 else first)
     merged = udptl.UdptlDecoder(window=window, first_seq=None if first < 0 else first)
+    buffered = udptl.UdptlDecoder(window=window, first_seq=None if first < 0 else first)
     delivered: list[int] = []
     count = 0
     while fdp.remaining_bytes() and count < MAX_DATAGRAMS:
@@ -62,8 +96,17 @@ def test_one_input(data: bytes) -> None:
             )
             assert again == packet, "UDPTL re-encoding reads differently"
             _check_ifp(packet.primary, version)
+        _check_pack_into(datagram, version)
         got = decoder.feed(datagram)
         both = merged.feed_ifp(datagram, version)
+        fed = udptl.feed_into([buffered], datagram, array("I", [0, 0, len(datagram)]), RECORDS,
+                              version)  # fmt: skip
+        assert fed.datagrams == 1, "feed_into stopped with room left"
+        records = [tuple(r) for r in udptl.read_records(RECORDS, fed.used)]
+        assert records == [(0, seq, _KINDS[k], t, tuple(f)) for seq, k, t, f in both], (
+            "feed_into writes other records than feed_ifp delivers"
+        )
+        assert buffered.stats == merged.stats, "feed_into counts differently"
         assert [seq for seq, _ in got] == [item[0] for item in both], "feed_ifp delivers others"
         for (seq, item), (_, kind, type_, fields) in zip(got, both, strict=True):
             delivered.append(seq)
