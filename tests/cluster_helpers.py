@@ -346,6 +346,13 @@ class Jobs:
                                      f"jobs: {states}\n{tails}")  # fmt: skip
             time.sleep(0.2)
 
+    def wait_routed(self, timeout: float) -> None:
+        """Until every received fax is final (routed by the node whose line took it)."""
+        deadline = time.monotonic() + timeout
+        while self.count(f"type = 'receive' AND NOT ({final('receive')})"):
+            assert time.monotonic() < deadline, "received faxes not routed"
+            time.sleep(0.1)
+
     def check(self) -> str:
         """What went wrong so far, if anything: a send job that ended other than
         COMPLETED, or a received fax COMPLETED without the far line's store method run
@@ -470,10 +477,7 @@ def cluster_kill_run(tmp: str, url: str, total: int, clients: int = 3,
         assert not bad, bad[:5]
         victim.start()  # back: it routes what its far lines received before the kill
         jobs.wait(final("receive"), total, timeout, nodes)
-        deadline = time.monotonic() + timeout
-        while jobs.count(f"type = 'receive' AND NOT ({final('receive')})"):
-            assert time.monotonic() < deadline, "received faxes not routed"
-            time.sleep(0.1)
+        jobs.wait_routed(timeout)
         receives = jobs.rows("type = 'receive'")
         bad = [(r["id"], r["state"], r["cause"]) for r in receives if r["state"] != "completed"]
         assert not bad, bad[:5]
