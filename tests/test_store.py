@@ -255,6 +255,8 @@ def test_choosing_a_store_and_bad_choices(tmp_path, postgres):
         ('[store]\nurl = 5\n', "postgresql:// URL"),
         ('[store]\nurl = "postgresql:///x"\nuser = "a"\n', r"\[store\] takes url"),
         ('store = "postgresql:///x"\n', r"\[store\] takes url"),
+        ("[configuration]\nlease = 0.5\n", "lease must be 1 to 3600 seconds"),
+        ('[configuration]\nlease = "30"\n', "lease must be a float"),
     ]:
         (tmp_path / "bad.toml").write_text(body)
         with pytest.raises(ConfigError, match=message):
@@ -444,7 +446,7 @@ def _queued_job(spool: str, pages: int) -> int:
 
 @pytest.mark.usefixtures("store_kind")
 def test_a_live_claim_of_another_node_is_left_alone_an_expired_one_is_taken_over(tmp_path):
-    spool = make_spool(str(tmp_path))
+    spool = make_spool(str(tmp_path), lease=60.0)
     job_id = _queued_job(spool, 1)
     store = spool_store(spool)
     far = time.time() + 3600
@@ -465,6 +467,7 @@ def test_a_live_claim_of_another_node_is_left_alone_an_expired_one_is_taken_over
     try:  # the dead node, back, cannot write its outcome over the taker's
         row = store.job(job_id)
         assert row["fence"] == token + 1 and row["node"] != "other"
+        assert row["lease"] - row["started"] == pytest.approx(60.0)  # [configuration] lease
         assert not store.update_job(job_id, f"fence = {token}", state="failed")
         assert store.renew("other", {job_id: token}, far) == set()
     finally:
