@@ -60,6 +60,7 @@ the decoder keeps is bounded by its ring of 1024 slots and 256 pending FEC strin
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
@@ -263,7 +264,7 @@ def pack_into(
     encoders: Sequence[UdptlEncoder],
     records: bytes | bytearray | memoryview,
     out: bytearray | memoryview,
-    table: memoryview | object,
+    table: array[int] | memoryview,
     version: int = 0,
 ) -> PackResult:
     """Encode a batch of IFP records (see the module notes) into datagrams, IFP and UDPTL
@@ -287,7 +288,7 @@ def pack_into(
 def feed_into(
     decoders: Sequence[UdptlDecoder],
     data: bytes | bytearray | memoryview,
-    table: memoryview | object,
+    table: array[int] | memoryview,
     out: bytearray | memoryview,
     version: int = 0,
 ) -> FeedResult:
