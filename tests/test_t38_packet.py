@@ -539,6 +539,7 @@ def test_pack_into_bad_records_stop_with_the_error() -> None:
         (write_records([(0, 2, 0, ())]), "kind 2"),
         (write_records([(1, 0, 2, ())]), "call index 1"),
         (write_records([(0, 1, 4, ((6, bytes(200)),))]), "max_datagram"),
+        (write_records([(0, 1, 4, ((6, bytes(9000)),) * 2)]), "18000 octets"),
         (write_records([(0, 1, 4, ((6, bytes(10)),))])[:-1], "cut short"),
         (good[:7], "cut short"),
         (bytes([0, 0, 0, 0, 0, 2, 0, 1, 0, 0, 0]), "fields"),  # fields on an indicator
@@ -548,7 +549,7 @@ def test_pack_into_bad_records_stop_with_the_error() -> None:
         assert isinstance(result.error, T38Error)
         assert message in str(result.error)
         assert f"at octet {len(good)}" in str(result.error)
-    assert enc.seq == 10  # one good record a call, none of the bad ones
+    assert enc.seq == 11  # one good record a call, none of the bad ones
 
 
 def test_pack_into_stops_when_out_or_table_is_full() -> None:

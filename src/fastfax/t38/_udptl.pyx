@@ -1252,12 +1252,16 @@ def pack_into(encoders, records, out, table, int version=0) -> tuple:
                     break
                 if count >= ntab:
                     break
+                limit = (<EncoderCore>ptrs[ri.call]).max_datagram
+                if ri.bound - 4 - 5 * ri.nfields > MAX_OPEN:
+                    size = ri.bound - 4 - 5 * ri.nfields    # the field data alone: too long
+                    code = P_TOO_BIG
+                    break
                 buf = (<EncoderCore>ptrs[ri.call]).slot_c(ri.bound)
                 if buf == NULL:
                     code = P_MEMORY
                     break
                 n = _rec_ifp(buf, rp + rpos, &ri, version)
-                limit = (<EncoderCore>ptrs[ri.call]).max_datagram
                 if n > MAX_OPEN:
                     size = n
                     code = P_TOO_BIG
