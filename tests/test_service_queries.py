@@ -64,6 +64,29 @@ def test_jobs_filtered_and_paged_by_keyset(env):
             env.server._call("jobs", **bad)
 
 
+def test_a_listing_by_time_is_in_that_time_s_order_and_keyset_paged(env):
+    """With a submitted or finished range, jobs come by that time (then id): the order
+    of the time's index; ``after`` continues after that job in this order. A listing by
+    time continued after a job deleted meanwhile is refused (its time is not known)."""
+    store = env.service.store
+    finished = [5.0, 3.0, 9.0, 3.0, 1.0, 7.0]  # job n finished at finished[n]
+    ids = [store.add_job({"type": "send", "state": "completed", "number": "1",
+                          "submitted": 100.0 - n, "schedule": 1.0, "finished": f})
+           for n, f in enumerate(finished)]  # fmt: skip
+    by_finished = [ids[n] for n in sorted(range(6), key=lambda n: (finished[n], ids[n]))]
+    assert _ids(env, finished_from=2.0, finished_to=9.0) == [i for i in by_finished
+                                                             if i != ids[4] and i != ids[2]]
+    assert _ids(env, submitted_from=0.0, submitted_to=101.0) == ids[::-1]
+    pages, after = [], None
+    while page := _ids(env, finished_from=0.0, limit=4, after=after, newest_first=True):
+        pages.append(page)
+        after = page[-1]
+    assert pages == [by_finished[:-5:-1], by_finished[1::-1]]
+    store.delete_job(after)
+    with pytest.raises(RequestError):
+        env.server._call("jobs", finished_from=0.0, after=after)
+
+
 def test_dirty_days_delete_a_backlog_in_bounded_batches(env, monkeypatch):
     """More finished jobs than one clean-up pass takes: they go batch by batch, with
     their files; newer finished jobs and unfinished ones stay."""

@@ -783,29 +783,28 @@ class Service:
         limit: int | None = None,
         newest_first: bool = False,
     ) -> list[dict[str, Any]]:
-        """The jobs (FaxEnumJobs), by id (``newest_first``: highest id first), those
-        matching every filter given: ``state`` (one or a list), ``owner``, ``number``,
-        ``submitted_from``/``submitted_to`` and ``finished_from``/``finished_to``
-        (POSIX seconds; from inclusive, to exclusive). Keyset paging: ``limit`` (1 to
-        :data:`MAX_PAGE`) jobs at most, those after job id ``after`` in this order (the
-        last id of the page before). Raises :class:`RequestError` for a bad filter."""
-        where, args = _job_filter(state, owner, number, submitted_from, submitted_to,
-                                  finished_from, finished_to)  # fmt: skip
-        if after is not None:
-            if not isinstance(after, int) or isinstance(after, bool):
-                raise RequestError(f"after is a job id, got {after!r}")
-            where.append("id < ?" if newest_first else "id > ?")
-            args.append(after)
-        # by a time range: rows found by that column's index, then sorted (reading the
-        # id index until the range begins would cross every older job)
-        key = "id + 0" if any(v is not None for v in (submitted_from, submitted_to,
-                                                      finished_from, finished_to)) else "id"
-        order = f"{key} DESC" if newest_first else key
-        if limit is not None:
-            if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_PAGE:
-                raise RequestError(f"limit is 1-{MAX_PAGE}, got {limit!r}")
-            order += f" LIMIT {limit}"
-        rows = self.store.jobs(" AND ".join(where) or "1 = 1", tuple(args), order=order)
+        """The jobs (FaxEnumJobs) matching every filter given: ``state`` (one or a list),
+        ``owner``, ``number``, ``submitted_from``/``submitted_to`` and
+        ``finished_from``/``finished_to`` (POSIX seconds; from inclusive, to exclusive).
+        By id (``newest_first``: highest first); with a submitted range by (submitted,
+        id), else with a finished range by (finished, id): each order an index's, so a
+        page takes the same time however many jobs match. Keyset paging: ``limit`` (1
+        to :data:`MAX_PAGE`) jobs at most, those after job id ``after`` in this order
+        (the last id of the page before). Raises :class:`RequestError` for a bad filter,
+        or an ``after`` of a listing by time that no longer has that time (deleted)."""
+        filters = _job_filter(state, owner, number, submitted_from, submitted_to,
+                              finished_from, finished_to)  # fmt: skip
+        if after is not None and (not isinstance(after, int) or isinstance(after, bool)):
+            raise RequestError(f"after is a job id, got {after!r}")
+        if limit is not None and (
+            not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_PAGE
+        ):
+            raise RequestError(f"limit is 1-{MAX_PAGE}, got {limit!r}")
+        try:
+            rows = self.store.job_page(**filters, after=after, newest_first=newest_first,
+                                       limit=limit)  # fmt: skip
+        except LookupError as exc:
+            raise RequestError(str(exc)) from None
         return [self.job_info(r) for r in rows]
 
     @api(Right.JOB_QUERY)
@@ -1030,35 +1029,29 @@ def _port_settings(line: Line, old: dict[str, Any], changes: Any) -> dict[str, A
 MAX_PAGE = 1000
 
 
-def _job_filter(
-    state: Any, owner: Any, number: Any, *times: Any
-) -> tuple[list[str], list[Any]]:
-    """The portable conditions and arguments of :meth:`Service.jobs`' filters."""
-    where: list[str] = []
-    args: list[Any] = []
+def _job_filter(state: Any, owner: Any, number: Any, *times: Any) -> dict[str, Any]:
+    """:meth:`Service.jobs`' filters, checked, as :meth:`Store.job_page` takes them."""
+    filters: dict[str, Any] = {}
     if state is not None:
         states = [state] if isinstance(state, str) else state
         known = {s.value for s in JobState}
         if not isinstance(states, list) or not states or not set(map(str, states)) <= known:
             raise RequestError(f"state is one or a list of {sorted(known)}, got {state!r}")
-        where.append(f"state IN ({','.join('?' * len(states))})")
-        args += states
+        filters["states"] = [str(s) for s in states]
     for column, value in (("owner", owner), ("number", number)):
         if value is not None:
             if not isinstance(value, str):
                 raise RequestError(f"{column} is a string, got {value!r}")
-            where.append(f"{column} = ?")
-            args.append(value)
+            filters[column] = value
     names = ("submitted_from", "submitted_to", "finished_from", "finished_to")
     for name, value in zip(names, times, strict=True):
-        if value is None:
-            continue
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
+        if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool)):
             raise RequestError(f"{name} is a time (POSIX seconds), got {value!r}")
-        column = name.split("_")[0]
-        where.append(f"{column} >= ?" if name.endswith("from") else f"{column} < ?")
-        args.append(float(value))
-    return where, args
+    for n, column in enumerate(("submitted", "finished")):
+        low, high = times[2 * n : 2 * n + 2]
+        if (low, high) != (None, None):
+            filters[column] = tuple(None if v is None else float(v) for v in (low, high))
+    return filters
 
 
 def _request_id(value: Any) -> str | None:
