@@ -314,11 +314,13 @@ class FaxServer:
         limit: int | None = None,
         newest_first: bool = False,
     ) -> list[JobInfo]:
-        """The jobs in the queue (FaxEnumJobs), by id, those matching every filter given:
-        ``state`` (one or a list), ``owner``, ``number``, ``submitted_from``/``_to`` and
-        ``finished_from``/``_to`` (POSIX seconds; from inclusive, to exclusive). Keyset
-        paging: at most ``limit`` jobs, those after job id ``after`` (the last id of the
-        page before); ``newest_first`` pages from the highest id down."""
+        """The jobs in the queue (FaxEnumJobs) matching every filter given: ``state`` (one
+        or a list), ``owner``, ``number``, ``submitted_from``/``_to`` and
+        ``finished_from``/``_to`` (POSIX seconds; from inclusive, to exclusive). In id
+        order; with a submitted range in (submitted, id) order, else with a finished range
+        in (finished, id) order. Keyset paging: at most ``limit`` jobs, those after job id
+        ``after`` in that order (the last id of the page before); ``newest_first``
+        reverses the order."""
         states = state if isinstance(state, list) else None if state is None else [state]
         filters = {
             "state": None if states is None else [JobState(s).value for s in states],
