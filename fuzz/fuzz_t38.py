@@ -61,13 +61,13 @@ def _check_pack_into(records: bytes, version: int) -> None:
     ), "pack_into stopped without a reason"
     packed = udptl.read_records(records, result.consumed)
     assert len(packed) == result.datagrams == encoder.seq
-    for k, record in enumerate(packed):
+    for k, (_, _, kind, type_, fields) in enumerate(packed):
         call, offset, length = ROWS[3 * k : 3 * k + 3]
         assert call == 0 and offset + length <= result.used
-        if record.kind == udptl.KIND_INDICATOR:
-            want = ifp.encode_indicator(record.type, version)
+        if kind == udptl.KIND_INDICATOR:
+            want = ifp.encode_indicator(type_, version)
         else:
-            want = ifp.encode_data(record.type, record.fields, version)
+            want = ifp.encode_data(type_, fields, version)
         got = udptl.decode_datagram(PACKED[offset : offset + length])
         assert got.primary == want and got.seq == k, "pack_into differs from ifp.encode_*"
 

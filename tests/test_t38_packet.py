@@ -488,7 +488,7 @@ def test_feed_into_leftovers_come_out_of_feed_ifp_too() -> None:
     out = bytearray(RECORD_MAX)
     result = feed_into([dec], data, table, out)
     assert result.datagrams == 9
-    assert [r.seq for r in read_records(out, result.used)] == list(range(1, 8))
+    assert [seq for _, seq, *_ in read_records(out, result.used)] == list(range(1, 8))
     assert [seq for seq, *_ in dec.feed_ifp(b"")] == [8, 9]  # junk: only the leftovers
     assert dec.stats.malformed == 1
 
@@ -619,3 +619,16 @@ def test_feed_into_keeps_no_python_object_per_datagram() -> None:
     current, _ = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert current < 200_000  # Python objects: none kept per datagram
+
+
+def test_read_records_reads_what_write_records_writes() -> None:
+    items = [(0, 0, 3, ()), (65535, 1, 14, ((11, b"x" * 300), (0, b""))), (7, 1, 0, ())]
+    raw = write_records(items)
+    assert read_records(raw) == [(c, 0, k, t, f) for c, k, t, f in items]
+    assert read_records(bytearray(raw) + bytes(5), len(raw)) == read_records(raw)
+    assert read_records(b"") == []
+    for cut in (1, 7, 9, 12, len(raw) - 1):
+        with pytest.raises(ValueError, match="cut short"):
+            read_records(raw[:cut] if cut > 8 else raw[len(raw) - cut :])
+    with pytest.raises(ValueError, match="used"):
+        read_records(raw, len(raw) + 1)

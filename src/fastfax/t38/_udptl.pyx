@@ -27,6 +27,8 @@ longest, cannot be told from data).
 
 cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.ref cimport Py_INCREF
+from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 from libc.stdint cimport uint8_t, uint16_t
 from libc.string cimport memcpy, memmove, memset
 from libc.stdlib cimport free, malloc, realloc
@@ -1340,3 +1342,42 @@ def feed_into(decoders, data, table, out, int version=0) -> tuple:
     finally:
         _release(ptrs, ndec, False)
     return k, opos
+
+
+def read_records(buffer, Py_ssize_t used=-1) -> list:
+    """See :func:`fastfax.t38.udptl.read_records`."""
+    cdef const uint8_t[::1] view = buffer
+    cdef Py_ssize_t end = view.shape[0] if used < 0 else used
+    cdef Py_ssize_t pos = 0, k, nfields, ln
+    cdef const uint8_t* p
+    cdef list out = []
+    cdef tuple fields
+    cdef int gc_was_on
+    if end > view.shape[0]:
+        raise ValueError(f"used is {end} but the buffer has {view.shape[0]} octets")
+    if end == 0:
+        return out
+    p = &view[0]
+    gc_was_on = PyGC_Disable()     # as feed_many: no cycles, many small objects
+    try:
+        while pos < end:
+            if end - pos < REC_HEAD:
+                raise ValueError(f"IFP record at octet {pos} is cut short")
+            nfields = _be16(p + pos + 6)
+            fields = PyTuple_New(nfields)
+            k = pos + REC_HEAD
+            for i in range(nfields):
+                if end - k < 3 or end - k - 3 < _be16(p + k + 1):
+                    raise ValueError(f"IFP record field at octet {k} is cut short")
+                ln = _be16(p + k + 1)
+                item = (p[k], PyBytes_FromStringAndSize(<char*>p + k + 3, ln))
+                Py_INCREF(item)
+                PyTuple_SET_ITEM(fields, i, item)
+                k += 3 + ln
+            out.append((<int>_be16(p + pos), <int>_be16(p + pos + 2), <int>p[pos + 4],
+                        <int>p[pos + 5], fields))
+            pos = k
+    finally:
+        if gc_was_on:
+            PyGC_Enable()
+    return out

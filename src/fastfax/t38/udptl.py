@@ -249,17 +249,6 @@ class FeedResult(NamedTuple):
     used: int
 
 
-class IfpRecord(NamedTuple):
-    """One IFP record as Python values: ``fields`` a tuple of ``(field type, data)``,
-    ``b""`` for no field-data."""
-
-    call: int
-    seq: int
-    kind: int
-    type: int
-    fields: tuple[tuple[int, bytes], ...]
-
-
 def pack_into(
     encoders: Sequence[UdptlEncoder],
     records: bytes | bytearray | memoryview,
@@ -331,36 +320,16 @@ def write_records(items: Iterable[tuple[int, int, int, Iterable[tuple[int, bytes
     return bytes(out)
 
 
-def read_records(
-    buffer: bytes | bytearray | memoryview, used: int | None = None
-) -> list[IfpRecord]:
-    """The IFP records in the first ``used`` octets of ``buffer`` (all of it by default), as
-    :func:`feed_into` writes them; ``ValueError`` if they do not end exactly there."""
-    view = memoryview(buffer).cast("B")
-    end = len(view) if used is None else used
-    out: list[IfpRecord] = []
-    pos = 0
-    while pos < end:
-        if end - pos < 8:
-            raise ValueError(f"IFP record at octet {pos} is cut short")
-        head = view[pos : pos + 8]
-        nfields = head[6] << 8 | head[7]
-        pos += 8
-        fields = []
-        for _ in range(nfields):
-            if end - pos < 3:
-                raise ValueError(f"IFP record field at octet {pos} is cut short")
-            length = view[pos + 1] << 8 | view[pos + 2]
-            if end - pos - 3 < length:
-                raise ValueError(f"IFP record field at octet {pos} is cut short")
-            fields.append((view[pos], bytes(view[pos + 3 : pos + 3 + length])))
-            pos += 3 + length
-        out.append(
-            IfpRecord(
-                head[0] << 8 | head[1], head[2] << 8 | head[3], head[4], head[5], tuple(fields)
-            )
-        )
-    return out
+#: One IFP record as :func:`read_records` gives it: ``(call, seq, kind, type, fields)``,
+#: ``fields`` a tuple of ``(field type, data)`` with ``b""`` for no field-data.
+IfpRecord = tuple[int, int, int, int, tuple[tuple[int, bytes], ...]]
+
+
+def read_records(buffer: bytes | bytearray | memoryview, used: int = -1) -> list[IfpRecord]:
+    """The IFP records in the first ``used`` octets of ``buffer`` (all of it by default) as
+    :func:`feed_into` writes them, as ``(call, seq, kind, type, fields)`` tuples, in one
+    native call; ``ValueError`` if they do not end exactly there."""
+    return _udptl.read_records(buffer, used)
 
 
 def _check(name: str, value: object, low: int, high: int) -> int:
