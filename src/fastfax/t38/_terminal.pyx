@@ -104,25 +104,47 @@ cdef inline bint _fax_data_type(int data_type) noexcept:
     return 0 <= data_type <= 8 or data_type == 13 or data_type == 14
 
 
+cdef unsigned char _LEAD[256]    # ones at the start of an octet (line order: bit 0 first)
+cdef unsigned char _TRAIL[256]   # ones at its end (from bit 7 down)
+cdef unsigned char _INNER[256]   # zeros stuffed for the runs of ones inside it
+cdef int _o, _b, _r
+for _o in range(256):
+    _b = 0
+    while _b < 8 and _o >> _b & 1:
+        _b += 1
+    _LEAD[_o] = _b
+    _b = 0
+    while _b < 8 and _o >> (7 - _b) & 1:
+        _b += 1
+    _TRAIL[_o] = _b
+    _INNER[_o] = 0
+    if _o != 0xFF:
+        _r = 0
+        for _b in range(_LEAD[_o], 8 - _TRAIL[_o]):
+            if _o >> _b & 1:
+                _r += 1
+            else:
+                _INNER[_o] += _r // 5
+                _r = 0
+        _INNER[_o] += _r // 5
+
+
 def frame_extra_bits(bytes frame) -> int:
     """Bits an HDLC frame takes on the line beyond its octets: zero bits stuffed (one after
-    each 5 ones in a row, the stuffed zero restarting the count), the FCS (with 3 bits for
-    its stuffing) and two flags, as SpanDSP reckons it."""
+    each 5 ones in a row, i.e. ``k // 5`` for a run of ``k``), the FCS (with 3 bits for its
+    stuffing) and two flags, as SpanDSP reckons it."""
     cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(frame)
     cdef Py_ssize_t i, n = PyBytes_GET_SIZE(frame)
-    cdef int run = 0, stuffed = 0, b
-    cdef unsigned int octet
+    cdef long run = 0, stuffed = 0
+    cdef unsigned char octet
     for i in range(n):
         octet = p[i]
-        for b in range(8):
-            if octet & (1u << b):
-                run += 1
-                if run == 5:
-                    stuffed += 1
-                    run = 0
-            else:
-                run = 0
-    return stuffed + 16 + 3 + 16
+        if octet == 0xFF:
+            run += 8
+            continue
+        stuffed += (run + _LEAD[octet]) // 5 + _INNER[octet]
+        run = _TRAIL[octet]
+    return stuffed + run // 5 + 16 + 3 + 16
 
 
 cdef class TerminalCore:

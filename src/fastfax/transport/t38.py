@@ -10,16 +10,22 @@ reach another call; run them side by side with :func:`run_call` under ``asyncio.
 or a ``TaskGroup``.
 
 **Many calls, one loop.** Per call the work is a few datagrams every 30 ms, so what the
-event loop does per datagram decides how many calls a core carries. Two things keep it small:
+event loop does per datagram decides how many calls a core carries. The per-datagram part
+is native (:mod:`fastfax.transport._t38io`, Linux epoll):
 
-- *One timer for all calls of a loop* (:class:`_Deadlines`): the endpoints' next deadlines
-  are kept in one heap of plain tuples under a single asyncio timer; when it fires, every
-  endpoint due within the next millisecond (:data:`EARLY_S`) is served in the same pass, its
-  terminal polled at its own deadline. Per packet this replaces an asyncio ``TimerHandle``
-  (made, compared in asyncio's heap, cancelled) by a tuple in our heap.
-- *Sends go straight to the socket*: the endpoint makes its own non-blocking socket and
-  calls its ``sendto`` while the transport has nothing queued (asyncio's own ``sendto`` is
-  the fallback when the kernel's buffer is full).
+- *One reader for all calls' sockets*: a call of :func:`run_call` on a socket of its own
+  is read through one epoll set per loop (:class:`~fastfax.transport._t38io.Poller`),
+  itself the loop's only reader for them: one loop callback serves every socket that is
+  readable, reading each dry with ``recvfrom`` in C; a datagram from the call's peer
+  (compared as a socket address) goes straight to the terminal, any other to
+  :meth:`T38Endpoint.datagram_received` (foreign, or the answering side's first).
+- *One timer for all calls of a loop* (:class:`~fastfax.transport._t38io.Deadlines`):
+  the endpoints' next deadlines are kept in buckets of a millisecond under a single
+  asyncio timer; when it fires, every endpoint due within the next millisecond
+  (:data:`~fastfax.transport._t38io.EARLY_S`) is served in the same pass, its terminal
+  polled at its own deadline, instead of an asyncio ``TimerHandle`` per packet.
+- *Sends go straight to the socket* with ``sendto`` in C while nothing is queued (what
+  the kernel's buffer cannot take is queued and written when the socket is writable).
 
 - *One socket for many calls* (:class:`T38Port`, optional): calls whose far ends have
   distinct addresses can share one local UDP port (one media port in every call's SDP),
@@ -29,8 +35,9 @@ event loop does per datagram decides how many calls a core carries. Two things k
   extra ``recvfrom`` (the one that finds the queue empty) per batch. In
   ``bench/test_t38_gateway_bench.py`` (1,000 calls, receivers on one port or on a socket
   each) the CPU per page came out the same within the run-to-run spread: at 30 ms per
-  packet per call a batch is a few datagrams. A call on its own socket (:func:`run_call`
-  without ``port``) is one event per datagram, and keeps the one-port-per-SDP-stream model.
+  packet per call a batch is a few datagrams. A port is read by asyncio's transport;
+  endpoints made with ``loop.create_datagram_endpoint`` too (only the timer and the
+  terminal's service are native for them).
 
 - With a ``peer`` the endpoint talks to that address from the start (the calling side).
   Without one it waits, its terminal not started, for the first datagram that is well-formed
@@ -53,8 +60,6 @@ clock: signals are paced and T.30 timers run on the faster clock, so a call take
 from __future__ import annotations
 
 import asyncio
-import heapq
-import math
 import os
 import socket
 import time
@@ -70,6 +75,7 @@ from ..t30.station import create, load_pages
 from ..t38.sdp import T38Params
 from ..t38.terminal import T38Terminal
 from ..t38.udptl import decode_datagram
+from . import _t38io
 
 __all__ = [
     "T38Endpoint",
@@ -84,11 +90,6 @@ __all__ = [
 
 Address = tuple[str, int]
 
-#: How early (loop seconds) an endpoint may be served when the shared timer fires for
-#: another one: deadlines this close together are served in one pass.
-EARLY_S = 0.001
-#: The timer's buckets per second (one bucket spans EARLY_S).
-TICKS_PER_S = 1000
 #: Most datagrams a :class:`T38Port` reads in one pass when its socket is readable (the
 #: rest wait for the loop's next pass, so other work is not held up).
 DRAIN = 256
@@ -113,112 +114,96 @@ def small_reads(transport: asyncio.BaseTransport) -> None:
         transport.max_size = MAX_READ  # type: ignore[attr-defined]
 
 
-class _Deadlines:
-    """The next deadlines of every :class:`T38Endpoint` on one event loop, under one asyncio
-    timer.
-
-    Deadlines are kept in buckets of one tick (:data:`TICKS_PER_S`; the bucket of a
-    deadline ``when`` is ``ceil(when * TICKS_PER_S)``) and a heap of the ticks that have a
-    bucket, so a deadline costs a list append (and a heap push only for a tick with no
-    bucket yet), not a push into a heap of every endpoint. The timer is set for the
-    earliest deadline of the first bucket; when it fires, every bucket whose deadlines are
-    all within :data:`EARLY_S` of now is served whole, each endpoint polled at its own
-    deadline. Entries are ``(when, endpoint)``; one whose ``when`` is no longer the
-    endpoint's ``_timer_at`` is stale and skipped (and purged when they pile up)."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self._buckets: dict[int, list[tuple[float, T38Endpoint]]] = {}
-        self._first: dict[int, float] = {}  # the earliest deadline of each bucket
-        self._ticks: list[int] = []
-        self._handle: asyncio.TimerHandle | None = None
-        self._armed = math.inf  # the tick the timer is set for
-        self._firing = False
-        self._entries = 0
-        self._purge_at = 4096
-
-    def set(self, endpoint: T38Endpoint, when: float) -> None:
-        tick = math.ceil(when * TICKS_PER_S)
-        bucket = self._buckets.get(tick)
-        if bucket is None:
-            self._buckets[tick] = [(when, endpoint)]
-            self._first[tick] = when
-            heapq.heappush(self._ticks, tick)
-            if tick < self._armed and not self._firing:
-                self._arm(tick)
-        else:
-            bucket.append((when, endpoint))
-            if when < self._first[tick]:
-                self._first[tick] = when
-                if tick == self._armed and not self._firing:
-                    self._arm(tick)
-        self._entries += 1
-        if self._entries > self._purge_at:
-            self._purge()
-
-    def _purge(self) -> None:
-        buckets: dict[int, list[tuple[float, T38Endpoint]]] = {}
-        for tick, bucket in self._buckets.items():
-            live = [e for e in bucket if e[1]._timer_at == e[0]]
-            if live:
-                buckets[tick] = live
-        self._buckets = buckets
-        self._first = {tick: min(e[0] for e in b) for tick, b in buckets.items()}
-        self._ticks = list(buckets)
-        heapq.heapify(self._ticks)
-        self._entries = sum(len(b) for b in buckets.values())
-        self._purge_at = max(4096, 4 * self._entries)
-        if not self._firing:
-            self._armed = math.inf
-            if self._ticks:
-                self._arm(self._ticks[0])
-
-    def _arm(self, tick: int) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
-        self._armed = tick
-        self._handle = self._loop.call_at(self._first[tick], self._fire)
-
-    def _fire(self) -> None:
-        self._handle = None
-        self._armed = math.inf
-        self._firing = True
-        ticks, buckets = self._ticks, self._buckets
-        pop = heapq.heappop
-        now = self._loop.time()
-        # Buckets whose every deadline is at most one tick from now (with a hair of slack
-        # for float seconds: the timer was set for the first bucket's earliest deadline).
-        last = now * TICKS_PER_S + 1.000001
-        try:
-            while ticks and ticks[0] <= last:
-                tick = pop(ticks)
-                bucket = buckets.pop(tick)
-                del self._first[tick]
-                self._entries -= len(bucket)
-                for when, endpoint in bucket:
-                    if endpoint._timer_at == when:
-                        endpoint._timer_at = None
-                        endpoint._wake(when if when > now else now)
-                ticks, buckets = self._ticks, self._buckets  # a purge may have made new ones
-        finally:
-            self._firing = False
-            if self._ticks:
-                self._arm(self._ticks[0])
-
-
-_DEADLINES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Deadlines] = (
+_DEADLINES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _t38io.Deadlines] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def _deadlines(loop: asyncio.AbstractEventLoop) -> _Deadlines:
+def _deadlines(loop: asyncio.AbstractEventLoop) -> _t38io.Deadlines:
     deadlines = _DEADLINES.get(loop)
     if deadlines is None:
-        deadlines = _DEADLINES[loop] = _Deadlines(loop)
+        deadlines = _DEADLINES[loop] = _t38io.Deadlines(loop)
     return deadlines
 
 
-class T38Endpoint(asyncio.DatagramProtocol):
+_POLLERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _t38io.Poller] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _poller(loop: asyncio.AbstractEventLoop) -> _t38io.Poller:
+    poller = _POLLERS.get(loop)
+    if poller is None:
+        poller = _POLLERS[loop] = _t38io.Poller(loop)
+    return poller
+
+
+class _SocketTransport:
+    """The transport of a :class:`T38Endpoint` on a socket of its own (:func:`run_call`):
+    reads through the loop's :class:`~fastfax.transport._t38io.Poller` (one epoll set for
+    all such sockets), writes with :meth:`~fastfax.transport._t38io.CallSocket.send_many`
+    and queues here only what the kernel's buffer cannot take (sent when the socket is
+    writable again, in order). ``close`` closes the socket and, as asyncio's transports do,
+    tells the endpoint its connection was lost (on the next loop pass)."""
+
+    def __init__(self, sock: socket.socket, endpoint: T38Endpoint) -> None:
+        self._sock = sock
+        self._endpoint = endpoint
+        self._loop = endpoint._loop
+        self._poller = _poller(self._loop)
+        self._queue: list[tuple[bytes, Any]] = []
+        self._closed = False
+        self.call_socket = _t38io.CallSocket(sock.fileno(), sock.family, endpoint)
+        self._poller.add(self.call_socket)
+
+    def sendto(self, data: bytes, addr: Any = None) -> None:
+        if self._closed:
+            return
+        self._queue.append((data, addr))
+        self.call_socket.queued = len(self._queue)
+        if len(self._queue) == 1:
+            self._loop.add_writer(self._sock.fileno(), self._write_ready)
+
+    def _write_ready(self) -> None:
+        queue = self._queue
+        while queue:
+            data, addr = queue[0]
+            try:
+                self._sock.sendto(data, addr)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                self._endpoint.error_received(exc)
+            del queue[0]
+            self.call_socket.queued = len(queue)
+        self._loop.remove_writer(self._sock.fileno())
+
+    def get_write_buffer_size(self) -> int:
+        return sum(len(data) for data, _ in self._queue)
+
+    def is_closing(self) -> bool:
+        return self._closed
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        if name == "sockname":
+            return self._sock.getsockname()
+        if name == "socket":
+            return self._sock
+        return default
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._queue:
+            self._loop.remove_writer(self._sock.fileno())
+            self._queue.clear()
+        self._poller.remove(self.call_socket)
+        self._sock.close()
+        self._loop.call_soon(self._endpoint.connection_lost, None)
+
+
+class T38Endpoint(_t38io.EndpointCore, asyncio.DatagramProtocol):
     """One T.38 call on one UDP socket (see the module notes). Make it with
     ``loop.create_datagram_endpoint(lambda: T38Endpoint(terminal, peer=...), ...)`` or let
     :func:`run_call` do it; await :meth:`wait` for the result.
@@ -247,9 +232,9 @@ class T38Endpoint(asyncio.DatagramProtocol):
         self.send_errors = 0
         self._transport: asyncio.DatagramTransport | None = None
         self._sock = sock
+        self._fast: _t38io.CallSocket | None = None
         self._loop = asyncio.get_running_loop()
         self._deadlines = _deadlines(self._loop)
-        self._timer_at: float | None = None
         self._result: asyncio.Future[Result] = self._loop.create_future()
         self.answered: asyncio.Future[Address] = self._loop.create_future()
 
@@ -257,6 +242,7 @@ class T38Endpoint(asyncio.DatagramProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
         small_reads(transport)
+        self._fast = getattr(transport, "call_socket", None)
         if self.peer is not None:
             self._begin()
 
@@ -274,11 +260,7 @@ class T38Endpoint(asyncio.DatagramProtocol):
         elif addr != self.peer and (addr[0], addr[1]) != self.peer:  # IPv6: 4-tuples
             self.foreign += 1
             return
-        now = self._loop.time()
-        terminal = self.terminal
-        terminal.datagram_received(data, now)
-        if not terminal.settled or self._timer_at is None:
-            self._service(now)
+        self._from_peer(data)
 
     def error_received(self, exc: Exception) -> None:
         self.send_errors += 1
@@ -313,55 +295,13 @@ class T38Endpoint(asyncio.DatagramProtocol):
             self._transport.close()
 
     def _begin(self) -> None:
+        if self._fast is not None:
+            self._fast.set_peer(self.peer)
         if not self.answered.done():
             self.answered.set_result(self.peer)  # type: ignore[arg-type]
         now = self._loop.time()
         self.terminal.start(now)
         self._service(now)
-
-    def _service(self, now: float | None = None) -> None:
-        terminal = self.terminal
-        out = terminal.poll(self._loop.time() if now is None else now)
-        if out:
-            self._send(out)
-        if terminal.done:
-            self._finish()
-            return
-        when = terminal.next_deadline
-        # Only an earlier deadline is armed: one that moved later (the far end's signal
-        # idle limit moves with every datagram) is found when the armed one fires, polls
-        # nothing and arms the real one.
-        if when is not None and (self._timer_at is None or when < self._timer_at):
-            self._timer_at = when
-            self._deadlines.set(self, when)
-
-    def _send(self, datagrams: list[bytes]) -> None:
-        transport, sock, peer = self._transport, self._sock, self.peer
-        if transport is None or transport.is_closing():
-            return
-        if sock is None or transport.get_write_buffer_size():
-            for datagram in datagrams:  # asyncio has some queued: keep the order
-                transport.sendto(datagram, peer)
-            return
-        send = sock.sendto
-        for k, datagram in enumerate(datagrams):
-            try:
-                send(datagram, peer)
-            except (BlockingIOError, InterruptedError):
-                for rest in datagrams[k:]:  # the kernel's buffer is full: asyncio queues
-                    transport.sendto(rest, peer)
-                return
-            except OSError:
-                self.send_errors += 1
-
-    def _wake(self, now: float) -> None:
-        if not self._result.done():
-            self._service(now)
-
-    def _finish(self) -> None:
-        self._timer_at = None
-        if not self._result.done():
-            self._result.set_result(self.terminal.result)
 
 
 class _PortTransport:
@@ -592,12 +532,10 @@ async def run_call(
         endpoint = T38Endpoint(terminal, peer=peer)
         port._attach(endpoint)
         return await _carry(endpoint, terminal, peer, wait_for_call, timeout, on_bound)
-    loop = asyncio.get_running_loop()
     sock = _bound_udp(bind)
     try:
-        _, endpoint = await loop.create_datagram_endpoint(
-            lambda: T38Endpoint(terminal, peer=peer, sock=sock), sock=sock
-        )
+        endpoint = T38Endpoint(terminal, peer=peer, sock=sock)
+        endpoint.connection_made(_SocketTransport(sock, endpoint))  # type: ignore[arg-type]
     except BaseException:
         sock.close()
         raise
