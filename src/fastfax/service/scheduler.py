@@ -26,6 +26,7 @@ is a continuation, or, when the configuration says ``interrupted = "hold"``, is 
 from __future__ import annotations
 
 import datetime as _dt
+import heapq
 import logging
 import os
 import re
@@ -325,6 +326,7 @@ class Scheduler:
         self._retry_at = float("inf")  # the earliest retry scheduled since (under the lock)
         self._stale = True
         self._routes_read = 0.0  # when every due received fax was last looked for
+        self._route_retries: list[float] = []  # heap: when routings retried here are due
 
     # -- life -----------------------------------------------------------------------
     def recover(self) -> None:
@@ -463,7 +465,9 @@ class Scheduler:
             self._cleanup(now)
         self._overdue()
         stale, self._stale = self._stale, False
-        self._start_routing(now, every=stale or now - self._routes_read >= 1.0)
+        every = stale or now - self._routes_read >= 1.0
+        if every or (self._route_retries and self._route_retries[0] <= now):
+            self._start_routing(now, every)
         if config.pause_queue:
             return 1.0
         cheap = in_window(config.discount_start, config.discount_end, _dt.datetime.now())
@@ -479,7 +483,8 @@ class Scheduler:
             if free and self._queue_full and now > self._queue_read:  # more further down
                 self._read_queue(now, cheap)
                 self._pass(free, senders, reach)
-        return max(0.0, min(now + 1.0, self._queue_until, self._retry_at) - now)
+        routing = self._route_retries[0] if self._route_retries else now + 1.0
+        return max(0.0, min(now + 1.0, self._queue_until, self._retry_at, routing) - now)
 
     def _read_queue(self, now: float, cheap: bool) -> None:
         """Read the first :data:`QUEUE_BATCH` due send jobs (what choosing needs; the
@@ -796,8 +801,11 @@ class Scheduler:
         if attempts <= config.retries:
             self._set(job_id, old, JobState.RETRYING, cause=cause, schedule=now + delay,
                       **values)  # fmt: skip
-            with self.ports.lock:  # due then: the queue is read again
-                self._retry_at = min(self._retry_at, now + delay)
+            with self.ports.lock:  # due then: the queue (or routing) is read again
+                if old == JobState.ROUTING.value:
+                    heapq.heappush(self._route_retries, now + delay)
+                else:
+                    self._retry_at = min(self._retry_at, now + delay)
         else:
             self._set(job_id, old, JobState.RETRIES_EXCEEDED, finished=now,
                       cause=final_cause, **values)  # fmt: skip
@@ -808,10 +816,14 @@ class Scheduler:
         not yet done runs in that method's own pool (:meth:`_pool`), so a slow method
         holds up only itself; a round ends when each method succeeded, failed or ran
         out of its time (:meth:`_overdue`). Without ``every``, only faxes whose routing
-        is retried are looked for (a fax left PENDING, by a stop or a node that died,
-        is found by the next pass with ``every``: once a second, or after a wake)."""
+        is retried are looked for (a pass does so when a retry noted here is due); a fax
+        left PENDING (by a stop or a node that died) is found by a pass with ``every``:
+        once a second, or after a wake."""
         if every:
             self._routes_read = now
+        with self.ports.lock:  # (committed before they were noted: this read finds them)
+            while self._route_retries and self._route_retries[0] <= now:
+                heapq.heappop(self._route_retries)
         states = [JobState.RETRYING.value] + ([JobState.PENDING.value] if every else [])
         rows = self.store.jobs(  # ours: received on our lines (another node routes its own)
             f"type = 'receive' AND state IN ({','.join('?' * len(states))}) AND schedule <= ?"
