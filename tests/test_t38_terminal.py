@@ -763,3 +763,22 @@ def test_datagrams_before_start_are_ignored():
     t.start(0.0)
     with pytest.raises(T38Error, match="already"):
         t.start(0.0)
+
+
+def test_frame_extra_bits_counts_stuffed_zeros():
+    """An HDLC frame's extra line bits: a zero stuffed after every 5 ones in a row (line
+    order, least significant bit of each octet first, runs crossing octets), the FCS
+    with 3 bits for its stuffing and two flags. Oracle: the runs of ones counted in the
+    frame's bits as a string."""
+    from fastfax.t38._terminal import frame_extra_bits
+
+    def stuffed(frame: bytes) -> int:
+        line = "".join(f"{octet:08b}"[::-1] for octet in frame)
+        return sum(len(run) // 5 for run in line.split("0"))
+
+    rng = random.Random(5)
+    frames = [b"", b"\xff", b"\x1f", b"\xf8\x03", b"\xff" * 40, bytes(range(256))]
+    frames += [bytes(rng.choice((0xFF, 0xFE, 0x7F, 0xF0, 0x0F, 0, rng.randrange(256)))
+                     for _ in range(rng.randrange(1, 300))) for _ in range(500)]  # fmt: skip
+    for frame in frames:
+        assert frame_extra_bits(frame) == stuffed(frame) + 16 + 3 + 16, frame.hex()

@@ -144,6 +144,64 @@ def test_strangers_are_ignored_and_counted():
     assert endpoint.foreign > 10
 
 
+def test_strangers_on_run_call_sockets_never_reach_the_call():
+    """run_call's own sockets (read natively): garbage before the call does not answer it,
+    and once answered nothing from a stranger reaches either terminal (well-formed UDPTL
+    of a foreign numbering included, which would show in their counters)."""
+
+    async def main():
+        bound = asyncio.get_running_loop().create_future()
+        rx = T38Terminal(create(calling=False), speed=SPEED)
+        receiving = asyncio.create_task(
+            run_call(rx, bind=LOCAL, wait_for_call=10, on_bound=bound.set_result))
+        target = await bound
+        stranger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        stranger.sendto(b"not udptl", target)
+        await asyncio.sleep(0.05)
+        assert not receiving.done() and rx.stats.datagrams_in == 0
+        tx = T38Terminal(create(calling=True, pages=pages(1, rows=200)), speed=SPEED)
+        calling = asyncio.create_task(run_call(tx, bind=LOCAL, peer=target))
+        while not rx.started:  # answered (a well-formed stranger first would be answered)
+            await asyncio.sleep(0.001)
+        rng = random.Random(2)
+        while not calling.done():
+            stranger.sendto(bytes(rng.randrange(256) for _ in range(30)), target)
+            stranger.sendto(encode_datagram(40000, b"\x00", []), target)
+            await asyncio.sleep(0.005)
+        stranger.close()
+        return await calling, await receiving, tx, rx
+
+    sent, got, tx, rx = asyncio.run(main())
+    assert sent.ok and got.ok and got.pages == pages(1, rows=200)
+    for terminal, peer in ((rx, tx), (tx, rx)):
+        stats = terminal.stats
+        assert stats.ifp_malformed == 0 and stats.udptl.malformed == 0
+        assert stats.udptl.resyncs == 0 and stats.udptl.lost == 0
+        assert stats.datagrams_in <= peer.stats.datagrams_out
+
+
+def test_a_call_over_ipv6():
+    """run_call's native socket path with IPv6 addresses (4-tuples from the socket)."""
+    try:
+        probe = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        probe.bind(("::1", 0))
+        probe.close()
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+
+    async def main():
+        bound = asyncio.get_running_loop().create_future()
+        receiving = asyncio.create_task(receive_fax_async(
+            ("::1", 0), speed=SPEED, timeout=10, on_bound=bound.set_result))
+        port = (await bound)[1]
+        sent = await send_fax_async(("::1", port), pages(1, rows=200), bind=("::1", 0),
+                                    speed=SPEED)
+        return sent, await receiving
+
+    sent, got = asyncio.run(main())
+    assert sent.ok and got.ok and got.pages == pages(1, rows=200)
+
+
 def test_calls_sharing_one_port():
     """Three calls on one T38Port: two answering (each takes the next unknown peer), one
     calling out from it; strangers are counted at the port, garbage never answers."""
