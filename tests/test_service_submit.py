@@ -88,6 +88,7 @@ def test_a_remote_send_whose_answer_is_lost_is_retried_without_a_second_job(tmp_
             backend._connection = lambda timeout: _LosesFirstSendAnswer(
                 backend.host, backend.port, timeout=timeout
             )
+            backend._drop_idle()  # every connection from here on is a lossy one
             recipients = [("200", f"r{n}") for n in range(100)]
             jobs = server.broadcast(make_pdf(str(tmp_path / "five.pdf"), 5), recipients)
             assert _LosesFirstSendAnswer.lost == ["/api/send"]  # it was lost, then retried

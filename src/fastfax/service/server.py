@@ -35,7 +35,7 @@ from .config import (
     load_toml,
 )
 from .devices import Device, Line, device_factory
-from .documents import Preparer, check_cover, complete_params
+from .documents import JobParams, Preparer, check_cover, complete_params
 from .errors import (
     AccessDenied,
     AuthenticationError,
@@ -85,6 +85,8 @@ log = logging.getLogger(LOG_CATEGORIES["init_term"])
 #: The spool's own TOML file, read by the embedded service and the daemon alike.
 SPOOL_TOML = "fastfax.toml"
 _PRINTABLE = set(map(chr, range(0x20, 0x7F)))
+#: What a send job keeps of its request's parameters (its ``info["params"]``).
+_PARAM_FIELDS = [f for f in dataclasses.fields(JobParams) if f.name != "number"]
 #: Every client call by name: the right it needs and its method (filled by :func:`api`);
 #: the HTTP front routes by it and describes it in its OpenAPI document.
 API_CALLS: dict[str, tuple[Right, Callable]] = {}
@@ -347,10 +349,14 @@ class Service:
         require(session.user, session.rights, right, name)
         if not isinstance(args, dict) or not all(isinstance(k, str) for k in args):
             raise RequestError(f"{name}: arguments must be an object of named values")
-        try:
-            _signature(fn).bind(self, session, **args)
-        except TypeError as exc:
-            raise RequestError(f"{name}: {exc}") from None
+        allowed, required = _parameters(fn)
+        unknown = sorted(set(args) - allowed) if allowed is not None else []
+        unknown += [k for k in ("self", "session") if k in args]
+        if unknown:
+            raise RequestError(f"{name}: got an unexpected keyword argument {unknown[0]!r}")
+        missing = sorted(required - set(args))
+        if missing:
+            raise RequestError(f"{name}: missing a required argument: {missing[0]!r}")
         return fn(self, session, **args)
 
     def _check_open(self) -> None:
@@ -685,7 +691,7 @@ class Service:
                     "sender_fax": p.sender_fax,
                     "sender_company": p.sender_company,
                     "document_name": os.path.basename(str(filename)),
-                    "params": {k: v for k, v in dataclasses.asdict(p).items() if k != "number"},
+                    "params": {f.name: getattr(p, f.name) for f in _PARAM_FIELDS},
                     **extra,
                 },
             }
@@ -757,7 +763,9 @@ class Service:
             device_state=(
                 DeviceState.ROUTING
                 if row["state"] == JobState.ROUTING.value
-                else live.state if live else None
+                else live.state
+                if live
+                else None
             ),
             cause=row["cause"],
             remote_id=info.get("remote_id", ""),
@@ -839,8 +847,7 @@ class Service:
             and row["attempts"] == 0
             and not self.settings.own_devices
             and not any(  # the scheduler's rule: a device's can_reach None counts as yes
-                getattr(self.ports.device(p), "can_reach", lambda *_: None)(p, number)
-                is not False
+                getattr(self.ports.device(p), "can_reach", lambda *_: None)(p, number) is not False
                 for p in self.ports
             )
         ):
@@ -946,8 +953,13 @@ class Service:
                 cause="",
                 schedule=time.time(),
                 finished=None,
-                info={"fallback": 0, "routed": {}, "reported": False, "confirmed": 0,
-                      "resume_from": 0},
+                info={
+                    "fallback": 0,
+                    "routed": {},
+                    "reported": False,
+                    "confirmed": 0,
+                    "resume_from": 0,
+                },
             )
         if action in ("cancel", "abort"):
             if on_line:
@@ -1095,6 +1107,11 @@ def _priority(priority: Any) -> int:
 
 
 @functools.cache
-def _signature(fn: Callable[..., Any]) -> inspect.Signature:
-    """The signature of a client call's method (checked before each call)."""
-    return inspect.signature(fn)
+def _parameters(fn: Callable[..., Any]) -> tuple[frozenset[str] | None, frozenset[str]]:
+    """The named arguments a client call's method (``fn(self, session, ...)``) takes
+    (None: any) and those it needs, read once per method."""
+    params = list(inspect.signature(fn).parameters.values())[2:]
+    named = [p for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    any_name = any(p.kind is p.VAR_KEYWORD for p in params)
+    required = frozenset(p.name for p in named if p.default is p.empty)
+    return (None if any_name else frozenset(p.name for p in named)), required
