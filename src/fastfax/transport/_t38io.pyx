@@ -105,6 +105,7 @@ cdef enum:
     C_EVENTS = 256
     BUF_SIZE = 65536
 
+#: Where datagrams are read (then copied to bytes), for every socket: used with the GIL held.
 cdef unsigned char _buf[BUF_SIZE]
 
 
@@ -199,8 +200,8 @@ cdef class CallSocket:
             if self.closed:
                 return 0
             alen = sizeof(addr)
-            with nogil:
-                n = recvfrom(self.fd, _buf, BUF_SIZE, MSG_DONTWAIT, <sockaddr*>&addr, &alen)
+            # With the GIL held: _buf is shared by the loops of all threads.
+            n = recvfrom(self.fd, _buf, BUF_SIZE, MSG_DONTWAIT, <sockaddr*>&addr, &alen)
             if n < 0:
                 if errno == EAGAIN or errno == EWOULDBLOCK:
                     return 0
