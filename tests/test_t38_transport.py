@@ -180,6 +180,44 @@ def test_strangers_on_run_call_sockets_never_reach_the_call():
         assert stats.datagrams_in <= peer.stats.datagrams_out
 
 
+def test_datagrams_queued_by_the_transport_keep_their_order():
+    """run_call's socket transport: what it has queued (as when the kernel's buffer was
+    full) goes out before anything the call sends after it, and the native sends resume
+    once the queue is written."""
+    from fastfax.transport.t38 import _bound_udp, _SocketTransport
+
+    async def main():
+        far = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        far.bind(LOCAL)
+        far.setblocking(False)
+        terminal = T38Terminal(create(calling=True, pages=pages(1, rows=50)), speed=SPEED)
+        sock = _bound_udp(LOCAL)
+        endpoint = T38Endpoint(terminal, peer=far.getsockname(), sock=sock)
+        transport = _SocketTransport(sock, endpoint)
+        endpoint.connection_made(transport)  # starts the call: no-signal x 3 go out
+        transport.sendto(b"queued", far.getsockname())
+        assert transport.call_socket.queued == 1 and transport.get_write_buffer_size() == 6
+        endpoint._send([b"after"])  # must not overtake the queued one
+        assert transport.call_socket.queued == 2
+        await asyncio.sleep(0.05)  # the socket is writable: the queue is written
+        assert transport.call_socket.queued == 0 and transport.get_write_buffer_size() == 0
+        endpoint._send([b"native"])
+        got = []
+        while True:
+            try:
+                got.append(far.recv(2048))
+            except BlockingIOError:
+                break
+        endpoint.close()
+        far.close()
+        return got
+
+    got = asyncio.run(main())
+    mine = [d for d in got if d in (b"queued", b"after", b"native")]
+    assert mine == [b"queued", b"after", b"native"]
+    assert got.index(b"queued") >= 3  # after the call's opening no-signal copies
+
+
 def test_a_call_over_ipv6():
     """run_call's native socket path with IPv6 addresses (4-tuples from the socket)."""
     try:
