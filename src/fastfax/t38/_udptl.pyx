@@ -270,14 +270,6 @@ cdef inline Py_ssize_t put_len(uint8_t* o, Py_ssize_t pos, Py_ssize_t n) noexcep
     return pos + 2
 
 
-cdef inline void copy(uint8_t* dst, const uint8_t* src, Py_ssize_t n) noexcept nogil:
-    """memcpy for the short runs of a datagram (a loop: GCC's inline ``rep movs`` for a
-    variable length costs more than the copy at these sizes)."""
-    cdef Py_ssize_t i
-    for i in range(n):
-        dst[i] = src[i]
-
-
 cdef inline Py_ssize_t put_item(uint8_t* o, Py_ssize_t pos, bytes item) noexcept:
     cdef Py_ssize_t n = PyBytes_GET_SIZE(item)
     pos = put_len(o, pos, n)
@@ -417,7 +409,7 @@ cdef class EncoderCore:
         for t in range(TX_RING):
             ifp = <bytes?>history[t]
             self.next_seq = t
-            copy(self.slot(PyBytes_GET_SIZE(ifp)), <const uint8_t*>PyBytes_AS_STRING(ifp),
+            _copy(self.slot(PyBytes_GET_SIZE(ifp)), <const uint8_t*>PyBytes_AS_STRING(ifp),
                  PyBytes_GET_SIZE(ifp))
             self.hlen[t] = PyBytes_GET_SIZE(ifp)
         self.next_seq = first
@@ -436,46 +428,13 @@ cdef class EncoderCore:
         room -= 1 if room - 1 < 0x80 else 2
         return max(0, min(room, MAX_OPEN))
 
-    cdef Py_ssize_t fec_size(self, int s, int span, int entries) noexcept nogil:
-        """Octets of the fec-data count and strings: each as long as its longest covered IFP."""
-        cdef Py_ssize_t total = len_size(entries), longest, ln
-        cdef int m, j, t
-        for m in range(entries):
-            longest = 0
-            for j in range(1, span + 1):
-                t = (s + m - entries * j) & TX_MASK
-                ln = self.hlen[t]
-                if ln > longest:
-                    longest = ln
-            total += len_size(longest) + longest
-        return total
-
-    cdef uint8_t* slot_c(self, Py_ssize_t need) noexcept nogil:
-        """The history buffer of the next seq's slot, at least ``need`` octets long (NULL
-        when out of memory). Its old content (the IFP TX_RING sequence numbers back) is
-        covered by no datagram any more."""
-        cdef int t = self.next_seq & TX_MASK
-        cdef void* grown
-        self.hlen[t] = 0
-        if need <= TX_INLINE:
-            self.hbuf[t] = self.inline[t]
-        else:
-            if self.bigcap[t] < need:
-                grown = realloc(self.big[t], need)
-                if grown == NULL:
-                    return NULL
-                self.big[t] = <uint8_t*>grown
-                self.bigcap[t] = need
-            self.hbuf[t] = self.big[t]
-        return self.hbuf[t]
-
     cdef uint8_t* slot(self, Py_ssize_t need) except NULL:
-        """slot_c, raising MemoryError (and RuntimeError while a batch call uses this
+        """_slot_c, raising MemoryError (and RuntimeError while a batch call uses this
         encoder without the GIL)."""
         cdef uint8_t* buf
         if self.busy:
             raise RuntimeError("this UDPTL encoder is in use by pack_into in another thread")
-        buf = self.slot_c(need)
+        buf = _slot_c(self, need)
         if buf == NULL:
             raise MemoryError()
         return buf
@@ -486,7 +445,7 @@ cdef class EncoderCore:
             raise T38Error("an IFP packet is at least one octet; got an empty one")
         if n > MAX_OPEN:
             raise T38Error(f"IFP of {n} octets; UDPTL carries at most {MAX_OPEN} unfragmented")
-        copy(self.slot(n), ifp, n)
+        _copy(self.slot(n), ifp, n)
         return self._pack(n)
 
     cdef bytes _pack_one(self, int dt, int ft, const unsigned char* data, Py_ssize_t length,
@@ -534,103 +493,145 @@ cdef class EncoderCore:
             <int>dt, <int>ft, <const unsigned char *>PyBytes_AS_STRING(payload),
             PyBytes_GET_SIZE(payload), version)
 
-    cdef Py_ssize_t plan(self, Py_ssize_t n, int* items) noexcept nogil:
-        """The size of the datagram of the IFP of ``n`` octets (1..MAX_OPEN) just written in
-        the next seq's history slot, with ``items`` (redundant copies or FEC entries) set to
-        what fits in ``max_datagram``; more than ``max_datagram`` if the IFP does not fit
-        alone."""
-        cdef Py_ssize_t base, size, k, ln
-        cdef int s = self.next_seq, r = 0, span, entries
-        base = 2 + len_size(n) + n + 1
-        if self.mode == MODE_FEC:
-            span = self.span
-            entries = self.entries
-            if self.sent < <long long>span * entries:
-                # Wind the FEC up as history builds: cover only IFPs already sent.
-                entries = <int>(self.sent // span)
-            base += 1 + int_size(span)
-            size = base + self.fec_size(s, span, entries)
-            while size > self.max_datagram and entries > 0:
-                entries -= 1
-                size = base + self.fec_size(s, span, entries)
-            items[0] = entries
-            return size
-        size = base + 1     # the count: redundancy <= 127 takes one octet
-        if self.mode == MODE_REDUNDANCY:
-            r = self.redundancy if self.sent >= self.redundancy else <int>self.sent
-            for k in range(r):
-                ln = self.hlen[(s - 1 - k) & TX_MASK]
-                if size + len_size(ln) + ln > self.max_datagram:
-                    r = <int>k
-                    break
-                size += len_size(ln) + ln
-        items[0] = r
-        return size
-
-    cdef Py_ssize_t emit(self, Py_ssize_t n, int items, uint8_t* o) noexcept nogil:
-        """Write the datagram plan() sized (``items`` as it said) at ``o``, use its seq and
-        return where it ends."""
-        cdef Py_ssize_t k, pos, ln, longest, i
-        cdef int s = self.next_seq, span = self.span, m, j, t
-        cdef uint8_t* dst
-        cdef const uint8_t* src
-        o[0] = <uint8_t>(s >> 8)
-        o[1] = <uint8_t>(s & 0xFF)
-        pos = put_len(o, 2, n)
-        copy(o + pos, self.hbuf[s & TX_MASK], n)
-        pos += n
-        if self.mode == MODE_FEC:
-            o[pos] = 0x80
-            k = int_size(span)
-            o[pos + 1] = <uint8_t>k
-            pos += 2
-            while k:
-                k -= 1
-                o[pos] = <uint8_t>((span >> (8 * k)) & 0xFF)
-                pos += 1
-            pos = put_len(o, pos, items)
-            for m in range(items):
-                longest = 0
-                for j in range(1, span + 1):
-                    ln = self.hlen[(s + m - items * j) & TX_MASK]
-                    if ln > longest:
-                        longest = ln
-                pos = put_len(o, pos, longest)
-                dst = o + pos
-                memset(dst, 0, longest)
-                for j in range(1, span + 1):
-                    t = (s + m - items * j) & TX_MASK
-                    src = self.hbuf[t]
-                    for i in range(self.hlen[t]):
-                        dst[i] ^= src[i]
-                pos += longest
-        else:
-            o[pos] = 0x00
-            o[pos + 1] = <uint8_t>items
-            pos += 2
-            for k in range(items):
-                t = (s - 1 - k) & TX_MASK
-                ln = self.hlen[t]
-                pos = put_len(o, pos, ln)
-                copy(o + pos, self.hbuf[t], ln)
-                pos += ln
-        self.hlen[s & TX_MASK] = n
-        self.next_seq = (s + 1) & 0xFFFF
-        self.sent += 1
-        return pos
-
     cdef bytes _pack(self, Py_ssize_t n):
         """The datagram of the IFP of ``n`` octets (1..MAX_OPEN) just written in the next
         seq's history slot; the seq is used only when the datagram is made."""
         cdef int items
-        cdef Py_ssize_t size = self.plan(n, &items)
+        cdef Py_ssize_t size = _plan(self, n, &items)
         if size > self.max_datagram:
             raise T38Error(
                 f"an IFP of {n} octets needs a {size}-octet datagram; max_datagram is "
                 f"{self.max_datagram} (the largest IFP that fits is {self.max_ifp})")
         out = PyBytes_FromStringAndSize(NULL, size)
-        self.emit(n, items, <uint8_t*>PyBytes_AS_STRING(out))
+        _emit(self, n, items, <uint8_t*>PyBytes_AS_STRING(out))
         return out
+
+
+# The encoder's per-packet steps, as plain functions (direct calls the C compiler can
+# inline; they take the encoder without the GIL).
+
+cdef inline Py_ssize_t _fec_size(EncoderCore self, int s, int span,
+                                 int entries) noexcept nogil:
+    """Octets of the fec-data count and strings: each as long as its longest covered IFP."""
+    cdef Py_ssize_t total = len_size(entries), longest, ln
+    cdef int m, j, t
+    for m in range(entries):
+        longest = 0
+        for j in range(1, span + 1):
+            t = (s + m - entries * j) & TX_MASK
+            ln = self.hlen[t]
+            if ln > longest:
+                longest = ln
+        total += len_size(longest) + longest
+    return total
+
+
+cdef inline uint8_t* _slot_c(EncoderCore self, Py_ssize_t need) noexcept nogil:
+    """The history buffer of the next seq's slot, at least ``need`` octets long (NULL
+    when out of memory). Its old content (the IFP TX_RING sequence numbers back) is
+    covered by no datagram any more."""
+    cdef int t = self.next_seq & TX_MASK
+    cdef void* grown
+    self.hlen[t] = 0
+    if need <= TX_INLINE:
+        self.hbuf[t] = self.inline[t]
+    else:
+        if self.bigcap[t] < need:
+            grown = realloc(self.big[t], need)
+            if grown == NULL:
+                return NULL
+            self.big[t] = <uint8_t*>grown
+            self.bigcap[t] = need
+        self.hbuf[t] = self.big[t]
+    return self.hbuf[t]
+
+
+cdef inline Py_ssize_t _plan(EncoderCore self, Py_ssize_t n, int* items) noexcept nogil:
+    """The size of the datagram of the IFP of ``n`` octets (1..MAX_OPEN) just written in
+    the next seq's history slot, with ``items`` (redundant copies or FEC entries) set to
+    what fits in ``max_datagram``; more than ``max_datagram`` if the IFP does not fit
+    alone."""
+    cdef Py_ssize_t base, size, k, ln
+    cdef int s = self.next_seq, r = 0, span, entries
+    base = 2 + len_size(n) + n + 1
+    if self.mode == MODE_FEC:
+        span = self.span
+        entries = self.entries
+        if self.sent < <long long>span * entries:
+            # Wind the FEC up as history builds: cover only IFPs already sent.
+            entries = <int>(self.sent // span)
+        base += 1 + int_size(span)
+        size = base + _fec_size(self, s, span, entries)
+        while size > self.max_datagram and entries > 0:
+            entries -= 1
+            size = base + _fec_size(self, s, span, entries)
+        items[0] = entries
+        return size
+    size = base + 1     # the count: redundancy <= 127 takes one octet
+    if self.mode == MODE_REDUNDANCY:
+        r = self.redundancy if self.sent >= self.redundancy else <int>self.sent
+        for k in range(r):
+            ln = self.hlen[(s - 1 - k) & TX_MASK]
+            if size + len_size(ln) + ln > self.max_datagram:
+                r = <int>k
+                break
+            size += len_size(ln) + ln
+    items[0] = r
+    return size
+
+
+cdef inline Py_ssize_t _emit(EncoderCore self, Py_ssize_t n, int items,
+                              uint8_t* o) noexcept nogil:
+    """Write the datagram _plan() sized (``items`` as it said) at ``o``, use its seq and
+    return where it ends."""
+    cdef Py_ssize_t k, pos, ln, longest, i
+    cdef int s = self.next_seq, span = self.span, m, j, t
+    cdef uint8_t* dst
+    cdef const uint8_t* src
+    o[0] = <uint8_t>(s >> 8)
+    o[1] = <uint8_t>(s & 0xFF)
+    pos = put_len(o, 2, n)
+    _copy(o + pos, self.hbuf[s & TX_MASK], n)
+    pos += n
+    if self.mode == MODE_FEC:
+        o[pos] = 0x80
+        k = int_size(span)
+        o[pos + 1] = <uint8_t>k
+        pos += 2
+        while k:
+            k -= 1
+            o[pos] = <uint8_t>((span >> (8 * k)) & 0xFF)
+            pos += 1
+        pos = put_len(o, pos, items)
+        for m in range(items):
+            longest = 0
+            for j in range(1, span + 1):
+                ln = self.hlen[(s + m - items * j) & TX_MASK]
+                if ln > longest:
+                    longest = ln
+            pos = put_len(o, pos, longest)
+            dst = o + pos
+            memset(dst, 0, longest)
+            for j in range(1, span + 1):
+                t = (s + m - items * j) & TX_MASK
+                src = self.hbuf[t]
+                for i in range(self.hlen[t]):
+                    dst[i] ^= src[i]
+            pos += longest
+    else:
+        o[pos] = 0x00
+        o[pos + 1] = <uint8_t>items
+        pos += 2
+        for k in range(items):
+            t = (s - 1 - k) & TX_MASK
+            ln = self.hlen[t]
+            pos = put_len(o, pos, ln)
+            _copy(o + pos, self.hbuf[t], ln)
+            pos += ln
+    self.hlen[s & TX_MASK] = n
+    self.next_seq = (s + 1) & 0xFFFF
+    self.sent += 1
+    return pos
 
 
 @cython.auto_pickle(False)     # the slots are C memory
@@ -734,7 +735,7 @@ cdef class DecoderCore:
         """Slot ``t`` holds a copy of the ``n`` octets at ``src``, in state ``st``."""
         cdef uint8_t* buf = self.hold(t, st, n)
         if buf != NULL:
-            copy(buf, src, n)
+            _copy(buf, src, n)
 
     cdef void start(self, int s) noexcept nogil:
         """Begin a stream whose first datagram has seq ``s`` (uses self.par)."""
@@ -809,7 +810,7 @@ cdef class DecoderCore:
         dst = self.hold(missing, RECOVERED, n)
         if dst == NULL:
             return 1
-        copy(dst, fec, n)
+        _copy(dst, fec, n)
         for k in range(count):
             t = (first + k * stride) & 0xFFFF
             if t == missing:
@@ -845,7 +846,7 @@ cdef class DecoderCore:
                 return
             e.data = <uint8_t*>grown
             e.cap = n if n > RX_INLINE else RX_INLINE
-        copy(e.data, fec, n)
+        _copy(e.data, fec, n)
         e.first = first
         e.stride = stride
         e.count = count
@@ -1259,7 +1260,7 @@ def pack_into(encoders, records, out, table, int version=0) -> tuple:
                     size = ri.bound - 4 - 5 * ri.nfields    # the field data alone: too long
                     code = P_TOO_BIG
                     break
-                buf = (<EncoderCore>ptrs[ri.call]).slot_c(ri.bound)
+                buf = _slot_c(<EncoderCore>ptrs[ri.call], ri.bound)
                 if buf == NULL:
                     code = P_MEMORY
                     break
@@ -1268,14 +1269,14 @@ def pack_into(encoders, records, out, table, int version=0) -> tuple:
                     size = n
                     code = P_TOO_BIG
                     break
-                size = (<EncoderCore>ptrs[ri.call]).plan(n, &items)
+                size = _plan(<EncoderCore>ptrs[ri.call], n, &items)
                 if size > limit:
                     size = n
                     code = P_TOO_BIG
                     break
                 if size > olen - opos:
                     break
-                (<EncoderCore>ptrs[ri.call]).emit(n, items, op + opos)
+                _emit(<EncoderCore>ptrs[ri.call], n, items, op + opos)
                 tp[3 * count] = <unsigned int>ri.call
                 tp[3 * count + 1] = <unsigned int>opos
                 tp[3 * count + 2] = <unsigned int>size
