@@ -184,6 +184,8 @@ def test_datagrams_queued_by_the_transport_keep_their_order():
     """run_call's socket transport: what it has queued (as when the kernel's buffer was
     full) goes out before anything the call sends after it, and the native sends resume
     once the queue is written."""
+    from fastfax.transport._t38io import CallSocket
+
     from fastfax.transport.t38 import _bound_udp, _SocketTransport
 
     async def main():
@@ -193,7 +195,8 @@ def test_datagrams_queued_by_the_transport_keep_their_order():
         terminal = T38Terminal(create(calling=True, pages=pages(1, rows=50)), speed=SPEED)
         sock = _bound_udp(LOCAL)
         endpoint = T38Endpoint(terminal, peer=far.getsockname(), sock=sock)
-        transport = _SocketTransport(sock, endpoint)
+        reader = CallSocket(sock.fileno(), sock.family, endpoint)
+        transport = _SocketTransport(sock, endpoint, reader)
         endpoint.connection_made(transport)  # starts the call: no-signal x 3 go out
         transport.sendto(b"queued", far.getsockname())
         assert transport.call_socket.queued == 1 and transport.get_write_buffer_size() == 6

@@ -131,6 +131,27 @@ cdef object _address(sockaddr_storage* a):
     return None
 
 
+cdef bint _sockaddr(tuple peer, int family, sockaddr_storage* out, socklen_t* length) except -1:
+    """``peer`` (numeric host, port) as a socket address of ``family`` in ``out``; False
+    when the host is not a numeric address of that family."""
+    cdef sockaddr_in* v4 = <sockaddr_in*>out
+    cdef sockaddr_in6* v6 = <sockaddr_in6*>out
+    cdef bytes host = str(peer[0]).encode("ascii", "replace")
+    cdef int port = peer[1]
+    memset(out, 0, sizeof(sockaddr_storage))
+    if family == AF_INET and inet_pton(AF_INET, host, &v4.sin_addr) == 1:
+        v4.sin_family = AF_INET
+        v4.sin_port = htons(port)
+        length[0] = sizeof(sockaddr_in)
+        return True
+    if family == AF_INET6 and inet_pton(AF_INET6, host, &v6.sin6_addr) == 1:
+        v6.sin6_family = AF_INET6
+        v6.sin6_port = htons(port)
+        length[0] = sizeof(sockaddr_in6)
+        return True
+    return False
+
+
 cdef class CallSocket:
     """One call's UDP socket (its file descriptor ``fd``, non-blocking, of ``family``) in a
     :class:`Poller`, delivering to ``endpoint`` (see the module notes)."""
@@ -141,37 +162,28 @@ cdef class CallSocket:
     #: :meth:`send_many` is not used while there are any, to keep the order.
     cdef public Py_ssize_t queued
     cdef EndpointCore endpoint
+    #: For a call on a shared socket: the socket's reader, whose queue and state count.
+    cdef CallSocket owner
     cdef sockaddr_storage peer
     cdef socklen_t peer_len
     cdef bint has_peer
 
-    def __init__(self, int fd, int family, EndpointCore endpoint):
+    def __init__(self, int fd, int family, EndpointCore endpoint, CallSocket owner=None):
         self.fd = fd
         self.family = family
         self.endpoint = endpoint
+        self.owner = owner
+
+    def close(self) -> None:
+        """Send and read nothing more."""
+        self.closed = True
 
     def set_peer(self, tuple peer) -> bool:
         """Datagrams from ``peer`` (numeric host, port) take the fast path, and
         :meth:`send_many` sends to it. False (and no peer) when the host is not a numeric
         address of the socket's family."""
-        cdef sockaddr_in* v4 = <sockaddr_in*>&self.peer
-        cdef sockaddr_in6* v6 = <sockaddr_in6*>&self.peer
-        cdef bytes host = str(peer[0]).encode("ascii", "replace")
-        cdef int port = peer[1]
-        self.has_peer = False
-        memset(&self.peer, 0, sizeof(self.peer))
-        if self.family == AF_INET and inet_pton(AF_INET, host, &v4.sin_addr) == 1:
-            v4.sin_family = AF_INET
-            v4.sin_port = htons(port)
-            self.peer_len = sizeof(sockaddr_in)
-        elif self.family == AF_INET6 and inet_pton(AF_INET6, host, &v6.sin6_addr) == 1:
-            v6.sin6_family = AF_INET6
-            v6.sin6_port = htons(port)
-            self.peer_len = sizeof(sockaddr_in6)
-        else:
-            return False
-        self.has_peer = True
-        return True
+        self.has_peer = _sockaddr(peer, self.family, &self.peer, &self.peer_len)
+        return self.has_peer
 
     cdef inline bint _from_peer(self, sockaddr_storage* a) noexcept:
         cdef sockaddr_in* p4
@@ -229,6 +241,8 @@ cdef class CallSocket:
         cdef bytes d
         if not self.has_peer or self.closed:
             return -1
+        if self.owner is not None and (self.owner.queued or self.owner.closed):
+            return -1
         for k in range(n):
             d = <bytes>datagrams[k]
             while True:
@@ -241,6 +255,81 @@ cdef class CallSocket:
                     return k
                 self.endpoint.error_received(_os_error())
         return n
+
+
+cdef object _key(sockaddr_storage* a):
+    """A socket address as a dict key: an int for IPv4 (address and port), bytes for IPv6
+    (address and port; flow info and scope left out, as (host, port) leaves them)."""
+    cdef sockaddr_in* v4
+    cdef sockaddr_in6* v6
+    if a.ss_family == AF_INET:
+        v4 = <sockaddr_in*>a
+        return (<uint64_t>v4.sin_addr.s_addr << 16) | v4.sin_port
+    if a.ss_family == AF_INET6:
+        v6 = <sockaddr_in6*>a
+        return PyBytes_FromStringAndSize(<char*>&v6.sin6_addr, 16) + PyBytes_FromStringAndSize(
+            <char*>&v6.sin6_port, 2)
+    return None
+
+
+cdef class PortSocket(CallSocket):
+    """A socket shared by many calls (:class:`~fastfax.transport.t38.T38Port`) in a
+    :class:`Poller`: a datagram from the peer of a call attached here goes straight to
+    that call's endpoint, any other to ``port._dispatch(data, addr)``."""
+
+    cdef object port
+    cdef dict calls
+
+    def __init__(self, int fd, int family, port):
+        CallSocket.__init__(self, fd, family, None)
+        self.port = port
+        self.calls = {}
+
+    cdef object _peer_key(self, tuple peer):
+        cdef sockaddr_storage a
+        cdef socklen_t length
+        if not _sockaddr(peer, self.family, &a, &length):
+            return None
+        return _key(&a)
+
+    def attach(self, tuple peer, EndpointCore endpoint) -> None:
+        """Datagrams from ``peer`` (numeric host, port) go to ``endpoint``."""
+        key = self._peer_key(peer)
+        if key is not None:
+            self.calls[key] = endpoint
+
+    def detach(self, tuple peer) -> None:
+        """Datagrams from ``peer`` go to the port again."""
+        key = self._peer_key(peer)
+        if key is not None:
+            self.calls.pop(key, None)
+
+    cdef int drain(self) except -1:
+        cdef sockaddr_storage addr
+        cdef socklen_t alen
+        cdef ssize_t n
+        cdef int k
+        cdef object data, endpoint
+        for k in range(C_DRAIN):
+            if self.closed:
+                return 0
+            alen = sizeof(addr)
+            # With the GIL held: _buf is shared by the loops of all threads.
+            n = recvfrom(self.fd, _buf, BUF_SIZE, MSG_DONTWAIT, <sockaddr*>&addr, &alen)
+            if n < 0:
+                if errno == EAGAIN or errno == EWOULDBLOCK:
+                    return 0
+                if errno == EINTR:
+                    continue
+                self.port.error_received(_os_error())
+                return 0
+            data = PyBytes_FromStringAndSize(<char*>_buf, n)
+            endpoint = self.calls.get(_key(&addr))
+            if endpoint is not None:
+                (<EndpointCore>endpoint).from_peer(data)
+            else:
+                self.port._dispatch(data, _address(&addr))
+        return 0
 
 
 cdef class Poller:

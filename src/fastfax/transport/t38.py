@@ -29,15 +29,13 @@ is native (:mod:`fastfax.transport._t38io`, Linux epoll):
 
 - *One socket for many calls* (:class:`T38Port`, optional): calls whose far ends have
   distinct addresses can share one local UDP port (one media port in every call's SDP),
-  the port demultiplexing by the peer's address. Each time the loop finds the socket
-  readable the port reads everything queued (up to :data:`DRAIN`) in one pass: one
-  selector event and callback per batch of datagrams instead of per datagram, for one
-  extra ``recvfrom`` (the one that finds the queue empty) per batch. In
-  ``bench/test_t38_gateway_bench.py`` (1,000 calls, receivers on one port or on a socket
-  each) the CPU per page came out the same within the run-to-run spread: at 30 ms per
-  packet per call a batch is a few datagrams. A port is read by asyncio's transport;
-  endpoints made with ``loop.create_datagram_endpoint`` too (only the timer and the
-  terminal's service are native for them).
+  the port demultiplexing by the peer's address. The port's socket is in the same epoll
+  set (a :class:`~fastfax.transport._t38io.PortSocket`): a datagram from a call's peer
+  (looked up by its socket address) goes straight to that call, any other to the port's
+  Python dispatch (an answering call takes it, or it is counted); each call on the port
+  sends on the port's socket natively. Endpoints made with
+  ``loop.create_datagram_endpoint`` are read by asyncio's transport (only the timer and
+  the terminal's service are native for them).
 
 - With a ``peer`` the endpoint talks to that address from the start (the calling side).
   Without one it waits, its terminal not started, for the first datagram that is well-formed
@@ -90,9 +88,6 @@ __all__ = [
 
 Address = tuple[str, int]
 
-#: Most datagrams a :class:`T38Port` reads in one pass when its socket is readable (the
-#: rest wait for the loop's next pass, so other work is not held up).
-DRAIN = 256
 #: Largest datagram read (octets; UDP's own limit), see :func:`small_reads`.
 MAX_READ = 65535
 #: Seconds after a call on a :class:`T38Port` ended during which its peer's datagrams are
@@ -139,22 +134,30 @@ def _poller(loop: asyncio.AbstractEventLoop) -> _t38io.Poller:
 
 
 class _SocketTransport:
-    """The transport of a :class:`T38Endpoint` on a socket of its own (:func:`run_call`):
-    reads through the loop's :class:`~fastfax.transport._t38io.Poller` (one epoll set for
-    all such sockets), writes with :meth:`~fastfax.transport._t38io.CallSocket.send_many`
-    and queues here only what the kernel's buffer cannot take (sent when the socket is
-    writable again, in order). ``close`` closes the socket and, as asyncio's transports do,
-    tells the endpoint its connection was lost (on the next loop pass)."""
+    """The transport of a :class:`T38Endpoint` on a socket of its own (:func:`run_call`),
+    or of a :class:`T38Port`: ``call_socket`` (its
+    :class:`~fastfax.transport._t38io.CallSocket`, or the port's
+    :class:`~fastfax.transport._t38io.PortSocket`) reads through the loop's
+    :class:`~fastfax.transport._t38io.Poller` (one epoll set for all such sockets) and
+    writes natively; queued here is only what the kernel's buffer cannot take (sent when
+    the socket is writable again, in order). ``close`` closes the socket and, as asyncio's
+    transports do, tells the ``protocol`` its connection was lost (on the next loop
+    pass)."""
 
-    def __init__(self, sock: socket.socket, endpoint: T38Endpoint) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        protocol: T38Endpoint | T38Port,
+        call_socket: _t38io.CallSocket,
+    ) -> None:
         self._sock = sock
-        self._endpoint = endpoint
-        self._loop = endpoint._loop
+        self._protocol = protocol
+        self._loop = asyncio.get_running_loop()
         self._poller = _poller(self._loop)
         self._queue: list[tuple[bytes, Any]] = []
         self._closed = False
-        self.call_socket = _t38io.CallSocket(sock.fileno(), sock.family, endpoint)
-        self._poller.add(self.call_socket)
+        self.call_socket = call_socket
+        self._poller.add(call_socket)
 
     def sendto(self, data: bytes, addr: Any = None) -> None:
         if self._closed:
@@ -173,7 +176,7 @@ class _SocketTransport:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
-                self._endpoint.error_received(exc)
+                self._protocol.error_received(exc)
             del queue[0]
             self.call_socket.queued = len(queue)
         self._loop.remove_writer(self._sock.fileno())
@@ -200,7 +203,7 @@ class _SocketTransport:
             self._queue.clear()
         self._poller.remove(self.call_socket)
         self._sock.close()
-        self._loop.call_soon(self._endpoint.connection_lost, None)
+        self._loop.call_soon(self._protocol.connection_lost, None)
 
 
 class T38Endpoint(_t38io.EndpointCore, asyncio.DatagramProtocol):
@@ -313,6 +316,10 @@ class _PortTransport:
         self._port = port
         self._endpoint = endpoint
         self._closed = False
+        sock = port._sock
+        assert sock is not None
+        # The endpoint's native sends on the port's socket (not read: the port reads).
+        self.call_socket = _t38io.CallSocket(sock.fileno(), sock.family, endpoint, port._reader)
 
     def sendto(self, data: bytes, addr: Any = None) -> None:
         transport = self._port.transport
@@ -335,6 +342,7 @@ class _PortTransport:
         if self._closed:
             return
         self._closed = True
+        self.call_socket.close()
         self._port._detach(self._endpoint)
         self._endpoint._loop.call_soon(self._endpoint.connection_lost, None)
 
@@ -378,18 +386,18 @@ class T38Port(asyncio.DatagramProtocol):
         self._calls: dict[Any, T38Endpoint] = {}
         self._waiting: list[T38Endpoint] = []
         self._ended: dict[Any, float] = {}
-        self._view: memoryview | None = None
+        self._reader: _t38io.PortSocket | None = None
 
     @classmethod
     async def open(cls, bind: Address = ("0.0.0.0", 0)) -> T38Port:
         """Bind a UDP socket to ``bind`` (an IP address and port; port 0: any) and return
         the port on it (in the running event loop)."""
-        loop = asyncio.get_running_loop()
         sock = _bound_udp(bind)
         try:
             port = cls()
             port._sock = sock
-            await loop.create_datagram_endpoint(lambda: port, sock=sock)
+            reader = _t38io.PortSocket(sock.fileno(), sock.family, port)
+            port.connection_made(_SocketTransport(sock, port, reader))  # type: ignore[arg-type]
         except BaseException:
             sock.close()
             raise
@@ -414,28 +422,10 @@ class T38Port(asyncio.DatagramProtocol):
     # -- asyncio protocol ---------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        small_reads(transport)
+        self._reader = getattr(transport, "call_socket", None)
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         self._dispatch(data, addr)
-        # The loop read one datagram; take what else is queued now, in this pass.
-        sock = self._sock
-        if sock is None:
-            return
-        view = self._view
-        if view is None:
-            view = self._view = memoryview(bytearray(MAX_READ))
-        receive = sock.recvfrom_into
-        dispatch = self._dispatch
-        for _ in range(DRAIN):
-            try:
-                n, addr = receive(view)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:
-                self.error_received(exc)
-                return
-            dispatch(bytes(view[:n]), addr)
 
     def error_received(self, exc: Exception) -> None:
         self.send_errors += 1  # the socket does not say which call's peer it was
@@ -474,6 +464,8 @@ class T38Port(asyncio.DatagramProtocol):
             return
         endpoint = self._waiting.pop(0)
         self._calls[key] = endpoint
+        if self._reader is not None:
+            self._reader.attach(key, endpoint)
         endpoint.datagram_received(data, addr)
 
     def _attach(self, endpoint: T38Endpoint) -> None:
@@ -487,6 +479,8 @@ class T38Port(asyncio.DatagramProtocol):
             if key in self._calls:
                 raise T38Error(f"the T.38 port already carries a call with {key}")
             self._calls[key] = endpoint
+            if self._reader is not None:
+                self._reader.attach(key, endpoint)
             self._ended.pop(key, None)
         else:
             self._waiting.append(endpoint)
@@ -501,6 +495,8 @@ class T38Port(asyncio.DatagramProtocol):
             key = (peer[0], peer[1])
             if self._calls.get(key) is endpoint:
                 del self._calls[key]
+                if self._reader is not None:
+                    self._reader.detach(key)
                 now = time.monotonic()
                 if len(self._ended) > 4 * len(self._calls) + 1024:
                     self._ended = {k: t for k, t in self._ended.items() if now - t < LINGER_S}
@@ -535,7 +531,8 @@ async def run_call(
     sock = _bound_udp(bind)
     try:
         endpoint = T38Endpoint(terminal, peer=peer, sock=sock)
-        endpoint.connection_made(_SocketTransport(sock, endpoint))  # type: ignore[arg-type]
+        call_socket = _t38io.CallSocket(sock.fileno(), sock.family, endpoint)
+        endpoint.connection_made(_SocketTransport(sock, endpoint, call_socket))  # type: ignore[arg-type]
     except BaseException:
         sock.close()
         raise
