@@ -35,7 +35,8 @@ class TcpRelay:
     PostgreSQL's ``.s.PGSQL.5432``) or a ``(host, port)``. :meth:`cut` stops forwarding
     (bytes already read are held, new connections wait unanswered: packets that do not
     get through), with ``drop`` it also closes every connection (the peers see them
-    reset); :meth:`resume` forwards again (held bytes and connections go on)."""
+    reset), with ``refuse`` as well each new connection at once (a database that is
+    down); :meth:`resume` forwards again (held bytes and connections go on)."""
 
     def __init__(self, target: str | tuple[str, int]) -> None:
         self.target = target
@@ -45,6 +46,7 @@ class TcpRelay:
         self._open = threading.Event()
         self._open.set()
         self._closing = False
+        self._refusing = False
         self._lock = threading.Lock()
         self._trigger: bytes | None = None
         self._tripped = threading.Event()
@@ -61,9 +63,10 @@ class TcpRelay:
         name = database_url.split("@/", 1)[1].split("?", 1)[0]
         return f"postgresql://{user}@127.0.0.1:{self.port}/{name}?connect_timeout=5"
 
-    def cut(self, drop: bool = False) -> None:
+    def cut(self, drop: bool = False, refuse: bool = False) -> None:
+        self._refusing = refuse
         self._open.clear()
-        if drop:
+        if drop or refuse:
             with self._lock:
                 socks = list(self._socks)
             for sock in socks:
@@ -79,6 +82,7 @@ class TcpRelay:
         return self._tripped
 
     def resume(self) -> None:
+        self._refusing = False
         self._open.set()
 
     def close(self) -> None:
@@ -95,11 +99,14 @@ class TcpRelay:
 
     def _accept(self) -> None:
         while not self._closing:
-            if not self._open.wait(0.1):
+            if not self._refusing and not self._open.wait(0.1):
                 continue  # cut: a connecting peer waits in the backlog
             try:
                 client, _ = self._listener.accept()
             except OSError:  # (TimeoutError: nobody connecting)
+                continue
+            if self._refusing:
+                _hang_up(client)
                 continue
             self.accepted += 1
             family = socket.AF_UNIX if isinstance(self.target, str) else socket.AF_INET

@@ -242,3 +242,48 @@ def test_a_node_cut_off_inside_a_transaction_does_not_stall_the_others(tmp_path,
         assert sorted(after) == sorted(ids.values())
         assert {k: (r["state"], r["node"], r["fence"]) for k, r in after.items()} == {
             k: (r["state"], r["node"], r["fence"]) for k, r in during.items()}
+
+
+@pytest.mark.parametrize(("interrupted", "kill"), [("resume", False), ("hold", False),
+                                                   ("resume", True)])  # fmt: skip
+def test_a_call_that_ends_while_its_node_is_cut_off_is_recorded_when_it_is_back(
+    tmp_path, postgres, interrupted, kill
+):
+    """One node through the relay; the relay drops every connection while the node has
+    calls on the line and refuses new ones (a database that is down) until those calls
+    have ended and their leases ran out. The node cannot record their outcomes nor the
+    faxes its far lines received meanwhile: it keeps them on its own disk and records
+    them once the database is back (a claim nobody took since is still its to settle).
+    Every job COMPLETED, sent once (one attempt, its first fencing token), every fax
+    stored once. With ``kill``, the node is killed (SIGKILL) while cut off and started
+    again once the database is back: what it kept on disk is recorded all the same."""
+    url = postgres.database()
+    relay = TcpRelay(postgres_socket(postgres))
+    b = Node(str(tmp_path), 1, relay.url(url), lease=LEASE, page_delay=0.2,
+             configuration={"interrupted": interrupted})  # fmt: skip
+    jobs = Jobs(url)
+    try:
+        b.start()
+        token = b.token()
+        ids: dict[int, int] = {}
+        failures: list[BaseException] = []
+        send_jobs([b], token, 0, 4, failures, ids, time.monotonic() + T)
+        assert not failures, failures
+        jobs.wait("type = 'send' AND state = 'inprogress'", 1, T, [b])
+        relay.cut(refuse=True)
+        time.sleep(LEASE + 3)  # the calls end, their leases run out
+        if kill:
+            b.kill()
+        relay.resume()
+        if kill:
+            b.start()
+        jobs.wait("type = 'send' AND state = 'completed'", 4, T, [b], stall=15)
+        rows = jobs.rows("type = 'send'")
+        assert sorted(r["id"] for r in rows) == sorted(ids.values())
+        assert [(r["attempts"], r["fence"]) for r in rows] == [(1, 1)] * 4, rows
+        jobs.wait(final("receive"), 4, T, [b], stall=15)
+        assert arrivals(b.inboxes) == dict.fromkeys(range(4), 1)
+    finally:
+        stop_all([b])
+        relay.close()
+        jobs.close()

@@ -583,8 +583,11 @@ def test_events_of_every_node_in_one_series_without_a_gap(tmp_path, postgres):
 
 def test_a_lost_database_connection_is_made_again(postgres):
     """The server ends the store's connection (as a restart or a cut would): the call
-    that meets the dead connection fails, the next ones connect again."""
+    that meets the dead connection fails with StoreUnavailable, the next ones connect
+    again."""
     import psycopg
+
+    from fastfax.service.store import StoreUnavailable
 
     url = postgres.database()
     store = open_store(url)
@@ -595,8 +598,8 @@ def test_a_lost_database_connection_is_made_again(postgres):
             admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
         try:
             store.setting("k")
-        except psycopg.OperationalError:
-            pass  # this one met the dead connection
+        except StoreUnavailable as exc:  # this one met the dead connection
+            assert isinstance(exc.__cause__, psycopg.OperationalError)
         assert store.setting("k") == 1
         store.set_setting("k", 2)
         assert store.fetch("SELECT pg_backend_pid() AS pid")[0]["pid"] != pid

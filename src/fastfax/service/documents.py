@@ -32,6 +32,7 @@ from ..page import Page
 from .config import LOG_CATEGORIES, Configuration
 from .errors import BadNumber, ConfigError, RequestError
 from .model import EventKind, JobState
+from .store import StoreUnavailable
 
 __all__ = ["JobParams", "check_number", "complete_params", "render", "Preparer"]
 
@@ -241,6 +242,9 @@ class Preparer:
             self._wake.clear()
             try:
                 more = self._batch()
+            except StoreUnavailable as exc:  # a partition or the server down: later
+                logging.getLogger(LOG_CATEGORIES["unknown"]).warning("preparing jobs: %s", exc)
+                more = False
             except Exception:  # a bug must not stop preparing: log it, try again later
                 logging.getLogger(LOG_CATEGORIES["unknown"]).exception("preparing jobs failed")
                 more = False

@@ -26,7 +26,7 @@ from typing import Any
 
 from .errors import RequestError, ServiceClosed
 from .model import Event, EventKind
-from .store import Store
+from .store import Store, StoreUnavailable
 
 __all__ = ["EventBus", "Subscription", "MAX_BACKLOG", "LOG_SIZE"]
 
@@ -279,8 +279,11 @@ class EventBus:
                 closing = self._closing
             try:
                 self._flush(store, batch)
-            except Exception:  # the store is away: keep them, try again
-                logging.getLogger(__name__).exception("logging events failed")
+            except Exception as exc:  # the store is away (or a bug): keep them, try again
+                if isinstance(exc, StoreUnavailable):
+                    logging.getLogger(__name__).warning("logging events: %s", exc)
+                else:
+                    logging.getLogger(__name__).exception("logging events failed")
                 with self._wake:
                     self._pending[:0] = batch
                 if closing:

@@ -45,10 +45,12 @@ from ..page import Page
 from .config import LOG_CATEGORIES, Configuration, in_window
 from .events import EventBus
 from .model import DeviceState, EventKind, JobState, JobType
+from .outbox import FOLDER as OUTBOX_FOLDER
+from .outbox import Outbox
 from .ports import PortTable
 from .routing import ReceivedFax, RoutingMethod
 from .spool import Spool
-from .store import Store
+from .store import Store, StoreUnavailable
 
 __all__ = ["Scheduler", "FALLBACK"]
 
@@ -200,7 +202,10 @@ class _Hooks:
     ) -> None:
         sched = self.sched
         pages = list(result.pages)
-        file = sched.spool.write("in", pages)
+        try:
+            file = sched.spool.write("in", pages)
+        except StoreUnavailable:  # kept on this node's disk until the store is back
+            file = sched.outbox.keep_pages(tiff.dumps(pages, "g4"))
         now = time.time()
         info = {
             "remote_id": str(getattr(result, "remote_id", "") or ""),
@@ -236,8 +241,7 @@ class _Hooks:
                 # one commit (then neither is without the other)
                 sched._arrived[from_job] = (row, line_id)
                 return
-        row["id"] = sched.store.add_job(row)
-        self.stored(row, line_id)
+        sched.store_received(row, line_id)
 
     def stored(self, row: dict[str, Any], line_id: str) -> None:
         """A received fax's job ``row`` was committed: say so and route it."""
@@ -294,6 +298,8 @@ class Scheduler:
         self.store = store
         self.bus = bus
         self.spool = spool
+        #: what could not be recorded while the store was unreachable (see :meth:`flush_outbox`)
+        self.outbox = Outbox(spool.root)
         self._config = config
         self._routing_methods = routing
         self._on_tick = on_tick
@@ -331,13 +337,16 @@ class Scheduler:
     # -- life -----------------------------------------------------------------------
     def recover(self) -> None:
         """Put jobs a stopped or killed run of this node left in progress (on a line, or
-        being routed), and calls of other nodes whose lease ran out, back in the queue."""
+        being routed), and calls of other nodes whose lease ran out, back in the queue,
+        once what this node kept in its outbox is recorded."""
+        self.flush_outbox()
         self._take_over((JobState.INPROGRESS.value, JobState.ROUTING.value), self.node)
 
     def _take_over(self, states: tuple[str, ...], node: str) -> None:
         """Requeue the stale claims (see :meth:`Store.stale_claims`) in ``states``."""
+        kept = self.outbox.jobs()  # (a flush that failed midway)
         for row in self.store.stale_claims(states, node, time.time()):
-            if row["id"] in self._calls or row["id"] in self._rounds:
+            if row["id"] in self._calls or row["id"] in self._rounds or row["id"] in kept:
                 continue
             if row["type"] == JobType.RECEIVE.value and row["node"] not in (None, self.node):
                 continue  # being routed by the node that received it (or when it is back)
@@ -448,6 +457,9 @@ class Scheduler:
             self._wake.clear()
             try:
                 delay = self._tick()
+            except StoreUnavailable as exc:  # a partition or the server down: later
+                out_log.warning("the store cannot be reached: %s", exc)
+                delay = 1.0
             except Exception:  # a bug must not stop the queue: log it and go on
                 logging.getLogger(LOG_CATEGORIES["unknown"]).exception("scheduler tick failed")
                 delay = 1.0
@@ -457,6 +469,12 @@ class Scheduler:
         config = self._config()
         now = time.time()
         self._on_tick()
+        if len(self.outbox):
+            try:
+                self.flush_outbox()
+            except StoreUnavailable as exc:  # nothing else can be done without the store
+                out_log.warning("the store cannot be reached: %s", exc)
+                return 1.0
         if now - self._renewed >= config.lease / 3:
             self._renewed = now
             self._renew(now)
@@ -567,22 +585,105 @@ class Scheduler:
 
     def _set(self, job_id: int, old: str, new: JobState, **values: Any) -> bool:
         """Move a job from state ``old`` to ``new``; a job we claimed only while the
-        claim is still ours (its fencing token)."""
+        claim is still ours (its fencing token). The outcome of our call, when the store
+        cannot be reached, is kept in the outbox (True: it will be written)."""
         when = f"state = '{old}'"
         with self.ports.lock:
-            if old == JobState.INPROGRESS.value and job_id in self._fences:
-                when += f" AND fence = {self._fences[job_id]}"
+            fence = self._fences.get(job_id) if old == JobState.INPROGRESS.value else None
+            if fence is not None:
+                when += f" AND fence = {fence}"
             arrived = self._arrived.pop(job_id, None)
-            if arrived is None:
-                done = self.store.update_job(job_id, when, state=new.value, **values)
-            else:  # the fax this call delivered to a line of ours, in the same commit
-                done, arrived[0]["id"] = self.store.update_and_add(
-                    job_id, when, {"state": new.value, **values}, arrived[0]
-                )
+            try:
+                if arrived is None:
+                    done = self.store.update_job(job_id, when, state=new.value, **values)
+                else:  # the fax this call delivered to a line of ours, in the same commit
+                    kept = self._settle(arrived[0])
+                    done, arrived[0]["id"] = self.store.update_and_add(
+                        job_id, when, {"state": new.value, **values}, arrived[0])  # fmt: skip
+                    self.outbox.remove_pages(kept)
+            except StoreUnavailable as exc:
+                if fence is None:
+                    raise
+                # a call's outcome: kept (with the fax it delivered) until the store is back
+                came = arrived and {"row": arrived[0], "line": arrived[1]}
+                outcome = {"state": new.value, **values}
+                self.outbox.keep({"kind": "outcome", "job": job_id, "fence": fence,
+                                  "values": outcome, "arrived": came})  # fmt: skip
+                out_log.warning("job %d: the store cannot be reached (%s): its outcome (%s) is"
+                                " kept until it can", job_id, exc, new.value)  # fmt: skip
+                return True
             self.ports.changed.notify_all()
         if arrived is not None:
             self.hooks.stored(*arrived)
         return done
+
+    # -- what the store could not take -----------------------------------------------
+    def _settle(self, row: dict[str, Any]) -> str:
+        """Move the pages of received fax ``row`` kept in the outbox into the spool (and
+        the shared store), naming them in ``row``; the outbox path, to remove once
+        ``row`` is committed ("" if they were in the spool already)."""
+        kept = row["file"]
+        if not kept.startswith(OUTBOX_FOLDER + os.sep):
+            return ""
+        row["file"] = self.spool.copy(kept, "in")
+        return kept
+
+    def store_received(self, row: dict[str, Any], line_id: str) -> None:
+        """Commit received fax ``row`` and route it; kept in the outbox while the
+        store cannot be reached."""
+        try:
+            kept = self._settle(row)
+            row["id"] = self.store.add_job(row)
+        except StoreUnavailable as exc:
+            self.outbox.keep({"kind": "received", "row": row, "line": line_id})
+            in_log.warning("a fax received on %s is kept until the store can be reached: %s",
+                           line_id, exc)  # fmt: skip
+            return
+        self.outbox.remove_pages(kept)
+        self.hooks.stored(row, line_id)
+
+    def flush_outbox(self) -> None:
+        """Record what the outbox kept, oldest first: received faxes (then routed), and
+        our calls' outcomes while our claim holds (the same fencing token and still in
+        progress). A call that delivered its fax is also recorded if nobody claimed the
+        job since (the same token: put back in the queue or held for an operator after
+        our lease ran out), so it is not sent again; otherwise another node's claim
+        stands. Raises :class:`StoreUnavailable` (what is left stays kept)."""
+        for name, entry in self.outbox.entries():
+            if entry["kind"] == "received":
+                row = entry["row"]
+                kept = self._settle(row)
+                row["id"] = self.store.add_job(row)
+                self.outbox.done(name)
+                self.outbox.remove_pages(kept)
+                self.hooks.stored(row, entry["line"])
+                continue
+            job_id, fence, values = entry["job"], entry["fence"], entry["values"]
+            came = entry["arrived"]
+            if came is not None and not came["row"].get("id"):  # stored first: then a
+                kept = self._settle(came["row"])  # take-over finds the job delivered
+                came["row"]["id"] = self.store.add_job(came["row"])
+                self.outbox.remove_pages(kept)
+            done = self.store.update_job(
+                job_id, f"state = 'inprogress' AND fence = {fence}", **values)  # fmt: skip
+            if not done and values["state"] == JobState.COMPLETED.value:
+                done = self.store.update_job(
+                    job_id, f"state IN ('pending', 'paused', 'noline') AND fence = {fence}",
+                    **values)  # fmt: skip
+            self.outbox.done(name)
+            if done:
+                out_log.warning("job %d: the outcome of its call (%s), kept while the store"
+                                " could not be reached, is recorded", job_id,
+                                values["state"])  # fmt: skip
+                self.bus.publish(EventKind.JOB_CHANGED, job_id=job_id, action="recorded",
+                                 state=values["state"])  # fmt: skip
+            else:
+                out_log.warning("job %d: the outcome of its call (%s), kept while the store"
+                                " could not be reached, is not recorded: the job was claimed"
+                                " again meanwhile", job_id, values["state"])  # fmt: skip
+            if came is not None:
+                self.hooks.stored(came["row"], came["line"])
+            self._stale = True
 
     # -- sending --------------------------------------------------------------------
     def _dispatch(self, row: dict[str, Any], port: str, target: str | None) -> bool:
@@ -665,8 +766,7 @@ class Scheduler:
                 self._targets.pop(row["id"], None)
                 after = self._after.pop(row["id"], None)
             if arrived is not None:  # (the outcome was not written: stored on its own)
-                arrived[0]["id"] = self.store.add_job(arrived[0])
-                self.hooks.stored(*arrived)
+                self.store_received(*arrived)
             if after == "delete":
                 self.delete(row["id"])
             self.hooks.release(port)
@@ -682,8 +782,11 @@ class Scheduler:
             first = self._first.get(job_id or -1, 0)
         if fence is None or call is None or page >= len(call.pages):
             return
-        self.store.update_job(job_id, f"state = 'inprogress' AND fence = {fence}",
-                              info={"confirmed": first + page}, durable=False)  # fmt: skip
+        try:
+            self.store.update_job(job_id, f"state = 'inprogress' AND fence = {fence}",
+                                  info={"confirmed": first + page}, durable=False)  # fmt: skip
+        except StoreUnavailable as exc:  # the call goes on; its outcome will be kept
+            out_log.warning("job %d: page %d confirmed, not recorded: %s", job_id, page, exc)
 
     def after_call(self, job_id: int, action: str) -> bool:
         """Ask that a job on the line be paused (``"pause"``) or deleted (``"delete"``)

@@ -80,8 +80,18 @@ class Spool:
         finally:
             os.close(fd)
         self._sync_folder(folder)
-        self._share(relative, data)
+        self._shared(relative, data)
         return relative
+
+    def _shared(self, relative: str, data: bytes | None = None) -> None:
+        """Keep new file ``relative`` in the shared store; if that fails (the store
+        cannot be reached) the file is removed again and the error raised: a file the
+        store lacks is a file no job may name."""
+        try:
+            self._share(relative, data)
+        except BaseException:
+            os.unlink(os.path.join(self.root, relative))
+            raise
 
     def _sync_folder(self, folder: str) -> None:
         fd = os.open(os.path.join(self.root, folder), os.O_RDONLY)
@@ -109,8 +119,13 @@ class Spool:
             with open(source, "rb") as fh:
                 return self._create(folder, os.path.splitext(relative)[1], fh.read())
         self._sync_folder(folder)
-        if self._store is not None and not self._store.copy_file(relative, target):
-            self._share(target)
+        try:
+            copied = self._store is None or self._store.copy_file(relative, target)
+        except BaseException:
+            os.unlink(copy)
+            raise
+        if not copied:
+            self._shared(target)
         return target
 
     def keep(self, document: bytes | str, ext: str) -> str:

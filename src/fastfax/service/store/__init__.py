@@ -18,7 +18,10 @@ and a fencing token (see :meth:`Store.claim`). Each store creates and migrates i
 schema itself when opened (numbered migrations; migration 1 is the schema of fastfax's first
 spools), so a database is never set up by hand.
 
-Every change is committed before the call returns. Callers see rows as dicts; a job's
+Every change is committed before the call returns. A store whose database cannot be
+reached (the connection lost or refused: a network partition, the server down) raises
+:class:`StoreUnavailable` from any call; the change did not happen, or (a commit whose
+answer was lost) may have. Callers see rows as dicts; a job's
 ``info`` is a dict. Conditions handed to :meth:`Store.jobs` and :meth:`Store.update_job`
 are in the portable subset of SQL both stores speak: column names, ``=``/``<``/``IN``,
 ``AND``/``OR``/``NOT``, ``IS NULL``, string and number literals, and ``?`` for each
@@ -35,10 +38,14 @@ from typing import Any, Protocol
 
 from ...errors import ConfigError
 
-__all__ = ["Store", "open_store", "is_url"]
+__all__ = ["Store", "StoreUnavailable", "open_store", "is_url"]
 
 #: URL schemes of the PostgreSQL store.
 POSTGRESQL_SCHEMES = ("postgresql://", "postgres://")
+
+
+class StoreUnavailable(ConnectionError):
+    """The store's database cannot be reached now; the same call may succeed later."""
 
 
 class Store(Protocol):

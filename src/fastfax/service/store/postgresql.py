@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from ...errors import ConfigError
+from . import StoreUnavailable
 from ._sql import SqlStore
 
 __all__ = ["PostgresStore"]
@@ -204,13 +205,25 @@ class PostgresStore(SqlStore):
 
     @contextmanager
     def transaction(self, durable: bool = True) -> Iterator[_Tx]:
-        with self._lock:
+        with self._lock, self._reachable():
             conn = self._live()
             with conn.transaction():
                 if not durable:
                     conn.execute("SET LOCAL synchronous_commit = off")
                 yield _Tx(conn)
             self.synced += durable
+
+    @contextmanager
+    def _reachable(self) -> Iterator[None]:
+        """psycopg's errors of a lost or refused connection as :class:`StoreUnavailable`."""
+        import psycopg
+
+        try:
+            yield
+        except psycopg.OperationalError as exc:
+            if not (self._conn.closed or self._conn.broken):
+                raise  # the server's answer (a statement timeout, say), not the network
+            raise StoreUnavailable(f"the store {self.location} cannot be reached: {exc}") from exc
 
     def lock_events(self, tx: Any) -> None:
         tx.execute("LOCK TABLE events IN EXCLUSIVE MODE")
@@ -222,7 +235,7 @@ class PostgresStore(SqlStore):
         tx.fetch("SELECT pg_advisory_xact_lock(?) AS locked", (_MIGRATION_LOCK,))
 
     def fetch(self, sql: str, args: Iterable[Any] = ()) -> list[dict[str, Any]]:
-        with self._lock:
+        with self._lock, self._reachable():
             return _Tx(self._live()).fetch(sql, args)
 
     def json_in(self, value: Any) -> Any:
