@@ -90,6 +90,11 @@ Address = tuple[str, int]
 
 #: Largest datagram read (octets; UDP's own limit), see :func:`small_reads`.
 MAX_READ = 65535
+#: Receive buffer asked for a :class:`T38Port`'s socket (octets; the kernel caps it at
+#: ``net.core.rmem_max``): the datagrams of all its calls queue there while the loop is
+#: busy. With the default (~208 KiB) 500 calls on one port lost datagrams to the buffer
+#: whenever the loop was held up by some 10 ms (ECM then sends the frames again).
+PORT_RCVBUF = 4 << 20
 #: Seconds after a call on a :class:`T38Port` ended during which its peer's datagrams are
 #: dropped (counted as :attr:`T38Port.stale`) rather than offered to a waiting call.
 LINGER_S = 10.0
@@ -394,6 +399,7 @@ class T38Port(asyncio.DatagramProtocol):
         the port on it (in the running event loop)."""
         sock = _bound_udp(bind)
         try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, PORT_RCVBUF)
             port = cls()
             port._sock = sock
             reader = _t38io.PortSocket(sock.fileno(), sock.family, port)
