@@ -39,6 +39,7 @@ class PortTable:
         self._busy: set[str] = set()
         self._receives: dict[str, threading.Event] = {}  # port -> stops its receive
         self._settings: dict[str, dict[str, Any]] = {}  # port -> its stored settings
+        self._routing: dict[str, dict[str, tuple[bool, dict]]] = {}  # port -> its routing
 
     def add(self, line: Line, device: Device) -> None:
         self._lines[line.id] = (line, device)
@@ -91,11 +92,17 @@ class PortTable:
             self._settings.pop(port, None)
 
     def routing(self, port: str) -> dict[str, tuple[bool, dict]]:
-        """The port's routing methods: name -> (enabled, data)."""
-        return self._store.routing(port, self.node)
+        """The port's routing methods: name -> (enabled, data) (read from the store
+        once, then kept: only :meth:`set_routing` changes them)."""
+        cached = self._routing.get(port)
+        if cached is None:
+            cached = self._routing[port] = self._store.routing(port, self.node)
+        return {name: (enabled, dict(data)) for name, (enabled, data) in cached.items()}
 
     def set_routing(self, port: str, method: str, enabled: bool, data: dict) -> None:
         self._store.set_routing(port, method, enabled, data, self.node)
+        with self.lock:
+            self._routing.pop(port, None)
 
     def find(self, number: str, kind: str) -> str | None:
         """The port of device kind ``kind`` whose line has ``number``."""
