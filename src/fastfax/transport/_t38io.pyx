@@ -10,8 +10,9 @@ and Python ``recvfrom`` per datagram. A :class:`CallSocket` is one call's socket
 datagrams from its peer (an IP address and port, compared as a socket address, no string
 made) go straight to its endpoint's terminal; any other to ``endpoint.datagram_received(data,
 addr)`` with the address as Python's socket module gives it; a read error (e.g. an ICMP
-port unreachable) to ``endpoint.error_received(exc)``. :meth:`CallSocket.send_many`
-writes datagrams to the peer with ``sendto`` here.
+port unreachable) to ``endpoint.error_received(exc)``. It writes the call's datagrams to
+the peer with ``sendto`` here too. A :class:`PortSocket` is a socket shared by many calls
+(:class:`~fastfax.transport.t38.T38Port`), its datagrams looked up by the sender's address.
 
 :class:`Deadlines` keeps the next deadline of every endpoint of one loop under a single
 asyncio timer, and :class:`EndpointCore` is the base of
@@ -159,7 +160,7 @@ cdef class CallSocket:
     cdef readonly int fd, family
     cdef readonly bint closed
     #: Datagrams its transport has queued (written when the socket is writable again):
-    #: :meth:`send_many` is not used while there are any, to keep the order.
+    #: the native sends are not used while there are any, to keep the order.
     cdef public Py_ssize_t queued
     cdef EndpointCore endpoint
     #: For a call on a shared socket: the socket's reader, whose queue and state count.
@@ -180,7 +181,7 @@ cdef class CallSocket:
 
     def set_peer(self, tuple peer) -> bool:
         """Datagrams from ``peer`` (numeric host, port) take the fast path, and
-        :meth:`send_many` sends to it. False (and no peer) when the host is not a numeric
+        the native sends go to it. False (and no peer) when the host is not a numeric
         address of the socket's family."""
         self.has_peer = _sockaddr(peer, self.family, &self.peer, &self.peer_len)
         return self.has_peer
@@ -207,7 +208,6 @@ cdef class CallSocket:
         cdef socklen_t alen
         cdef ssize_t n
         cdef int k
-        cdef object data
         for k in range(C_DRAIN):
             if self.closed:
                 return 0
@@ -219,23 +219,26 @@ cdef class CallSocket:
                     return 0
                 if errno == EINTR:
                     continue
-                self.endpoint.error_received(_os_error())
-                return 0
-            data = PyBytes_FromStringAndSize(<char*>_buf, n)
-            if self._from_peer(&addr):
-                self.endpoint.from_peer(data)
-            else:
-                self.endpoint.datagram_received(data, _address(&addr))
+                return self._read_error()
+            self._deliver(PyBytes_FromStringAndSize(<char*>_buf, n), &addr)
         return 0
 
-    def send_many(self, list datagrams) -> int:
-        """Send ``datagrams`` (bytes) to the peer, in order; return how many were taken
-        before the kernel's buffer was full (the rest are the caller's to queue), or -1
-        when no peer is set. Other errors are passed to ``endpoint.error_received`` and
-        the datagram dropped, as a datagram transport does."""
-        return self.send_c(datagrams)
+    cdef int _deliver(self, data, sockaddr_storage* addr) except -1:
+        if self._from_peer(addr):
+            return self.endpoint.from_peer(data)
+        self.endpoint.datagram_received(data, _address(addr))
+        return 0
+
+    cdef int _read_error(self) except -1:
+        self.endpoint.error_received(_os_error())
+        return 0
 
     cdef Py_ssize_t send_c(self, list datagrams) except -2:
+        """Send ``datagrams`` (bytes) to the peer, in order; return how many were taken
+        before the kernel's buffer was full (the rest are the caller's to queue), or -1
+        when no peer is set, the socket is closed or (on a shared socket) its transport
+        has datagrams queued. Other errors are passed to ``endpoint.error_received`` and
+        the datagram dropped, as a datagram transport does."""
         cdef Py_ssize_t k, n = len(datagrams)
         cdef ssize_t r
         cdef bytes d
@@ -304,31 +307,15 @@ cdef class PortSocket(CallSocket):
         if key is not None:
             self.calls.pop(key, None)
 
-    cdef int drain(self) except -1:
-        cdef sockaddr_storage addr
-        cdef socklen_t alen
-        cdef ssize_t n
-        cdef int k
-        cdef object data, endpoint
-        for k in range(C_DRAIN):
-            if self.closed:
-                return 0
-            alen = sizeof(addr)
-            # With the GIL held: _buf is shared by the loops of all threads.
-            n = recvfrom(self.fd, _buf, BUF_SIZE, MSG_DONTWAIT, <sockaddr*>&addr, &alen)
-            if n < 0:
-                if errno == EAGAIN or errno == EWOULDBLOCK:
-                    return 0
-                if errno == EINTR:
-                    continue
-                self.port.error_received(_os_error())
-                return 0
-            data = PyBytes_FromStringAndSize(<char*>_buf, n)
-            endpoint = self.calls.get(_key(&addr))
-            if endpoint is not None:
-                (<EndpointCore>endpoint).from_peer(data)
-            else:
-                self.port._dispatch(data, _address(&addr))
+    cdef int _deliver(self, data, sockaddr_storage* addr) except -1:
+        endpoint = self.calls.get(_key(addr))
+        if endpoint is not None:
+            return (<EndpointCore>endpoint).from_peer(data)
+        self.port._dispatch(data, _address(addr))
+        return 0
+
+    cdef int _read_error(self) except -1:
+        self.port.error_received(_os_error())
         return 0
 
 
