@@ -109,6 +109,26 @@ def test_many_calls_on_one_loop():
         assert got.pages == pages(1, rows=200, seed=k)
 
 
+def test_closed_loops_are_not_kept():
+    """What the transport keeps per event loop (its timer, its epoll set) lets a closed
+    loop go once another loop places a call: sync calls, each on a loop of its own, do not
+    pile up loops."""
+    import gc
+    import weakref
+
+    loops = []
+
+    async def one():
+        loops.append(weakref.ref(asyncio.get_running_loop()))
+        return await pair(pages(1, rows=50))
+
+    for _ in range(3):
+        sent, got = asyncio.run(one())
+        assert sent.ok and got.ok
+    gc.collect()
+    assert all(r() is None for r in loops[:-1])  # the last may wait for the next call
+
+
 def test_strangers_are_ignored_and_counted():
     """Once a caller is answered, datagrams from any other address (valid UDPTL or not) are
     dropped; a datagram that is not UDPTL never starts a call."""

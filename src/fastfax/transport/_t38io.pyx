@@ -332,6 +332,10 @@ cdef class Poller:
         self.epfd = -1
         self.socks = {}
 
+    def __dealloc__(self):
+        if self.epfd >= 0:
+            close(self.epfd)
+
     def add(self, CallSocket sock) -> None:
         """Start reading ``sock`` (a socket stays in one poller until :meth:`remove`)."""
         cdef epoll_event ev

@@ -119,9 +119,18 @@ _DEADLINES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _t38io.Deadline
 )
 
 
+def _forget_closed_loops() -> None:
+    """Drop what is kept for loops that were closed: it refers to its loop (its timer
+    handle, the endpoints of its last calls), so the weak key alone would never let go."""
+    for kept in (_DEADLINES, _POLLERS):
+        for loop in [loop for loop in kept if loop.is_closed()]:
+            del kept[loop]
+
+
 def _deadlines(loop: asyncio.AbstractEventLoop) -> _t38io.Deadlines:
     deadlines = _DEADLINES.get(loop)
     if deadlines is None:
+        _forget_closed_loops()
         deadlines = _DEADLINES[loop] = _t38io.Deadlines(loop)
     return deadlines
 
@@ -134,6 +143,7 @@ _POLLERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _t38io.Poller] = 
 def _poller(loop: asyncio.AbstractEventLoop) -> _t38io.Poller:
     poller = _POLLERS.get(loop)
     if poller is None:
+        _forget_closed_loops()
         poller = _POLLERS[loop] = _t38io.Poller(loop)
     return poller
 
