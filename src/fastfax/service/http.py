@@ -71,6 +71,7 @@ from .metrics import CONTENT_TYPE, Metrics
 from .model import to_wire
 from .rights import ALL_RIGHTS, Right, new_token, require, token_digest
 from .server import SPOOL_TOML, Service, Session, default_spool
+from .store import StoreUnavailable
 from .tls import check_plain_http, server_context
 from .wire import SESSION_HEADER, decode, encode
 
@@ -96,6 +97,7 @@ _STATUS = [
     (RequestError, 400),
     (ValueError, 400),
     (ServiceClosed, 503),
+    (StoreUnavailable, 503),
     (FaxError, 422),
 ]
 #: Bodies of the requests that are not calls (session open and close) are at most this.
@@ -423,7 +425,8 @@ class HttpService:
             else:
                 response = _error(NotFoundPath(f"no such endpoint {request.path!r}"))
         except Exception as exc:  # every failure becomes a JSON error reply
-            if isinstance(exc, ConnectionError) and not isinstance(exc, FaxError):
+            gone = isinstance(exc, ConnectionError)  # (not the store's: that is a 503)
+            if gone and not isinstance(exc, FaxError | StoreUnavailable):
                 response = web.Response(status=499)  # the client went away: nobody to tell
                 request[_CLOSE] = True
             else:

@@ -95,14 +95,37 @@ class Outbox:
         with self._lock:
             return sorted(self._entries.items())
 
+    def update(self, name: str, entry: dict[str, Any]) -> None:
+        """Write entry ``name`` again (a step of its recording done: it says so now)."""
+        _write_durably(os.path.join(self.folder, name), json.dumps(entry).encode())
+        with self._lock:
+            self._entries[name] = entry
+
     def done(self, name: str) -> None:
-        """Entry ``name`` is recorded in the store: forget it."""
+        """Entry ``name`` is recorded in the store: forget it (durably)."""
+        self._drop(name, None)
+
+    def set_aside(self, name: str) -> None:
+        """Entry ``name`` cannot be recorded (not for want of the store): kept as
+        ``<name>.bad`` for an operator, no longer tried."""
+        self._drop(name, name + ".bad")
+
+    def _drop(self, name: str, keep_as: str | None) -> None:
         with self._lock:
             self._entries.pop(name, None)
+        path = os.path.join(self.folder, name)
         try:
-            os.unlink(os.path.join(self.folder, name))
+            if keep_as is None:
+                os.unlink(path)
+            else:
+                os.replace(path, os.path.join(self.folder, keep_as))
         except FileNotFoundError:
-            pass
+            return
+        fd = os.open(self.folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def remove_pages(self, relative: str) -> None:
         """Delete kept pages (``relative`` to the spool) once the spool holds them."""

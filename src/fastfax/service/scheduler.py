@@ -344,9 +344,10 @@ class Scheduler:
 
     def _take_over(self, states: tuple[str, ...], node: str) -> None:
         """Requeue the stale claims (see :meth:`Store.stale_claims`) in ``states``."""
-        kept = self.outbox.jobs()  # (a flush that failed midway)
         for row in self.store.stale_claims(states, node, time.time()):
-            if row["id"] in self._calls or row["id"] in self._rounds or row["id"] in kept:
+            with self.ports.lock:  # (a call's worker keeps its outcome, then lets go)
+                ours = row["id"] in self._calls or row["id"] in self.outbox.jobs()
+            if ours or row["id"] in self._rounds:
                 continue
             if row["type"] == JobType.RECEIVE.value and row["node"] not in (None, self.node):
                 continue  # being routed by the node that received it (or when it is back)
@@ -593,6 +594,7 @@ class Scheduler:
             if fence is not None:
                 when += f" AND fence = {fence}"
             arrived = self._arrived.pop(job_id, None)
+            kept = ""
             try:
                 if arrived is None:
                     done = self.store.update_job(job_id, when, state=new.value, **values)
@@ -609,6 +611,7 @@ class Scheduler:
                 outcome = {"state": new.value, **values}
                 self.outbox.keep({"kind": "outcome", "job": job_id, "fence": fence,
                                   "values": outcome, "arrived": came})  # fmt: skip
+                self.outbox.remove_pages(kept)  # (if moved into the spool before the failure)
                 out_log.warning("job %d: the store cannot be reached (%s): its outcome (%s) is"
                                 " kept until it can", job_id, exc, new.value)  # fmt: skip
                 return True
@@ -631,11 +634,13 @@ class Scheduler:
     def store_received(self, row: dict[str, Any], line_id: str) -> None:
         """Commit received fax ``row`` and route it; kept in the outbox while the
         store cannot be reached."""
+        kept = ""
         try:
             kept = self._settle(row)
             row["id"] = self.store.add_job(row)
         except StoreUnavailable as exc:
             self.outbox.keep({"kind": "received", "row": row, "line": line_id})
+            self.outbox.remove_pages(kept)  # (if moved into the spool before the failure)
             in_log.warning("a fax received on %s is kept until the store can be reached: %s",
                            line_id, exc)  # fmt: skip
             return
@@ -648,42 +653,65 @@ class Scheduler:
         progress). A call that delivered its fax is also recorded if nobody claimed the
         job since (the same token: put back in the queue or held for an operator after
         our lease ran out), so it is not sent again; otherwise another node's claim
-        stands. Raises :class:`StoreUnavailable` (what is left stays kept)."""
+        stands. Each step is written back into the entry before the next, so a kill or
+        a lost answer never records a fax twice. Raises :class:`StoreUnavailable` (what
+        is left stays kept); an entry failing otherwise is set aside, logged."""
         for name, entry in self.outbox.entries():
-            if entry["kind"] == "received":
-                row = entry["row"]
-                kept = self._settle(row)
-                row["id"] = self.store.add_job(row)
-                self.outbox.done(name)
-                self.outbox.remove_pages(kept)
-                self.hooks.stored(row, entry["line"])
-                continue
-            job_id, fence, values = entry["job"], entry["fence"], entry["values"]
-            came = entry["arrived"]
-            if came is not None and not came["row"].get("id"):  # stored first: then a
-                kept = self._settle(came["row"])  # take-over finds the job delivered
-                came["row"]["id"] = self.store.add_job(came["row"])
-                self.outbox.remove_pages(kept)
-            done = self.store.update_job(
-                job_id, f"state = 'inprogress' AND fence = {fence}", **values)  # fmt: skip
-            if not done and values["state"] == JobState.COMPLETED.value:
-                done = self.store.update_job(
-                    job_id, f"state IN ('pending', 'paused', 'noline') AND fence = {fence}",
-                    **values)  # fmt: skip
+            try:
+                self._flush_entry(name, entry)
+            except StoreUnavailable:
+                raise
+            except Exception:  # not for want of the store: trying again will not help
+                out_log.exception("outbox entry %s cannot be recorded: set aside", name)
+                self.outbox.set_aside(name)
+
+    def _flush_entry(self, name: str, entry: dict[str, Any]) -> None:
+        if entry["kind"] == "received":
+            row = self._add_kept_fax(name, entry, entry["row"])
             self.outbox.done(name)
-            if done:
-                out_log.warning("job %d: the outcome of its call (%s), kept while the store"
-                                " could not be reached, is recorded", job_id,
-                                values["state"])  # fmt: skip
-                self.bus.publish(EventKind.JOB_CHANGED, job_id=job_id, action="recorded",
-                                 state=values["state"])  # fmt: skip
-            else:
-                out_log.warning("job %d: the outcome of its call (%s), kept while the store"
-                                " could not be reached, is not recorded: the job was claimed"
-                                " again meanwhile", job_id, values["state"])  # fmt: skip
-            if came is not None:
-                self.hooks.stored(came["row"], came["line"])
-            self._stale = True
+            self.hooks.stored(row, entry["line"])
+            return
+        job_id, fence, values = entry["job"], entry["fence"], entry["values"]
+        came = entry["arrived"]
+        if came is not None:  # stored first: then a take-over finds the job delivered
+            came["row"] = self._add_kept_fax(name, entry, came["row"])
+        done = self.store.update_job(
+            job_id, f"state = 'inprogress' AND fence = {fence}", **values)  # fmt: skip
+        if not done and values["state"] == JobState.COMPLETED.value:
+            done = self.store.update_job(
+                job_id, f"state IN ('pending', 'paused', 'noline') AND fence = {fence}",
+                **values)  # fmt: skip
+        self.outbox.done(name)
+        if done:
+            out_log.warning("job %d: the outcome of its call (%s), kept while the store"
+                            " could not be reached, is recorded", job_id,
+                            values["state"])  # fmt: skip
+            self.bus.publish(EventKind.JOB_CHANGED, job_id=job_id, action="recorded",
+                             state=values["state"])  # fmt: skip
+        else:
+            out_log.warning("job %d: the outcome of its call (%s), kept while the store"
+                            " could not be reached, is not recorded: the job was claimed"
+                            " again meanwhile", job_id, values["state"])  # fmt: skip
+        if came is not None:
+            self.hooks.stored(came["row"], came["line"])
+        self._stale = True
+
+    def _add_kept_fax(self, name: str, entry: dict[str, Any], row: dict[str, Any]
+                      ) -> dict[str, Any]:  # fmt: skip
+        """Commit received fax ``row`` of outbox entry ``name`` once: its pages moved into
+        the spool first (the entry rewritten to name them), and not added again if a
+        commit whose answer was lost (or a kill) added it already. The row committed."""
+        kept = self._settle(row)
+        if kept:
+            self.outbox.update(name, entry)  # (``row`` is a part of ``entry``)
+            self.outbox.remove_pages(kept)
+        if row.get("id"):
+            return row
+        found = self.store.jobs("type = 'receive' AND file = ?", (row["file"],), order="id")
+        if found:
+            return found[0]
+        row["id"] = self.store.add_job(row)
+        return row
 
     # -- sending --------------------------------------------------------------------
     def _dispatch(self, row: dict[str, Any], port: str, target: str | None) -> bool:
