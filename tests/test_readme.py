@@ -179,7 +179,8 @@ def test_the_readme_runs_as_printed_on_a_fresh_machine(tmp_path):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    assert proc.returncode == 0 and "=== README done ===" in text, text[-6000:]
+    logs = "".join(f"\n--- {p.name} ---\n{p.read_text()[-3000:]}" for p in checkout.glob("*.log"))
+    assert proc.returncode == 0 and "=== README done ===" in text, text[-6000:] + logs
     out = _outputs(text, blocks)
     ran = [b for b in blocks if b.lang in ("sh", "python") and not b.skip]
     assert sorted(out) == sorted(b.line for b in ran)
