@@ -11,6 +11,12 @@ the same set-up as the tests; a production server with fsync on adds its commit 
   with each filter (state, owner, number, submitted and finished time ranges of a day,
   newest first, and a time range with another filter) far into the table, keyset
   paged, and one clean-up batch's query (dirty days);
+* ``scheduler``: its two reads of every second with ``FINISHED`` finished jobs (one in
+  ten asked for a receipt, sent) and ``QUEUED`` (2,500) due send jobs: the queue read
+  (:meth:`Store.due_jobs`, the first 64 by priority, then id) beside the query it
+  replaced (states as parameters, sorted: the anchor), the next due time
+  (``earliest_schedule``), and the finished jobs whose receipt is not sent yet
+  (:meth:`Store.unreported_receipts`, 3 of them);
 * ``jobs/s``: 1-page faxes through two loopback pairs, submitted, sent, received and
   stored, as in ``test_service_bench.py``, on each store in the same run.
 
@@ -37,22 +43,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from service_helpers import text_pages  # noqa: E402
 
 FINISHED = int(os.environ.get("FASTFAX_FINISHED", 1_000_000))
+QUEUED = 2500
 CLAIMS = 1000
 JOBS = 40
 RESULTS: dict[str, str] = {}
 
 
-def _fill(store, finished: int, pending: int) -> list[int]:
+def _fill(store, finished: int, pending: int, receipts: bool = False) -> list[int]:
     """``finished`` completed jobs in one statement (100 owners, 1000 numbers, job n
-    submitted at n and finished at n + 10 s), then ``pending`` pending ones."""
+    submitted at n and finished at n + 10 s; ``receipts``: one in ten asked for a
+    receipt, reported), then ``pending`` pending ones."""
     series = ("generate_series(1, ?) AS x" if store.shared else  # SQLite: a recursive CTE
               "(WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < ?)"
               " SELECT x FROM c)")  # fmt: skip
+    info = "'{}'"
+    if receipts:
+        info = """(CASE WHEN x % 10 = 0 THEN '{"receipt": "inbox", "reported": 1}' ELSE '{}' END)"""
     with store.transaction() as tx:
         tx.execute(
-            "INSERT INTO jobs (type, state, number, owner, submitted, schedule, finished)"
+            "INSERT INTO jobs (type, state, number, owner, submitted, schedule, finished, info)"
             " SELECT 'send', 'completed', CAST(x % 1000 AS TEXT), 'u' || CAST(x % 100 AS TEXT),"
-            f" x, x, x + 10 FROM {series}",
+            f" x, x, x + 10, {info}{'::jsonb' if store.shared else ''} FROM {series}",
             (finished,),
         )
     row = {"type": "send", "state": "pending", "number": "1", "submitted": 2e9,
@@ -101,10 +112,8 @@ def test_claim_latency(kind, tmp_path, request):
             conn.execute("ANALYZE jobs")
     store = open_store(url)
     half = FINISHED // 2
-    due = "type = 'send' AND state IN ('pending', 'retrying', 'noline')"
     queries = {  # what the scheduler sends before a claim, and pages of Service.jobs
-        "choose (due jobs)": lambda: store.jobs(f"{due} AND schedule <= ?", (time.time(),),
-                                                "priority DESC, id LIMIT 24", "id, file"),
+        "choose (due jobs)": lambda: store.due_jobs(time.time(), False, 64),
         "page: state, after id": lambda: store.job_page(states=["completed"], after=half,
                                                         limit=100),
         "page: owner, after id": lambda: store.job_page(owner="u7", after=half, limit=100),
@@ -139,6 +148,50 @@ def test_claim_latency(kind, tmp_path, request):
         assert len(store.expired(half, ["completed"], 500)) == 500
         took.append(time.perf_counter() - t)
     RESULTS[f"{kind} clean-up batch (500)"] = _p(took)
+    store.close()
+
+
+def _analyze(store, url: str) -> None:
+    """PostgreSQL: ANALYZE jobs (what autovacuum does after a bulk load)."""
+    if store.shared:
+        import psycopg
+
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("ANALYZE jobs")
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_scheduler_reads(kind, tmp_path, request):
+    url = request.getfixturevalue("pg").database() if kind == "postgresql" else str(tmp_path)
+    store = open_store(url)
+    _fill(store, FINISHED, 0, receipts=True)
+    queued = [{"type": "send", "state": "pending", "number": str(n % 50), "priority": n % 3,
+               "submitted": 2e9, "schedule": 1.0, "discount": n % 10 == 0,
+               "info": {"receipt": "inbox"} if n % 2 else {}} for n in range(QUEUED)]  # fmt: skip
+    store.add_jobs(queued)
+    unreported = store.add_jobs([{"type": "send", "state": "failed", "submitted": 2e9,
+                                  "schedule": 1.0, "info": {"receipt": "a@b"}}] * 3)[0]  # fmt: skip
+    _analyze(store, url)
+    due = "type = 'send' AND state IN (?, ?, ?)"
+    states = ("pending", "retrying", "noline")
+    reads = {
+        "scheduler: queue (due_jobs, 64)": lambda: store.due_jobs(time.time(), False, 64),
+        "scheduler: queue, anchor (sorted)": lambda: store.jobs(
+            f"{due} AND schedule <= ? AND discount = 0", (*states, time.time()),
+            "priority DESC, id LIMIT 64", "id, state, number, file"),
+        "scheduler: next due time": lambda: store.earliest_schedule(
+            f"{due} AND schedule > ?", (*states, time.time())),
+        "scheduler: unreported receipts": store.unreported_receipts,
+    }  # fmt: skip
+    assert [r["id"] for r in store.unreported_receipts()] == unreported
+    assert store.due_jobs(time.time(), False, 64) == reads["scheduler: queue, anchor (sorted)"]()
+    for name, read in reads.items():
+        took = []
+        for _ in range(50):
+            t = time.perf_counter()
+            read()
+            took.append(time.perf_counter() - t)
+        RESULTS[f"{kind} {name}"] = _p(took)
     store.close()
 
 

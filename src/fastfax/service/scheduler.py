@@ -511,12 +511,7 @@ class Scheduler:
         with self.ports.lock:  # (a retry scheduled from now on is seen by the next read)
             self._retry_at = float("inf")
         due = f"type = 'send' AND state IN ({','.join('?' * len(_DUE))})"
-        self._queue = self.store.jobs(
-            f"{due} AND schedule <= ?" + ("" if cheap else " AND discount = 0"),
-            (*_DUE, now),
-            order=f"priority DESC, id LIMIT {QUEUE_BATCH}",
-            columns="id, state, number, file",
-        )
+        self._queue = self.store.due_jobs(now, cheap, QUEUE_BATCH)
         later = self.store.earliest_schedule(f"{due} AND schedule > ?", (*_DUE, now))
         self._queue_full = len(self._queue) == QUEUE_BATCH
         self._queue_until = now + 1.0 if later is None else min(now + 1.0, later)
@@ -1063,9 +1058,7 @@ class Scheduler:
         """Send the delivery report of each finished send job that asked for one (at
         most once): to its e-mail address through the e-mail method's pool, or into
         ``<spool>/receipts/<owner>/`` for "inbox"."""
-        rows = self.store.unreported_receipts(
-            (JobState.COMPLETED.value, JobState.FAILED.value, JobState.RETRIES_EXCEEDED.value)
-        )
+        rows = self.store.unreported_receipts()
         methods = dict(self._routing_methods())
         for row in rows:
             self.store.update_job(row["id"], info={"reported": 1})
