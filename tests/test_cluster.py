@@ -82,6 +82,28 @@ def two_nodes(tmp: str, postgres: object, **configuration: object) -> Iterator[
         jobs.close()
 
 
+@contextmanager
+def node_alone(tmp: str, postgres, count: int, **options) -> Iterator[tuple]:
+    """One node (``Node`` ``options``) reaching the database through a relay, ``count``
+    faxes submitted to it and one of them on the line: (node, relay, jobs, ids)."""
+    url = postgres.database()
+    relay = TcpRelay(postgres_socket(postgres))
+    b = Node(tmp, 1, relay.url(url), lease=LEASE, **options)
+    jobs = Jobs(url)
+    try:
+        b.start()
+        ids: dict[int, int] = {}
+        failures: list[BaseException] = []
+        send_jobs([b], b.token(), 0, count, failures, ids, time.monotonic() + T)
+        assert not failures, failures
+        jobs.wait("type = 'send' AND state = 'inprogress'", 1, T, [b])
+        yield b, relay, jobs, ids
+    finally:
+        stop_all([b])
+        relay.close()
+        jobs.close()
+
+
 @pytest.mark.parametrize("cut", ["hold", "drop"])
 def test_a_node_cut_off_from_the_database_is_fenced_out_and_rejoins(tmp_path, postgres, cut):
     """Node A reaches the database directly, node B through a relay. 16 faxes submitted
@@ -192,18 +214,8 @@ def test_a_node_alone_cut_off_from_the_database_carries_on_when_it_is_back(tmp_p
     has calls on the line, for longer than its lease, then forwarding again. Its jobs
     all complete, each sent once (its claims were not taken over, so its outcomes
     stand), every fax stored once, and it takes new jobs."""
-    url = postgres.database()
-    relay = TcpRelay(postgres_socket(postgres))
-    b = Node(str(tmp_path), 1, relay.url(url), lease=LEASE, page_delay=0.3)
-    jobs = Jobs(url)
-    try:
-        b.start()
-        token = b.token()
-        ids: dict[int, int] = {}
-        failures: list[BaseException] = []
-        send_jobs([b], token, 0, 8, failures, ids, time.monotonic() + T)
-        assert not failures, failures
-        jobs.wait("type = 'send' AND state = 'inprogress'", 1, T, [b])
+    with node_alone(str(tmp_path), postgres, 8, page_delay=0.3) as (b, relay, jobs, ids):
+        token, failures = b.token(), []
         relay.cut(drop=cut == "drop")
         time.sleep(LEASE + 1)  # its leases run out meanwhile
         relay.resume()
@@ -216,10 +228,6 @@ def test_a_node_alone_cut_off_from_the_database_carries_on_when_it_is_back(tmp_p
         assert [(r["attempts"], r["fence"]) for r in rows] == [(1, 1)] * 10  # sent once each
         jobs.wait(final("receive"), 10, T, [b], stall=10)
         assert arrivals(b.inboxes) == dict.fromkeys(range(10), 1)
-    finally:
-        stop_all([b])
-        relay.close()
-        jobs.close()
 
 
 def test_a_node_cut_off_inside_a_transaction_does_not_stall_the_others(tmp_path, postgres):
@@ -257,19 +265,8 @@ def test_a_call_that_ends_while_its_node_is_cut_off_is_recorded_when_it_is_back(
     Every job COMPLETED, sent once (one attempt, its first fencing token), every fax
     stored once. With ``kill``, the node is killed (SIGKILL) while cut off and started
     again once the database is back: what it kept on disk is recorded all the same."""
-    url = postgres.database()
-    relay = TcpRelay(postgres_socket(postgres))
-    b = Node(str(tmp_path), 1, relay.url(url), lease=LEASE, page_delay=0.2,
-             configuration={"interrupted": interrupted})  # fmt: skip
-    jobs = Jobs(url)
-    try:
-        b.start()
-        token = b.token()
-        ids: dict[int, int] = {}
-        failures: list[BaseException] = []
-        send_jobs([b], token, 0, 4, failures, ids, time.monotonic() + T)
-        assert not failures, failures
-        jobs.wait("type = 'send' AND state = 'inprogress'", 1, T, [b])
+    options = {"page_delay": 0.2, "configuration": {"interrupted": interrupted}}
+    with node_alone(str(tmp_path), postgres, 4, **options) as (b, relay, jobs, ids):
         relay.cut(refuse=True)
         time.sleep(LEASE + 3)  # the calls end, their leases run out
         if kill:
@@ -283,7 +280,3 @@ def test_a_call_that_ends_while_its_node_is_cut_off_is_recorded_when_it_is_back(
         assert [(r["attempts"], r["fence"]) for r in rows] == [(1, 1)] * 4, rows
         jobs.wait(final("receive"), 4, T, [b], stall=15)
         assert arrivals(b.inboxes) == dict.fromkeys(range(4), 1)
-    finally:
-        stop_all([b])
-        relay.close()
-        jobs.close()

@@ -20,31 +20,12 @@ import threading
 import time
 from typing import Any
 
+from ..files import sync_folder, write_synced
+
 __all__ = ["Outbox", "FOLDER"]
 
 #: The outbox's folder in the spool (its files' names relative to the spool start so).
 FOLDER = "outbox"
-
-
-def _write_durably(path: str, data: bytes) -> None:
-    """``data`` as file ``path``, whole or not at all (a temporary name renamed), synced
-    with its folder before this returns."""
-    folder = os.path.dirname(path)
-    temp = os.path.join(folder, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(temp, path)
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class Outbox:
@@ -79,14 +60,14 @@ class Outbox:
         job row kept here names until the fax is moved into the spool's ``in/``)."""
         os.makedirs(self.folder, exist_ok=True)
         relative = os.path.join(FOLDER, f"{secrets.token_hex(8)}.tif")
-        _write_durably(os.path.join(self.root, relative), data)
+        write_synced(os.path.join(self.root, relative), data)
         return relative
 
     def keep(self, entry: dict[str, Any]) -> None:
         """Keep ``entry`` (JSON-able) until :meth:`done`."""
         os.makedirs(self.folder, exist_ok=True)
         name = f"{time.time():017.6f}-{secrets.token_hex(4)}.json"
-        _write_durably(os.path.join(self.folder, name), json.dumps(entry).encode())
+        write_synced(os.path.join(self.folder, name), json.dumps(entry).encode(), replace=True)
         with self._lock:
             self._entries[name] = entry
 
@@ -97,7 +78,7 @@ class Outbox:
 
     def update(self, name: str, entry: dict[str, Any]) -> None:
         """Write entry ``name`` again (a step of its recording done: it says so now)."""
-        _write_durably(os.path.join(self.folder, name), json.dumps(entry).encode())
+        write_synced(os.path.join(self.folder, name), json.dumps(entry).encode(), replace=True)
         with self._lock:
             self._entries[name] = entry
 
@@ -121,11 +102,7 @@ class Outbox:
                 os.replace(path, os.path.join(self.folder, keep_as))
         except FileNotFoundError:
             return
-        fd = os.open(self.folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        sync_folder(self.folder)
 
     def remove_pages(self, relative: str) -> None:
         """Delete kept pages (``relative`` to the spool) once the spool holds them."""

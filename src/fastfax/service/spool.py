@@ -17,7 +17,7 @@ import time
 from collections.abc import Sequence
 
 from .. import tiff
-from ..files import write_files
+from ..files import sync_folder, write_files, write_synced
 from ..page import Page
 from .store import Store
 
@@ -70,16 +70,7 @@ class Spool:
         cut short is named by no job."""
         self._folder(folder)
         relative = os.path.join(folder, f"{secrets.token_hex(8)}{ext}")
-        fd = os.open(os.path.join(self.root, relative), os.O_WRONLY | os.O_CREAT | os.O_EXCL,
-                     0o644)  # fmt: skip
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        self._sync_folder(folder)
+        write_synced(os.path.join(self.root, relative), data)
         self._shared(relative, data)
         return relative
 
@@ -94,11 +85,7 @@ class Spool:
             raise
 
     def _sync_folder(self, folder: str) -> None:
-        fd = os.open(os.path.join(self.root, folder), os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        sync_folder(os.path.join(self.root, folder))
 
     def write(self, folder: str, pages: Sequence[Page]) -> str:
         """Store ``pages`` as a new TIFF-F (MMR) file in ``folder`` (``"in"`` or
