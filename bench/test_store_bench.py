@@ -14,7 +14,9 @@ the same set-up as the tests; a production server with fsync on adds its commit 
 * ``scheduler``: its two reads of every second with ``FINISHED`` finished jobs (one in
   ten asked for a receipt, sent) and ``QUEUED`` (2,500) due send jobs: the queue read
   (:meth:`Store.due_jobs`, the first 64 by priority, then id) beside the query it
-  replaced (states as parameters, sorted: the anchor), the next due time
+  replaced (the anchor: its states as parameters, from which SQLite cannot tell that
+  index ``jobs_queue`` holds its rows, so it sorts the due jobs; PostgreSQL plans
+  with the values and uses the index anyway), the next due time
   (``earliest_schedule``), and the finished jobs whose receipt is not sent yet
   (:meth:`Store.unreported_receipts`, 3 of them);
 * ``jobs/s``: 1-page faxes through two loopback pairs, submitted, sent, received and
@@ -124,7 +126,8 @@ def test_claim_latency(kind, tmp_path, request):
         "page: finished range": lambda: store.job_page(finished=(half, half + 86400),
                                                        limit=100),
         "page: finished range, far in": lambda: store.job_page(
-            finished=(half, half + 86400), after=half + 50000, newest_first=True, limit=100),
+            finished=(half, half + 86400), after=half + min(50000, half // 2),
+            newest_first=True, limit=100),
         "page: newest first": lambda: store.job_page(states=["completed"], newest_first=True,
                                                      limit=100),
         "page: owner, submitted range": lambda: store.job_page(
@@ -176,7 +179,7 @@ def test_scheduler_reads(kind, tmp_path, request):
     states = ("pending", "retrying", "noline")
     reads = {
         "scheduler: queue (due_jobs, 64)": lambda: store.due_jobs(time.time(), False, 64),
-        "scheduler: queue, anchor (sorted)": lambda: store.jobs(
+        "scheduler: queue, anchor": lambda: store.jobs(
             f"{due} AND schedule <= ? AND discount = 0", (*states, time.time()),
             "priority DESC, id LIMIT 64", "id, state, number, file"),
         "scheduler: next due time": lambda: store.earliest_schedule(
@@ -184,7 +187,7 @@ def test_scheduler_reads(kind, tmp_path, request):
         "scheduler: unreported receipts": store.unreported_receipts,
     }  # fmt: skip
     assert [r["id"] for r in store.unreported_receipts()] == unreported
-    assert store.due_jobs(time.time(), False, 64) == reads["scheduler: queue, anchor (sorted)"]()
+    assert store.due_jobs(time.time(), False, 64) == reads["scheduler: queue, anchor"]()
     for name, read in reads.items():
         took = []
         for _ in range(50):
