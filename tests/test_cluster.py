@@ -168,10 +168,9 @@ def test_a_node_cut_off_from_the_database_is_fenced_out_and_rejoins(tmp_path, po
 def test_a_cut_off_node_s_calls_are_held_for_an_operator_when_so_configured(tmp_path, postgres):
     """``interrupted = "hold"``: the partition test's cut (nothing forwarded), but A
     holds each of B's calls it takes over (PAUSED, its cause naming B) instead of
-    sending it again, so while nobody acts no fax arrives twice, also once B is back
-    and has routed what its far lines took during the cut. The operator's resume then
-    sends each held fax: a second copy where B's far end had it whole (the operator's
-    call, counted in the report)."""
+    sending it again. Once B is back, the outcome of each of its calls that delivered
+    the fax completes the held job (nobody claimed it since: the same fencing token);
+    the operator resumes what is still held. No fax arrives twice."""
     with two_nodes(str(tmp_path), postgres, interrupted="hold") as (a, b, relay, jobs, ids):
         on_b = f"type = 'send' AND state = 'inprogress' AND node = {quoted(b.name)}"
         jobs.wait(on_b, 1, T, [a, b])
@@ -186,25 +185,22 @@ def test_a_cut_off_node_s_calls_are_held_for_an_operator_when_so_configured(tmp_
             assert row["cause"].startswith(
                 f"held for an operator: node {b.name} lost its claim during the call"), row
         relay.resume()
-        time.sleep(LEASE)  # B back: its stale outcomes are refused, its far lines route
+        time.sleep(LEASE)  # B back: its calls end, their outcomes are written
         jobs.wait_routed(T)
-        assert {r["id"]: r["state"] for r in jobs.rows("state = 'paused'")} == dict.fromkeys(
-            held, "paused")
-        seen = arrivals(folder for node in (a, b) for folder in node.inboxes)
-        assert set(seen.values()) == {1}, seen  # nothing twice without the operator
-        numbers = {job_id: n for n, job_id in ids.items()}
+        settled = {r["id"] for r in jobs.rows("type = 'send' AND state = 'completed'")}
+        still = {r["id"] for r in jobs.rows("state = 'paused'")}
+        assert set(held) == (set(held) & settled) | still, (held, settled, still)
         with connect(a.url, token=a.token(), timeout=10) as server:
-            for job_id in held:
+            for job_id in still:
                 server.job(job_id).resume()
         jobs.wait("type = 'send' AND state = 'completed'", 16, T, [a, b])
         jobs.wait_routed(T)
         seen = arrivals(folder for node in (a, b) for folder in node.inboxes)
         assert sorted(seen) == list(range(16))
-        repeated = {n: c - 1 for n, c in seen.items() if c > 1}
         print(f"partition, interrupted = hold: {len(inflight)} call(s) of B on the line at "
-              f"the cut, {len(held)} held, {sum(repeated.values())} fax(es) stored twice after"
-              f" the operator resumed them: {sorted(repeated)}")  # fmt: skip
-        assert set(repeated) <= {numbers[job_id] for job_id in held}, (repeated, held)
+              f"the cut, {len(held)} held, {len(set(held) - still)} completed by B's outcome"
+              f" once back, {len(still)} resumed by the operator")  # fmt: skip
+        assert set(seen.values()) == {1}, seen  # no fax twice
 
 
 @pytest.mark.parametrize("cut", ["hold", "drop"])

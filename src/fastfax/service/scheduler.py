@@ -152,6 +152,13 @@ def _time_limit(method: RoutingMethod) -> float:
     return float(getattr(method, "timeout", 300.0)) + ROUTE_GRACE
 
 
+def _unclaimed_since(fence: int) -> str:
+    """The condition on a job whose call of claim ``fence`` delivered its fax after the
+    lease ran out: nobody claimed it since (still that token; requeued, or held for an
+    operator). Such a job is completed by that call's outcome instead of sent again."""
+    return f"state IN ('pending', 'paused', 'noline') AND fence = {fence}"
+
+
 @dataclass
 class _Round:
     """One routing attempt of a received fax: methods still running (name -> monotonic
@@ -598,6 +605,9 @@ class Scheduler:
                     done, arrived[0]["id"] = self.store.update_and_add(
                         job_id, when, {"state": new.value, **values}, arrived[0])  # fmt: skip
                     self.outbox.remove_pages(kept)
+                if not done and fence is not None and new is JobState.COMPLETED:
+                    done = self.store.update_job(job_id, _unclaimed_since(fence),
+                                                 state=new.value, **values)  # fmt: skip
             except StoreUnavailable as exc:
                 if fence is None:
                     raise
@@ -673,9 +683,7 @@ class Scheduler:
         done = self.store.update_job(
             job_id, f"state = 'inprogress' AND fence = {fence}", **values)  # fmt: skip
         if not done and values["state"] == JobState.COMPLETED.value:
-            done = self.store.update_job(
-                job_id, f"state IN ('pending', 'paused', 'noline') AND fence = {fence}",
-                **values)  # fmt: skip
+            done = self.store.update_job(job_id, _unclaimed_since(fence), **values)
         self.outbox.done(name)
         if done:
             out_log.warning("job %d: the outcome of its call (%s), kept while the store"
