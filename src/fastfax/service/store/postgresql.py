@@ -19,7 +19,7 @@ from typing import Any
 
 from ...errors import ConfigError
 from . import StoreUnavailable
-from ._sql import SqlStore
+from ._sql import QUEUE_INDEX, SqlStore
 
 __all__ = ["PostgresStore"]
 
@@ -86,8 +86,7 @@ _SCHEMA_3 = (
 # query's own terms prove its WHERE: the queries repeat them, with literals, never
 # parameters, which a prepared statement's generic plan could not prove anything from.)
 _SCHEMA_4 = (
-    "CREATE INDEX jobs_queue ON jobs (priority DESC, id)"
-    " WHERE type = 'send' AND state IN ('pending', 'retrying', 'noline')",
+    QUEUE_INDEX,
     "DROP INDEX jobs_receipt",
     "CREATE INDEX jobs_receipt ON jobs (id) WHERE type = 'send'"
     " AND state IN ('completed', 'failed', 'retries_exceeded')"

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from ._sql import SqlStore, iter_statements
+from ._sql import QUEUE_INDEX, SqlStore, iter_statements
 
 __all__ = ["SqliteStore"]
 
@@ -96,8 +96,7 @@ _SCHEMA_3 = (
 # used) and repeat their WHERE terms verbatim, literals and all (SQLite uses a partial
 # index only for a query that contains each of its terms).
 _SCHEMA_4 = (
-    "CREATE INDEX jobs_queue ON jobs (priority DESC, id)"
-    " WHERE type = 'send' AND state IN ('pending', 'retrying', 'noline')",
+    QUEUE_INDEX,
     "DROP INDEX jobs_receipt",
     "CREATE INDEX jobs_receipt ON jobs (id) WHERE type = 'send'"
     " AND state IN ('completed', 'failed', 'retries_exceeded')"
