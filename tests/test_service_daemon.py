@@ -153,6 +153,16 @@ def _kill_mid_send(
     return job.id, sent, done
 
 
+def _received_continues(server, sent: list, done: int) -> list:
+    """The one fax a line of ``server`` received completes and is the continuation of
+    ``sent`` after its first ``done`` pages (see :func:`_continues`); its pages."""
+    (received,) = [j for j in server.jobs() if j.type.value == "receive"]
+    assert server.job(received.id).wait(T).state is JobState.COMPLETED
+    got = server.job(received.id).pages()
+    _continues(got, sent, done)
+    return got
+
+
 def _continues(got: list, sent: list, done: int) -> None:
     """``got`` are the pages of ``sent`` after the first ``done``, each with another
     header line (a continuation's) and the rest of the page as sent."""
@@ -172,12 +182,9 @@ def test_kill_9_mid_send_completes_exactly_once(spool, tmp_path):
         with connect(daemon.url, token=daemon.token) as server:
             info = server.job(job_id).wait(T)
             assert info.state is JobState.COMPLETED and info.attempts == 2
-            (received,) = [j for j in server.jobs() if j.type.value == "receive"]
-            assert server.job(received.id).wait(T).state is JobState.COMPLETED
             # the call resumed with the pages not yet confirmed, each marked as a
             # continuation in its header line (the rest of the page as sent)
-            got = server.job(received.id).pages()
-            _continues(got, sent, done)
+            got = _received_continues(server, sent, done)
         daemon.kill()  # after completion: a restart must not send it again
         daemon = Daemon(spool)
         with connect(daemon.url, token=daemon.token) as server:
@@ -224,9 +231,7 @@ def test_kill_9_mid_send_held_for_an_operator(tmp_path, store_kind):
                                           JobState.COMPLETED)  # fmt: skip
             info = job.wait(T)
             assert info.state is JobState.COMPLETED and info.attempts == 2
-            (received,) = [j for j in server.jobs() if j.type.value == "receive"]
-            assert server.job(received.id).wait(T).state is JobState.COMPLETED
-            _continues(server.job(received.id).pages(), sent, done)
+            _received_continues(server, sent, done)
         daemon.stop()
     finally:
         if daemon.proc.poll() is None:
@@ -245,9 +250,7 @@ def test_stop_mid_send_resumes_after_the_confirmed_pages(spool, tmp_path):
         with connect(daemon.url, token=daemon.token) as server:
             info = server.job(job_id).wait(T)
             assert info.state is JobState.COMPLETED and info.attempts == 1
-            (received,) = [j for j in server.jobs() if j.type.value == "receive"]
-            assert server.job(received.id).wait(T).state is JobState.COMPLETED
-            _continues(server.job(received.id).pages(), sent, done)
+            _received_continues(server, sent, done)
         daemon.stop()
     finally:
         if daemon.proc.poll() is None:
