@@ -81,10 +81,10 @@ class RemoteBackend:
         self._headers = {"Content-Type": "application/json"}
         self._idle: list[http.client.HTTPConnection] = []  # kept-alive, ready for a call
         self._idle_lock = threading.Lock()
+        self._closing = threading.Event()
         if token:
             self._headers["Authorization"] = f"Bearer {token}"
         opened = self._open_session()
-        self._closing = threading.Event()
         self._keeper = threading.Thread(
             target=_keep,
             args=(weakref.ref(self), self._closing, float(opened["lease"]) / 3),
@@ -130,7 +130,7 @@ class RemoteBackend:
             raise Unreached(
                 f"cannot reach the fax server at {self.host}:{self.port}: {exc}"
             ) from None
-        if keep and not resp.will_close and not self._closing_now():
+        if keep and not resp.will_close and not self._closing.is_set():
             with self._idle_lock:
                 if len(self._idle) < IDLE:
                     self._idle.append(conn)
@@ -148,12 +148,8 @@ class RemoteBackend:
             raise ERRORS.get(err.get("type"), ServiceError)(err.get("message", "unknown error"))
         return decode(answer.get("result"))
 
-    def _closing_now(self) -> bool:
-        closing = getattr(self, "_closing", None)
-        return closing is not None and closing.is_set()
-
     def _drop_idle(self) -> None:
-        """Close the kept-alive connections."""
+        """Close the kept-alive connections (the next call makes a new one)."""
         with self._idle_lock:
             idle = list(self._idle)
             self._idle.clear()
