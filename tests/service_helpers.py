@@ -304,7 +304,9 @@ def load_spool(tmp: str) -> tuple[str, list[str], list[str]]:
     return spool, ["20", "40"], inboxes
 
 
-def gateway_load(tmp: str, clients: int, jobs: int, kill: bool = True) -> dict[str, float]:
+def gateway_load(
+    tmp: str, clients: int, jobs: int, kill: bool = True, cpus: str | None = None
+) -> dict[str, float]:
     """``clients`` remote clients send ``jobs`` one-page faxes each through ``fastfax
     serve``, each with its own request id; with ``kill``, the daemon is killed (SIGKILL)
     once half are submitted and started again on the same port, and the clients send
@@ -312,13 +314,15 @@ def gateway_load(tmp: str, clients: int, jobs: int, kill: bool = True) -> dict[s
     that the far lines stored each fax exactly once, pixel for pixel. Returns figures:
     ``jobs``, ``wall`` (s), ``jobs_per_s``, ``p50_ms`` / ``p99_ms`` (submit latency of
     answered sends), ``cpu_ms_per_job`` (the daemons' CPU after start-up), ``bare_ms`` (one bare
-    :func:`fastfax.transport.loopback.call` of such a page in this process)."""
+    :func:`fastfax.transport.loopback.call` of such a page in this process). ``cpus``: the
+    daemons' ``--cpus``."""
     from fastfax.service.errors import ServiceError
     from fastfax.service.model import JobState
 
     spool, numbers, inboxes = load_spool(tmp)
     port = free_port()
-    daemons = [Daemon(spool, port=port)]
+    extra = () if cpus is None else ("--cpus", cpus)
+    daemons = [Daemon(spool, *extra, port=port)]
     token = daemons[0].token
     total = clients * jobs
     latencies: list[float] = []
@@ -366,7 +370,7 @@ def gateway_load(tmp: str, clients: int, jobs: int, kill: bool = True) -> dict[s
             cpu += daemons[-1].cpu()
             daemons[-1].kill()
             time.sleep(0.2)
-            daemons.append(Daemon(spool, port=port))
+            daemons.append(Daemon(spool, *extra, port=port))
             cpu -= daemons[-1].cpu()
         for t in threads:
             t.join()

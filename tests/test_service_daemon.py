@@ -279,3 +279,49 @@ def test_serve_refuses_a_busy_spool_and_bad_toml(spool, tmp_path):
         timeout=T,
     )
     assert done.returncode == 2 and "unknown device kind 'warp-drive'" in done.stderr
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="pinning to CPUs is Linux only")
+def test_serve_keeps_every_thread_on_the_cpus_it_is_given(spool, tmp_path):
+    """``--cpus``: every thread of the daemon (the HTTP loop, the scheduler, the calls'
+    workers, ...) may run only there, also those started for calls after start-up; the
+    ``cpus`` of the TOML file likewise; a CPU the process may not use is refused."""
+    cpu = max(os.sched_getaffinity(0))
+
+    def allowed(pid: int) -> set[str]:
+        out = set()
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/status") as fh:
+                out |= {line.split()[1] for line in fh if line.startswith("Cpus_allowed_list")}
+        return out
+
+    daemon = Daemon(spool, "--cpus", str(cpu))
+    try:
+        with connect(daemon.url, token=daemon.token, timeout=T) as server:
+            only_sender(server, "lp/1")
+            job = server.send(text_pages(1), to="200")
+            assert job.wait(T).state is JobState.COMPLETED
+        assert len(os.listdir(f"/proc/{daemon.proc.pid}/task")) > 3
+        assert allowed(daemon.proc.pid) == {str(cpu)}
+    finally:
+        daemon.stop()
+    toml = os.path.join(spool, "fastfax.toml")
+    with open(toml) as fh:
+        text = fh.read()
+    with open(toml, "w") as fh:  # (a top-level key: before the first table)
+        fh.write(f"cpus = [{cpu}]\n{text}")
+    daemon = Daemon(spool)
+    try:
+        assert allowed(daemon.proc.pid) == {str(cpu)}
+    finally:
+        daemon.stop()
+    code = "import sys; from fastfax.service.http import serve_main; sys.exit(serve_main())"
+    for cpus, message in ((str(os.cpu_count() + 7), "cpus must be CPUs this process may use"),
+                          ("0,x", "--cpus takes CPU numbers")):  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "-c", code, "--spool", spool, "--port", "0", "--cpus", cpus],
+            capture_output=True,
+            text=True,
+            timeout=T,
+        )
+        assert done.returncode == 2 and message in done.stderr, done.stderr

@@ -70,6 +70,10 @@ def test_print_failure_raises(tmp_path):
         ("[configuration]\ninterrupted = 'drop'\n", "interrupted must be one of .*'hold'"),
         ("[[devices]]\nname = 'x'\n", "kind and a name"),
         ("not toml ===\n", "not valid TOML"),
+        ("cpus = []\n", "cpus must be a non-empty list"),
+        ("cpus = [-1]\n", "cpus must be a non-empty list"),
+        ("cpus = '0'\n", "cpus must be a non-empty list"),
+        ("cpus = [true]\n", "cpus must be a non-empty list"),
     ],
 )
 def test_bad_toml(tmp_path, text, message):

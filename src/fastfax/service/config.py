@@ -229,6 +229,8 @@ class DaemonConfig:
     spool: str | None = None
     store: str | None = None  # [store] url: a postgresql:// URL (default: SQLite in the spool)
     log_format: str = "text"  # [logging] format: "text" or "json" (fastfax serve's stderr)
+    #: ``cpus``: the CPU numbers the daemon's threads may run on (Linux), None: any
+    cpus: list[int] | None = None
     configuration: dict[str, Any] = field(default_factory=dict)
     devices: list[dict[str, Any]] = field(default_factory=default_lines)
     routing: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -250,7 +252,8 @@ def load_toml(path: str | os.PathLike[str]) -> DaemonConfig:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{os.fspath(path)!r} is not valid TOML: {exc}") from None
     unknown = sorted(
-        set(raw) - {"http", "configuration", "devices", "routing", "spool", "store", "logging"}
+        set(raw)
+        - {"http", "configuration", "devices", "routing", "spool", "store", "logging", "cpus"}
     )
     if unknown:
         raise ConfigError(f"{os.fspath(path)!r}: unknown section(s) {unknown}")
@@ -278,6 +281,12 @@ def load_toml(path: str | os.PathLike[str]) -> DaemonConfig:
     if spool is not None and not isinstance(spool, str):
         raise ConfigError("spool must be a directory path")
     out.spool = spool
+    cpus = raw.get("cpus")
+    if cpus is not None and not (
+        isinstance(cpus, list) and cpus and all(type(c) is int and c >= 0 for c in cpus)
+    ):
+        raise ConfigError(f"cpus must be a non-empty list of CPU numbers, got {cpus!r}")
+    out.cpus = cpus
     store = raw.get("store", {})
     if not isinstance(store, dict) or set(store) - {"url"}:
         raise ConfigError("[store] takes url")

@@ -686,11 +686,41 @@ def ensure_admin(service: Service) -> str | None:
     return path
 
 
+def _cpu_list(text: str) -> list[int]:
+    try:
+        return [int(c) for c in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"--cpus takes CPU numbers separated by commas, got {text!r}") from None
+
+
+def pin_cpus(cpus: Sequence[int] | None) -> None:
+    """Keep this process's threads on ``cpus`` (CPU numbers; None: leave them be). Call
+    it before starting threads: only the calling thread and those it starts later are
+    moved. The service's threads take turns holding Python's interpreter lock, so a
+    daemon uses about one CPU at a time however many it may use; on one CPU its threads
+    hand work to each other without moving between CPUs' caches, which costs about a
+    fifth of its CPU time per job (``bench/test_service_load_bench.py``). Run one node
+    per CPU to use several. Raises :class:`ConfigError` for a CPU this process may not
+    use, or where the system cannot pin (not Linux)."""
+    if cpus is None:
+        return
+    allowed = getattr(os, "sched_getaffinity", None)
+    if allowed is None:
+        raise ConfigError("cpus: this system cannot pin a process to CPUs (Linux only)")
+    usable = allowed(0)
+    if not cpus or set(cpus) - usable:
+        raise ConfigError(
+            f"cpus must be CPUs this process may use ({', '.join(map(str, sorted(usable)))}),"
+            f" got {list(cpus)}"
+        )
+    os.sched_setaffinity(0, set(cpus))
+
+
 def serve_main(argv: Sequence[str] | None = None) -> int:
     """``fastfax serve [--config FILE] [--spool DIR] [--store URL] [--host H] [--port N]
-    [--certificate PEM --key PEM] [--allow-plain-http]``: run the daemon until SIGINT or
-    SIGTERM (calls in progress finish, or are put back for the next start). Prints
-    ``listening on URL`` once ready."""
+    [--certificate PEM --key PEM] [--allow-plain-http] [--cpus N,...]``: run the daemon
+    until SIGINT or SIGTERM (calls in progress finish, or are put back for the next start).
+    Prints ``listening on URL`` once ready."""
     parser = argparse.ArgumentParser(prog="fastfax serve", description="Run the fax service.")
     parser.add_argument("--config", help="TOML file: [http], [configuration], [[devices]]")
     parser.add_argument("--spool", help="spool directory (default: $FASTFAX_SPOOL or ~/.local/...)")
@@ -705,6 +735,10 @@ def serve_main(argv: Sequence[str] | None = None) -> int:
         "--allow-plain-http",
         action="store_true",
         help="serve plain HTTP beyond loopback (e.g. behind a TLS proxy)",
+    )
+    parser.add_argument(
+        "--cpus",
+        help="comma-separated CPU numbers the daemon may run on (default: [cpus], else any)",
     )
     parser.add_argument("--log-level", default="INFO", help="Python logging level for stderr")
     parser.add_argument(
@@ -748,6 +782,7 @@ def serve_main(argv: Sequence[str] | None = None) -> int:
             raise ConfigError("a key needs its certificate ([http] certificate, --certificate)")
         plain_ok = args.allow_plain_http or getattr(settings, "allow_plain_http", False)
         check_plain_http(host, certificate is not None, plain_ok)
+        pin_cpus(_cpu_list(args.cpus) if args.cpus is not None else settings.cpus)
         service = Service(spool, settings, store=args.store)
     except FaxError as exc:
         return refuse(exc)
