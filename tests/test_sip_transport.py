@@ -356,6 +356,7 @@ def test_sip_outcomes_follow_the_issue_table() -> None:
         outcome = outcome_of(result)
         assert outcome.state is state, status
         assert str(status) in outcome.cause
+        assert outcome.refused is (status in (488, 606)), status  # (never tried again)
     assert "far end refused T.38" in outcome_of(
         sip.SipResult(cause=Cause.CALLDROPPED, sip=cause_for_status(488))).cause
 

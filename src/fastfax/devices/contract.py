@@ -95,11 +95,14 @@ class Outcome:
     """How a call ended: ``state`` is COMPLETED, BUSY, NO_ANSWER, BAD_ADDRESS,
     NO_DIAL_TONE, DISCONNECTED, NOT_FAX_CALL, CALL_DELAYED, CALL_BLACKLISTED, OFFLINE,
     FATAL_ERROR (a protocol failure: the next attempt falls back to a lower speed) or
-    ABORTING; ``result`` the T.30 result when a session ran."""
+    ABORTING; ``result`` the T.30 result when a session ran. ``refused``: the far end
+    refused this kind of call and would refuse another the same way (e.g. SIP 488/606 to
+    a T.38 offer), so it is not tried again whatever ``state`` says."""
 
     state: DeviceState
     cause: str = ""
     result: Any = None
+    refused: bool = False
 
     @property
     def ok(self) -> bool:

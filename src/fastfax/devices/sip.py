@@ -35,9 +35,10 @@ them), else as ``sip:<number>@<gateway>``, else at ``domain``; a SIP URI given d
 (the transport's API) is dialled as it is. SIP outcomes become device states: 486/600 ``BUSY``
 (retried), 404/484/604 ``BAD_ADDRESS`` (never retried), 408/480 and no answer in
 ``setup_timeout`` ``NO_ANSWER`` (retried), 488/606 to our T.38 offer ``NOT_FAX_CALL``
-("far end refused T.38"), 401/403/407 after our credentials ``CALL_BLACKLISTED``
-("refused by trunk", not retried: of the service's states the only one for a call that
-is refused and must not be retried without being a bad number). The outcome's cause is
+("far end refused T.38", ``Outcome.refused``: not retried), 401/403/407 after our
+credentials ``CALL_BLACKLISTED`` ("refused by trunk", not retried: of the service's
+states the only one for a call that is refused and must not be retried without being a
+bad number). The outcome's cause is
 the SIP cause's text with the status, e.g. "refused by trunk (403)"; the result's T.30
 cause names it too (``BUSY``, ``BAD_ADDRESS``, ``NO_ANSWER``, ``NO_T38``, ``REFUSED``).
 Every bad field is a
@@ -92,7 +93,7 @@ def outcome_of(result: SipResult, aborted: bool = False) -> Outcome:
     if sip is not None and result.rate == 0 and not result.pages:
         status = f" ({sip.status})" if sip.status else ""
         state = _SIP_STATES.get(sip.name, DeviceState.FATAL_ERROR)
-        return Outcome(state, sip.text + status, result)
+        return Outcome(state, sip.text + status, result, refused=sip.name == "no_t38")
     if result.cause is Cause.CALLDROPPED:
         return Outcome(DeviceState.DISCONNECTED, str(result.cause), result)
     return Outcome(DeviceState.FATAL_ERROR, str(result.cause), result)

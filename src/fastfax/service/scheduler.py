@@ -130,14 +130,6 @@ def _continuation(row: dict[str, Any], pages: list[Page], first: int) -> list[Pa
     ]  # fmt: skip
 
 
-def _refuses_t38(outcome: Outcome) -> bool:
-    """Whether ``outcome`` is a far end that refused T.38 (SIP 488/606 to our offer, its
-    T.30 cause ``NO_T38``): it would refuse a new call the same way. (A NOT_FAX_CALL of
-    a modem, a voice that answered, is retried.)"""
-    cause = getattr(outcome.result, "cause", None)
-    return outcome.state is DeviceState.NOT_FAX_CALL and getattr(cause, "name", "") == "NO_T38"
-
-
 def _reached_training(result: Any) -> bool:
     """Whether the T.30 ``result`` of a failed call shows it reached training: it trained
     (``rate`` > 0) or its training failed (FTT: ``fallbacks``; ``CANNOT_TRAIN``). Not a
@@ -868,7 +860,7 @@ class Scheduler:
                                  owner=row["owner"], cause=values["cause"])  # fmt: skip
         elif state is DeviceState.ABORTING:
             self._set(job_id, inprogress, JobState.CANCELED, finished=now, cause="aborted")
-        elif state in _REFUSED or _refuses_t38(outcome):  # the same call would be refused
+        elif state in _REFUSED or outcome.refused:  # the same call would be refused
             self._set(job_id, inprogress, JobState.FAILED, finished=now, cause=outcome.cause)
         elif after == "pause":  # paused on the line: held after this call, as Windows does
             self._set(job_id, inprogress, JobState.PAUSED, cause=outcome.cause)
