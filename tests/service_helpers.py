@@ -253,6 +253,10 @@ class Daemon:
         with open(os.path.join(spool, ADMIN_TOKEN_FILE)) as fh:
             self.token = fh.read().strip()
 
+    def threads(self) -> int:
+        """The daemon's threads now."""
+        return len(os.listdir(f"/proc/{self.proc.pid}/task"))
+
     def cpu(self) -> float:
         """CPU seconds (user + system) the daemon used so far."""
         with open(f"/proc/{self.proc.pid}/stat") as fh:

@@ -22,14 +22,14 @@ import time
 import urllib.parse
 
 import pytest
-from service_helpers import make_spool, only_sender, text_pages
+from service_helpers import Daemon, make_spool, only_sender, text_pages
 
 from fastfax import tiff
 from fastfax.client import connect
 from fastfax.errors import ConfigError
 from fastfax.service import api
 from fastfax.service.errors import RemoteError
-from fastfax.service.http import ADMIN_TOKEN_FILE, AUTH_THREADS, HttpService, Limits
+from fastfax.service.http import AUTH_THREADS, HttpService, Limits
 from fastfax.service.model import Event, EventKind, JobState, from_wire
 from fastfax.service.rights import ALL_RIGHTS
 from fastfax.service.server import Service
@@ -106,32 +106,6 @@ def _closed_by_server(sock: socket.socket, within: float = T) -> bytes:
 
 
 # -- the idle flood -----------------------------------------------------------------------
-
-
-class Daemon:
-    def __init__(self, spool: str, *extra: str) -> None:
-        code = "import sys; from fastfax.service.http import serve_main; sys.exit(serve_main())"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", code, "--spool", spool, "--port", "0", *extra],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        line = self.proc.stdout.readline()
-        if not line.startswith("listening on "):
-            self.proc.kill()
-            raise AssertionError(f"daemon did not start: {line!r} {self.proc.stderr.read()}")
-        self.url = line.split()[-1]
-        with open(os.path.join(spool, ADMIN_TOKEN_FILE)) as fh:
-            self.token = fh.read().strip()
-
-    def threads(self) -> int:
-        return len(os.listdir(f"/proc/{self.proc.pid}/task"))
-
-    def stop(self) -> tuple[int, str]:
-        self.proc.send_signal(signal.SIGTERM)
-        _, err = self.proc.communicate(timeout=T)
-        return self.proc.returncode, err
 
 
 def _metric(url: str, headers: dict, name: str) -> float:

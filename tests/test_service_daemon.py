@@ -7,52 +7,21 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import signal
 import subprocess
 import sys
 import urllib.parse
 
 import numpy as np
 import pytest
-from service_helpers import make_spool, only_sender, spool_store, text_pages
+from service_helpers import Daemon, make_spool, only_sender, spool_store, text_pages
 
 from fastfax import tiff
 from fastfax.client import connect
 from fastfax.document.branding import HEADER_MM
 from fastfax.service.errors import AuthenticationError, RequestTooLarge
-from fastfax.service.http import ADMIN_TOKEN_FILE
 from fastfax.service.model import EventKind, JobState
 
 T = 30
-
-
-class Daemon:
-    """``python -c 'serve_main(...)'`` on a spool, port chosen by the OS."""
-
-    def __init__(self, spool: str, *extra: str) -> None:
-        code = "import sys; from fastfax.service.http import serve_main; sys.exit(serve_main())"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", code, "--spool", spool, "--port", "0", *extra],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        line = self.proc.stdout.readline()
-        if not line.startswith("listening on "):
-            self.proc.kill()
-            raise AssertionError(f"daemon did not start: {line!r} {self.proc.stderr.read()}")
-        self.url = line.split()[-1]
-        with open(os.path.join(spool, ADMIN_TOKEN_FILE)) as fh:
-            self.token = fh.read().strip()
-
-    def stop(self) -> tuple[int, str]:
-        self.proc.send_signal(signal.SIGTERM)
-        _, err = self.proc.communicate(timeout=T)
-        return self.proc.returncode, err
-
-    def kill(self) -> None:
-        self.proc.kill()  # SIGKILL
-        self.proc.communicate(timeout=T)
 
 
 @pytest.fixture
