@@ -693,7 +693,7 @@ def _cpu_list(text: str) -> list[int]:
         raise ConfigError(f"--cpus takes CPU numbers separated by commas, got {text!r}") from None
 
 
-def pin_cpus(cpus: Sequence[int] | None) -> None:
+def _pin_cpus(cpus: Sequence[int] | None) -> None:
     """Keep this process's threads on ``cpus`` (CPU numbers; None: leave them be). Call
     it before starting threads: only the calling thread and those it starts later are
     moved. The service's threads take turns holding Python's interpreter lock, so a
@@ -782,7 +782,7 @@ def serve_main(argv: Sequence[str] | None = None) -> int:
             raise ConfigError("a key needs its certificate ([http] certificate, --certificate)")
         plain_ok = args.allow_plain_http or getattr(settings, "allow_plain_http", False)
         check_plain_http(host, certificate is not None, plain_ok)
-        pin_cpus(_cpu_list(args.cpus) if args.cpus is not None else settings.cpus)
+        _pin_cpus(_cpu_list(args.cpus) if args.cpus is not None else settings.cpus)
         service = Service(spool, settings, store=args.store)
     except FaxError as exc:
         return refuse(exc)
