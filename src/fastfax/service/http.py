@@ -738,7 +738,8 @@ def serve_main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--cpus",
-        help="comma-separated CPU numbers the daemon may run on (default: [cpus], else any)",
+        help="comma-separated CPU numbers the daemon may run on (default: the TOML's cpus,"
+        " else any)",
     )
     parser.add_argument("--log-level", default="INFO", help="Python logging level for stderr")
     parser.add_argument(
