@@ -21,7 +21,8 @@ pixel with the page SpanDSP sent.
 
 Run: ``python -m pytest bench/test_sip_load.py -s`` (issue 13's run: 200 calls at 200
 calls/s, T.38 in real time; ``FASTFAX_SIP_CALLS``, ``FASTFAX_SIP_RATE`` and
-``FASTFAX_SIP_SPEED`` change them). A short version runs in tests/test_sip_peers.py.
+``FASTFAX_SIP_SPEED`` change them; ``FASTFAX_SIP_CPUS`` is the daemon's ``--cpus``). A
+short version runs in tests/test_sip_peers.py.
 On two shared cores a speed-up overloads the daemon's one event loop with 200 calls
 (T.30's timers shrink with it): at speed 10 most faxes failed on T.30 timeouts.
 """
@@ -56,6 +57,7 @@ from t38peer import PeerUnavailable, T38Peer, build  # noqa: E402
 CALLS = int(os.environ.get("FASTFAX_SIP_CALLS", "200"))
 RATE = float(os.environ.get("FASTFAX_SIP_RATE", "200"))
 SPEED = float(os.environ.get("FASTFAX_SIP_SPEED", "1"))
+CPUS = os.environ.get("FASTFAX_SIP_CPUS")
 
 pytestmark = pytest.mark.skipif(shutil.which("sipp") is None,
                                 reason="sipp not installed (apt install sip-tester)")
@@ -78,6 +80,8 @@ class Daemon:
     def __init__(self, config: Path, spool: Path, log: Path) -> None:
         self.command = ["fastfax", "serve", "--config", str(config), "--spool", str(spool),
                         "--port", "0", "--log-level", "WARNING"]
+        if CPUS:
+            self.command += ["--cpus", CPUS]
         with open(log, "wb") as err:
             self.proc = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=err,
                                          text=True)
