@@ -36,13 +36,11 @@ them), else as ``sip:<number>@<gateway>``, else at ``domain``; a SIP URI given d
 (retried), 404/484/604 ``BAD_ADDRESS`` (never retried), 408/480 and no answer in
 ``setup_timeout`` ``NO_ANSWER`` (retried), 488/606 to our T.38 offer ``NOT_FAX_CALL``
 ("far end refused T.38", ``Outcome.refused``: not retried), 401/403/407 after our
-credentials ``CALL_BLACKLISTED`` ("refused by trunk", not retried: of the service's
-states the only one for a call that is refused and must not be retried without being a
-bad number). The outcome's cause is
-the SIP cause's text with the status, e.g. "refused by trunk (403)"; the result's T.30
-cause names it too (``BUSY``, ``BAD_ADDRESS``, ``NO_ANSWER``, ``NO_T38``, ``REFUSED``).
-Every bad field is a
-:class:`~fastfax.errors.ConfigError` naming it; the password never appears in one.
+credentials ``CALL_BLACKLISTED`` ("refused by trunk", not retried). The outcome's cause
+is the SIP cause's text with the status, e.g. "refused by trunk (403)"; the result's
+T.30 cause names it too (``BUSY``, ``BAD_ADDRESS``, ``NO_ANSWER``, ``NO_T38``,
+``REFUSED``). Every bad field is a :class:`~fastfax.errors.ConfigError` naming it; the
+password never appears in one.
 """
 
 from __future__ import annotations
