@@ -246,11 +246,27 @@ class Node:
         self.proc.communicate(timeout=60)
 
     def stop(self) -> int:
-        """SIGTERM (calls in progress are put back): the exit status."""
+        """SIGTERM (calls in progress are put back): the exit status. A node that has
+        not stopped after a minute is killed, its threads' stacks in the error."""
         assert self.proc is not None
         self.proc.send_signal(signal.SIGTERM)
-        self.proc.communicate(timeout=60)
+        try:
+            self.proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            stacks = self.stacks()
+            self.kill()
+            raise AssertionError(f"node {self.index} did not stop:\n{stacks}") from None
         return self.proc.returncode
+
+    def stacks(self) -> str:
+        """What every thread of the running node is doing (``fastfax serve`` writes its
+        stacks to its log on SIGUSR2): the log's end once they are written."""
+        if not self.alive():
+            return "(not running)"
+        before = len(self.log())
+        self.proc.send_signal(signal.SIGUSR2)
+        time.sleep(1.0)
+        return self.log()[before:][-12000:]
 
     def log(self) -> str:
         try:
@@ -348,7 +364,8 @@ class Jobs:
             if why:
                 states = [dict(r) for r in self.conn.execute(
                     "SELECT type, state, COUNT(*) AS n FROM jobs GROUP BY type, state")]
-                tails = "\n".join(f"-- node {n.index}:\n{n.log()[-2000:]}" for n in nodes)
+                tails = "\n".join(f"-- node {n.index}:\n{n.log()[-2000:]}\n{n.stacks()}"
+                                  for n in nodes)  # fmt: skip
                 raise AssertionError(f"{why}: {got} of {want} jobs match {where!r}; "
                                      f"jobs: {states}\n{tails}")  # fmt: skip
             time.sleep(0.2)

@@ -41,6 +41,7 @@ from cluster_helpers import (
 )
 
 from fastfax.client import connect
+from fastfax.service.store.postgresql import NET_TIMEOUT
 
 T = 90
 #: Claim lease of the nodes, seconds (the service's default is 30).
@@ -125,7 +126,11 @@ def test_a_node_cut_off_from_the_database_is_fenced_out_and_rejoins(tmp_path, po
         cut_at = time.time()
         inflight = {r["id"]: r for r in jobs.rows(on_b)}  # B's calls, as seen from outside
         assert inflight
-        jobs.wait("type = 'send' AND state = 'completed'", 16, T, [a, b])  # A alone
+        # A alone; what B's cut-off session holds (a job row, the event log's lock) is
+        # released when the server ends it (NET_TIMEOUT idle in its transaction), and
+        # B's calls are A's to take once their leases ran out
+        jobs.wait("type = 'send' AND state = 'completed'", 16, T, [a, b],
+                  stall=NET_TIMEOUT + LEASE + 20)  # fmt: skip
         during = jobs.rows("type = 'send'")
         relay.resume()
         resumed_at = time.time()
@@ -238,7 +243,11 @@ def test_a_node_cut_off_inside_a_transaction_does_not_stall_the_others(tmp_path,
                   T, [a, b])  # fmt: skip
         # B's outcome of a call: the fenced UPDATE of its job, inside a transaction
         assert relay.cut_after(b"(state = 'inprogress' AND fence = ").wait(T)
-        jobs.wait("type = 'send' AND state = 'completed'", 16, T, [a, b])  # A alone
+        # A alone; what B's cut-off session holds (a job row, the event log's lock) is
+        # released when the server ends it (NET_TIMEOUT idle in its transaction), and
+        # B's calls are A's to take once their leases ran out
+        jobs.wait("type = 'send' AND state = 'completed'", 16, T, [a, b],
+                  stall=NET_TIMEOUT + LEASE + 20)  # fmt: skip
         during = {r["id"]: r for r in jobs.rows("type = 'send'")}
         relay.resume()
         time.sleep(LEASE)  # B's late statements arrive; its renewal finds its claims gone

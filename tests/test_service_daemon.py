@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import signal
 import subprocess
 import sys
 import urllib.parse
@@ -294,3 +295,18 @@ def test_serve_keeps_every_thread_on_the_cpus_it_is_given(spool, tmp_path):
             timeout=T,
         )
         assert done.returncode == 2 and message in done.stderr, done.stderr
+
+
+def test_serve_writes_every_threads_stack_on_sigusr2(spool):
+    """SIGUSR2: each thread's stack goes to stderr (the log) and the daemon goes on."""
+    daemon = Daemon(spool)
+    try:
+        daemon.proc.send_signal(signal.SIGUSR2)
+        with connect(daemon.url, token=daemon.token, timeout=T) as server:
+            assert server.ports()  # still answering
+        code, err = daemon.stop()
+    finally:
+        if daemon.proc.poll() is None:
+            daemon.kill()
+    assert code == 0
+    assert err.count("Thread 0x") >= 4 and "scheduler.py" in err and "http.py" in err

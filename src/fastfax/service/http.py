@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures
+import faulthandler
 import json
 import logging
 import os
@@ -720,7 +721,7 @@ def serve_main(argv: Sequence[str] | None = None) -> int:
     """``fastfax serve [--config FILE] [--spool DIR] [--store URL] [--host H] [--port N]
     [--certificate PEM --key PEM] [--allow-plain-http] [--cpus N,...]``: run the daemon
     until SIGINT or SIGTERM (calls in progress finish, or are put back for the next start).
-    Prints ``listening on URL`` once ready."""
+    Prints ``listening on URL`` once ready. SIGUSR2 writes every thread's stack to stderr."""
     parser = argparse.ArgumentParser(prog="fastfax serve", description="Run the fax service.")
     parser.add_argument("--config", help="TOML file: [http], [configuration], [[devices]]")
     parser.add_argument("--spool", help="spool directory (default: $FASTFAX_SPOOL or ~/.local/...)")
@@ -793,6 +794,8 @@ def serve_main(argv: Sequence[str] | None = None) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    if hasattr(signal, "SIGUSR2"):  # what every thread is doing, into the log (a hang)
+        faulthandler.register(signal.SIGUSR2, file=sys.stderr, all_threads=True)
     try:
         admin = ensure_admin(service)
         if admin:
