@@ -516,3 +516,53 @@ def test_a_call_with_parameters_negotiated_in_sdp():
     sent, got, tx, rx = asyncio.run(main())
     assert sent.ok and got.ok and got.pages == sent_pages
     assert tx.stats.udptl.malformed == rx.stats.udptl.malformed == 0
+
+
+class _StuckClock:
+    """A terminal whose deadline stays due when polled (as a line clock's rounding can
+    leave it) until it has been polled ``polls`` times, then done."""
+
+    started = True
+
+    def __init__(self, polls: int, due: float) -> None:
+        self.polls, self.due, self.seen = polls, due, []
+        self.result = "over"
+
+    @property
+    def done(self) -> bool:
+        return len(self.seen) >= self.polls
+
+    @property
+    def next_deadline(self) -> float:
+        return self.due
+
+    def poll(self, now: float) -> list:
+        self.seen.append(now)
+        return []
+
+
+def test_a_deadline_that_stays_due_does_not_hold_the_loop():
+    """The shared timer polls an endpoint whose deadline stays due once a loop pass:
+    the loop runs between the polls (before, one timer callback polled it without end,
+    holding the interpreter: a test hung for ten minutes)."""
+    passes = [0]
+
+    async def main() -> list[int]:
+        loop = asyncio.get_running_loop()
+
+        def count() -> None:  # one a loop pass
+            passes[0] += 1
+            loop.call_soon(count)
+
+        count()
+        terminal = _StuckClock(50, loop.time())
+        endpoint = T38Endpoint(terminal, peer=("127.0.0.1", 9))  # type: ignore[arg-type]
+        seen: list[int] = []
+        poll = terminal.poll
+        terminal.poll = lambda now: (seen.append(passes[0]), poll(now))[1]  # type: ignore[method-assign]
+        endpoint._service()
+        assert await asyncio.wait_for(endpoint.wait(), 10) == "over"
+        return seen
+
+    seen = asyncio.run(main())
+    assert len(seen) == 50 and len(set(seen)) >= 25  # (one pass polled them all before)

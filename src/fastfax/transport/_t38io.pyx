@@ -391,11 +391,15 @@ cdef class Deadlines:
     earliest deadline of the first bucket; when it fires, every bucket whose deadlines are
     all within :data:`EARLY_S` of now is served whole, each endpoint polled at its own
     deadline. Entries are ``(when, endpoint)``; one whose ``when`` is no longer the
-    endpoint's deadline is stale and skipped (and purged when they pile up)."""
+    endpoint's deadline is stale and skipped (and purged when they pile up). A deadline
+    set while the timer fires (by an endpoint it woke) waits for the next firing, even
+    one already due: an endpoint whose deadline stays due (its clock's rounding, say) is
+    then polled once a loop pass, not again and again in one callback that holds the
+    interpreter and never lets the loop run."""
 
     cdef object _loop, _handle
     cdef dict _buckets, _first
-    cdef list _ticks
+    cdef list _ticks, _later
     cdef double _armed
     cdef bint _firing
     cdef Py_ssize_t _entries, _purge_at
@@ -405,24 +409,30 @@ cdef class Deadlines:
         self._buckets = {}  # tick -> [(when, endpoint), ...]
         self._first = {}  # the earliest deadline of each bucket
         self._ticks = []
+        self._later = []  # (when, endpoint) set while firing
         self._armed = _INF  # the tick the timer is set for
         self._entries = 0
         self._purge_at = 4096
 
     cdef int add(self, EndpointCore endpoint, double when) except -1:
-        cdef long long tick = <long long>ceil(when * C_TICKS_PER_S)
-        cdef list bucket = self._buckets.get(tick)
+        cdef long long tick
+        cdef list bucket
+        if self._firing:
+            self._later.append((when, endpoint))
+            return 0
+        tick = <long long>ceil(when * C_TICKS_PER_S)
+        bucket = self._buckets.get(tick)
         if bucket is None:
             self._buckets[tick] = [(when, endpoint)]
             self._first[tick] = when
             heappush(self._ticks, tick)
-            if tick < self._armed and not self._firing:
+            if tick < self._armed:
                 self._arm(tick)
         else:
             bucket.append((when, endpoint))
             if when < <double>self._first[tick]:
                 self._first[tick] = when
-                if tick == self._armed and not self._firing:
+                if tick == self._armed:
                     self._arm(tick)
         self._entries += 1
         if self._entries > self._purge_at:
@@ -443,10 +453,9 @@ cdef class Deadlines:
         heapify(self._ticks)
         self._entries = sum([len(b) for b in buckets.values()])
         self._purge_at = max(4096, 4 * self._entries)
-        if not self._firing:
-            self._armed = _INF
-            if self._ticks:
-                self._arm(self._ticks[0])
+        self._armed = _INF
+        if self._ticks:
+            self._arm(self._ticks[0])
         return 0
 
     cdef int _arm(self, tick) except -1:
@@ -482,6 +491,9 @@ cdef class Deadlines:
                         endpoint.wake(when if when > now else now)
         finally:
             self._firing = False
+            later, self._later = self._later, []
+            for entry in later:
+                self.add(<EndpointCore>entry[1], entry[0])
             if self._ticks:
                 self._arm(self._ticks[0])
 
