@@ -782,3 +782,25 @@ def test_frame_extra_bits_counts_stuffed_zeros():
                      for _ in range(rng.randrange(1, 300))) for _ in range(500)]  # fmt: skip
     for frame in frames:
         assert frame_extra_bits(frame) == stuffed(frame) + 16 + 3 + 16, frame.hex()
+
+
+@pytest.mark.parametrize("speed", [1.0, 1000.0])
+def test_polled_at_its_deadline_a_terminal_moves_on_on_a_clock_up_for_long(speed):
+    """Polled at :attr:`next_deadline` (caller's seconds) a terminal acts: the next
+    deadline is later. With the caller's clock at 17,000 s (a machine up for hours) and
+    the line 1,000 times faster, a deadline converted to caller's time and back used to
+    come out a hair early one time in five, and the terminal, polled, did nothing and
+    asked again for the same moment, for ever."""
+    t0 = 17_000.123456
+    rx = T38Terminal(create(calling=False), params=T38Params(version=0), speed=speed)
+    rx.start(t0)
+    now, polls = t0, 0
+    while not rx.done and polls < 2000:
+        rx.poll(now)
+        polls += 1
+        nxt = rx.next_deadline
+        if nxt is None:
+            break
+        assert nxt > now, (polls, nxt, now)
+        now = nxt
+    assert rx.done or polls == 2000

@@ -15,6 +15,7 @@ without going back to the script.
 from collections import deque
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from libc.math cimport fabs
 
 from ..errors import T38Error
 from ..t30.events import (
@@ -427,13 +428,16 @@ cdef class TerminalCore:
         return t
 
     cdef int _advance(self, double now) except -1:
-        cdef double line_now, t_tx, t_timer, t_idle, t_max, t, limit
-        # A deadline handed out as caller's time may convert back a hair early.
-        line_now = (now - self._t0) * self.speed + 1e-9
+        cdef double line_now, t_tx, t_timer, t_idle, t_max, t, limit, slack
+        # A deadline handed out as caller's time may convert back a hair early: by a few
+        # units in the last place of ``now`` (loop seconds: a large number on a machine
+        # up for hours) times the speed-up, besides 1 ns of line time.
+        slack = 1e-9 + fabs(now) * 1e-15 * self.speed
+        line_now = (now - self._t0) * self.speed + slack
         if line_now < self._quiet:
             # Nothing is due before _quiet (most calls: a datagram mid-signal).
-            if line_now - 1e-9 > self._clock:
-                self._clock = line_now - 1e-9
+            if line_now - slack > self._clock:
+                self._clock = line_now - slack
             return 0
         while self._result is None:
             t_tx = self._tx_due if self._tx else _INF
@@ -463,7 +467,7 @@ cdef class TerminalCore:
                 self._pump()
             else:
                 self._cancel()
-        self._clock = max(self._clock, line_now - 1e-9)
+        self._clock = max(self._clock, line_now - slack)
         return 0
 
     # -- transmit -------------------------------------------------------------------------
