@@ -709,7 +709,7 @@ def _pin_cpus(cpus: Sequence[int] | None) -> None:
     if allowed is None:
         raise ConfigError("cpus: this system cannot pin a process to CPUs (Linux only)")
     usable = allowed(0)
-    if not cpus or set(cpus) - usable:
+    if set(cpus) - usable:
         raise ConfigError(
             f"cpus must be CPUs this process may use ({', '.join(map(str, sorted(usable)))}),"
             f" got {list(cpus)}"

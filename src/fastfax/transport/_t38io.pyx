@@ -491,11 +491,14 @@ cdef class Deadlines:
                         endpoint.wake(when if when > now else now)
         finally:
             self._firing = False
+            self._armed = -_INF  # (no timer set for each deadline put back: once, below)
             later, self._later = self._later, []
             for entry in later:
                 self.add(<EndpointCore>entry[1], entry[0])
             if self._ticks:
                 self._arm(self._ticks[0])
+            else:
+                self._armed = _INF
 
 
 cdef class EndpointCore:
