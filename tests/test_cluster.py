@@ -83,6 +83,15 @@ def two_nodes(tmp: str, postgres: object, **configuration: object) -> Iterator[
         jobs.close()
 
 
+def all_completed_by_a(jobs: Jobs, a: Node, b: Node) -> None:
+    """Until node A alone, B cut off, completed the 16 jobs of :func:`two_nodes`. What
+    B's cut-off session holds (a job row, the event log's lock) is released when the
+    server ends it (NET_TIMEOUT idle in its transaction), and B's calls are A's to take
+    once their leases ran out: no progress for that long is not yet a stall."""
+    jobs.wait("type = 'send' AND state = 'completed'", 16, T, [a, b],
+              stall=NET_TIMEOUT + LEASE + 20)  # fmt: skip
+
+
 @contextmanager
 def node_alone(tmp: str, postgres, count: int, **options) -> Iterator[tuple]:
     """One node (``Node`` ``options``) reaching the database through a relay, ``count``
@@ -126,11 +135,7 @@ def test_a_node_cut_off_from_the_database_is_fenced_out_and_rejoins(tmp_path, po
         cut_at = time.time()
         inflight = {r["id"]: r for r in jobs.rows(on_b)}  # B's calls, as seen from outside
         assert inflight
-        # A alone; what B's cut-off session holds (a job row, the event log's lock) is
-        # released when the server ends it (NET_TIMEOUT idle in its transaction), and
-        # B's calls are A's to take once their leases ran out
-        jobs.wait("type = 'send' AND state = 'completed'", 16, T, [a, b],
-                  stall=NET_TIMEOUT + LEASE + 20)  # fmt: skip
+        all_completed_by_a(jobs, a, b)
         during = jobs.rows("type = 'send'")
         relay.resume()
         resumed_at = time.time()
@@ -243,11 +248,7 @@ def test_a_node_cut_off_inside_a_transaction_does_not_stall_the_others(tmp_path,
                   T, [a, b])  # fmt: skip
         # B's outcome of a call: the fenced UPDATE of its job, inside a transaction
         assert relay.cut_after(b"(state = 'inprogress' AND fence = ").wait(T)
-        # A alone; what B's cut-off session holds (a job row, the event log's lock) is
-        # released when the server ends it (NET_TIMEOUT idle in its transaction), and
-        # B's calls are A's to take once their leases ran out
-        jobs.wait("type = 'send' AND state = 'completed'", 16, T, [a, b],
-                  stall=NET_TIMEOUT + LEASE + 20)  # fmt: skip
+        all_completed_by_a(jobs, a, b)
         during = {r["id"]: r for r in jobs.rows("type = 'send'")}
         relay.resume()
         time.sleep(LEASE)  # B's late statements arrive; its renewal finds its claims gone

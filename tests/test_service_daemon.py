@@ -271,7 +271,7 @@ def test_serve_keeps_every_thread_on_the_cpus_it_is_given(spool, tmp_path):
             only_sender(server, "lp/1")
             job = server.send(text_pages(1), to="200")
             assert job.wait(T).state is JobState.COMPLETED
-        assert len(os.listdir(f"/proc/{daemon.proc.pid}/task")) > 3
+        assert daemon.threads() > 3
         assert allowed(daemon.proc.pid) == {str(cpu)}
     finally:
         daemon.stop()

@@ -520,12 +520,13 @@ def test_a_call_with_parameters_negotiated_in_sdp():
 
 class _StuckClock:
     """A terminal whose deadline stays due when polled (as a line clock's rounding can
-    leave it) until it has been polled ``polls`` times, then done."""
+    leave it) until it has been polled ``polls`` times, then done; ``seen``: what
+    ``mark()`` said at each poll."""
 
     started = True
 
-    def __init__(self, polls: int, due: float) -> None:
-        self.polls, self.due, self.seen = polls, due, []
+    def __init__(self, polls: int, due: float, mark) -> None:  # noqa: ANN001
+        self.polls, self.due, self.mark, self.seen = polls, due, mark, []
         self.result = "over"
 
     @property
@@ -537,7 +538,7 @@ class _StuckClock:
         return self.due
 
     def poll(self, now: float) -> list:
-        self.seen.append(now)
+        self.seen.append(self.mark())
         return []
 
 
@@ -555,14 +556,11 @@ def test_a_deadline_that_stays_due_does_not_hold_the_loop():
             loop.call_soon(count)
 
         count()
-        terminal = _StuckClock(50, loop.time())
+        terminal = _StuckClock(50, loop.time(), lambda: passes[0])
         endpoint = T38Endpoint(terminal, peer=("127.0.0.1", 9))  # type: ignore[arg-type]
-        seen: list[int] = []
-        poll = terminal.poll
-        terminal.poll = lambda now: (seen.append(passes[0]), poll(now))[1]  # type: ignore[method-assign]
         endpoint._service()
         assert await asyncio.wait_for(endpoint.wait(), 10) == "over"
-        return seen
+        return terminal.seen
 
     seen = asyncio.run(main())
     assert len(seen) == 50 and len(set(seen)) >= 25  # (one pass polled them all before)
